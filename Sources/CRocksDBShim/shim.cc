@@ -1,0 +1,42 @@
+// See include/CRocksDBShim.h for why each function exists.
+#include "CRocksDBShim.h"
+
+#include <cstring>
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/snapshot.h>
+
+// These mirror the C API's private wrapper structs (rocksdb/db/c.cc, 7.8):
+// each holds exactly one pointer to the C++ object.
+struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
+struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
+
+extern "C" uint64_t sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot) {
+  return snapshot->rep->GetSequenceNumber();
+}
+
+extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer,
+                                          size_t capacity, size_t max_entries,
+                                          size_t *used, size_t *needed) {
+  rocksdb::Iterator *it = iter->rep;
+  size_t count = 0, offset = 0;
+  *needed = 0;
+  while (count < max_entries && it->Valid()) {
+    rocksdb::Slice k = it->key(), v = it->value();
+    size_t size = 8 + k.size() + v.size();
+    if (offset + size > capacity) {
+      if (count == 0) *needed = size;
+      break;
+    }
+    uint32_t kl = static_cast<uint32_t>(k.size()), vl = static_cast<uint32_t>(v.size());
+    std::memcpy(buffer + offset, &kl, 4);
+    std::memcpy(buffer + offset + 4, &vl, 4);
+    std::memcpy(buffer + offset + 8, k.data(), k.size());
+    std::memcpy(buffer + offset + 8 + k.size(), v.data(), v.size());
+    offset += size;
+    ++count;
+    it->Next();
+  }
+  *used = offset;
+  return count;
+}

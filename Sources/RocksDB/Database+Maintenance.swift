@@ -1,0 +1,100 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CRocksDB
+
+extension Database {
+    /// The sequence number of the last write.
+    public func latestSequenceNumber() throws -> UInt64 {
+        try withHandle { rocksdb_get_latest_sequence_number($0) }
+    }
+
+    /// A string property such as `"rocksdb.stats"`; nil when unknown.
+    public func property(_ name: String, in family: ColumnFamily? = nil) throws -> String? {
+        try withHandle(family) { db, cf in
+            guard let value = rocksdb_property_value_cf(db, cf, name) else { return nil }
+            defer { rocksdb_free(value) }
+            return String(cString: value)
+        }
+    }
+
+    /// An integer property such as `"rocksdb.estimate-num-keys"`; nil when unknown.
+    public func integerProperty(_ name: String, in family: ColumnFamily? = nil) throws -> UInt64? {
+        try withHandle(family) { db, cf in
+            var value: UInt64 = 0
+            return rocksdb_property_int_cf(db, cf, name, &value) == 0 ? value : nil
+        }
+    }
+
+    /// RocksDB's statistics dump; nil unless ``Options/enableStatistics()`` was set.
+    public func statistics() -> String? {
+        guard let options = core.options.first else { return nil }
+        guard let text = rocksdb_options_statistics_get_string(options.pointer) else { return nil }
+        defer { rocksdb_free(text) }
+        return String(cString: text)
+    }
+
+    /// Approximate on-disk bytes of the keys in `[begin, end)`, memtables included.
+    public func approximateSize(from begin: [UInt8], to end: [UInt8], in family: ColumnFamily? = nil) throws -> UInt64 {
+        try withHandle(family) { db, cf in
+            var size: UInt64 = 0
+            try begin.withUnsafeBytes { b in
+                try end.withUnsafeBytes { e in
+                    var starts: [UnsafePointer<CChar>?] = [b.cPointer]
+                    var startSizes = [b.count]
+                    var limits: [UnsafePointer<CChar>?] = [e.cPointer]
+                    var limitSizes = [e.count]
+                    try withStatus {
+                        rocksdb_approximate_sizes_cf(db, cf, 1, &starts, &startSizes, &limits, &limitSizes, &size, $0)
+                    }
+                }
+            }
+            return size
+        }
+    }
+
+    /// Flushes the memtables of `family` (nil: the default family) to table files.
+    public func flush(_ family: ColumnFamily? = nil, wait: Bool = true) throws {
+        let options = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(options) }
+        rocksdb_flushoptions_set_wait(options, wait ? 1 : 0)
+        try withHandle(family) { db, cf in try withStatus { rocksdb_flush_cf(db, options, cf, $0) } }
+    }
+
+    /// Flushes the write-ahead log (and syncs it when `sync`).
+    public func flushWAL(sync: Bool) throws {
+        try withHandle { db in try withStatus { rocksdb_flush_wal(db, sync ? 1 : 0, $0) } }
+    }
+
+    /// Compacts the keys in `[begin, end)` of `family` (nil bounds: the whole range),
+    /// running compaction filters on every entry and forcing the bottommost level.
+    public func compactRange(_ family: ColumnFamily? = nil, from begin: [UInt8]? = nil, to end: [UInt8]? = nil) throws {
+        let options = rocksdb_compactoptions_create()!
+        defer { rocksdb_compactoptions_destroy(options) }
+        rocksdb_compactoptions_set_bottommost_level_compaction(options, 2)  // kForce
+        try withHandle(family) { db, cf in
+            func call(_ b: UnsafeRawBufferPointer?, _ e: UnsafeRawBufferPointer?) {
+                rocksdb_compact_range_cf_opt(db, cf, options, b?.cPointer, b?.count ?? 0, e?.cPointer, e?.count ?? 0)
+            }
+            switch (begin, end) {
+            case let (b?, e?): b.withUnsafeBytes { bb in e.withUnsafeBytes { ee in call(bb, ee) } }
+            case let (b?, nil): b.withUnsafeBytes { call($0, nil) }
+            case let (nil, e?): e.withUnsafeBytes { call(nil, $0) }
+            case (nil, nil): call(nil, nil)
+            }
+        }
+    }
+
+    /// Deletes table files whose keys all lie in `[begin, end)` (RocksDB's DeleteFilesInRange).
+    public func deleteFiles(from begin: [UInt8], to end: [UInt8], in family: ColumnFamily? = nil) throws {
+        try withHandle(family) { db, cf in
+            try begin.withUnsafeBytes { b in
+                try end.withUnsafeBytes { e in
+                    try withStatus { rocksdb_delete_file_in_range_cf(db, cf, b.cPointer, b.count, e.cPointer, e.count, $0) }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CRocksDB
+
+extension Database {
+    // MARK: Writes
+
+    /// Stores `value` under `key`.
+    ///
+    /// - parameters:
+    ///   - family: the column family; nil for the default one.
+    ///   - options: nil for ``defaultWriteOptions``.
+    @inlinable
+    public func put(_ key: some ContiguousBytes, _ value: some ContiguousBytes, in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
+        try key.withUnsafeBytes { k in
+            try value.withUnsafeBytes { v in try putRaw(k, v, family, options) }
+        }
+    }
+
+    /// Stores `value` under `key` (UTF-8).
+    public func put(_ key: String, _ value: String, in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
+        try put(Array(key.utf8), Array(value.utf8), in: family, options: options)
+    }
+
+    @usableFromInline
+    func putRaw(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: WriteOptions?) throws {
+        let writeOptions = (options ?? defaultWriteOptions).pointer
+        try withHandle(family) { db, cf in
+            try withStatus {
+                rocksdb_put_cf(db, writeOptions, cf, key.cPointer, key.count, value.cPointer, value.count, $0)
+            }
+        }
+    }
+
+    /// Removes `key` (no error when absent).
+    @inlinable
+    public func delete(_ key: some ContiguousBytes, in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
+        try key.withUnsafeBytes { k in try deleteRaw(k, family, options) }
+    }
+
+    @usableFromInline
+    func deleteRaw(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: WriteOptions?) throws {
+        let writeOptions = (options ?? defaultWriteOptions).pointer
+        try withHandle(family) { db, cf in
+            try withStatus { rocksdb_delete_cf(db, writeOptions, cf, key.cPointer, key.count, $0) }
+        }
+    }
+
+    /// Removes every key in `[begin, end)`.
+    public func deleteRange(from begin: some ContiguousBytes, to end: some ContiguousBytes, in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
+        let writeOptions = (options ?? defaultWriteOptions).pointer
+        try begin.withUnsafeBytes { b in
+            try end.withUnsafeBytes { e in
+                try withHandle(family) { db, cf in
+                    try withStatus { rocksdb_delete_range_cf(db, writeOptions, cf, b.cPointer, b.count, e.cPointer, e.count, $0) }
+                }
+            }
+        }
+    }
+
+    /// Applies every operation of `batch` atomically.
+    public func write(_ batch: WriteBatch, options: WriteOptions? = nil) throws {
+        let writeOptions = (options ?? defaultWriteOptions).pointer
+        try withHandle { db in
+            try withStatus { rocksdb_write(db, writeOptions, batch.pointer, $0) }
+        }
+    }
+
+    // MARK: Reads
+
+    /// The value stored under `key`, copied; nil when absent.
+    @inlinable
+    public func get(_ key: some ContiguousBytes, in family: ColumnFamily? = nil, options: ReadOptions? = nil) throws -> [UInt8]? {
+        try key.withUnsafeBytes { k in
+            try withValueRaw(k, family, options) { [UInt8]($0) }
+        }
+    }
+
+    /// The value stored under `key` (UTF-8), copied; nil when absent.
+    public func get(_ key: String, in family: ColumnFamily? = nil, options: ReadOptions? = nil) throws -> [UInt8]? {
+        try get(Array(key.utf8), in: family, options: options)
+    }
+
+    /// Reads the value stored under `key` without copying it: `body` sees
+    /// RocksDB's pinned buffer, which must not escape the closure.
+    ///
+    /// - returns: `body`'s result, or nil when the key is absent.
+    @inlinable
+    public func withValue<R>(forKey key: some ContiguousBytes, in family: ColumnFamily? = nil, options: ReadOptions? = nil,
+                             _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        try key.withUnsafeBytes { k in try withValueRaw(k, family, options, body) }
+    }
+
+    @usableFromInline
+    func withValueRaw<R>(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: ReadOptions?,
+                         _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        let readOptions = (options ?? defaultReadOptions).pointer
+        return try withHandle(family) { db, cf in
+            let pinned = try withStatus { rocksdb_get_pinned_cf(db, readOptions, cf, key.cPointer, key.count, $0) }
+            guard let pinned else { return nil }
+            defer { rocksdb_pinnableslice_destroy(pinned) }
+            var length = 0
+            let data = rocksdb_pinnableslice_value(pinned, &length)
+            return try body(UnsafeRawBufferPointer(start: data, count: length))
+        }
+    }
+
+    /// Values of several keys of one column family in one call (RocksDB's
+    /// batched MultiGet); nil where a key is absent.
+    public func multiGet<Key: ContiguousBytes>(_ keys: [Key], in family: ColumnFamily? = nil, options: ReadOptions? = nil) throws -> [[UInt8]?] {
+        if keys.isEmpty { return [] }
+        let readOptions = (options ?? defaultReadOptions).pointer
+        // Copy the keys into one buffer so their pointers stay valid for the call.
+        var flat: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(keys.count)
+        for key in keys {
+            key.withUnsafeBytes { b in
+                let start = flat.count
+                flat.append(contentsOf: b)
+                ranges.append(start..<flat.count)
+            }
+        }
+        return try flat.withUnsafeBufferPointer { base in
+            let keyPointers: [UnsafePointer<CChar>?] = ranges.map {
+                UnsafeRawPointer(base.baseAddress! + $0.lowerBound).assumingMemoryBound(to: CChar.self)
+            }
+            let sizes = ranges.map { $0.count }
+            var values = [OpaquePointer?](repeating: nil, count: keys.count)
+            var errors = [UnsafeMutablePointer<CChar>?](repeating: nil, count: keys.count)
+            try withHandle(family) { db, cf in
+                keyPointers.withUnsafeBufferPointer { kp in
+                    sizes.withUnsafeBufferPointer { sp in
+                        rocksdb_batched_multi_get_cf(db, readOptions, cf, keys.count, kp.baseAddress, sp.baseAddress, &values, &errors, false)
+                    }
+                }
+            }
+            defer { values.forEach { if let v = $0 { rocksdb_pinnableslice_destroy(v) } } }
+            var firstError: RocksDBError?
+            for case let error? in errors {
+                if firstError == nil { firstError = RocksDBError(statusMessage: String(cString: error)) }
+                rocksdb_free(error)
+            }
+            if let firstError { throw firstError }
+            return values.map { value in
+                guard let value else { return nil }
+                var length = 0
+                let data = rocksdb_pinnableslice_value(value, &length)
+                return [UInt8](UnsafeRawBufferPointer(start: data, count: length))
+            }
+        }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The buffer's start as the C API's `const char*` (a valid pointer even when empty).
+    @usableFromInline
+    var cPointer: UnsafePointer<CChar> {
+        if let base = baseAddress { return base.assumingMemoryBound(to: CChar.self) }
+        return emptyCString
+    }
+}
+
+@usableFromInline
+let emptyCString: UnsafePointer<CChar> = {
+    let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    p.initialize(to: 0)
+    return UnsafePointer(p)
+}()

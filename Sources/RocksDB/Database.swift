@@ -1,0 +1,284 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import CRocksDB
+
+/// An open RocksDB database.
+///
+/// Thread-safe: RocksDB's `DB` supports concurrent reads and writes from any
+/// thread, and this wrapper guards its own state with a reader-writer lock, so
+/// `Database` is `Sendable`.
+///
+/// Lifetimes: every ``ColumnFamily``, ``Snapshot`` and ``Iterator`` keeps its
+/// database alive. ``close()`` is explicit and idempotent; it destroys live
+/// iterators, then snapshots, then column family handles, then the database
+/// itself. Handles used afterwards throw ``RocksDBError/Kind/closed``.
+///
+/// ```swift
+/// let options = Options()
+/// options.createIfMissing = true
+/// let db = try Database.open(at: "/tmp/db", options: options)
+/// try db.put("hello", "world")
+/// let value = try db.get("hello")   // [UInt8]("world".utf8)
+/// try db.close()
+/// ```
+public final class Database: @unchecked Sendable {
+    let core: DatabaseCore
+    /// The path the database was opened at.
+    public let path: String
+    /// Shared by reads and writes that pass no options of their own.
+    public let defaultReadOptions: ReadOptions
+    public let defaultWriteOptions: WriteOptions
+
+    private init(core: DatabaseCore, path: String) {
+        self.core = core
+        self.path = path
+        self.defaultReadOptions = ReadOptions()
+        self.defaultWriteOptions = WriteOptions()
+    }
+
+    deinit { core.close() }
+
+    /// Names of the column families of the database at `path`.
+    ///
+    /// - throws: ``RocksDBError`` (`ioError` when there is no database there).
+    public static func listColumnFamilies(at path: String, options: Options = Options()) throws -> [String] {
+        var count = 0
+        let names = try withStatus { rocksdb_list_column_families(options.pointer, path, &count, $0) }
+        guard let names else { return [] }
+        defer { rocksdb_list_column_families_destroy(names, count) }
+        return (0..<count).map { String(cString: names[$0]!) }
+    }
+
+    /// Opens (or, with `options.createIfMissing`, creates) the database at `path`.
+    ///
+    /// - parameters:
+    ///   - options: database options, also used for every column family not given options of its own.
+    ///   - columnFamilies: options per column family name. Every existing column family must be
+    ///     opened (RocksDB's rule); when nil, all existing ones are opened with `options`.
+    /// - throws: ``RocksDBError``; ``RocksDBError/isLockHeld`` tells that another process has it open.
+    public static func open(
+        at path: String, options: Options, columnFamilies: [String: Options]? = nil
+    ) throws -> Database {
+        var families = columnFamilies ?? [:]
+        if columnFamilies == nil {
+            let existing = (try? listColumnFamilies(at: path, options: options)) ?? []
+            for name in existing { families[name] = options }
+        }
+        if families["default"] == nil { families["default"] = options }
+        let names = families.keys.sorted { $0 == "default" ? true : ($1 == "default" ? false : $0 < $1) }
+        let familyOptions = names.map { families[$0]! }
+
+        var handles = [OpaquePointer?](repeating: nil, count: names.count)
+        let cNames: [UnsafeMutablePointer<CChar>?] = names.map { strdup($0) }
+        defer { cNames.forEach { free($0) } }
+        let constNames: [UnsafePointer<CChar>?] = cNames.map { UnsafePointer($0) }
+        let db: OpaquePointer? = try constNames.withUnsafeBufferPointer { namePointers in
+            try familyOptions.map { Optional($0.pointer) }.withUnsafeBufferPointer { optionPointers in
+                try withStatus {
+                    rocksdb_open_column_families(
+                        options.pointer, path, Int32(names.count),
+                        namePointers.baseAddress, optionPointers.baseAddress, &handles, $0)
+                }
+            }
+        }
+        guard let db else { throw RocksDBError(kind: .unknown, message: "open returned no database") }
+        var slots: [String: ColumnFamilySlot] = [:]
+        for (index, name) in names.enumerated() {
+            slots[name] = ColumnFamilySlot(handle: handles[index]!)
+        }
+        var retained = [options]
+        retained.append(contentsOf: familyOptions)
+        let core = DatabaseCore(handle: db, columnFamilies: slots, options: retained)
+        return Database(core: core, path: path)
+    }
+
+    /// Closes the database: destroys live iterators, snapshots and column family
+    /// handles, then the database. Idempotent; safe while other threads hold
+    /// handles (their later calls throw ``RocksDBError/Kind/closed``).
+    public func close() { core.close() }
+
+    /// True until ``close()``.
+    public var isOpen: Bool { core.lock.withReadLock { core.handle != nil } }
+
+    // MARK: Column families
+
+    /// The default column family.
+    public var defaultColumnFamily: ColumnFamily {
+        get throws { try columnFamily(named: "default") }
+    }
+
+    /// The open column family named `name`.
+    ///
+    /// - throws: ``RocksDBError`` `.notFound` when there is none, `.closed` after `close()`.
+    public func columnFamily(named name: String) throws -> ColumnFamily {
+        try core.lock.withReadLock {
+            guard core.handle != nil else { throw RocksDBError.closed("database \(path)") }
+            guard let slot = core.registry.withLock({ core.columnFamilies[name] }), let handle = slot.handle else {
+                throw RocksDBError(kind: .notFound, message: "NotFound: column family '\(name)'")
+            }
+            return ColumnFamily(database: self, name: name, id: rocksdb_column_family_handle_get_id(handle), slot: slot)
+        }
+    }
+
+    /// Names of the open column families.
+    public var columnFamilyNames: [String] {
+        core.registry.withLock { core.columnFamilies.keys.sorted() }
+    }
+
+    /// Creates a column family.
+    ///
+    /// - throws: ``RocksDBError`` `.invalidArgument` when it exists.
+    @discardableResult
+    public func createColumnFamily(named name: String, options: Options? = nil) throws -> ColumnFamily {
+        let options = options ?? core.options[0]
+        let slot: ColumnFamilySlot = try core.lock.withReadLock {
+            guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
+            if core.registry.withLock({ core.columnFamilies[name] }) != nil {
+                throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(name)' already exists")
+            }
+            let handle = try withStatus { rocksdb_create_column_family(db, options.pointer, name, $0) }!
+            let slot = ColumnFamilySlot(handle: handle)
+            core.registry.withLock {
+                core.columnFamilies[name] = slot
+                core.options.append(options)
+            }
+            return slot
+        }
+        return try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)
+    }
+
+    /// Drops a column family and its data. Handles to it throw `.closed` afterwards.
+    public func dropColumnFamily(named name: String) throws {
+        // Exclusive: no call may be using the handle while it is destroyed.
+        try core.lock.withWriteLock {
+            guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
+            guard let slot = core.registry.withLock({ core.columnFamilies[name] }), let handle = slot.handle else {
+                throw RocksDBError(kind: .notFound, message: "NotFound: column family '\(name)'")
+            }
+            try withStatus { rocksdb_drop_column_family(db, handle, $0) }
+            rocksdb_column_family_handle_destroy(handle)
+            slot.handle = nil
+            _ = core.registry.withLock { core.columnFamilies.removeValue(forKey: name) }
+        }
+    }
+
+    // MARK: Internal access
+
+    /// Runs `body` with the database pointer under the shared lock.
+    @usableFromInline
+    func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
+        try core.lock.withReadLock {
+            guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
+            return try body(handle)
+        }
+    }
+
+    /// Runs `body` with the database and column family pointers under the shared lock.
+    @usableFromInline
+    func withHandle<R>(_ family: ColumnFamily?, _ body: (OpaquePointer, OpaquePointer) throws -> R) throws -> R {
+        try core.lock.withReadLock {
+            guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
+            let familyHandle: OpaquePointer
+            if let family {
+                guard family.database === self else {
+                    throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(family.name)' belongs to another database")
+                }
+                guard let h = family.slot.handle else { throw RocksDBError.closed("column family '\(family.name)'") }
+                familyHandle = h
+            } else {
+                guard let h = core.defaultFamilyHandle else { throw RocksDBError.closed("database \(path)") }
+                familyHandle = h
+            }
+            return try body(handle, familyHandle)
+        }
+    }
+}
+
+/// The C handle of a column family; nil once the family is dropped or the database closed.
+final class ColumnFamilySlot: @unchecked Sendable {
+    // Written only under the database's exclusive lock.
+    var handle: OpaquePointer?
+    init(handle: OpaquePointer) { self.handle = handle }
+
+    func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
+        guard let handle else { throw RocksDBError.closed("column family") }
+        return try body(handle)
+    }
+}
+
+/// The C handle of an iterator or snapshot, registered with its database so
+/// `close()` can destroy it first.
+final class ChildSlot: @unchecked Sendable {
+    enum Kind { case iterator, snapshot }
+    let kind: Kind
+    // Written only under the database's exclusive lock, or by the owner's deinit under the shared lock
+    // (the owner is the only other user).
+    var pointer: OpaquePointer?
+    init(kind: Kind, pointer: OpaquePointer) { self.kind = kind; self.pointer = pointer }
+}
+
+/// The state behind a ``Database``: its C handle, column family handles, live
+/// children and the options it must outlive.
+final class DatabaseCore: @unchecked Sendable {
+    let lock = ReadWriteLock()
+    /// Guards `columnFamilies`, `children` and `options` (mutated under the shared lock).
+    let registry = PThreadMutex()
+    var handle: OpaquePointer?
+    var columnFamilies: [String: ColumnFamilySlot]
+    var children: [ObjectIdentifier: ChildSlot] = [:]
+    var options: [Options]
+    let defaultFamilyHandle: OpaquePointer?
+
+    init(handle: OpaquePointer, columnFamilies: [String: ColumnFamilySlot], options: [Options]) {
+        self.handle = handle
+        self.columnFamilies = columnFamilies
+        self.options = options
+        self.defaultFamilyHandle = columnFamilies["default"]?.handle
+    }
+
+    func register(_ slot: ChildSlot) {
+        registry.withLock { children[ObjectIdentifier(slot)] = slot }
+    }
+
+    /// Destroys a child's C object unless `close()` already did.
+    func release(_ slot: ChildSlot) {
+        lock.withReadLock {
+            registry.withLock { _ = children.removeValue(forKey: ObjectIdentifier(slot)) }
+            guard let pointer = slot.pointer, let db = handle else { return }
+            switch slot.kind {
+            case .iterator: rocksdb_iter_destroy(pointer)
+            case .snapshot: rocksdb_release_snapshot(db, pointer)
+            }
+            slot.pointer = nil
+        }
+    }
+
+    func close() {
+        lock.withWriteLock {
+            guard let db = handle else { return }
+            let live = registry.withLock { Array(children.values) }
+            for slot in live where slot.kind == .iterator {
+                if let p = slot.pointer { rocksdb_iter_destroy(p) }
+                slot.pointer = nil
+            }
+            for slot in live where slot.kind == .snapshot {
+                if let p = slot.pointer { rocksdb_release_snapshot(db, p) }
+                slot.pointer = nil
+            }
+            for slot in registry.withLock({ Array(columnFamilies.values) }) {
+                if let h = slot.handle { rocksdb_column_family_handle_destroy(h) }
+                slot.handle = nil
+            }
+            rocksdb_close(db)
+            handle = nil
+            registry.withLock { children.removeAll() }
+            // `options` are released with this core, after the database is gone.
+        }
+    }
+}

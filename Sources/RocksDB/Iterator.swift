@@ -1,0 +1,155 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CRocksDB
+import CRocksDBShim
+
+/// An ordered cursor over one column family.
+///
+/// Owns its read options (and so their bounds and snapshot) and keeps its
+/// database alive. Not `Sendable`: RocksDB iterators are single-threaded.
+/// Destroyed on deinit, or by the database's `close()`; later calls then throw
+/// ``RocksDBError/Kind/closed``.
+///
+/// ```swift
+/// let it = try db.makeIterator(in: family, lowerBound: Array("a".utf8), upperBound: Array("b".utf8))
+/// it.seekToFirst()
+/// while it.isValid { print(it.key, it.value); it.next() }
+/// try it.checkStatus()
+/// ```
+public final class Iterator {
+    public let database: Database
+    public let readOptions: ReadOptions
+    let slot: ChildSlot
+    // Valid only while `slot.pointer` is; every use goes through `withPointer`.
+
+    init(database: Database, family: ColumnFamily?, readOptions: ReadOptions) throws {
+        self.database = database
+        self.readOptions = readOptions
+        let pointer = try database.withHandle(family) { db, cf in
+            rocksdb_create_iterator_cf(db, readOptions.pointer, cf)!
+        }
+        slot = ChildSlot(kind: .iterator, pointer: pointer)
+        database.core.register(slot)
+    }
+
+    deinit { database.core.release(slot) }
+
+    @inline(__always)
+    func withPointer<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
+        try database.core.lock.withReadLock {
+            guard let pointer = slot.pointer else { throw RocksDBError.closed("iterator") }
+            return try body(pointer)
+        }
+    }
+
+    /// True when positioned on an entry. False after `close()`.
+    public var isValid: Bool { (try? withPointer { rocksdb_iter_valid($0) != 0 }) ?? false }
+
+    public func seekToFirst() { try? withPointer { rocksdb_iter_seek_to_first($0) } }
+    public func seekToLast() { try? withPointer { rocksdb_iter_seek_to_last($0) } }
+
+    /// Positions at the first key at or after `target`.
+    public func seek(to target: some ContiguousBytes) {
+        target.withUnsafeBytes { t in try? withPointer { rocksdb_iter_seek($0, t.cPointer, t.count) } }
+    }
+
+    /// Positions at the last key at or before `target`.
+    public func seek(forPrev target: some ContiguousBytes) {
+        target.withUnsafeBytes { t in try? withPointer { rocksdb_iter_seek_for_prev($0, t.cPointer, t.count) } }
+    }
+
+    public func next() { try? withPointer { rocksdb_iter_next($0) } }
+    public func previous() { try? withPointer { rocksdb_iter_prev($0) } }
+
+    /// The current key, copied (empty when not valid).
+    public var key: [UInt8] { (try? withKey { [UInt8]($0) }) ?? [] }
+    /// The current value, copied (empty when not valid).
+    public var value: [UInt8] { (try? withValue { [UInt8]($0) }) ?? [] }
+
+    /// Calls `body` with the current key in RocksDB's buffer (must not escape).
+    public func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try withPointer { p in
+            var length = 0
+            let data = rocksdb_iter_key(p, &length)
+            return try body(UnsafeRawBufferPointer(start: data, count: length))
+        }
+    }
+
+    /// Calls `body` with the current value in RocksDB's buffer (must not escape).
+    public func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try withPointer { p in
+            var length = 0
+            let data = rocksdb_iter_value(p, &length)
+            return try body(UnsafeRawBufferPointer(start: data, count: length))
+        }
+    }
+
+    /// Throws the error that ended iteration, if any (e.g. a corrupted block).
+    public func checkStatus() throws {
+        try withPointer { p in try withStatus { rocksdb_iter_get_error(p, $0) } }
+    }
+
+    /// Visits entries from the current position onwards, copying them into
+    /// `buffer` in batches so a scan costs one C call per batch instead of four
+    /// per entry. `body` sees each key and value in that buffer (they must not
+    /// escape) and returns false to stop. After an early stop the iterator's
+    /// position is past the stopping entry (somewhere in its batch): seek again
+    /// before reusing it.
+    ///
+    /// - throws: ``RocksDBError`` when iteration fails, or what `body` throws.
+    public func forEach(batchBytes: Int = 64 << 10, maxBatchEntries: Int = 1024,
+                        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        var capacity = batchBytes
+        var buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+        defer { buffer.deallocate() }
+        while true {
+            var used = 0, needed = 0
+            let count = try withPointer { p in
+                sharddb_iter_next_batch(p, buffer.assumingMemoryBound(to: CChar.self), capacity, maxBatchEntries, &used, &needed)
+            }
+            if count == 0 {
+                if needed > 0 {  // one entry larger than the buffer: grow and retry
+                    buffer.deallocate()
+                    capacity = needed
+                    buffer = .allocate(byteCount: capacity, alignment: 8)
+                    continue
+                }
+                break
+            }
+            var offset = 0
+            for _ in 0..<count {
+                let keyLength = Int(buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+                let valueLength = Int(buffer.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+                let key = UnsafeRawBufferPointer(start: buffer + offset + 8, count: keyLength)
+                let value = UnsafeRawBufferPointer(start: buffer + offset + 8 + keyLength, count: valueLength)
+                offset += 8 + keyLength + valueLength
+                if try !body(key, value) { return }
+            }
+        }
+        try checkStatus()
+    }
+}
+
+extension Database {
+    /// A new iterator over `family` with its own read options.
+    ///
+    /// - parameters:
+    ///   - lowerBound: first key visited (inclusive); nil for none.
+    ///   - upperBound: iteration stops before this key (exclusive); nil for none.
+    ///   - snapshot: read as of this snapshot; nil for the current state.
+    public func makeIterator(in family: ColumnFamily? = nil, lowerBound: [UInt8]? = nil, upperBound: [UInt8]? = nil,
+                             snapshot: Snapshot? = nil, fillCache: Bool = true) throws -> Iterator {
+        let options = ReadOptions(fillCache: fillCache)
+        options.setBounds(lower: lowerBound, upper: upperBound)
+        try options.setSnapshot(snapshot)
+        return try Iterator(database: self, family: family, readOptions: options)
+    }
+
+    /// A new iterator reading with `readOptions` (which it retains).
+    public func makeIterator(in family: ColumnFamily? = nil, readOptions: ReadOptions) throws -> Iterator {
+        try Iterator(database: self, family: family, readOptions: readOptions)
+    }
+}

@@ -1,0 +1,264 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CRocksDB
+
+/// Database and column-family options (`rocksdb_options_t`).
+///
+/// Typed setters cover the common options; ``apply(optionsString:)`` passes any
+/// other option by RocksDB's own name through its options-string parser:
+///
+/// ```swift
+/// let options = Options()
+/// options.createIfMissing = true
+/// try options.apply(optionsString: "periodic_compaction_seconds=3600;max_subcompactions=2")
+/// ```
+///
+/// An `Options` object is retained by every database opened with it, so the C
+/// object (and any compaction filter set on it) outlives the database.
+public final class Options: @unchecked Sendable {
+    // Mutated only before open; RocksDB copies what it needs at open time.
+    private(set) var pointer: OpaquePointer
+    private var tableOptions: OpaquePointer?
+    private var blockCache: OpaquePointer?
+    private var compactionFilter: CompactionFilterBox?
+
+    public init() {
+        pointer = rocksdb_options_create()
+    }
+
+    /// A copy of `other`, including its table options, but without its
+    /// compaction filter (set one per column family).
+    public init(copying other: Options) {
+        pointer = rocksdb_options_create_copy(other.pointer)
+        rocksdb_options_set_compaction_filter(pointer, nil)
+        if let settings = other.tableSettings { setTableSettings(settings) }
+    }
+
+    deinit {
+        rocksdb_options_destroy(pointer)
+        if let tableOptions { rocksdb_block_based_options_destroy(tableOptions) }
+        if let blockCache { rocksdb_cache_destroy(blockCache) }
+    }
+
+    private var flags: (createIfMissing: Bool, createMissingColumnFamilies: Bool, errorIfExists: Bool) = (false, false, false)
+
+    /// Create the database if it does not exist (default false).
+    public var createIfMissing: Bool {
+        get { flags.createIfMissing }
+        set { flags.createIfMissing = newValue; rocksdb_options_set_create_if_missing(pointer, newValue ? 1 : 0) }
+    }
+
+    /// Create column families named at open that do not exist yet (default false).
+    public var createMissingColumnFamilies: Bool {
+        get { flags.createMissingColumnFamilies }
+        set { flags.createMissingColumnFamilies = newValue; rocksdb_options_set_create_missing_column_families(pointer, newValue ? 1 : 0) }
+    }
+
+    /// Fail to open if the database already exists (default false).
+    public var errorIfExists: Bool {
+        get { flags.errorIfExists }
+        set { flags.errorIfExists = newValue; rocksdb_options_set_error_if_exists(pointer, newValue ? 1 : 0) }
+    }
+
+    /// Size of one memtable before it is flushed, in bytes.
+    public func setWriteBufferSize(_ bytes: Int) { rocksdb_options_set_write_buffer_size(pointer, bytes) }
+    /// Most memtables kept in memory per column family.
+    public func setMaxWriteBufferNumber(_ count: Int) { rocksdb_options_set_max_write_buffer_number(pointer, Int32(count)) }
+    /// Background flush and compaction threads.
+    public func setMaxBackgroundJobs(_ count: Int) { rocksdb_options_set_max_background_jobs(pointer, Int32(count)) }
+    /// RocksDB's `IncreaseParallelism`: a thread pool sized for `threads` cores.
+    public func increaseParallelism(_ threads: Int) { rocksdb_options_increase_parallelism(pointer, Int32(threads)) }
+    /// Most open table files (-1: unlimited).
+    public func setMaxOpenFiles(_ count: Int) { rocksdb_options_set_max_open_files(pointer, Int32(count)) }
+    /// Keep archived WAL files this long so changelog readers can tail them.
+    public func setWALTTLSeconds(_ seconds: UInt64) { rocksdb_options_set_WAL_ttl_seconds(pointer, seconds) }
+    /// Keep at most this much archived WAL.
+    public func setWALSizeLimitMB(_ megabytes: UInt64) { rocksdb_options_set_WAL_size_limit_MB(pointer, megabytes) }
+    /// Collect statistics (read them with ``Database/statistics``).
+    public func enableStatistics() { rocksdb_options_enable_statistics(pointer) }
+    /// Sync WAL writes to disk only in bulk (bytes); 0 disables.
+    public func setWALBytesPerSync(_ bytes: UInt64) { rocksdb_options_set_wal_bytes_per_sync(pointer, bytes) }
+
+    /// Block compression for every level.
+    public func setCompression(_ compression: Compression) {
+        rocksdb_options_set_compression(pointer, compression.rawValue)
+    }
+
+    /// Table (block-based) settings. The block cache is created here and
+    /// freed with these options.
+    public struct TableSettings: Sendable, Equatable {
+        /// LRU block cache capacity in bytes; 0 disables the block cache.
+        public var blockCacheBytes: Int
+        /// Bloom filter bits per key; 0 disables the filter.
+        public var bloomBitsPerKey: Double
+        /// Uncompressed data block size.
+        public var blockSize: Int
+
+        public init(blockCacheBytes: Int = 8 << 20, bloomBitsPerKey: Double = 0, blockSize: Int = 4096) {
+            self.blockCacheBytes = blockCacheBytes
+            self.bloomBitsPerKey = bloomBitsPerKey
+            self.blockSize = blockSize
+        }
+    }
+
+    public private(set) var tableSettings: TableSettings?
+
+    public func setTableSettings(_ settings: TableSettings) {
+        let table = rocksdb_block_based_options_create()!
+        rocksdb_block_based_options_set_block_size(table, settings.blockSize)
+        var cache: OpaquePointer? = nil
+        if settings.blockCacheBytes > 0 {
+            cache = rocksdb_cache_create_lru(settings.blockCacheBytes)
+            rocksdb_block_based_options_set_block_cache(table, cache)
+        } else {
+            rocksdb_block_based_options_set_no_block_cache(table, 1)
+        }
+        if settings.bloomBitsPerKey > 0 {
+            rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom(settings.bloomBitsPerKey))
+        }
+        rocksdb_options_set_block_based_table_factory(pointer, table)
+        if let tableOptions { rocksdb_block_based_options_destroy(tableOptions) }
+        if let blockCache { rocksdb_cache_destroy(blockCache) }
+        tableOptions = table
+        blockCache = cache
+        tableSettings = settings
+    }
+
+    /// Sets any option by RocksDB's name, e.g. `"periodic_compaction_seconds=3600;max_subcompactions=2"`.
+    ///
+    /// - throws: ``RocksDBError`` (`invalidArgument`) for an unknown option or a malformed value;
+    ///   the options are unchanged then.
+    public func apply(optionsString: String) throws {
+        let result = rocksdb_options_create()!
+        do {
+            try withStatus { rocksdb_get_options_from_string(pointer, optionsString, result, $0) }
+        } catch {
+            rocksdb_options_destroy(result)
+            throw error
+        }
+        // The parsed copy keeps the table factory and compaction filter of `pointer`.
+        rocksdb_options_destroy(pointer)
+        pointer = result
+    }
+
+    /// Sets the compaction filter; the options keep it alive for as long as they live.
+    public func setCompactionFilter(_ filter: CompactionFilter) {
+        let box = CompactionFilterBox(filter)
+        rocksdb_options_set_compaction_filter(pointer, box.pointer)
+        compactionFilter = box
+    }
+}
+
+/// Block compression algorithms (RocksDB's `CompressionType`).
+public enum Compression: Int32, Sendable, CaseIterable {
+    case none = 0, snappy = 1, zlib = 2, bzip2 = 3, lz4 = 4, lz4hc = 5, xpress = 6, zstd = 7
+
+    /// Parses db_bench's names (`none`, `snappy`, `zlib`, `bzip2`, `lz4`, `lz4hc`, `xpress`, `zstd`).
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "none", "no": self = .none
+        case "snappy": self = .snappy
+        case "zlib": self = .zlib
+        case "bzip2": self = .bzip2
+        case "lz4": self = .lz4
+        case "lz4hc": self = .lz4hc
+        case "xpress": self = .xpress
+        case "zstd": self = .zstd
+        default: return nil
+        }
+    }
+}
+
+/// Options for writes (`rocksdb_writeoptions_t`).
+public final class WriteOptions: @unchecked Sendable {
+    // Immutable after configuration; RocksDB only reads it, so one object may
+    // serve concurrent writes.
+    let pointer: OpaquePointer
+
+    /// - parameters:
+    ///   - sync: fsync the WAL before the write returns.
+    ///   - disableWAL: skip the write-ahead log (the write is lost on a crash, and
+    ///     changelog readers see a hole).
+    public init(sync: Bool = false, disableWAL: Bool = false) {
+        pointer = rocksdb_writeoptions_create()
+        self.sync = sync
+        self.disableWAL = disableWAL
+        rocksdb_writeoptions_set_sync(pointer, sync ? 1 : 0)
+        rocksdb_writeoptions_disable_WAL(pointer, disableWAL ? 1 : 0)
+    }
+
+    public let sync: Bool
+    public let disableWAL: Bool
+
+    deinit { rocksdb_writeoptions_destroy(pointer) }
+}
+
+/// Options for reads (`rocksdb_readoptions_t`). Owns copies of its iterate
+/// bounds, which must live as long as any iterator reading with them; an
+/// ``Iterator`` retains its read options for that reason.
+public final class ReadOptions: @unchecked Sendable {
+    let pointer: OpaquePointer
+    private var lowerBound: UnsafeMutableRawBufferPointer?
+    private var upperBound: UnsafeMutableRawBufferPointer?
+    // The snapshot must outlive reads made with these options.
+    public private(set) var snapshot: Snapshot?
+
+    public init(fillCache: Bool = true, verifyChecksums: Bool = false) {
+        pointer = rocksdb_readoptions_create()
+        rocksdb_readoptions_set_fill_cache(pointer, fillCache ? 1 : 0)
+        rocksdb_readoptions_set_verify_checksums(pointer, verifyChecksums ? 1 : 0)
+    }
+
+    deinit {
+        rocksdb_readoptions_destroy(pointer)
+        lowerBound?.deallocate()
+        upperBound?.deallocate()
+    }
+
+    /// Reads see the database as of this snapshot.
+    public func setSnapshot(_ snapshot: Snapshot?) throws {
+        if let snapshot {
+            try snapshot.withPointer { rocksdb_readoptions_set_snapshot(pointer, $0) }
+        } else {
+            rocksdb_readoptions_set_snapshot(pointer, nil)
+        }
+        self.snapshot = snapshot
+    }
+
+    /// Iterators stop before keys below `lower` (inclusive) or at/after `upper` (exclusive).
+    public func setBounds(lower: [UInt8]?, upper: [UInt8]?) {
+        lowerBound?.deallocate(); lowerBound = nil
+        upperBound?.deallocate(); upperBound = nil
+        if let lower {
+            let copy = Self.copy(lower)
+            lowerBound = copy
+            rocksdb_readoptions_set_iterate_lower_bound(pointer, copy.baseAddress?.assumingMemoryBound(to: CChar.self), copy.count)
+        } else {
+            rocksdb_readoptions_set_iterate_lower_bound(pointer, nil, 0)
+        }
+        if let upper {
+            let copy = Self.copy(upper)
+            upperBound = copy
+            rocksdb_readoptions_set_iterate_upper_bound(pointer, copy.baseAddress?.assumingMemoryBound(to: CChar.self), copy.count)
+        } else {
+            rocksdb_readoptions_set_iterate_upper_bound(pointer, nil, 0)
+        }
+    }
+
+    /// Read ahead this many bytes on iterator scans (0: RocksDB's default).
+    public func setReadaheadSize(_ bytes: Int) { rocksdb_readoptions_set_readahead_size(pointer, bytes) }
+
+    /// Skip the memtable and block cache fill for bulk scans.
+    public func setTailing(_ tailing: Bool) { rocksdb_readoptions_set_tailing(pointer, tailing ? 1 : 0) }
+
+    private static func copy(_ bytes: some ContiguousBytes) -> UnsafeMutableRawBufferPointer {
+        bytes.withUnsafeBytes { source in
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 1)
+            if source.count > 0 { copy.copyMemory(from: source) }
+            return UnsafeMutableRawBufferPointer(rebasing: copy[0..<source.count])
+        }
+    }
+}

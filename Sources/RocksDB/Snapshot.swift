@@ -1,0 +1,44 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import CRocksDB
+import CRocksDBShim
+
+/// A consistent point-in-time view of a database. Reads made with a
+/// ``ReadOptions`` set to this snapshot see the database as it was when the
+/// snapshot was taken. Released on deinit, or by the database's `close()`.
+public final class Snapshot: @unchecked Sendable {
+    // A snapshot is immutable; RocksDB allows using it from any thread.
+    public let database: Database
+    let slot: ChildSlot
+    /// The sequence number the snapshot reads at: every write with a sequence
+    /// number at or below it is visible, none above.
+    public let sequenceNumber: UInt64
+
+    init(database: Database) throws {
+        self.database = database
+        let pointer = try database.withHandle { rocksdb_create_snapshot($0) }!
+        sequenceNumber = sharddb_snapshot_sequence_number(pointer)
+        slot = ChildSlot(kind: .snapshot, pointer: pointer)
+        database.core.register(slot)
+    }
+
+    deinit { database.core.release(slot) }
+
+    /// Releases the snapshot now rather than at deinit.
+    public func release() { database.core.release(slot) }
+
+    func withPointer<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
+        try database.core.lock.withReadLock {
+            guard let pointer = slot.pointer else { throw RocksDBError.closed("snapshot") }
+            return try body(pointer)
+        }
+    }
+}
+
+extension Database {
+    /// Takes a snapshot of the current state.
+    public func snapshot() throws -> Snapshot { try Snapshot(database: self) }
+}
