@@ -1,0 +1,118 @@
+import RocksDB
+
+/// A shard of an open engine: its descriptor, column family and expiry filter.
+final class Shard: @unchecked Sendable {
+    // Immutable; a change to a shard builds a new `Shard` and a new routing table.
+    let descriptor: ShardDescriptor
+    let family: ColumnFamily?
+    let expiryFilter: ExpiryFilter?
+
+    init(descriptor: ShardDescriptor, family: ColumnFamily?, expiryFilter: ExpiryFilter?) {
+        self.descriptor = descriptor
+        self.family = family
+        self.expiryFilter = expiryFilter
+    }
+
+    var id: Int { descriptor.id }
+    var isActive: Bool { descriptor.state == .active }
+
+    func with(_ descriptor: ShardDescriptor) -> Shard {
+        Shard(descriptor: descriptor, family: family, expiryFilter: expiryFilter)
+    }
+}
+
+/// Where a key lives, decided from an immutable snapshot of the shard map.
+/// Replaced as a whole (never mutated) when the shard map changes, so a reader
+/// holding one sees a consistent map.
+final class RoutingTable: @unchecked Sendable {
+    let partitioning: Partitioning
+    /// Every shard record, sorted by id.
+    let shards: [Shard]
+    /// Hash partitioning: key group -> index in `shards`, -1 when no record covers it.
+    private let keyGroupOwner: [Int32]
+    /// Range partitioning: shard indexes sorted by lower bound.
+    private let rangeOrder: [Int]
+    let keyGroups: Int?
+
+    init(partitioning: Partitioning, shards: [Shard]) {
+        self.partitioning = partitioning
+        let shards = shards.sorted { $0.id < $1.id }
+        self.shards = shards
+        switch partitioning {
+        case .hash(let k):
+            keyGroups = k
+            var owner = [Int32](repeating: -1, count: k)
+            // Active records win over moved-to records of the same key groups.
+            for pass in 0..<2 {
+                for (index, shard) in shards.enumerated() where shard.isActive == (pass == 1) {
+                    if case .keyGroups(let r) = shard.descriptor.range {
+                        for kg in max(0, r.lowerBound)..<min(k, r.upperBound) { owner[kg] = Int32(index) }
+                    }
+                }
+            }
+            keyGroupOwner = owner
+            rangeOrder = []
+        case .range:
+            keyGroups = nil
+            keyGroupOwner = []
+            rangeOrder = shards.indices.sorted { a, b in
+                let sa = shards[a], sb = shards[b]
+                if sa.isActive != sb.isActive { return sa.isActive }
+                guard case .keys(let la, _) = sa.descriptor.range, case .keys(let lb, _) = sb.descriptor.range else { return a < b }
+                return la.lexicographicallyPrecedes(lb)
+            }
+        }
+    }
+
+    var isHashed: Bool { keyGroups != nil }
+
+    func shard(id: Int) -> Shard? { shards.first { $0.id == id } }
+
+    /// The active shard holding `key` and its key group (nil under range partitioning).
+    ///
+    /// - throws: ``ShardDBError`` `.keyNotOwned`, naming the owner when a moved-to record covers the key.
+    @inline(__always)
+    func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
+        if let k = keyGroups {
+            let kg = KeyHash.keyGroup(of: key, keyGroups: k)
+            let index = Int(keyGroupOwner[kg])
+            if index >= 0, shards[index].isActive { return (shards[index], kg) }
+            throw notOwned(key, record: index >= 0 ? shards[index] : nil)
+        }
+        var fallback: Shard?
+        for index in rangeOrder {
+            let shard = shards[index]
+            guard case let .keys(lower, upper) = shard.descriptor.range else { continue }
+            if Self.compare(key, lower) >= 0, upper.map({ Self.compare(key, $0) < 0 }) ?? true {
+                if shard.isActive { return (shard, nil) }
+                if fallback == nil { fallback = shard }
+            }
+        }
+        throw notOwned(key, record: fallback)
+    }
+
+    private func notOwned(_ key: UnsafeRawBufferPointer, record: Shard?) -> ShardDBError {
+        let text = ByteText.display([UInt8](key))
+        if let record, case .moved(let to) = record.descriptor.state {
+            return ShardDBError(.keyNotOwned, "key '\(text)' is not owned here: moved to \(to)", owner: to)
+        }
+        return ShardDBError(.keyNotOwned, "key '\(text)' is not owned by any shard of this instance")
+    }
+
+    /// Byte-wise comparison of a raw buffer and an array (-1, 0, 1).
+    @inline(__always)
+    static func compare(_ a: UnsafeRawBufferPointer, _ b: [UInt8]) -> Int {
+        b.withUnsafeBytes { bb in
+            let n = min(a.count, bb.count)
+            if n > 0, let pa = a.baseAddress, let pb = bb.baseAddress {
+                let c = memcmp(pa, pb, n)
+                if c != 0 { return c < 0 ? -1 : 1 }
+            }
+            return a.count == bb.count ? 0 : (a.count < bb.count ? -1 : 1)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,182 @@
+import Foundation
+import RocksDB
+
+extension ShardEngine {
+    // MARK: Writes
+
+    /// Stores `value` under `key` in the shard that owns the key.
+    ///
+    /// - parameters:
+    ///   - ttl: how long the value lives; by default the shard's default TTL (none unless set).
+    /// - throws: ``ShardDBError``: `.invalidKey`, `.invalidValue`, `.invalidTTL`,
+    ///   `.keyNotOwned` (with the owner when known), `.closed`, `.storage`.
+    @inlinable
+    public func put(_ key: some ContiguousBytes, _ value: some ContiguousBytes, ttl: TTL = .shardDefault) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try putRaw(k, v, ttl: ttl) } }
+    }
+
+    /// Stores a UTF-8 `value` under a UTF-8 `key`.
+    public func put(_ key: String, _ value: String, ttl: TTL = .shardDefault) throws {
+        var key = key, value = value
+        try key.withUTF8 { k in try value.withUTF8 { v in try putRaw(UnsafeRawBufferPointer(k), UnsafeRawBufferPointer(v), ttl: ttl) } }
+    }
+
+    @usableFromInline
+    func putRaw(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, ttl: TTL) throws {
+        try Self.validate(key: key)
+        try Self.validate(value: value)
+        let (shard, keyGroup) = try table.locate(key)
+        let header = ValueHeader(expiresAtMilliseconds: try expiry(for: ttl, shard: shard))
+        try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+            try withStoredValue(header, value) { storedValue in
+                try storage(path) { try database.put(storedKey, storedValue, in: shard.family, options: writeOptions) }
+            }
+        }
+    }
+
+    /// Removes `key` (no error when absent).
+    ///
+    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.closed`, `.storage`.
+    @inlinable
+    public func delete(_ key: some ContiguousBytes) throws {
+        try key.withUnsafeBytes { k in try deleteRaw(k) }
+    }
+
+    public func delete(_ key: String) throws {
+        var key = key
+        try key.withUTF8 { try deleteRaw(UnsafeRawBufferPointer($0)) }
+    }
+
+    @usableFromInline
+    func deleteRaw(_ key: UnsafeRawBufferPointer) throws {
+        try Self.validate(key: key)
+        let (shard, keyGroup) = try table.locate(key)
+        try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+            try storage(path) { try database.delete(storedKey, in: shard.family, options: writeOptions) }
+        }
+    }
+
+    // MARK: Reads
+
+    /// The value stored under `key`, copied; nil when absent or expired.
+    ///
+    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.corruptedValue`, `.closed`, `.storage`.
+    @inlinable
+    public func get(_ key: some ContiguousBytes) throws -> [UInt8]? {
+        try key.withUnsafeBytes { k in try withValueRaw(k) { [UInt8]($0) } }
+    }
+
+    public func get(_ key: String) throws -> [UInt8]? {
+        var key = key
+        return try key.withUTF8 { try withValueRaw(UnsafeRawBufferPointer($0)) { [UInt8]($0) } }
+    }
+
+    /// The value under `key` decoded as UTF-8; nil when absent or expired.
+    public func getString(_ key: String) throws -> String? {
+        try get(key).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Reads the value under `key` without copying it: `body` sees RocksDB's
+    /// pinned buffer (header stripped), which must not escape the closure.
+    ///
+    /// - returns: `body`'s result; nil when the key is absent or expired.
+    @inlinable
+    public func withValue<R>(forKey key: some ContiguousBytes, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        try key.withUnsafeBytes { k in try withValueRaw(k, body) }
+    }
+
+    @usableFromInline
+    func withValueRaw<R>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        try Self.validate(key: key)
+        let (shard, keyGroup) = try table.locate(key)
+        return try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey -> R? in
+            let result: R?? = try storage(path) {
+                try database.withValue(forKey: storedKey, in: shard.family) { stored -> R? in
+                    let (header, payload) = try decodeStored(stored, key: key)
+                    if header.isExpired(at: clock.nowMilliseconds()) { return nil }
+                    return try body(payload)
+                }
+            }
+            return result ?? nil
+        }
+    }
+
+    /// Values of several keys in one call per shard; nil where a key is absent or expired.
+    ///
+    /// - throws: as ``get(_:)``; nothing is returned if any key is invalid or not owned.
+    public func multiGet<Key: ContiguousBytes>(_ keys: [Key]) throws -> [[UInt8]?] {
+        let table = self.table
+        // Group the stored keys by shard, remembering each key's position.
+        var groups: [Int: (shard: Shard, positions: [Int], keys: [[UInt8]])] = [:]
+        for (position, key) in keys.enumerated() {
+            try key.withUnsafeBytes { k in
+                try Self.validate(key: k)
+                let (shard, keyGroup) = try table.locate(k)
+                let stored = KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { [UInt8]($0) }
+                groups[shard.id, default: (shard, [], [])].positions.append(position)
+                groups[shard.id]!.keys.append(stored)
+            }
+        }
+        var results = [[UInt8]?](repeating: nil, count: keys.count)
+        let now = clock.nowMilliseconds()
+        for (_, group) in groups {
+            let values = try storage(path) { try database.multiGet(group.keys, in: group.shard.family) }
+            for (index, value) in values.enumerated() {
+                guard let value else { continue }
+                let position = group.positions[index]
+                try value.withUnsafeBytes { stored in
+                    let (header, payload) = try keys[position].withUnsafeBytes { try decodeStored(stored, key: $0) }
+                    if !header.isExpired(at: now) { results[position] = [UInt8](payload) }
+                }
+            }
+        }
+        return results
+    }
+
+    // MARK: Validation and encoding
+
+    @inline(__always)
+    static func validate(key: UnsafeRawBufferPointer) throws {
+        guard !key.isEmpty else { throw ShardDBError(.invalidKey, "keys must not be empty") }
+        guard key.count <= maxKeySize else {
+            throw ShardDBError(.invalidKey, "key of \(key.count) bytes exceeds the limit of \(maxKeySize) bytes")
+        }
+    }
+
+    @inline(__always)
+    static func validate(value: UnsafeRawBufferPointer) throws {
+        guard value.count <= maxValueSize else {
+            throw ShardDBError(.invalidValue, "value of \(value.count) bytes exceeds the limit of \(maxValueSize) bytes")
+        }
+    }
+
+    /// The absolute expiry of a write made now with `ttl` to `shard`; reads the clock only when needed.
+    @inline(__always)
+    func expiry(for ttl: TTL, shard: Shard) throws -> Int64? {
+        switch ttl {
+        case .never: return nil
+        case .shardDefault where shard.descriptor.defaultTTLSeconds == nil: return nil
+        default: return try ttl.expiry(now: clock.nowMilliseconds(), shardDefaultSeconds: shard.descriptor.defaultTTLSeconds)
+        }
+    }
+
+    /// Calls `body` with header + value in one temporary buffer.
+    @inline(__always)
+    func withStoredValue<R>(_ header: ValueHeader, _ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let headerSize = header.encodedSize
+        return try withUnsafeTemporaryAllocation(byteCount: headerSize + value.count, alignment: 1) { buffer in
+            header.encode(into: buffer)
+            if value.count > 0 {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize...]).copyMemory(from: value)
+            }
+            return try body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
+    /// Decodes a stored value, naming the key when its header is corrupt.
+    @inline(__always)
+    func decodeStored(_ stored: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) throws -> (ValueHeader, UnsafeRawBufferPointer) {
+        if let parsed = ValueHeader.parse(stored) { return parsed }
+        throw ShardDBError(.corruptedValue, "key '\(ByteText.display([UInt8](key)))': \(ValueHeader.describeCorruption(stored))")
+    }
+}

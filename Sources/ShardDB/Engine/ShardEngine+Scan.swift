@@ -1,0 +1,146 @@
+import RocksDB
+
+/// What a scan visits.
+public struct ScanRequest: Sendable {
+    /// Only this shard; nil for every active shard (in shard-id order under hash
+    /// partitioning, in key order under range partitioning).
+    public var shard: Int?
+    /// Only keys starting with these bytes.
+    public var prefix: [UInt8]?
+    /// Only keys at or after this one.
+    public var start: [UInt8]?
+    /// Only keys before this one.
+    public var end: [UInt8]?
+    /// At most this many entries.
+    public var limit: Int?
+
+    public init(shard: Int? = nil, prefix: [UInt8]? = nil, start: [UInt8]? = nil, end: [UInt8]? = nil, limit: Int? = nil) {
+        self.shard = shard
+        self.prefix = prefix
+        self.start = start
+        self.end = end
+        self.limit = limit
+    }
+}
+
+/// One entry seen by a scan. The buffers are valid only during the callback.
+public struct ScanEntry {
+    public let shard: Int
+    public let key: UnsafeRawBufferPointer
+    public let value: UnsafeRawBufferPointer
+    public let expiresAtMilliseconds: Int64?
+}
+
+extension ShardEngine {
+    /// Visits live (unexpired) entries in order, without copying them; `body`
+    /// returns false to stop.
+    ///
+    /// Order: under range partitioning, keys in byte order across shards. Under
+    /// hash partitioning, shard by shard, and within a shard by key group, then
+    /// key (a key-group prefix makes each group one contiguous range).
+    ///
+    /// - throws: ``ShardDBError``: `.shardNotFound`, `.invalidArgument` (negative limit),
+    ///   `.corruptedValue`, `.storage`, or what `body` throws.
+    public func scan(_ request: ScanRequest = ScanRequest(), _ body: (ScanEntry) throws -> Bool) throws {
+        if let limit = request.limit, limit < 0 { throw ShardDBError(.invalidArgument, "limit must not be negative") }
+        if request.limit == 0 { return }
+        let table = self.table
+        let shards: [Shard]
+        if let id = request.shard {
+            shards = [try activeShard(id)]
+        } else {
+            shards = orderedActiveShards(table)
+        }
+        // The user-key interval [lower, upper) the request selects.
+        var lower = request.start ?? []
+        var upper = request.end
+        if let prefix = request.prefix {
+            if lower.lexicographicallyPrecedes(prefix) { lower = prefix }
+            if let successor = KeyEncoding.prefixSuccessor(prefix) {
+                if upper.map({ successor.lexicographicallyPrecedes($0) }) ?? true { upper = successor }
+            }
+        }
+        if let upper, !lower.lexicographicallyPrecedes(upper) { return }
+
+        var remaining = request.limit ?? Int.max
+        let now = clock.nowMilliseconds()
+        let hashed = table.isHashed
+        func visit(_ shardID: Int, _ storedKey: UnsafeRawBufferPointer, _ stored: UnsafeRawBufferPointer) throws -> Bool {
+            let key = KeyEncoding.userKey(storedKey, hashed: hashed)
+            let (header, payload) = try self.decodeStored(stored, key: key)
+            if header.isExpired(at: now) { return true }
+            remaining -= 1
+            let keepGoing = try body(ScanEntry(shard: shardID, key: key, value: payload, expiresAtMilliseconds: header.expiresAtMilliseconds))
+            return keepGoing && remaining > 0
+        }
+
+        for shard in shards {
+            guard let family = shard.family else { continue }
+            var stop = false
+            try storage(path) {
+                switch shard.descriptor.range {
+                case .keyGroups(let groups):
+                    if lower.isEmpty && upper == nil {
+                        // Whole shard: one bounded pass, batched.
+                        let bounds = shard.descriptor.range.storedBounds
+                        let iterator = try database.makeIterator(in: family, lowerBound: bounds.lower, upperBound: bounds.upper)
+                        iterator.seekToFirst()
+                        try iterator.forEach { k, v in
+                            let more = try visit(shard.id, k, v)
+                            if !more { stop = true }
+                            return more
+                        }
+                    } else {
+                        // A key interval inside every key group: one bounded iterator per group.
+                        for kg in groups.lowerBound..<groups.upperBound where !stop {
+                            let prefix = KeyEncoding.keyGroupPrefix(kg)
+                            let iterator = try database.makeIterator(
+                                in: family, lowerBound: prefix + lower,
+                                upperBound: upper.map { prefix + $0 } ?? KeyEncoding.keyGroupPrefix(kg + 1))
+                            iterator.seekToFirst()
+                            while iterator.isValid && !stop {
+                                let more = try iterator.withKey { k in try iterator.withValue { v in try visit(shard.id, k, v) } }
+                                if !more { stop = true }
+                                iterator.next()
+                            }
+                            try iterator.checkStatus()
+                        }
+                    }
+                case let .keys(shardLower, shardUpper):
+                    let from = shardLower.lexicographicallyPrecedes(lower) ? lower : shardLower
+                    var to = shardUpper
+                    if let upper, to.map({ upper.lexicographicallyPrecedes($0) }) ?? true { to = upper }
+                    if let to, !from.lexicographicallyPrecedes(to) { return }
+                    let iterator = try database.makeIterator(in: family, lowerBound: from, upperBound: to)
+                    iterator.seekToFirst()
+                    try iterator.forEach { k, v in
+                        let more = try visit(shard.id, k, v)
+                        if !more { stop = true }
+                        return more
+                    }
+                }
+            }
+            if stop { return }
+        }
+    }
+
+    /// Copies of the entries a scan visits (use ``scan(_:_:)`` for large results).
+    public func entries(_ request: ScanRequest = ScanRequest()) throws -> [(key: [UInt8], value: [UInt8])] {
+        var result: [(key: [UInt8], value: [UInt8])] = []
+        try scan(request) { entry in
+            result.append(([UInt8](entry.key), [UInt8](entry.value)))
+            return true
+        }
+        return result
+    }
+
+    /// Active shards in scan order.
+    func orderedActiveShards(_ table: RoutingTable) -> [Shard] {
+        let active = table.shards.filter { $0.isActive && $0.family != nil }
+        guard !table.isHashed else { return active }
+        return active.sorted { a, b in
+            guard case .keys(let la, _) = a.descriptor.range, case .keys(let lb, _) = b.descriptor.range else { return a.id < b.id }
+            return la.lexicographicallyPrecedes(lb)
+        }
+    }
+}

@@ -1,0 +1,350 @@
+import Foundation
+import Logging
+import RocksDB
+import Synchronization
+
+/// A ShardDB instance: one RocksDB database whose state is split into shards,
+/// one column family per shard (`shard-<id>`), with a metadata column family
+/// (`sharddb-meta`) holding the format version, partitioning and shard map.
+///
+/// Thread-safe: RocksDB serves concurrent reads and writes, and the shard map
+/// is an immutable ``RoutingTable`` swapped under a mutex.
+///
+/// ```swift
+/// let engine = try ShardEngine.create(at: "/var/lib/app/state", shards: 4)
+/// try engine.put("user:42", "alice", ttl: .seconds(3600))
+/// let name = try engine.get("user:42").map { String(decoding: $0, as: UTF8.self) }
+/// engine.close()
+/// ```
+public final class ShardEngine: @unchecked Sendable {
+    /// Largest key accepted, in bytes.
+    public static let maxKeySize = 16 * 1024
+    /// Largest value accepted, in bytes.
+    public static let maxValueSize = 32 * 1024 * 1024
+    /// Name of the metadata column family.
+    public static let metadataFamilyName = "sharddb-meta"
+
+    /// The data directory.
+    public let path: String
+    /// This instance's id, fixed at creation.
+    public let instanceID: String
+    public let partitioning: Partitioning
+    public let options: ShardEngineOptions
+
+    let database: Database
+    let metadata: ColumnFamily
+    let clock: any ShardClock
+    let logger: Logger
+    let writeOptions: WriteOptions
+    private let routing: Mutex<RoutingTable>
+    private let closed = Atomic<Bool>(false)
+
+    private init(path: String, instanceID: String, partitioning: Partitioning, options: ShardEngineOptions,
+                 database: Database, metadata: ColumnFamily, table: RoutingTable) {
+        self.path = path
+        self.instanceID = instanceID
+        self.partitioning = partitioning
+        self.options = options
+        self.database = database
+        self.metadata = metadata
+        self.clock = options.clock
+        self.logger = options.logger
+        self.writeOptions = WriteOptions(sync: options.syncWrites)
+        self.routing = Mutex(table)
+    }
+
+    deinit { close() }
+
+    // MARK: Create and open
+
+    /// Creates a new instance in `path` (created if missing).
+    ///
+    /// - parameters:
+    ///   - shards: number of shards; 0 makes an empty instance (a migration target).
+    ///     Under range partitioning it must be 0 or `splitPoints.count + 1`.
+    ///   - partitioning: fixed for the life of the instance.
+    ///   - defaultTTLSeconds: every shard's default TTL; nil for none.
+    /// - throws: ``ShardDBError``: `.alreadyInitialized` when `path` holds an instance,
+    ///   `.notAnInstance` when it holds another RocksDB database, `.invalidArgument`,
+    ///   `.notWritable`.
+    public static func create(at path: String, shards: Int, partitioning: Partitioning = .hash(keyGroups: Partitioning.defaultKeyGroups),
+                              defaultTTLSeconds: Int64? = nil, options: ShardEngineOptions = ShardEngineOptions()) throws -> ShardEngine {
+        try partitioning.validate()
+        let descriptors = try initialShards(count: shards, partitioning: partitioning, defaultTTLSeconds: defaultTTLSeconds)
+        let files = FileManager.default
+        var isDirectory: ObjCBool = false
+        if files.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ShardDBError(.notWritable, "\(path) exists and is not a directory") }
+            if files.fileExists(atPath: path + "/CURRENT") {
+                let families = (try? Database.listColumnFamilies(at: path)) ?? []
+                if families.contains(metadataFamilyName) {
+                    throw ShardDBError(.alreadyInitialized, "\(path) already holds a ShardDB instance")
+                }
+                throw ShardDBError(.notAnInstance, "\(path) holds a RocksDB database that is not a ShardDB instance; refusing to initialize over it")
+            }
+        } else {
+            do { try files.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+                throw ShardDBError(.notWritable, "cannot create \(path): \(error.localizedDescription)")
+            }
+        }
+        guard files.isWritableFile(atPath: path) else { throw ShardDBError(.notWritable, "\(path) is not writable") }
+
+        let base = baseOptions(options)
+        base.createIfMissing = true
+        base.createMissingColumnFamilies = true
+        var families: [String: Options] = [metadataFamilyName: base]
+        var filters: [Int: ExpiryFilter] = [:]
+        for shard in descriptors {
+            let (familyOptions, filter) = shardOptions(base: base, shard: shard.id, options: options)
+            families[shard.columnFamilyName] = familyOptions
+            filters[shard.id] = filter
+        }
+        let database = try storage(path) { try Database.open(at: path, options: base, columnFamilies: families) }
+        do {
+            let instance = InstanceRecord(id: randomInstanceID(), createdAtMilliseconds: options.clock.nowMilliseconds())
+            let batch = WriteBatch()
+            let meta = try database.columnFamily(named: metadataFamilyName)
+            try batch.put(Array(MetadataKey.format.utf8), MetadataCoding.encode(FormatRecord(version: FormatRecord.current)), in: meta)
+            try batch.put(Array(MetadataKey.instance.utf8), MetadataCoding.encode(instance), in: meta)
+            try batch.put(Array(MetadataKey.partitioning.utf8), MetadataCoding.encode(PartitioningRecord(partitioning)), in: meta)
+            for shard in descriptors {
+                try batch.put(Array(MetadataKey.shard(shard.id).utf8), MetadataCoding.encode(ShardRecord(shard)), in: meta)
+            }
+            try database.write(batch, options: WriteOptions(sync: true))
+            let shardObjects = try descriptors.map {
+                Shard(descriptor: $0, family: try database.columnFamily(named: $0.columnFamilyName), expiryFilter: filters[$0.id])
+            }
+            options.logger.debug("created instance", metadata: ["path": "\(path)", "shards": "\(shards)", "partitioning": "\(partitioning)"])
+            return ShardEngine(path: path, instanceID: instance.id, partitioning: partitioning, options: options,
+                               database: database, metadata: meta,
+                               table: RoutingTable(partitioning: partitioning, shards: shardObjects))
+        } catch {
+            database.close()
+            throw ShardDBError.wrap(error, path: path)
+        }
+    }
+
+    /// Opens the instance in `path`.
+    ///
+    /// - parameters:
+    ///   - expectedPartitioning: when given, the stored partitioning must equal it.
+    /// - throws: ``ShardDBError``: `.instanceNotFound`, `.notAnInstance` (an empty directory
+    ///   or a plain RocksDB database), `.alreadyOpen`, `.corruptedMetadata`,
+    ///   `.unsupportedFormat`, `.partitioningConflict`, `.notWritable`.
+    public static func open(at path: String, expectedPartitioning: Partitioning? = nil,
+                            options: ShardEngineOptions = ShardEngineOptions()) throws -> ShardEngine {
+        let files = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard files.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ShardDBError(.instanceNotFound, "no ShardDB instance at \(path): the directory does not exist")
+        }
+        guard isDirectory.boolValue else { throw ShardDBError(.notAnInstance, "\(path) is not a directory") }
+        guard files.fileExists(atPath: path + "/CURRENT") else {
+            throw ShardDBError(.notAnInstance, "\(path) holds no ShardDB instance (run 'shardctl init' first)")
+        }
+        let families = try storage(path) { try Database.listColumnFamilies(at: path) }
+        guard families.contains(metadataFamilyName) else {
+            throw ShardDBError(.notAnInstance, "\(path) is a plain RocksDB database, not a ShardDB instance")
+        }
+        let base = baseOptions(options)
+        var familyOptions: [String: Options] = [:]
+        var filters: [Int: ExpiryFilter] = [:]
+        for name in families {
+            if let id = shardID(fromFamily: name) {
+                let (o, filter) = shardOptions(base: base, shard: id, options: options)
+                familyOptions[name] = o
+                filters[id] = filter
+            } else {
+                familyOptions[name] = base
+            }
+        }
+        let database = try storage(path) { try Database.open(at: path, options: base, columnFamilies: familyOptions) }
+        do {
+            let meta = try database.columnFamily(named: metadataFamilyName)
+            let loaded = try loadMetadata(database: database, meta: meta, path: path)
+            if let expectedPartitioning, expectedPartitioning != loaded.partitioning {
+                throw ShardDBError(.partitioningConflict,
+                    "\(path) is partitioned as \(loaded.partitioning), not \(expectedPartitioning)")
+            }
+            let shards = try loaded.shards.map { descriptor -> Shard in
+                let family = descriptor.state == .active ? try database.columnFamily(named: descriptor.columnFamilyName) : nil
+                if let filter = filters[descriptor.id] {
+                    let stats = try database.get(Array(MetadataKey.stats(descriptor.id).utf8), in: meta)
+                    if let stats {
+                        let record = try decodeMeta(ShardStatsRecord.self, stats, key: MetadataKey.stats(descriptor.id), path: path)
+                        filter.dropped.store(record.expiredDropped, ordering: .relaxed)
+                    }
+                }
+                return Shard(descriptor: descriptor, family: family, expiryFilter: filters[descriptor.id])
+            }
+            options.logger.debug("opened instance", metadata: ["path": "\(path)", "shards": "\(shards.count)"])
+            return ShardEngine(path: path, instanceID: loaded.instance.id, partitioning: loaded.partitioning, options: options,
+                               database: database, metadata: meta,
+                               table: RoutingTable(partitioning: loaded.partitioning, shards: shards))
+        } catch {
+            database.close()
+            throw ShardDBError.wrap(error, path: path)
+        }
+    }
+
+    /// Persists metrics and closes the database. Idempotent; later calls throw `.closed`.
+    public func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        do {
+            let batch = WriteBatch()
+            for shard in table.shards {
+                guard let filter = shard.expiryFilter else { continue }
+                let record = ShardStatsRecord(expiredDropped: filter.dropped.load(ordering: .relaxed))
+                try batch.put(Array(MetadataKey.stats(shard.id).utf8), MetadataCoding.encode(record), in: metadata)
+            }
+            try database.write(batch)
+        } catch {
+            logger.warning("could not save shard metrics at close", metadata: ["error": "\(error)"])
+        }
+        database.close()
+        logger.debug("closed instance", metadata: ["path": "\(path)"])
+    }
+
+    /// False after ``close()``.
+    public var isOpen: Bool { !closed.load(ordering: .acquiring) }
+
+    // MARK: Shard map
+
+    /// The current routing table (an immutable snapshot of the shard map).
+    var table: RoutingTable { routing.withLock { $0 } }
+
+    /// Replaces the routing table.
+    func setTable(_ table: RoutingTable) { routing.withLock { $0 = table } }
+
+    /// The shard map: every shard record of this instance, by id.
+    public var shardDescriptors: [ShardDescriptor] { table.shards.map(\.descriptor) }
+
+    func activeShard(_ id: Int) throws -> Shard {
+        guard let shard = table.shard(id: id), shard.isActive, shard.family != nil else {
+            throw ShardDBError(.shardNotFound, "shard \(id) does not exist on this instance")
+        }
+        return shard
+    }
+
+    // MARK: Internal
+
+    static func initialShards(count: Int, partitioning: Partitioning, defaultTTLSeconds: Int64?) throws -> [ShardDescriptor] {
+        guard count >= 0 else { throw ShardDBError(.invalidArgument, "shard count must not be negative") }
+        if let ttl = defaultTTLSeconds, ttl <= 0 || ttl > Int64.max / 1000 {
+            throw ShardDBError(.invalidTTL, "default TTL must be between 1 and \(Int64.max / 1000) seconds, got \(ttl)")
+        }
+        if count == 0 { return [] }
+        switch partitioning {
+        case .hash(let k):
+            guard count <= k else { throw ShardDBError(.invalidArgument, "cannot split \(k) key groups into \(count) shards") }
+            return (0..<count).map { i in
+                ShardDescriptor(id: i, range: .keyGroups(KeyGroupRange(i * k / count, (i + 1) * k / count)), defaultTTLSeconds: defaultTTLSeconds)
+            }
+        case .range(let splits):
+            guard count == splits.count + 1 else {
+                throw ShardDBError(.invalidArgument, "\(splits.count) split points make \(splits.count + 1) shards, not \(count)")
+            }
+            let bounds: [[UInt8]] = [[]] + splits
+            return bounds.indices.map { i in
+                ShardDescriptor(id: i, range: .keys(lower: bounds[i], upper: i + 1 < bounds.count ? bounds[i + 1] : nil),
+                                defaultTTLSeconds: defaultTTLSeconds)
+            }
+        }
+    }
+
+    static func baseOptions(_ options: ShardEngineOptions) -> Options {
+        let base = Options()
+        base.setWriteBufferSize(options.writeBufferSize)
+        base.setMaxBackgroundJobs(options.backgroundJobs)
+        base.setCompression(options.compression)
+        base.setTableSettings(options.tableSettings)
+        // Keep archived WAL files so changelog readers can tail from a snapshot's sequence.
+        base.setWALTTLSeconds(options.walRetentionSeconds)
+        if let extra = options.rocksDBOptions {
+            // Validated by the caller through `validateRocksDBOptions`; a bad string is ignored here.
+            try? base.apply(optionsString: extra)
+        }
+        return base
+    }
+
+    /// Options for one shard's column family: the base options plus that shard's expiry filter
+    /// and periodic compaction.
+    static func shardOptions(base: Options, shard: Int, options: ShardEngineOptions) -> (Options, ExpiryFilter) {
+        let familyOptions = Options(copying: base)
+        if options.periodicCompactionSeconds > 0 {
+            try? familyOptions.apply(optionsString: "periodic_compaction_seconds=\(options.periodicCompactionSeconds)")
+        }
+        let filter = ExpiryFilter(shard: shard, clock: options.clock)
+        familyOptions.setCompactionFilter(filter)
+        return (familyOptions, filter)
+    }
+
+    /// Checks an options string before an engine is opened with it.
+    public static func validateRocksDBOptions(_ text: String) throws {
+        do { try Options().apply(optionsString: text) } catch {
+            throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(text)': \(error)")
+        }
+    }
+
+    static func shardID(fromFamily name: String) -> Int? {
+        guard name.hasPrefix("shard-") else { return nil }
+        return Int(name.dropFirst(6))
+    }
+
+    static func randomInstanceID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return ByteText.hex((0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    struct LoadedMetadata {
+        var instance: InstanceRecord
+        var partitioning: Partitioning
+        var shards: [ShardDescriptor]
+    }
+
+    static func decodeMeta<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], key: String, path: String) throws -> T {
+        do { return try MetadataCoding.decode(type, bytes, key: key) } catch let error as MetadataError {
+            throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: \(error.message)")
+        }
+    }
+
+    static func loadMetadata(database: Database, meta: ColumnFamily, path: String) throws -> LoadedMetadata {
+        func record<T: Decodable>(_ key: String, _ type: T.Type) throws -> T {
+            guard let bytes = try database.get(Array(key.utf8), in: meta) else {
+                throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: record '\(key)' is missing")
+            }
+            return try decodeMeta(type, bytes, key: key, path: path)
+        }
+        let format = try record(MetadataKey.format, FormatRecord.self)
+        guard format.version == FormatRecord.current else {
+            throw ShardDBError(.unsupportedFormat, "\(path) has format version \(format.version); this ShardDB reads version \(FormatRecord.current)")
+        }
+        let instance = try record(MetadataKey.instance, InstanceRecord.self)
+        let partitioning: Partitioning
+        do { partitioning = try record(MetadataKey.partitioning, PartitioningRecord.self).decode() } catch let error as MetadataError {
+            throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: \(error.message)")
+        }
+        var shards: [ShardDescriptor] = []
+        let iterator = try database.makeIterator(in: meta, lowerBound: Array(MetadataKey.shardPrefix.utf8),
+                                                 upperBound: KeyEncoding.prefixSuccessor(Array(MetadataKey.shardPrefix.utf8)))
+        iterator.seekToFirst()
+        while iterator.isValid {
+            let key = String(decoding: iterator.key, as: UTF8.self)
+            let shardRecord = try decodeMeta(ShardRecord.self, iterator.value, key: key, path: path)
+            do { shards.append(try shardRecord.decode()) } catch let error as MetadataError {
+                throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: \(error.message)")
+            }
+            iterator.next()
+        }
+        try iterator.checkStatus()
+        for shard in shards {
+            switch (partitioning, shard.range) {
+            case let (.hash(k), .keyGroups(r)) where r.upperBound <= k: continue
+            case (.range, .keys): continue
+            default:
+                throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: shard \(shard.id) range \(shard.range) does not fit \(partitioning)")
+            }
+        }
+        return LoadedMetadata(instance: instance, partitioning: partitioning, shards: shards)
+    }
+}

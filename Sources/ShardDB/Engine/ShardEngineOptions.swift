@@ -1,0 +1,28 @@
+import Logging
+import RocksDB
+
+/// How an engine is opened: its clock, durability, and RocksDB tuning.
+public struct ShardEngineOptions: Sendable {
+    /// The time source for expiry (reads, scans, the compaction filter).
+    public var clock: any ShardClock = SystemClock()
+    /// fsync the WAL on every write.
+    public var syncWrites = false
+    /// Upper bound on how long an expired entry stays on disk in a shard nobody
+    /// writes: RocksDB's `periodic_compaction_seconds` for shard column families.
+    public var periodicCompactionSeconds: UInt64 = 24 * 3600
+    /// How long archived WAL files are kept so changelog readers can tail them.
+    public var walRetentionSeconds: UInt64 = 3600
+    /// Memtable size per column family.
+    public var writeBufferSize = 64 << 20
+    /// Block cache, bloom filter, block size (shared by every shard).
+    public var tableSettings = Options.TableSettings(blockCacheBytes: 64 << 20, bloomBitsPerKey: 10)
+    public var compression: Compression = .snappy
+    /// Background flush/compaction threads.
+    public var backgroundJobs = 2
+    /// Any other RocksDB options, by RocksDB's names (`"max_subcompactions=2;..."`), applied last.
+    public var rocksDBOptions: String?
+    /// Where the engine logs (quiet: debug level for routine events).
+    public var logger = Logger(label: "sharddb")
+
+    public init() {}
+}

@@ -1,0 +1,89 @@
+import RocksDB
+
+/// The one error type of the ShardDB engine.
+///
+/// Match on ``code``:
+///
+/// ```swift
+/// do { try engine.put("k", "v") }
+/// catch let error as ShardDBError where error.code == .keyNotOwned {
+///     print("ask \(error.owner ?? "nobody")")
+/// }
+/// ```
+public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, Equatable {
+        /// The directory does not exist (and creation was not asked for).
+        case instanceNotFound
+        /// The directory holds no ShardDB instance (empty, or a plain RocksDB database).
+        case notAnInstance
+        /// `create` on a directory that already holds an instance.
+        case alreadyInitialized
+        /// Another process (or another engine in this process) has the instance open.
+        case alreadyOpen
+        /// The directory cannot be written.
+        case notWritable
+        /// The metadata column family cannot be decoded.
+        case corruptedMetadata
+        /// A stored value's header cannot be decoded (unknown version, truncated).
+        case corruptedValue
+        /// Written by a newer ShardDB.
+        case unsupportedFormat
+        /// The partitioning asked for differs from the stored one.
+        case partitioningConflict
+        /// Empty key, or a key over ``ShardEngine/maxKeySize``.
+        case invalidKey
+        /// A value over ``ShardEngine/maxValueSize``.
+        case invalidValue
+        /// A TTL that is zero, negative, or whose expiry overflows the timestamp.
+        case invalidTTL
+        /// An argument out of its documented domain.
+        case invalidArgument
+        /// This instance does not own the key; ``ShardDBError/owner`` names the owner when known.
+        case keyNotOwned
+        /// No shard with that id on this instance.
+        case shardNotFound
+        /// The engine was closed.
+        case closed
+        /// RocksDB reported an error; ``ShardDBError/storage`` carries it.
+        case storage
+    }
+
+    public let code: Code
+    public let message: String
+    /// For ``Code/keyNotOwned``: the instance that owns the key, when known.
+    public let owner: String?
+    /// For ``Code/storage``: RocksDB's error.
+    public let storage: RocksDBError?
+
+    public init(_ code: Code, _ message: String, owner: String? = nil, storage: RocksDBError? = nil) {
+        self.code = code
+        self.message = message
+        self.owner = owner
+        self.storage = storage
+    }
+
+    public var description: String { message }
+
+    /// Wraps RocksDB's error, naming the ones ShardDB users act on.
+    static func wrap(_ error: Error, path: String) -> ShardDBError {
+        if let error = error as? ShardDBError { return error }
+        guard let rocks = error as? RocksDBError else {
+            return ShardDBError(.storage, "\(error)")
+        }
+        if rocks.isLockHeld {
+            let where_ = rocks.message.contains("current process") ? "in this process" : "in another process"
+            return ShardDBError(.alreadyOpen, "\(path) is already open \(where_)", storage: rocks)
+        }
+        if rocks.kind == .closed { return ShardDBError(.closed, "the engine at \(path) is closed", storage: rocks) }
+        if rocks.kind == .ioError && (rocks.message.contains("Permission denied") || rocks.message.contains("Read-only file system")) {
+            return ShardDBError(.notWritable, "\(path) is not writable: \(rocks.message)", storage: rocks)
+        }
+        return ShardDBError(.storage, "\(path): \(rocks.message)", storage: rocks)
+    }
+}
+
+/// Runs `body`, turning any RocksDB error into a ``ShardDBError``.
+@inline(__always)
+func storage<R>(_ path: String, _ body: () throws -> R) throws -> R {
+    do { return try body() } catch { throw ShardDBError.wrap(error, path: path) }
+}
