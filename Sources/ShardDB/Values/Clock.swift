@@ -43,6 +43,10 @@ public enum TTL: Sendable, Equatable {
     case never
     /// Expires this many milliseconds after the write.
     case milliseconds(Int64)
+    /// Expires at this absolute time (milliseconds since the Unix epoch), as
+    /// carried by exports, changelogs and migrations. A time in the past stores
+    /// an entry that is already invisible.
+    case expiresAt(Int64)
 
     /// Expires this many seconds after the write.
     public static func seconds(_ seconds: Int64) -> TTL {
@@ -57,6 +61,7 @@ public enum TTL: Sendable, Equatable {
         let milliseconds: Int64
         switch self {
         case .never: return nil
+        case .expiresAt(let at): return at
         case .shardDefault:
             guard let seconds = shardDefaultSeconds else { return nil }
             milliseconds = seconds &* 1000

@@ -1,0 +1,240 @@
+import Foundation
+import RocksDB
+import XCTest
+
+final class IteratorTests: XCTestCase {
+    private var dir: TemporaryDirectory!
+    private var db: Database!
+
+    override func setUpWithError() throws {
+        dir = TemporaryDirectory()
+        db = try openDatabase(at: dir.path("db"))
+        for key in ["a", "b", "c", "d", "e", "f"] { try db.put(key, "v" + key) }
+    }
+
+    override func tearDown() {
+        db?.close()
+        db = nil
+        dir = nil
+    }
+
+    private func forwardKeys(_ iterator: RocksDB.Iterator) -> [String] {
+        var keys: [String] = []
+        while iterator.isValid {
+            keys.append(text(iterator.key)!)
+            iterator.next()
+        }
+        return keys
+    }
+
+    private func backwardKeys(_ iterator: RocksDB.Iterator) -> [String] {
+        var keys: [String] = []
+        while iterator.isValid {
+            keys.append(text(iterator.key)!)
+            iterator.previous()
+        }
+        return keys
+    }
+
+    func testUnboundedIteration() throws {
+        let iterator = try db.makeIterator()
+        iterator.seekToFirst()
+        XCTAssertEqual(text(iterator.value), "va")
+        XCTAssertEqual(forwardKeys(iterator), ["a", "b", "c", "d", "e", "f"])
+        iterator.seekToLast()
+        XCTAssertEqual(backwardKeys(iterator), ["f", "e", "d", "c", "b", "a"])
+        try iterator.checkStatus()
+        XCTAssertFalse(iterator.isValid)
+        XCTAssertEqual(iterator.key, [])
+    }
+
+    func testBoundsWithSeekToFirstAndLast() throws {
+        let iterator = try db.makeIterator(lowerBound: bytes("b"), upperBound: bytes("e"))
+        iterator.seekToFirst()
+        XCTAssertEqual(forwardKeys(iterator), ["b", "c", "d"])
+        iterator.seekToLast()
+        XCTAssertEqual(backwardKeys(iterator), ["d", "c", "b"])
+        try iterator.checkStatus()
+    }
+
+    func testBoundsWithSeek() throws {
+        let iterator = try db.makeIterator(lowerBound: bytes("b"), upperBound: bytes("e"))
+        iterator.seek(to: bytes("c"))
+        XCTAssertEqual(forwardKeys(iterator), ["c", "d"])
+        iterator.seek(to: bytes("a"))  // below the lower bound: starts at it
+        XCTAssertEqual(text(iterator.key), "b")
+        iterator.seek(to: bytes("e"))  // the upper bound is exclusive
+        XCTAssertFalse(iterator.isValid)
+        iterator.seek(to: bytes("cc"))
+        XCTAssertEqual(text(iterator.key), "d")
+    }
+
+    func testBoundsWithSeekForPrev() throws {
+        let iterator = try db.makeIterator(lowerBound: bytes("b"), upperBound: bytes("e"))
+        iterator.seek(forPrev: bytes("c"))
+        XCTAssertEqual(backwardKeys(iterator), ["c", "b"])
+        iterator.seek(forPrev: bytes("z"))  // above the upper bound: ends below it
+        XCTAssertEqual(text(iterator.key), "d")
+        iterator.seek(forPrev: bytes("cc"))
+        XCTAssertEqual(text(iterator.key), "c")
+        iterator.seek(forPrev: bytes("a"))  // below the lower bound
+        XCTAssertFalse(iterator.isValid)
+    }
+
+    func testOnlyLowerOrOnlyUpperBound() throws {
+        let lower = try db.makeIterator(lowerBound: bytes("e"))
+        lower.seekToFirst()
+        XCTAssertEqual(forwardKeys(lower), ["e", "f"])
+        lower.seekToLast()
+        XCTAssertEqual(backwardKeys(lower), ["f", "e"])
+
+        let upper = try db.makeIterator(upperBound: bytes("b"))
+        upper.seekToLast()
+        XCTAssertEqual(backwardKeys(upper), ["a"])
+        upper.seekToFirst()
+        XCTAssertEqual(forwardKeys(upper), ["a"])
+    }
+
+    func testBoundsThatCoverNothing() throws {
+        let iterator = try db.makeIterator(lowerBound: bytes("c1"), upperBound: bytes("c2"))
+        iterator.seekToFirst()
+        XCTAssertFalse(iterator.isValid)
+        iterator.seekToLast()
+        XCTAssertFalse(iterator.isValid)
+        var visited = 0
+        try iterator.forEach { _, _ in visited += 1; return true }
+        XCTAssertEqual(visited, 0)
+    }
+
+    func testIteratorWithReadOptionsRetainsItsBounds() throws {
+        func makeIterator() throws -> RocksDB.Iterator {
+            let options = ReadOptions()
+            options.setBounds(lower: bytes("c"), upper: bytes("f"))
+            return try db.makeIterator(readOptions: options)
+        }
+        let iterator = try makeIterator()
+        // Churn the heap so a dangling bound would show.
+        for _ in 0..<100 { _ = [UInt8](repeating: 0xFF, count: 16) }
+        iterator.seekToFirst()
+        XCTAssertEqual(forwardKeys(iterator), ["c", "d", "e"])
+    }
+
+    func testIteratorSeesItsSnapshot() throws {
+        let snapshot = try db.snapshot()
+        try db.put("c", "changed")
+        try db.delete(bytes("d"))
+        try db.put("g", "vg")
+        let old = try db.makeIterator(snapshot: snapshot)
+        old.seekToFirst()
+        XCTAssertEqual(forwardKeys(old), ["a", "b", "c", "d", "e", "f"])
+        old.seek(to: bytes("c"))
+        XCTAssertEqual(text(old.value), "vc")
+
+        let current = try db.makeIterator()
+        current.seekToFirst()
+        XCTAssertEqual(forwardKeys(current), ["a", "b", "c", "e", "f", "g"])
+        current.seek(to: bytes("c"))
+        XCTAssertEqual(text(current.value), "changed")
+    }
+
+    func testIteratorInColumnFamily() throws {
+        let family = try db.createColumnFamily(named: "cf")
+        try db.put(bytes("x"), bytes("1"), in: family)
+        try db.put(bytes("y"), bytes("2"), in: family)
+        let iterator = try db.makeIterator(in: family)
+        iterator.seekToFirst()
+        XCTAssertEqual(forwardKeys(iterator), ["x", "y"])
+    }
+
+    func testWithKeyAndWithValue() throws {
+        let iterator = try db.makeIterator()
+        iterator.seek(to: bytes("d"))
+        XCTAssertEqual(try iterator.withKey { String(decoding: $0, as: UTF8.self) }, "d")
+        XCTAssertEqual(try iterator.withValue { String(decoding: $0, as: UTF8.self) }, "vd")
+    }
+
+    // MARK: forEach
+
+    func testForEachVisitsEveryEntryInOrderAcrossBatches() throws {
+        let family = try db.createColumnFamily(named: "scan")
+        var expected: [([UInt8], [UInt8])] = []
+        for i in 0..<3000 {
+            let key = bytes(String(format: "key%05d", i))
+            // Mostly small values, a few larger ones, one far larger than the batch buffer.
+            let size = i == 1500 ? 200 << 10 : (i % 97 == 0 ? 9000 : 20)
+            let value = [UInt8](repeating: UInt8(i % 251), count: size)
+            expected.append((key, value))
+        }
+        let batch = WriteBatch()
+        for (key, value) in expected { try batch.put(key, value, in: family) }
+        try db.write(batch)
+
+        for flushFirst in [false, true] {
+            if flushFirst { try db.flush(family) }
+            let iterator = try db.makeIterator(in: family)
+            iterator.seekToFirst()
+            var index = 0
+            try iterator.forEach(batchBytes: 64 << 10, maxBatchEntries: 100) { key, value in
+                XCTAssertLessThan(index, expected.count)
+                guard index < expected.count else { return false }
+                XCTAssertTrue(key.elementsEqual(expected[index].0), "key at \(index)")
+                XCTAssertEqual(value.count, expected[index].1.count, "value size at \(index)")
+                XCTAssertTrue(value.elementsEqual(expected[index].1), "value at \(index)")
+                index += 1
+                return true
+            }
+            XCTAssertEqual(index, expected.count)
+            XCTAssertFalse(iterator.isValid)
+        }
+    }
+
+    func testForEachWithOnlyOversizedValues() throws {
+        let family = try db.createColumnFamily(named: "big")
+        for i in 0..<3 {
+            try db.put(bytes("big\(i)"), [UInt8](repeating: UInt8(i), count: (200 << 10) + i), in: family)
+        }
+        let iterator = try db.makeIterator(in: family)
+        iterator.seekToFirst()
+        var sizes: [Int] = []
+        try iterator.forEach(batchBytes: 64 << 10) { key, value in
+            sizes.append(value.count)
+            XCTAssertTrue(value.allSatisfy { $0 == value[0] })
+            return true
+        }
+        XCTAssertEqual(sizes, [200 << 10, (200 << 10) + 1, (200 << 10) + 2])
+    }
+
+    func testForEachStopsEarlyWhenBodyReturnsFalse() throws {
+        let iterator = try db.makeIterator()
+        iterator.seekToFirst()
+        var keys: [String] = []
+        try iterator.forEach(batchBytes: 64, maxBatchEntries: 2) { key, _ in
+            keys.append(String(decoding: key, as: UTF8.self))
+            return keys.count < 3
+        }
+        XCTAssertEqual(keys, ["a", "b", "c"])
+
+        // From a seek, with bounds.
+        let bounded = try db.makeIterator(lowerBound: bytes("b"), upperBound: bytes("e"))
+        bounded.seek(to: bytes("c"))
+        keys = []
+        try bounded.forEach { key, _ in
+            keys.append(String(decoding: key, as: UTF8.self))
+            return true
+        }
+        XCTAssertEqual(keys, ["c", "d"])
+    }
+
+    func testForEachRethrowsBodyError() throws {
+        struct Stop: Error {}
+        let iterator = try db.makeIterator()
+        iterator.seekToFirst()
+        var visited = 0
+        XCTAssertThrowsError(try iterator.forEach { _, _ in
+            visited += 1
+            if visited == 2 { throw Stop() }
+            return true
+        }) { XCTAssertTrue($0 is Stop) }
+        XCTAssertEqual(visited, 2)
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import RocksDB
+import XCTest
+
+final class LifetimeTests: XCTestCase {
+    func testCloseWithLiveHandlesMakesLaterCallsThrowClosed() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db"), columnFamilies: ["cf"])
+        let family = try db.columnFamily(named: "cf")
+        try db.put(bytes("a"), bytes("1"), in: family)
+        try db.put("b", "2")
+        let snapshot = try db.snapshot()
+        let iterator = try db.makeIterator(in: family)
+        iterator.seekToFirst()
+        XCTAssertTrue(iterator.isValid)
+        let snapshotOptions = ReadOptions()
+        try snapshotOptions.setSnapshot(snapshot)
+
+        db.close()
+        XCTAssertFalse(db.isOpen)
+        XCTAssertFalse(family.isOpen)
+
+        // Iterator: navigation is a no-op, accessors report nothing, checked calls throw.
+        XCTAssertFalse(iterator.isValid)
+        iterator.seekToFirst()
+        iterator.next()
+        iterator.seek(to: bytes("a"))
+        XCTAssertFalse(iterator.isValid)
+        XCTAssertEqual(iterator.key, [])
+        XCTAssertEqual(iterator.value, [])
+        assertThrows(.closed, try iterator.checkStatus())
+        assertThrows(.closed, try iterator.withKey { $0.count })
+        assertThrows(.closed, try iterator.withValue { $0.count })
+        assertThrows(.closed, try iterator.forEach { _, _ in true })
+
+        // Snapshot and column family handles.
+        assertThrows(.closed, try ReadOptions().setSnapshot(snapshot))
+        assertThrows(.closed, try db.get("b", options: snapshotOptions))
+        assertThrows(.closed, try db.makeIterator(snapshot: snapshot))
+        snapshot.release()
+        assertThrows(.closed, try db.get(bytes("a"), in: family))
+        assertThrows(.closed, try db.put(bytes("a"), bytes("2"), in: family))
+        assertThrows(.closed, try db.flush(family))
+        assertThrows(.closed, try db.integerProperty("rocksdb.estimate-num-keys", in: family))
+        assertThrows(.closed, try WriteBatch().put(bytes("k"), bytes("v"), in: family))
+
+        // The database itself.
+        assertThrows(.closed, try db.get("b"))
+        assertThrows(.closed, try db.put("c", "3"))
+        assertThrows(.closed, try db.delete(bytes("b")))
+        assertThrows(.closed, try db.multiGet([bytes("b")]))
+        assertThrows(.closed, try db.write(WriteBatch()))
+        assertThrows(.closed, try db.snapshot())
+        assertThrows(.closed, try db.makeIterator())
+        assertThrows(.closed, try db.columnFamily(named: "cf"))
+        assertThrows(.closed, try db.defaultColumnFamily)
+        assertThrows(.closed, try db.createColumnFamily(named: "other"))
+        assertThrows(.closed, try db.dropColumnFamily(named: "cf"))
+        assertThrows(.closed, try db.latestSequenceNumber())
+        assertThrows(.closed, try db.compactRange())
+    }
+
+    func testCloseIsIdempotentAndReleasesTheLock() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db"))
+        try db.put("k", "v")
+        db.close()
+        db.close()
+        XCTAssertFalse(db.isOpen)
+
+        // The LOCK is free again: the same directory opens, and the data is there.
+        let reopened = try openDatabase(at: dir.path("db"))
+        XCTAssertEqual(text(try reopened.get("k")), "v")
+        reopened.close()
+        db.close()
+    }
+
+    func testHandlesDroppedAfterCloseDoNotCrash() throws {
+        let dir = TemporaryDirectory()
+        var db: Database? = try openDatabase(at: dir.path("db"))
+        var iterator: RocksDB.Iterator? = try db!.makeIterator()
+        var snapshot: Snapshot? = try db!.snapshot()
+        db!.close()
+        db = nil
+        iterator = nil
+        snapshot = nil
+        XCTAssertNil(iterator)
+        XCTAssertNil(snapshot)
+    }
+
+    /// Opens a database, fills it and returns only an iterator over it.
+    private func makeIteratorOnly(at path: String) throws -> RocksDB.Iterator {
+        let db = try openDatabase(at: path)
+        for i in 0..<10 { try db.put("key\(i)", "value\(i)") }
+        return try db.makeIterator()
+    }
+
+    func testIteratorKeepsDatabaseAlive() throws {
+        let dir = TemporaryDirectory()
+        weak var weakDB: Database?
+        var iterator: RocksDB.Iterator? = try makeIteratorOnly(at: dir.path("db"))
+        weakDB = iterator!.database
+        XCTAssertNotNil(weakDB)
+        XCTAssertTrue(weakDB!.isOpen)
+
+        var keys: [String] = []
+        iterator!.seekToFirst()
+        while iterator!.isValid {
+            keys.append(text(iterator!.key)!)
+            iterator!.next()
+        }
+        try iterator!.checkStatus()
+        XCTAssertEqual(keys, (0..<10).map { "key\($0)" })
+
+        // Dropping the last handle closes the database: it can be opened again.
+        iterator = nil
+        XCTAssertNil(weakDB)
+        let reopened = try openDatabase(at: dir.path("db"))
+        XCTAssertEqual(text(try reopened.get("key3")), "value3")
+    }
+
+    func testSnapshotKeepsDatabaseAlive() throws {
+        let dir = TemporaryDirectory()
+        func makeSnapshot() throws -> Snapshot {
+            let db = try openDatabase(at: dir.path("db"))
+            try db.put("k", "old")
+            let snapshot = try db.snapshot()
+            try db.put("k", "new")
+            return snapshot
+        }
+        weak var weakDB: Database?
+        var snapshot: Snapshot? = try makeSnapshot()
+        weakDB = snapshot!.database
+        XCTAssertTrue(weakDB?.isOpen ?? false)
+
+        let options = ReadOptions()
+        try options.setSnapshot(snapshot)
+        XCTAssertEqual(text(try snapshot!.database.get("k", options: options)), "old")
+        XCTAssertEqual(text(try snapshot!.database.get("k")), "new")
+
+        // The read options retain the snapshot too; dropping both closes the database.
+        snapshot = nil
+        XCTAssertNotNil(weakDB)
+        try options.setSnapshot(nil)
+        XCTAssertNil(weakDB)
+        let reopened = try openDatabase(at: dir.path("db"))
+        XCTAssertEqual(text(try reopened.get("k")), "new")
+    }
+
+    func testColumnFamilyKeepsDatabaseAlive() throws {
+        let dir = TemporaryDirectory()
+        func makeFamily() throws -> ColumnFamily {
+            let db = try openDatabase(at: dir.path("db"))
+            return try db.createColumnFamily(named: "cf")
+        }
+        weak var weakDB: Database?
+        var family: ColumnFamily? = try makeFamily()
+        weakDB = family!.database
+        XCTAssertTrue(family!.isOpen)
+
+        try family!.database.put(bytes("k"), bytes("v"), in: family)
+        XCTAssertEqual(text(try family!.database.get(bytes("k"), in: family)), "v")
+        XCTAssertNil(try family!.database.get(bytes("k")))
+
+        family = nil
+        XCTAssertNil(weakDB)
+        let reopened = try openDatabase(at: dir.path("db"))
+        XCTAssertEqual(reopened.columnFamilyNames, ["cf", "default"])
+        XCTAssertEqual(text(try reopened.get(bytes("k"), in: reopened.columnFamily(named: "cf"))), "v")
+    }
+
+    func testIteratorWithSnapshotKeepsWorkingAfterCallerDropsBoth() throws {
+        let dir = TemporaryDirectory()
+        func makeIterator() throws -> RocksDB.Iterator {
+            let db = try openDatabase(at: dir.path("db"))
+            try db.put("a", "1")
+            let snapshot = try db.snapshot()
+            try db.put("b", "2")
+            return try db.makeIterator(snapshot: snapshot)
+        }
+        let iterator = try makeIterator()
+        var keys: [String] = []
+        try iterator.forEach { key, _ in
+            keys.append(String(decoding: key, as: UTF8.self))
+            return true
+        }
+        // forEach starts from the current position: seek first.
+        XCTAssertEqual(keys, [])
+        iterator.seekToFirst()
+        try iterator.forEach { key, _ in
+            keys.append(String(decoding: key, as: UTF8.self))
+            return true
+        }
+        XCTAssertEqual(keys, ["a"])
+    }
+
+    func testDroppedColumnFamilyHandleThrowsClosed() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db"))
+        let family = try db.createColumnFamily(named: "cf")
+        try db.put(bytes("k"), bytes("v"), in: family)
+        let again = try db.columnFamily(named: "cf")
+        XCTAssertEqual(again.id, family.id)
+
+        try db.dropColumnFamily(named: "cf")
+        XCTAssertFalse(family.isOpen)
+        XCTAssertFalse(again.isOpen)
+        XCTAssertTrue(db.isOpen)
+        XCTAssertEqual(db.columnFamilyNames, ["default"])
+        assertThrows(.closed, try db.get(bytes("k"), in: family))
+        assertThrows(.closed, try db.put(bytes("k"), bytes("v"), in: again))
+        assertThrows(.closed, try db.makeIterator(in: family))
+        assertThrows(.closed, try WriteBatch().delete(bytes("k"), in: family))
+        assertThrows(.notFound, try db.columnFamily(named: "cf"))
+        assertThrows(.notFound, try db.dropColumnFamily(named: "cf"))
+
+        // The name can be reused; the new family is empty and the old handle stays dead.
+        let recreated = try db.createColumnFamily(named: "cf")
+        XCTAssertNotEqual(recreated.id, family.id)
+        XCTAssertNil(try db.get(bytes("k"), in: recreated))
+        assertThrows(.closed, try db.get(bytes("k"), in: family))
+        db.close()
+        XCTAssertFalse(recreated.isOpen)
+    }
+
+    func testColumnFamilyOfAnotherDatabaseIsRejected() throws {
+        let dir = TemporaryDirectory()
+        let first = try openDatabase(at: dir.path("one"), columnFamilies: ["cf"])
+        let second = try openDatabase(at: dir.path("two"), columnFamilies: ["cf"])
+        let family = try first.columnFamily(named: "cf")
+        assertThrows(.invalidArgument, try second.put(bytes("k"), bytes("v"), in: family))
+    }
+
+    func testCreateExistingColumnFamilyThrowsInvalidArgument() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db"), columnFamilies: ["cf"])
+        assertThrows(.invalidArgument, try db.createColumnFamily(named: "cf"))
+        assertThrows(.notFound, try db.columnFamily(named: "missing"))
+        XCTAssertEqual(try db.defaultColumnFamily.name, "default")
+    }
+}

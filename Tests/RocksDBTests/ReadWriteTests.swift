@@ -1,0 +1,199 @@
+import Foundation
+import RocksDB
+import XCTest
+
+final class ReadWriteTests: XCTestCase {
+    private var dir: TemporaryDirectory!
+    private var db: Database!
+
+    override func setUpWithError() throws {
+        dir = TemporaryDirectory()
+        db = try openDatabase(at: dir.path("db"))
+    }
+
+    override func tearDown() {
+        db?.close()
+        db = nil
+        dir = nil
+    }
+
+    func testPutGetAndOverwrite() throws {
+        XCTAssertNil(try db.get("k"))
+        try db.put("k", "v1")
+        XCTAssertEqual(text(try db.get("k")), "v1")
+        try db.put("k", "v2")
+        XCTAssertEqual(text(try db.get("k")), "v2")
+        // Byte keys and values, including NUL bytes and empty values.
+        let key: [UInt8] = [0, 1, 0, 255]
+        try db.put(key, [UInt8]())
+        XCTAssertEqual(try db.get(key), [])
+        try db.put(key, [0, 0, 0])
+        XCTAssertEqual(try db.get(key), [0, 0, 0])
+        // An empty key is a key like any other.
+        try db.put([UInt8](), bytes("empty key"))
+        XCTAssertEqual(text(try db.get([UInt8]())), "empty key")
+        // Foundation's Data is ContiguousBytes too.
+        try db.put(Data("data-key".utf8), Data("data-value".utf8))
+        XCTAssertEqual(text(try db.get("data-key")), "data-value")
+    }
+
+    func testWithValueReadsWithoutCopy() throws {
+        let large = [UInt8]((0..<(100 << 10)).map { UInt8($0 % 256) })
+        try db.put(bytes("large"), large)
+        try db.put("small", "abc")
+        XCTAssertEqual(try db.withValue(forKey: bytes("small")) { String(decoding: $0, as: UTF8.self) }, "abc")
+        XCTAssertEqual(try db.withValue(forKey: bytes("large")) { $0.count }, large.count)
+        XCTAssertEqual(try db.withValue(forKey: bytes("large")) { $0.elementsEqual(large) }, true)
+        // Absent: the body is not called.
+        var called = false
+        let missing: Int? = try db.withValue(forKey: bytes("missing")) { _ in called = true; return 1 }
+        XCTAssertNil(missing)
+        XCTAssertFalse(called)
+        // Also from table files, not only the memtable.
+        try db.flush()
+        XCTAssertEqual(try db.withValue(forKey: bytes("large")) { $0.elementsEqual(large) }, true)
+        // Errors thrown by the body come through.
+        struct BodyError: Error {}
+        XCTAssertThrowsError(try db.withValue(forKey: bytes("small")) { _ in throw BodyError() }) {
+            XCTAssertTrue($0 is BodyError)
+        }
+    }
+
+    func testMultiGetIncludingMissingKeys() throws {
+        let family = try db.createColumnFamily(named: "cf")
+        for i in stride(from: 0, to: 20, by: 2) {
+            try db.put(bytes("k\(i)"), bytes("v\(i)"), in: family)
+        }
+        try db.flush(family)
+        try db.put(bytes("k4"), bytes("memtable"), in: family)
+        let keys = (0..<20).map { bytes("k\($0)") } + [bytes("k0"), []]
+        let values = try db.multiGet(keys, in: family)
+        XCTAssertEqual(values.count, keys.count)
+        for i in 0..<20 {
+            let expected: String? = i == 4 ? "memtable" : (i % 2 == 0 ? "v\(i)" : nil)
+            XCTAssertEqual(text(values[i]), expected, "k\(i)")
+        }
+        XCTAssertEqual(text(values[20]), "v0")
+        XCTAssertNil(values[21])
+        XCTAssertEqual(try db.multiGet([[UInt8]](), in: family).count, 0)
+        // The default family holds none of them.
+        XCTAssertEqual(try db.multiGet(keys), [[UInt8]?](repeating: nil, count: keys.count))
+        // Only empty keys (an empty key buffer).
+        XCTAssertEqual(try db.multiGet([[UInt8](), []], in: family), [nil, nil])
+    }
+
+    func testDelete() throws {
+        try db.put("k", "v")
+        try db.delete(bytes("k"))
+        XCTAssertNil(try db.get("k"))
+        try db.delete(bytes("never-written"))  // not an error
+        let family = try db.createColumnFamily(named: "cf")
+        try db.put(bytes("k"), bytes("v"), in: family)
+        try db.put("k", "v")
+        try db.delete(bytes("k"), in: family)
+        XCTAssertNil(try db.get(bytes("k"), in: family))
+        XCTAssertEqual(text(try db.get("k")), "v")
+    }
+
+    func testDeleteRange() throws {
+        for i in 0..<100 { try db.put(String(format: "key%03d", i), "v") }
+        try db.flush()
+        try db.deleteRange(from: bytes("key010"), to: bytes("key090"))
+        XCTAssertNotNil(try db.get("key009"))
+        XCTAssertNil(try db.get("key010"))
+        XCTAssertNil(try db.get("key089"))
+        XCTAssertNotNil(try db.get("key090"))
+        let iterator = try db.makeIterator()
+        iterator.seekToFirst()
+        var count = 0
+        try iterator.forEach { _, _ in count += 1; return true }
+        XCTAssertEqual(count, 20)
+        // Writes after the range deletion are visible.
+        try db.put("key050", "back")
+        XCTAssertEqual(text(try db.get("key050")), "back")
+    }
+
+    func testEstimateNumKeysAndProperties() throws {
+        XCTAssertEqual(try db.integerProperty("rocksdb.estimate-num-keys"), 0)
+        for i in 0..<1000 { try db.put("key\(i)", "value\(i)") }
+        XCTAssertEqual(try db.integerProperty("rocksdb.estimate-num-keys"), 1000)
+        try db.flush()
+        let estimate = try XCTUnwrap(db.integerProperty("rocksdb.estimate-num-keys"))
+        XCTAssertEqual(estimate, 1000)
+        XCTAssertEqual(try db.integerProperty("rocksdb.num-files-at-level0"), 1)
+        XCTAssertNil(try db.integerProperty("rocksdb.no-such-property"))
+        XCTAssertNil(try db.property("rocksdb.no-such-property"))
+        XCTAssertNotNil(try db.property("rocksdb.stats"))
+        // Per family.
+        let family = try db.createColumnFamily(named: "cf")
+        XCTAssertEqual(try db.integerProperty("rocksdb.estimate-num-keys", in: family), 0)
+    }
+
+    func testFlushAndCompactRange() throws {
+        let family = try db.createColumnFamily(named: "cf")
+        for round in 0..<3 {
+            for i in 0..<200 { try db.put(bytes(String(format: "k%04d", i)), bytes("r\(round)"), in: family) }
+            try db.flush(family)
+        }
+        XCTAssertEqual(try db.integerProperty("rocksdb.num-files-at-level0", in: family), 3)
+        try db.deleteRange(from: bytes("k0100"), to: bytes("k0200"), in: family)
+        try db.compactRange(family)
+        XCTAssertEqual(try db.integerProperty("rocksdb.num-files-at-level0", in: family), 0)
+        XCTAssertEqual(try db.integerProperty("rocksdb.estimate-num-keys", in: family), 100)
+        XCTAssertEqual(text(try db.get(bytes("k0050"), in: family)), "r2")
+        XCTAssertNil(try db.get(bytes("k0150"), in: family))
+        XCTAssertGreaterThan(try db.approximateSize(from: bytes("k0000"), to: bytes("k9999"), in: family), 0)
+
+        // Bounded compactions of part of the range.
+        try db.compactRange(family, from: bytes("k0000"), to: bytes("k0050"))
+        try db.compactRange(family, from: bytes("k0050"))
+        try db.compactRange(family, to: bytes("k0050"))
+        try db.flush(family, wait: false)
+        try db.flushWAL(sync: true)
+        XCTAssertEqual(text(try db.get(bytes("k0099"), in: family)), "r2")
+    }
+
+    func testWriteOptions() throws {
+        try db.put("synced", "v", options: WriteOptions(sync: true))
+        try db.put("unlogged", "v", options: WriteOptions(disableWAL: true))
+        XCTAssertEqual(text(try db.get("synced")), "v")
+        XCTAssertEqual(text(try db.get("unlogged")), "v")
+    }
+
+    func testDataSurvivesReopen() throws {
+        let family = try db.createColumnFamily(named: "cf")
+        try db.put("in-wal", "1")
+        try db.put(bytes("flushed"), bytes("2"), in: family)
+        try db.flush(family)
+        db.close()
+        db = try openDatabase(at: dir.path("db"))
+        XCTAssertEqual(text(try db.get("in-wal")), "1")
+        XCTAssertEqual(text(try db.get(bytes("flushed"), in: db.columnFamily(named: "cf"))), "2")
+    }
+
+    func testStatistics() throws {
+        let statsDir = TemporaryDirectory()
+        XCTAssertNil(db.statistics())
+        let stats = try openDatabase(at: statsDir.path("db")) { $0.enableStatistics() }
+        try stats.put("k", "v")
+        XCTAssertTrue(stats.statistics()?.contains("rocksdb.") ?? false)
+    }
+
+    func testTableSettingsAndCompression() throws {
+        let other = TemporaryDirectory()
+        let settings = Options.TableSettings(blockCacheBytes: 1 << 20, bloomBitsPerKey: 10, blockSize: 8192)
+        let tuned = try openDatabase(at: other.path("db")) {
+            $0.setTableSettings(settings)
+            $0.setCompression(.none)
+            $0.setWriteBufferSize(1 << 20)
+            $0.setMaxBackgroundJobs(2)
+        }
+        for i in 0..<100 { try tuned.put("k\(i)", "v\(i)") }
+        try tuned.flush()
+        XCTAssertEqual(text(try tuned.get("k42")), "v42")
+        XCTAssertNil(try tuned.get("k100"))
+        XCTAssertEqual(Compression(name: "ZSTD"), .zstd)
+        XCTAssertNil(Compression(name: "brotli"))
+        XCTAssertEqual(Options(copying: Options()).tableSettings, nil)
+    }
+}

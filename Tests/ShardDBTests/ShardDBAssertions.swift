@@ -1,0 +1,82 @@
+import Foundation
+import ShardDB
+import XCTest
+
+/// UTF-8 bytes of a string, for keys and values.
+func bytes(_ string: String) -> [UInt8] { Array(string.utf8) }
+
+/// The UTF-8 text of bytes, for readable assertions.
+func text(_ bytes: [UInt8]?) -> String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
+
+extension ShardEngineOptions {
+    /// Small buffers and the given clock, so tests are quick and never sleep.
+    static func testing(clock: ManualClock = ManualClock()) -> ShardEngineOptions {
+        var options = ShardEngineOptions()
+        options.clock = clock
+        options.writeBufferSize = 4 << 20
+        options.tableSettings.blockCacheBytes = 4 << 20
+        options.compression = .none
+        return options
+    }
+}
+
+extension ShardEngine {
+    /// Every live entry, by key, as a full scan sees it.
+    func contents() throws -> [[UInt8]: [UInt8]] {
+        var result: [[UInt8]: [UInt8]] = [:]
+        try scan { entry in
+            result[[UInt8](entry.key)] = [UInt8](entry.value)
+            return true
+        }
+        return result
+    }
+
+    /// The keys of a scan, in the order it visits them.
+    func keys(_ request: ScanRequest = ScanRequest()) throws -> [[UInt8]] {
+        try entries(request).map(\.key)
+    }
+
+    /// The shard whose recorded range covers `key`, worked out from the shard
+    /// map alone (independently of the engine's routing table).
+    func recordedOwner(of key: [UInt8]) -> Int? {
+        for shard in shardDescriptors where shard.state == .active {
+            switch (partitioning, shard.range) {
+            case let (.hash(k), .keyGroups(range)):
+                if range.contains(key.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: k) }) { return shard.id }
+            case let (.range, .keys(lower, upper)):
+                let aboveLower = !key.lexicographicallyPrecedes(lower)
+                let belowUpper = upper.map { key.lexicographicallyPrecedes($0) } ?? true
+                if aboveLower && belowUpper { return shard.id }
+            default:
+                continue
+            }
+        }
+        return nil
+    }
+}
+
+extension XCTestCase {
+    /// Asserts that `body` throws a ``ShardDBError`` with `code`; returns it for further checks.
+    @discardableResult
+    func assertShardDBError<R>(_ code: ShardDBError.Code, _ body: @autoclosure () throws -> R,
+                               file: StaticString = #filePath, line: UInt = #line) -> ShardDBError? {
+        do {
+            _ = try body()
+            XCTFail("expected ShardDBError .\(code), got no error", file: file, line: line)
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, code, "message: \(error.message)", file: file, line: line)
+            return error
+        } catch {
+            XCTFail("expected ShardDBError .\(code), got \(error)", file: file, line: line)
+        }
+        return nil
+    }
+
+    /// Creates an engine in a fresh path inside `directory`.
+    func makeEngine(in directory: TemporaryDirectory, name: String = "instance", shards: Int = 4,
+                    partitioning: Partitioning = .hash(keyGroups: Partitioning.defaultKeyGroups),
+                    defaultTTLSeconds: Int64? = nil, clock: ManualClock = ManualClock()) throws -> ShardEngine {
+        try ShardEngine.create(at: directory.path(name), shards: shards, partitioning: partitioning,
+                               defaultTTLSeconds: defaultTTLSeconds, options: .testing(clock: clock))
+    }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import ShardDB
+
+enum TextFormat: String, ExpressibleByArgument, CaseIterable {
+    case tsv, jsonl
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load entries from stdin in atomic batches.",
+        discussion: """
+            tsv: one 'key<TAB>value' per line, escaped as 'scan' prints them. jsonl: one object per \
+            line with "key" (or "keyHex"), "value" (or "valueHex") and optionally "ttl" in seconds or \
+            "expiresAt" (ms since the epoch, as 'export' writes it). \
+            Each batch of --batch-size lines is written atomically. A malformed line stops the import \
+            with its line number; nothing of its batch is written (earlier batches stay).
+            """)
+
+    @OptionGroup var instance: InstanceOptions
+    @Option(help: "Input format.") var format: TextFormat = .tsv
+    @Option(help: "Seconds to live for every imported entry (a jsonl 'ttl' field overrides it).") var ttl: Int64?
+    @Option(name: .customLong("batch-size"), help: "Lines per atomic batch.") var batchSize = 1000
+    @Flag(help: "Print the result as JSON.") var json = false
+
+    func run() throws {
+        let defaultTTL = try failing { () throws -> TTL in
+            guard batchSize > 0 else { throw ShardDBError(.invalidArgument, "--batch-size must be positive") }
+            return try parseTTL(ttl)
+        }
+        let progress = ProgressLine()
+        let imported = try instance.withEngine { engine -> Int in
+            var imported = 0
+            var lineNumber = 0
+            var batch = engine.makeWriteBatch()
+            while let line = readLine(strippingNewline: true) {
+                lineNumber += 1
+                if line.isEmpty { continue }
+                do {
+                    let (key, value, entryTTL) = try parse(line, defaultTTL: defaultTTL)
+                    try batch.put(key, value, ttl: entryTTL)
+                } catch {
+                    throw ShardDBError(.invalidArgument,
+                        "line \(lineNumber): \(error) (imported \(imported) entries before; nothing of this batch)")
+                }
+                if batch.count >= batchSize {
+                    try engine.write(batch)
+                    imported += batch.count
+                    batch = engine.makeWriteBatch()
+                    progress.update("imported \(imported) entries")
+                }
+            }
+            if batch.count > 0 {
+                try engine.write(batch)
+                imported += batch.count
+            }
+            progress.finish()
+            return imported
+        }
+        if json { printJSON(["imported": imported]) } else { print("imported \(imported) entries") }
+    }
+
+    private func parse(_ line: String, defaultTTL: TTL) throws -> ([UInt8], [UInt8], TTL) {
+        switch format {
+        case .tsv:
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard fields.count == 2 else { throw TextFormatError("expected 2 tab-separated fields, found \(fields.count)") }
+            return (try TSV.unescape(fields[0]), try TSV.unescape(fields[1]), defaultTTL)
+        case .jsonl:
+            let record: JSONRecord
+            do { record = try JSONDecoder().decode(JSONRecord.self, from: Data(line.utf8)) } catch {
+                throw TextFormatError("not a JSON object with key and value")
+            }
+            var entryTTL = try record.ttl.map { try parseTTL($0) } ?? defaultTTL
+            if record.ttl == nil, let expiresAt = record.expiresAt { entryTTL = .expiresAt(expiresAt) }
+            return (try record.decodedKey(), try record.decodedValue(), entryTTL)
+        }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write live entries to stdout in an 'import' format.",
+        discussion: "jsonl records carry the absolute expiry (\"expiresAt\", ms since the epoch) of entries with a TTL.")
+
+    @OptionGroup var instance: InstanceOptions
+    @Option(help: "Only this shard.") var shard: Int?
+    @Option(help: "Output format.") var format: TextFormat = .tsv
+
+    func run() throws {
+        try instance.withEngine { engine in
+            let out = BufferedOutput()
+            defer { out.flush() }
+            try engine.scan(ScanRequest(shard: shard)) { entry in
+                switch format {
+                case .tsv: out.write(TSV.escape(entry.key) + "\t" + TSV.escape(entry.value) + "\n")
+                case .jsonl:
+                    out.writeJSON(JSONRecord(key: [UInt8](entry.key), value: [UInt8](entry.value),
+                                             expiresAt: entry.expiresAtMilliseconds, shard: nil))
+                }
+                return true
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ShardDB
+
+/// Options every command that opens an instance shares.
+struct InstanceOptions: ParsableArguments {
+    @Argument(help: "The instance's data directory.")
+    var directory: String
+
+    @Flag(name: .long, help: "Log engine events to stderr.")
+    var verbose = false
+
+    func engineOptions() -> ShardEngineOptions {
+        var options = ShardEngineOptions()
+        if verbose {
+            var logger = Logger(label: "sharddb")
+            logger.logLevel = .debug
+            options.logger = logger
+        }
+        return options
+    }
+
+    /// Opens the instance, runs `body`, closes it.
+    func withEngine<R>(_ body: (ShardEngine) throws -> R) throws -> R {
+        let engine = try failing { try ShardEngine.open(at: directory, options: engineOptions()) }
+        defer { engine.close() }
+        return try failing { try body(engine) }
+    }
+}
+
+/// Turns an error into one line on stderr and exit status 2.
+func failing<R>(_ body: () throws -> R) throws -> R {
+    do {
+        return try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch let error as CleanExit {
+        throw error
+    } catch {
+        fail("\(error)")
+    }
+}
+
+func fail(_ message: String) -> Never {
+    let line = message.split(separator: "\n").first.map(String.init) ?? message
+    FileHandle.standardError.write(Data("shardctl: error: \(line)\n".utf8))
+    Foundation.exit(2)
+}
+
+/// Writes `value` as one line of JSON (sorted keys) to stdout.
+func printJSON<T: Encodable>(_ value: T, pretty: Bool = false) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+    let data = (try? encoder.encode(value)) ?? Data("null".utf8)
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+/// Parses a TTL given in seconds on the command line.
+func parseTTL(_ seconds: Int64?) throws -> TTL {
+    guard let seconds else { return .shardDefault }
+    guard seconds > 0 else { throw ShardDBError(.invalidTTL, "--ttl must be a positive number of seconds, got \(seconds)") }
+    guard seconds <= Int64.max / 1000 else { throw ShardDBError(.invalidTTL, "--ttl \(seconds) overflows the expiry timestamp") }
+    return .seconds(seconds)
+}
+
+/// True when stderr is a terminal (progress is drawn only then).
+var stderrIsTerminal: Bool { isatty(2) != 0 }
+
+/// A one-line progress display on stderr, redrawn at most ten times a second; silent off a TTY.
+final class ProgressLine {
+    private var last = Date.distantPast
+    private let enabled: Bool
+
+    init(enabled: Bool = stderrIsTerminal) { self.enabled = enabled }
+
+    func update(_ text: @autoclosure () -> String, force: Bool = false) {
+        guard enabled else { return }
+        let now = Date()
+        guard force || now.timeIntervalSince(last) >= 0.1 else { return }
+        last = now
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text())".utf8))
+    }
+
+    func finish() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
