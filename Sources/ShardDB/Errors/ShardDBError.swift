@@ -44,6 +44,8 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
         case shardNotFound
         /// The engine was closed.
         case closed
+        /// A failure point armed by a test fired (see ``FailurePoints``).
+        case injectedFailure
         /// RocksDB reported an error; ``ShardDBError/storage`` carries it.
         case storage
     }
