@@ -65,6 +65,8 @@ extension Database {
     public func write(_ batch: WriteBatch, options: WriteOptions? = nil) throws {
         let writeOptions = (options ?? defaultWriteOptions).pointer
         try withHandle { db in
+            // Under the shared lock, so no family can be dropped between this check and the write.
+            for slot in batch.familySlots.values where slot.handle == nil { throw RocksDBError.closed("column family") }
             try withStatus { rocksdb_write(db, writeOptions, batch.pointer, $0) }
         }
     }
@@ -99,6 +101,7 @@ extension Database {
                          _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         let readOptions = (options ?? defaultReadOptions).pointer
         return try withHandle(family) { db, cf in
+            try options?.checkSnapshot()
             let pinned = try withStatus { rocksdb_get_pinned_cf(db, readOptions, cf, key.cPointer, key.count, $0) }
             guard let pinned else { return nil }
             defer { rocksdb_pinnableslice_destroy(pinned) }
@@ -132,6 +135,7 @@ extension Database {
             var values = [OpaquePointer?](repeating: nil, count: keys.count)
             var errors = [UnsafeMutablePointer<CChar>?](repeating: nil, count: keys.count)
             try withHandle(family) { db, cf in
+                try options?.checkSnapshot()
                 keyPointers.withUnsafeBufferPointer { kp in
                     sizes.withUnsafeBufferPointer { sp in
                         rocksdb_batched_multi_get_cf(db, readOptions, cf, keys.count, kp.baseAddress, sp.baseAddress, &values, &errors, false)

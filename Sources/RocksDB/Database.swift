@@ -14,10 +14,10 @@ import CRocksDB
 /// thread, and this wrapper guards its own state with a reader-writer lock, so
 /// `Database` is `Sendable`.
 ///
-/// Lifetimes: every ``ColumnFamily``, ``Snapshot`` and ``Iterator`` keeps its
-/// database alive. ``close()`` is explicit and idempotent; it destroys live
-/// iterators, then snapshots, then column family handles, then the database
-/// itself. Handles used afterwards throw ``RocksDBError/Kind/closed``.
+/// Lifetimes: every ``ColumnFamily``, ``Snapshot``, ``Iterator`` and
+/// ``WALIterator`` keeps its database alive. ``close()`` is explicit and
+/// idempotent; it destroys live iterators (WAL iterators too), then snapshots,
+/// then column family handles, then the database itself. Handles used afterwards throw ``RocksDBError/Kind/closed``.
 ///
 /// ```swift
 /// let options = Options()
@@ -212,10 +212,10 @@ final class ColumnFamilySlot: @unchecked Sendable {
     }
 }
 
-/// The C handle of an iterator or snapshot, registered with its database so
-/// `close()` can destroy it first.
+/// The C handle of an iterator, WAL iterator or snapshot, registered with its
+/// database so `close()` can destroy it first.
 final class ChildSlot: @unchecked Sendable {
-    enum Kind { case iterator, snapshot }
+    enum Kind { case iterator, walIterator, snapshot }
     let kind: Kind
     // Written only under the database's exclusive lock, or by the owner's deinit under the shared lock
     // (the owner is the only other user).
@@ -246,17 +246,21 @@ final class DatabaseCore: @unchecked Sendable {
         registry.withLock { children[ObjectIdentifier(slot)] = slot }
     }
 
-    /// Destroys a child's C object unless `close()` already did.
-    func release(_ slot: ChildSlot) {
-        lock.withReadLock {
-            registry.withLock { _ = children.removeValue(forKey: ObjectIdentifier(slot)) }
-            guard let pointer = slot.pointer, let db = handle else { return }
-            switch slot.kind {
-            case .iterator: rocksdb_iter_destroy(pointer)
-            case .snapshot: rocksdb_release_snapshot(db, pointer)
-            }
-            slot.pointer = nil
+    /// Destroys a child's C object unless `close()` already did. `exclusive` when
+    /// other threads may still use it (an explicit ``Snapshot/release()``).
+    func release(_ slot: ChildSlot, exclusive: Bool = false) {
+        if exclusive { lock.withWriteLock { releaseLocked(slot) } } else { lock.withReadLock { releaseLocked(slot) } }
+    }
+
+    private func releaseLocked(_ slot: ChildSlot) {
+        registry.withLock { _ = children.removeValue(forKey: ObjectIdentifier(slot)) }
+        guard let pointer = slot.pointer, let db = handle else { return }
+        switch slot.kind {
+        case .iterator: rocksdb_iter_destroy(pointer)
+        case .walIterator: rocksdb_wal_iter_destroy(pointer)
+        case .snapshot: rocksdb_release_snapshot(db, pointer)
         }
+        slot.pointer = nil
     }
 
     func close() {
@@ -265,6 +269,10 @@ final class DatabaseCore: @unchecked Sendable {
             let live = registry.withLock { Array(children.values) }
             for slot in live where slot.kind == .iterator {
                 if let p = slot.pointer { rocksdb_iter_destroy(p) }
+                slot.pointer = nil
+            }
+            for slot in live where slot.kind == .walIterator {
+                if let p = slot.pointer { rocksdb_wal_iter_destroy(p) }
                 slot.pointer = nil
             }
             for slot in live where slot.kind == .snapshot {

@@ -28,11 +28,13 @@ public final class Iterator {
     init(database: Database, family: ColumnFamily?, readOptions: ReadOptions) throws {
         self.database = database
         self.readOptions = readOptions
-        let pointer = try database.withHandle(family) { db, cf in
-            rocksdb_create_iterator_cf(db, readOptions.pointer, cf)!
+        // Registered under the shared lock so a concurrent close() cannot miss it.
+        slot = try database.withHandle(family) { db, cf in
+            try readOptions.checkSnapshot()
+            let slot = ChildSlot(kind: .iterator, pointer: rocksdb_create_iterator_cf(db, readOptions.pointer, cf)!)
+            database.core.register(slot)
+            return slot
         }
-        slot = ChildSlot(kind: .iterator, pointer: pointer)
-        database.core.register(slot)
     }
 
     deinit { database.core.release(slot) }
@@ -69,18 +71,23 @@ public final class Iterator {
     /// The current value, copied (empty when not valid).
     public var value: [UInt8] { (try? withValue { [UInt8]($0) }) ?? [] }
 
-    /// Calls `body` with the current key in RocksDB's buffer (must not escape).
+    /// Calls `body` with the current key in RocksDB's buffer (must not escape);
+    /// an empty buffer when not valid.
     public func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try withPointer { p in
+            // RocksDB's key() on an invalid iterator is undefined (an assertion in its debug builds).
+            guard rocksdb_iter_valid(p) != 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
             var length = 0
             let data = rocksdb_iter_key(p, &length)
             return try body(UnsafeRawBufferPointer(start: data, count: length))
         }
     }
 
-    /// Calls `body` with the current value in RocksDB's buffer (must not escape).
+    /// Calls `body` with the current value in RocksDB's buffer (must not escape);
+    /// an empty buffer when not valid.
     public func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try withPointer { p in
+            guard rocksdb_iter_valid(p) != 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
             var length = 0
             let data = rocksdb_iter_value(p, &length)
             return try body(UnsafeRawBufferPointer(start: data, count: length))

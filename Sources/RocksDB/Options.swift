@@ -228,6 +228,12 @@ public final class ReadOptions: @unchecked Sendable {
         self.snapshot = snapshot
     }
 
+    /// Throws `.closed` when the snapshot was released (or its database closed):
+    /// RocksDB would read through a freed pointer. Call under the database's shared lock.
+    func checkSnapshot() throws {
+        if let snapshot, snapshot.slot.pointer == nil { throw RocksDBError.closed("snapshot") }
+    }
+
     /// Iterators stop before keys below `lower` (inclusive) or at/after `upper` (exclusive).
     public func setBounds(lower: [UInt8]?, upper: [UInt8]?) {
         lowerBound?.deallocate(); lowerBound = nil

@@ -19,16 +19,23 @@ public final class Snapshot: @unchecked Sendable {
 
     init(database: Database) throws {
         self.database = database
-        let pointer = try database.withHandle { rocksdb_create_snapshot($0) }!
-        sequenceNumber = sharddb_snapshot_sequence_number(pointer)
-        slot = ChildSlot(kind: .snapshot, pointer: pointer)
-        database.core.register(slot)
+        // Registered under the shared lock so a concurrent close() cannot miss it.
+        (slot, sequenceNumber) = try database.withHandle { db in
+            let pointer = rocksdb_create_snapshot(db)!
+            let slot = ChildSlot(kind: .snapshot, pointer: pointer)
+            database.core.register(slot)
+            return (slot, sharddb_snapshot_sequence_number(pointer))
+        }
     }
 
     deinit { database.core.release(slot) }
 
-    /// Releases the snapshot now rather than at deinit.
-    public func release() { database.core.release(slot) }
+    /// Releases the snapshot now rather than at deinit. Reads whose options
+    /// still name it throw ``RocksDBError/Kind/closed`` afterwards.
+    public func release() {
+        // Exclusive: other threads may be reading with this snapshot right now.
+        database.core.release(slot, exclusive: true)
+    }
 
     func withPointer<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
         try database.core.lock.withReadLock {

@@ -33,7 +33,21 @@ public final class WriteBatch {
     }
 
     /// Removes every operation.
-    public func clear() { rocksdb_writebatch_clear(pointer) }
+    public func clear() {
+        rocksdb_writebatch_clear(pointer)
+        familySlots.removeAll()
+    }
+
+    /// The column families the batch writes to. A batch naming a family dropped
+    /// since would fail in RocksDB after part of it reached the memtables, and
+    /// RocksDB then refuses every later write (a background error); ``Database/write(_:options:)``
+    /// checks these first.
+    private(set) var familySlots: [ObjectIdentifier: ColumnFamilySlot] = [:]
+
+    private func withFamily(_ family: ColumnFamily, _ body: (OpaquePointer) -> Void) throws {
+        try family.database.withHandle(family) { _, cf in body(cf) }
+        familySlots[ObjectIdentifier(family.slot)] = family.slot
+    }
 
     /// Calls `body` with RocksDB's serialized form of the batch.
     public func withData<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
@@ -50,7 +64,7 @@ public final class WriteBatch {
     @usableFromInline
     func putRaw(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ family: ColumnFamily?) throws {
         if let family {
-            try family.database.withHandle(family) { _, cf in
+            try withFamily(family) { cf in
                 rocksdb_writebatch_put_cf(pointer, cf, key.cPointer, key.count, value.cPointer, value.count)
             }
         } else {
@@ -66,7 +80,7 @@ public final class WriteBatch {
     @usableFromInline
     func deleteRaw(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?) throws {
         if let family {
-            try family.database.withHandle(family) { _, cf in
+            try withFamily(family) { cf in
                 rocksdb_writebatch_delete_cf(pointer, cf, key.cPointer, key.count)
             }
         } else {
@@ -78,7 +92,7 @@ public final class WriteBatch {
     public func singleDelete(_ key: some ContiguousBytes, in family: ColumnFamily? = nil) throws {
         try key.withUnsafeBytes { k in
             if let family {
-                try family.database.withHandle(family) { _, cf in
+                try withFamily(family) { cf in
                     rocksdb_writebatch_singledelete_cf(pointer, cf, k.cPointer, k.count)
                 }
             } else {
@@ -92,7 +106,7 @@ public final class WriteBatch {
         try begin.withUnsafeBytes { b in
             try end.withUnsafeBytes { e in
                 if let family {
-                    try family.database.withHandle(family) { _, cf in
+                    try withFamily(family) { cf in
                         rocksdb_writebatch_delete_range_cf(pointer, cf, b.cPointer, b.count, e.cPointer, e.count)
                     }
                 } else {

@@ -82,37 +82,79 @@ final class ConcurrencyTests: XCTestCase {
         let db = try openDatabase(at: dir.path("db"), columnFamilies: ["cf"])
         let family = try db.columnFamily(named: "cf")
         let failures = ErrorLog()
+        let workers = 2
         let started = DispatchSemaphore(value: 0)
+        let finished = DispatchGroup()
 
-        DispatchQueue.concurrentPerform(iterations: 3) { worker in
-            if worker == 0 {
-                for _ in 0..<2 { started.wait() }
-                Thread.sleep(forTimeInterval: 0.02)
-                db.close()
-                return
-            }
-            started.signal()
-            var i = 0
-            while true {
-                do {
-                    try db.put(bytes("k\(i)"), bytes("v"), in: family)
-                    let iterator = try db.makeIterator(in: family)
-                    iterator.seekToFirst()
-                    _ = iterator.isValid
-                    _ = try db.snapshot()
-                    _ = try db.get(bytes("k\(i)"), in: family)
-                } catch let error as RocksDBError where error.kind == .closed {
-                    return
-                } catch {
-                    failures.append(error)
-                    return
+        // Plain threads: concurrentPerform may run fewer iterations at once than asked.
+        for _ in 0..<workers {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                started.signal()
+                var i = 0
+                while true {
+                    do {
+                        try db.put(bytes("k\(i)"), bytes("v"), in: family)
+                        let iterator = try db.makeIterator(in: family)
+                        iterator.seekToFirst()
+                        _ = iterator.key
+                        let snapshot = try db.snapshot()
+                        let options = ReadOptions()
+                        try options.setSnapshot(snapshot)
+                        _ = try db.get(bytes("k\(i)"), in: family, options: options)
+                        if i % 2 == 0 { snapshot.release() }
+                    } catch let error as RocksDBError where error.kind == .closed {
+                        return
+                    } catch {
+                        failures.append(error)
+                        return
+                    }
+                    i += 1
                 }
-                i += 1
-            }
+            }.start()
         }
+        for _ in 0..<workers { started.wait() }
+        Thread.sleep(forTimeInterval: 0.05)
+        db.close()
+        XCTAssertEqual(finished.wait(timeout: .now() + 10), .success)
         XCTAssertEqual(failures.errors.count, 0, "\(failures.errors)")
         XCTAssertFalse(db.isOpen)
         XCTAssertNoThrow(try openDatabase(at: dir.path("db")).close())
+    }
+
+    func testSnapshotReleasedWhileOtherThreadsReadWithIt() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db"))
+        try db.put("k", "old")
+        let snapshot = try db.snapshot()
+        try db.put("k", "new")
+        let options = ReadOptions()
+        try options.setSnapshot(snapshot)
+        let failures = ErrorLog()
+        let finished = DispatchGroup()
+        for _ in 0..<2 {
+            finished.enter()
+            Thread {
+                defer { finished.leave() }
+                while true {
+                    do {
+                        let value = try db.get("k", options: options)
+                        if text(value) != "old" { failures.append(RocksDBError(kind: .unknown, message: "read \(String(describing: text(value)))")) }
+                    } catch let error as RocksDBError where error.kind == .closed {
+                        return
+                    } catch {
+                        failures.append(error)
+                        return
+                    }
+                }
+            }.start()
+        }
+        Thread.sleep(forTimeInterval: 0.02)
+        snapshot.release()
+        XCTAssertEqual(finished.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(failures.errors.count, 0, "\(failures.errors.prefix(3))")
+        XCTAssertEqual(text(try db.get("k")), "new")
     }
 }
 

@@ -6,13 +6,26 @@ import Darwin
 
 /// A pthread reader-writer lock. Every call through a ``Database`` (or one of
 /// its handles) holds it shared; `close()` holds it exclusively, so a handle is
-/// never used while, or after, the C objects behind it are destroyed.
-final class ReadWriteLock: @unchecked Sendable {
+/// never used while, or after, the C objects behind it are destroyed. Public
+/// because the engine above uses the same primitive for its write gate.
+public final class ReadWriteLock: @unchecked Sendable {
     private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
 
-    init() {
+    /// - parameter preferWriters: a waiting writer blocks new readers (glibc's
+    ///   default lets a steady stream of readers starve writers).
+    public init(preferWriters: Bool = false) {
         rwlock = .allocate(capacity: 1)
         rwlock.initialize(to: pthread_rwlock_t())
+        #if canImport(Glibc)
+        if preferWriters {
+            var attributes = pthread_rwlockattr_t()
+            pthread_rwlockattr_init(&attributes)
+            pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+            pthread_rwlock_init(rwlock, &attributes)
+            pthread_rwlockattr_destroy(&attributes)
+            return
+        }
+        #endif
         pthread_rwlock_init(rwlock, nil)
     }
 
@@ -22,14 +35,14 @@ final class ReadWriteLock: @unchecked Sendable {
     }
 
     @inline(__always)
-    func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
+    public func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_rwlock_rdlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 
     @inline(__always)
-    func withWriteLock<R>(_ body: () throws -> R) rethrows -> R {
+    public func withWriteLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_rwlock_wrlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
