@@ -33,9 +33,16 @@ final class RoutingTable: @unchecked Sendable {
     /// Range partitioning: shard indexes sorted by lower bound.
     private let rangeOrder: [Int]
     let keyGroups: Int?
+    /// Ranges held by a migration cutover (usually none).
+    let fences: [Fence]
+    /// Increases with every change of the table; batches built against an older
+    /// table are re-checked before they are written.
+    let generation: UInt64
 
-    init(partitioning: Partitioning, shards: [Shard]) {
+    init(partitioning: Partitioning, shards: [Shard], fences: [Fence] = [], generation: UInt64 = 0) {
         self.partitioning = partitioning
+        self.fences = fences
+        self.generation = generation
         let shards = shards.sorted { $0.id < $1.id }
         self.shards = shards
         switch partitioning {
@@ -68,11 +75,27 @@ final class RoutingTable: @unchecked Sendable {
 
     func shard(id: Int) -> Shard? { shards.first { $0.id == id } }
 
+    /// A table with other shards or fences and the next generation.
+    func replacing(shards: [Shard]? = nil, fences: [Fence]? = nil) -> RoutingTable {
+        RoutingTable(partitioning: partitioning, shards: shards ?? self.shards, fences: fences ?? self.fences,
+                     generation: generation + 1)
+    }
+
     /// The active shard holding `key` and its key group (nil under range partitioning).
     ///
-    /// - throws: ``ShardDBError`` `.keyNotOwned`, naming the owner when a moved-to record covers the key.
+    /// - throws: ``ShardDBError`` `.keyNotOwned`, naming the owner when a moved-to record covers the key;
+    ///   ``FenceHit`` when a migration cutover holds the key.
     @inline(__always)
     func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
+        let found = try locateIgnoringFences(key)
+        if !fences.isEmpty {
+            for fence in fences where fence.covers(keyGroup: found.1, key: key) { throw FenceHit(fence: fence) }
+        }
+        return found
+    }
+
+    @inline(__always)
+    func locateIgnoringFences(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
         if let k = keyGroups {
             let kg = KeyHash.keyGroup(of: key, keyGroups: k)
             let index = Int(keyGroupOwner[kg])
@@ -91,12 +114,23 @@ final class RoutingTable: @unchecked Sendable {
         throw notOwned(key, record: fallback)
     }
 
-    private func notOwned(_ key: UnsafeRawBufferPointer, record: Shard?) -> ShardDBError {
-        let text = ByteText.display([UInt8](key))
-        if let record, case .moved(let to) = record.descriptor.state {
-            return ShardDBError(.keyNotOwned, "key '\(text)' is not owned here: moved to \(to)", owner: to)
+    /// Throws unless an active, unfenced shard owns `keyGroup` (hash partitioning).
+    func checkOwned(keyGroup: Int) throws {
+        let index = Int(keyGroupOwner[keyGroup])
+        guard index >= 0, shards[index].isActive else {
+            throw notOwned(UnsafeRawBufferPointer(start: nil, count: 0), record: index >= 0 ? shards[index] : nil, keyGroup: keyGroup)
         }
-        return ShardDBError(.keyNotOwned, "key '\(text)' is not owned by any shard of this instance")
+        for fence in fences {
+            if case .keyGroups(let r) = fence.range, r.contains(keyGroup) { throw FenceHit(fence: fence) }
+        }
+    }
+
+    private func notOwned(_ key: UnsafeRawBufferPointer, record: Shard?, keyGroup: Int? = nil) -> ShardDBError {
+        let text = keyGroup.map { "in key group \($0)" } ?? "'\(ByteText.display([UInt8](key)))'"
+        if let record, case .moved(let to) = record.descriptor.state {
+            return ShardDBError(.keyNotOwned, "key \(text) is not owned here: moved to \(to)", owner: to)
+        }
+        return ShardDBError(.keyNotOwned, "key \(text) is not owned by any shard of this instance")
     }
 
     /// Byte-wise comparison of a raw buffer and an array (-1, 0, 1).

@@ -25,11 +25,12 @@ extension ShardEngine {
     func putRaw(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, ttl: TTL) throws {
         try Self.validate(key: key)
         try Self.validate(value: value)
-        let (shard, keyGroup) = try table.locate(key)
-        let header = ValueHeader(expiresAtMilliseconds: try expiry(for: ttl, shard: shard))
-        try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
-            try withStoredValue(header, value) { storedValue in
-                try storage(path) { try database.put(storedKey, storedValue, in: shard.family, options: writeOptions) }
+        try routedWrite(key) { shard, keyGroup in
+            let header = ValueHeader(expiresAtMilliseconds: try expiry(for: ttl, shard: shard))
+            try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+                try withStoredValue(header, value) { storedValue in
+                    try storage(path) { try database.put(storedKey, storedValue, in: shard.family, options: writeOptions) }
+                }
             }
         }
     }
@@ -50,9 +51,10 @@ extension ShardEngine {
     @usableFromInline
     func deleteRaw(_ key: UnsafeRawBufferPointer) throws {
         try Self.validate(key: key)
-        let (shard, keyGroup) = try table.locate(key)
-        try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
-            try storage(path) { try database.delete(storedKey, in: shard.family, options: writeOptions) }
+        try routedWrite(key) { shard, keyGroup in
+            try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+                try storage(path) { try database.delete(storedKey, in: shard.family, options: writeOptions) }
+            }
         }
     }
 
@@ -88,8 +90,7 @@ extension ShardEngine {
     @usableFromInline
     func withValueRaw<R>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         try Self.validate(key: key)
-        let (shard, keyGroup) = try table.locate(key)
-        return try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey -> R? in
+        return try routedRead(key) { shard, keyGroup in try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey -> R? in
             let result: R?? = try storage(path) {
                 try database.withValue(forKey: storedKey, in: shard.family) { stored -> R? in
                     let (header, payload) = try decodeStored(stored, key: key)
@@ -98,20 +99,19 @@ extension ShardEngine {
                 }
             }
             return result ?? nil
-        }
+        } }
     }
 
     /// Values of several keys in one call per shard; nil where a key is absent or expired.
     ///
     /// - throws: as ``get(_:)``; nothing is returned if any key is invalid or not owned.
     public func multiGet<Key: ContiguousBytes>(_ keys: [Key]) throws -> [[UInt8]?] {
-        let table = self.table
         // Group the stored keys by shard, remembering each key's position.
         var groups: [Int: (shard: Shard, positions: [Int], keys: [[UInt8]])] = [:]
         for (position, key) in keys.enumerated() {
             try key.withUnsafeBytes { k in
                 try Self.validate(key: k)
-                let (shard, keyGroup) = try table.locate(k)
+                let (shard, keyGroup) = try routedRead(k) { ($0, $1) }
                 let stored = KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { [UInt8]($0) }
                 groups[shard.id, default: (shard, [], [])].positions.append(position)
                 groups[shard.id]!.keys.append(stored)

@@ -96,7 +96,7 @@ extension ShardEngine {
                             let prefix = KeyEncoding.keyGroupPrefix(kg)
                             let iterator = try database.makeIterator(
                                 in: family, lowerBound: prefix + lower,
-                                upperBound: upper.map { prefix + $0 } ?? KeyEncoding.keyGroupPrefix(kg + 1))
+                                upperBound: upper.map { prefix + $0 } ?? KeyEncoding.keyGroupUpperBound(kg + 1))
                             iterator.seekToFirst()
                             while iterator.isValid && !stop {
                                 let more = try iterator.withKey { k in try iterator.withValue { v in try visit(shard.id, k, v) } }

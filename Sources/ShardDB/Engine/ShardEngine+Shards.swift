@@ -54,8 +54,7 @@ extension ShardEngine {
             try database.put(Array(MetadataKey.shard(id).utf8), MetadataCoding.encode(ShardRecord(descriptor)),
                              in: metadata, options: WriteOptions(sync: true))
         }
-        let shards = current.shards.map { $0.id == id ? $0.with(descriptor) : $0 }
-        setTable(RoutingTable(partitioning: current.partitioning, shards: shards))
+        updateTable { table in table.replacing(shards: table.shards.map { $0.id == id ? $0.with(descriptor) : $0 }) }
     }
 
     /// Compacts a shard (or every active shard) now, so the expiry filter drops

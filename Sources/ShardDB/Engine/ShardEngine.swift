@@ -38,9 +38,19 @@ public final class ShardEngine: @unchecked Sendable {
     let writeOptions: WriteOptions
     private let routing: Mutex<RoutingTable>
     private let closed = Atomic<Bool>(false)
+    /// Held shared by every write from routing to RocksDB's acknowledgement, and
+    /// exclusively for an instant when a migration fences a range: once the
+    /// exclusive hold is granted, no write to the range is in flight, so the
+    /// latest sequence number then is final for the range.
+    let writeGate = ReadWriteLock(preferWriters: true)
+    /// Snapshots, changelog readers and fences of migrations in progress.
+    let migrationRuntime = MigrationRuntime()
+    /// Every shard column family's expiry filter, including staging shards not yet in the table.
+    let shardFilters: Mutex<[Int: ExpiryFilter]>
 
     private init(path: String, instanceID: String, partitioning: Partitioning, options: ShardEngineOptions,
-                 database: Database, metadata: ColumnFamily, table: RoutingTable) {
+                 database: Database, metadata: ColumnFamily, table: RoutingTable, filters: [Int: ExpiryFilter]) {
+        self.shardFilters = Mutex(filters)
         self.path = path
         self.instanceID = instanceID
         self.partitioning = partitioning
@@ -49,7 +59,7 @@ public final class ShardEngine: @unchecked Sendable {
         self.metadata = metadata
         self.clock = options.clock
         self.logger = options.logger
-        self.writeOptions = WriteOptions(sync: options.syncWrites)
+        self.writeOptions = WriteOptions(sync: options.syncWrites, disableWAL: options.disableWAL)
         self.routing = Mutex(table)
     }
 
@@ -117,7 +127,7 @@ public final class ShardEngine: @unchecked Sendable {
             options.logger.debug("created instance", metadata: ["path": "\(path)", "shards": "\(shards)", "partitioning": "\(partitioning)"])
             return ShardEngine(path: path, instanceID: instance.id, partitioning: partitioning, options: options,
                                database: database, metadata: meta,
-                               table: RoutingTable(partitioning: partitioning, shards: shardObjects))
+                               table: RoutingTable(partitioning: partitioning, shards: shardObjects), filters: filters)
         } catch {
             database.close()
             throw ShardDBError.wrap(error, path: path)
@@ -178,9 +188,11 @@ public final class ShardEngine: @unchecked Sendable {
                 return Shard(descriptor: descriptor, family: family, expiryFilter: filters[descriptor.id])
             }
             options.logger.debug("opened instance", metadata: ["path": "\(path)", "shards": "\(shards.count)"])
-            return ShardEngine(path: path, instanceID: loaded.instance.id, partitioning: loaded.partitioning, options: options,
-                               database: database, metadata: meta,
-                               table: RoutingTable(partitioning: loaded.partitioning, shards: shards))
+            let engine = ShardEngine(path: path, instanceID: loaded.instance.id, partitioning: loaded.partitioning, options: options,
+                                     database: database, metadata: meta,
+                                     table: RoutingTable(partitioning: loaded.partitioning, shards: shards), filters: filters)
+            try engine.recoverMigrationsAtOpen()
+            return engine
         } catch {
             database.close()
             throw ShardDBError.wrap(error, path: path)
@@ -213,8 +225,51 @@ public final class ShardEngine: @unchecked Sendable {
     /// The current routing table (an immutable snapshot of the shard map).
     var table: RoutingTable { routing.withLock { $0 } }
 
-    /// Replaces the routing table.
-    func setTable(_ table: RoutingTable) { routing.withLock { $0 = table } }
+    /// Replaces the routing table with `change(current)`.
+    @discardableResult
+    func updateTable(_ change: (RoutingTable) throws -> RoutingTable) rethrows -> RoutingTable {
+        try routing.withLock { table in
+            table = try change(table)
+            return table
+        }
+    }
+
+    /// Runs a write to the shard owning `key` under the write gate, waiting out
+    /// (then retrying after) a migration fence that holds the key.
+    @inline(__always)
+    func routedWrite<R>(_ key: UnsafeRawBufferPointer, _ body: (Shard, Int?) throws -> R) throws -> R {
+        while true {
+            do {
+                return try writeGate.withReadLock {
+                    let (shard, keyGroup) = try table.locate(key)
+                    return try body(shard, keyGroup)
+                }
+            } catch let hit as FenceHit {
+                try waitOut(hit.fence)
+            }
+        }
+    }
+
+    /// Runs a read of the shard owning `key`, waiting out a fence that holds it.
+    @inline(__always)
+    func routedRead<R>(_ key: UnsafeRawBufferPointer, _ body: (Shard, Int?) throws -> R) throws -> R {
+        while true {
+            do {
+                let (shard, keyGroup) = try table.locate(key)
+                return try body(shard, keyGroup)
+            } catch let hit as FenceHit {
+                try waitOut(hit.fence)
+            }
+        }
+    }
+
+    /// Waits until a fence is resolved; afterwards the routing table tells the new owner.
+    func waitOut(_ fence: Fence) throws {
+        guard fence.wait(timeout: options.fenceWaitSeconds) != nil else {
+            throw ShardDBError(.migrationInProgress,
+                "range \(fence.range) is being migrated (migration \(fence.migrationID)); retry shortly")
+        }
+    }
 
     /// The shard map: every shard record of this instance, by id.
     public var shardDescriptors: [ShardDescriptor] { table.shards.map(\.descriptor) }
@@ -338,10 +393,13 @@ public final class ShardEngine: @unchecked Sendable {
         }
         try iterator.checkStatus()
         for shard in shards {
+            let fits: Bool
             switch (partitioning, shard.range) {
-            case let (.hash(k), .keyGroups(r)) where r.upperBound <= k: continue
-            case (.range, .keys): continue
-            default:
+            case let (.hash(k), .keyGroups(r)): fits = r.upperBound <= k
+            case (.range, .keys): fits = true
+            default: fits = false
+            }
+            guard fits else {
                 throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: shard \(shard.id) range \(shard.range) does not fit \(partitioning)")
             }
         }

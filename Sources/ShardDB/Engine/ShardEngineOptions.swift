@@ -7,6 +7,9 @@ public struct ShardEngineOptions: Sendable {
     public var clock: any ShardClock = SystemClock()
     /// fsync the WAL on every write.
     public var syncWrites = false
+    /// Write without the write-ahead log (benchmarks and bulk loads that can be
+    /// redone): a crash loses unflushed writes, and changelog readers see a gap.
+    public var disableWAL = false
     /// Upper bound on how long an expired entry stays on disk in a shard nobody
     /// writes: RocksDB's `periodic_compaction_seconds` for shard column families.
     public var periodicCompactionSeconds: UInt64 = 24 * 3600
@@ -21,6 +24,9 @@ public struct ShardEngineOptions: Sendable {
     public var backgroundJobs = 2
     /// Any other RocksDB options, by RocksDB's names (`"max_subcompactions=2;..."`), applied last.
     public var rocksDBOptions: String?
+    /// How long a read or write of a range under migration cutover waits for the
+    /// cutover to finish before failing with `.migrationInProgress`.
+    public var fenceWaitSeconds: Double = 5
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 

@@ -15,6 +15,10 @@ public final class ShardWriteBatch {
     let engine: ShardEngine
     let table: RoutingTable
     let batch = WriteBatch()
+    /// What the batch touches, to re-check ownership if the shard map changes
+    /// before the batch is written: key groups (hash) or keys (range).
+    var touchedKeyGroups: [UInt16] = []
+    var touchedKeys: [[UInt8]] = []
 
     init(engine: ShardEngine) {
         self.engine = engine
@@ -29,7 +33,7 @@ public final class ShardWriteBatch {
             try value.withUnsafeBytes { v in
                 try ShardEngine.validate(key: k)
                 try ShardEngine.validate(value: v)
-                let (shard, keyGroup) = try table.locate(k)
+                let (shard, keyGroup) = try locate(k)
                 let header = ValueHeader(expiresAtMilliseconds: try engine.expiry(for: ttl, shard: shard))
                 try KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { storedKey in
                     try engine.withStoredValue(header, v) { storedValue in
@@ -47,7 +51,7 @@ public final class ShardWriteBatch {
     public func delete(_ key: some ContiguousBytes) throws {
         try key.withUnsafeBytes { k in
             try ShardEngine.validate(key: k)
-            let (shard, keyGroup) = try table.locate(k)
+            let (shard, keyGroup) = try locate(k)
             try KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { storedKey in
                 try storage(engine.path) { try batch.delete(storedKey, in: shard.family) }
             }
@@ -55,6 +59,31 @@ public final class ShardWriteBatch {
     }
 
     public func delete(_ key: String) throws { try delete(Array(key.utf8)) }
+
+    /// Routes `key` with the batch's table, waiting out a fence, and remembers it.
+    private func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
+        let found: (Shard, Int?)
+        do { found = try table.locate(key) } catch let hit as FenceHit {
+            try engine.waitOut(hit.fence)
+            // The shard map changed; locate against the current one (it may say "moved").
+            found = try engine.routedRead(key) { ($0, $1) }
+        }
+        if let keyGroup = found.1 { touchedKeyGroups.append(UInt16(keyGroup)) } else { touchedKeys.append([UInt8](key)) }
+        return found
+    }
+
+    /// Re-checks, against a newer table, that every key the batch touches is still owned and not fenced.
+    func revalidate(against current: RoutingTable) throws {
+        if current.isHashed {
+            for kg in Set(touchedKeyGroups) {
+                try current.checkOwned(keyGroup: Int(kg))
+            }
+        } else {
+            for key in touchedKeys {
+                try key.withUnsafeBytes { k in _ = try current.locate(k) }
+            }
+        }
+    }
 }
 
 extension ShardEngine {
@@ -64,7 +93,17 @@ extension ShardEngine {
     /// Applies `batch` atomically.
     public func write(_ batch: ShardWriteBatch) throws {
         guard batch.engine === self else { throw ShardDBError(.invalidArgument, "the batch belongs to another engine") }
-        try storage(path) { try database.write(batch.batch, options: writeOptions) }
+        while true {
+            do {
+                return try writeGate.withReadLock {
+                    let current = table
+                    if current.generation != batch.table.generation { try batch.revalidate(against: current) }
+                    try storage(path) { try database.write(batch.batch, options: writeOptions) }
+                }
+            } catch let hit as FenceHit {
+                try waitOut(hit.fence)
+            }
+        }
     }
 
     /// Builds a batch with `body` and applies it atomically; nothing is written if `body` throws.

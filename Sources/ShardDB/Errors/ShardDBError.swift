@@ -44,8 +44,33 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
         case shardNotFound
         /// The engine was closed.
         case closed
+        /// The key's range is in a migration cutover that did not finish in time
+        /// (or is in doubt after a crash); retry.
+        case migrationInProgress
+        /// A migration request that conflicts with the shard maps or with another migration.
+        case migrationConflict
+        /// The checkpoint store does not exist, or the directory is not one.
+        case checkpointStoreNotFound
+        /// The checkpoint store belongs to another instance (see `allowForeignInstance`).
+        case foreignCheckpointStore
+        /// Another process is creating or purging checkpoints in the store.
+        case checkpointStoreBusy
+        /// No checkpoint with that id in the store.
+        case checkpointNotFound
+        /// A checkpoint's file is missing, truncated or fails its checksum; the message names it.
+        case checkpointCorrupted
+        /// A restore target that exists and is not an empty directory.
+        case targetNotEmpty
         /// A failure point armed by a test fired (see ``FailurePoints``).
         case injectedFailure
+        /// A changelog reader found a hole in the sequence: writes that bypassed the
+        /// write-ahead log (`disableWAL`, ingested files). The changes in the hole
+        /// cannot be read; start again from a fresh snapshot.
+        case changelogGap
+        /// A changelog reader's next sequence is no longer in the write-ahead log
+        /// (purged: WAL retention, ``ShardEngineOptions/walRetentionSeconds``, expired
+        /// or was off). Start again from a fresh snapshot.
+        case changelogUnavailable
         /// RocksDB reported an error; ``ShardDBError/storage`` carries it.
         case storage
     }

@@ -6,6 +6,14 @@ enum KeyEncoding {
         [UInt8(truncatingIfNeeded: keyGroup >> 8), UInt8(truncatingIfNeeded: keyGroup)]
     }
 
+    /// The exclusive stored-key upper bound of the key groups before `keyGroup`:
+    /// its prefix, or nil (unbounded) past the last key group, whose successor
+    /// does not fit in two bytes.
+    @inline(__always)
+    static func keyGroupUpperBound(_ keyGroup: Int) -> [UInt8]? {
+        keyGroup >= Partitioning.maxKeyGroups ? nil : keyGroupPrefix(keyGroup)
+    }
+
     /// Calls `body` with the stored form of `key`, built in a temporary
     /// (usually stack) buffer: prefix + key under hash partitioning, the key
     /// itself under range partitioning.

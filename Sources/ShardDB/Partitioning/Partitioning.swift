@@ -82,8 +82,7 @@ public enum ShardRange: Sendable, Equatable, CustomStringConvertible {
     var storedBounds: (lower: [UInt8], upper: [UInt8]?) {
         switch self {
         case .keyGroups(let r):
-            return (KeyEncoding.keyGroupPrefix(r.lowerBound),
-                    r.upperBound >= Partitioning.maxKeyGroups ? nil : KeyEncoding.keyGroupPrefix(r.upperBound))
+            return (KeyEncoding.keyGroupPrefix(r.lowerBound), KeyEncoding.keyGroupUpperBound(r.upperBound))
         case let .keys(lower, upper):
             return (lower, upper)
         }

@@ -27,11 +27,11 @@ public struct ValueHeader: Sendable, Equatable {
 
     /// Writes the header at the start of `buffer` (at least ``encodedSize`` bytes).
     @inline(__always)
-    func encode(into buffer: UnsafeMutableRawBufferPointer) {
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) {
         buffer[0] = Self.version
         if let expiry = expiresAtMilliseconds {
             buffer[1] = Self.expiryFlag
-            buffer.storeBytes(of: UInt64(expiry).bigEndian, toByteOffset: 2, as: UInt64.self)
+            buffer.storeBytes(of: UInt64(bitPattern: expiry).bigEndian, toByteOffset: 2, as: UInt64.self)
         } else {
             buffer[1] = 0
         }
@@ -42,7 +42,7 @@ public struct ValueHeader: Sendable, Equatable {
     /// - throws: ``ShardDBError`` `.corruptedValue` for an unknown version,
     ///   unknown flags or a truncated header.
     @inline(__always)
-    static func decode(_ stored: UnsafeRawBufferPointer) throws -> (ValueHeader, UnsafeRawBufferPointer) {
+    public static func decode(_ stored: UnsafeRawBufferPointer) throws -> (ValueHeader, UnsafeRawBufferPointer) {
         guard let parsed = parse(stored) else {
             throw ShardDBError(.corruptedValue, describeCorruption(stored))
         }

@@ -1,0 +1,276 @@
+import Foundation
+import Logging
+
+/// What to migrate.
+public struct MigrationRequest: Sendable {
+    /// The source shard.
+    public var shard: Int
+    /// Part of the shard to move (at one end of its range); nil moves the whole shard.
+    public var range: ShardRange?
+    /// Merge into this existing target shard (its range must be adjacent); nil creates a new shard.
+    public var mergeInto: Int?
+    /// A migration id; generated when nil.
+    public var id: String?
+    /// Bytes per bulk-copy chunk.
+    public var bulkChunkBytes = 4 << 20
+    /// Records per changelog read.
+    public var changeBatch = 10_000
+    /// Cut over once a catch-up round brings fewer records than this.
+    public var cutoverThreshold = 2_000
+    /// Cut over after this many catch-up rounds even if writers keep the lag up.
+    public var maxCatchUpRounds = 200
+    /// Remove the moved range from the source right after the cutover.
+    public var cleanup = true
+
+    public init(shard: Int, range: ShardRange? = nil, mergeInto: Int? = nil, id: String? = nil) {
+        self.shard = shard
+        self.range = range
+        self.mergeInto = mergeInto
+        self.id = id
+    }
+}
+
+/// Where a migration is, reported while it runs.
+public struct MigrationProgress: Sendable {
+    public enum Phase: String, Sendable { case prepare, bulkCopy, catchUp, cutover, cleanup, done }
+    public var phase: Phase
+    public var keysCopied: Int
+    public var bytesCopied: Int
+    public var changesApplied: Int
+    /// Source sequence numbers not yet applied on the target.
+    public var lag: UInt64
+    public var elapsedSeconds: Double
+    /// Bulk bytes per second so far.
+    public var bytesPerSecond: Double { elapsedSeconds > 0 ? Double(bytesCopied) / elapsedSeconds : 0 }
+}
+
+/// The outcome of a finished migration.
+public struct MigrationReport: Sendable, Codable {
+    public var id: String
+    public var sourceShard: Int
+    public var targetShard: Int
+    public var range: String
+    public var keysCopied: Int
+    public var bytesCopied: Int
+    public var changesApplied: Int
+    public var snapshotSequence: UInt64
+    public var finalSequence: UInt64
+    public var bulkSeconds: Double
+    public var catchUpSeconds: Double
+    /// How long reads and writes of the range were held (fence to source commit).
+    public var pauseMilliseconds: Double
+    public var totalSeconds: Double
+}
+
+/// Runs the migration protocol between a source and a target (docs/MIGRATION.md):
+/// prepare, bulk copy from a snapshot, catch-up from the changelog, fenced
+/// cutover, cleanup. Any failure before the target commits rolls both sides back.
+public struct MigrationCoordinator: Sendable {
+    public let source: any MigrationSource
+    public let target: any MigrationTarget
+    public var logger = Logger(label: "sharddb.migration")
+
+    public init(source: any MigrationSource, target: any MigrationTarget) {
+        self.source = source
+        self.target = target
+    }
+
+    /// Moves `request`'s range from the source to the target.
+    ///
+    /// Cancelling the task before the cutover aborts the migration (the source
+    /// keeps the range).
+    ///
+    /// - throws: ``ShardDBError``: `.migrationConflict` for a plan the shard maps
+    ///   refuse (range not owned by the source, already owned by the target,
+    ///   source equal to target, overlapping migrations, mismatched partitioning),
+    ///   `.shardNotFound`, or the error that aborted it.
+    public func migrate(_ request: MigrationRequest,
+                        progress: @escaping @Sendable (MigrationProgress) -> Void = { _ in }) async throws -> MigrationReport {
+        let started = Date()
+        var state = MigrationProgress(phase: .prepare, keysCopied: 0, bytesCopied: 0, changesApplied: 0, lag: 0, elapsedSeconds: 0)
+        func report(_ phase: MigrationProgress.Phase) {
+            state.phase = phase
+            state.elapsedSeconds = Date().timeIntervalSince(started)
+            progress(state)
+        }
+        report(.prepare)
+        _ = try await Self.resolveUnfinished(source: source, target: target)
+        let plan = try await makePlan(request)
+        try await source.prepareOutgoing(plan)
+        var targetCommitted = false
+        do {
+            let snapshotSequence = try await source.openBulk(plan)
+            let resume = try await target.prepareIncoming(plan, snapshotSequence: snapshotSequence)
+
+            // Bulk copy.
+            report(.bulkCopy)
+            let bulkStart = Date()
+            var after = resume.bulkResumeKey
+            var done = resume.bulkDone
+            while !done {
+                try Task.checkCancellation()
+                let chunk = try await source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
+                try await target.applyBulk(plan, chunk)
+                after = chunk.lastKey ?? after
+                done = chunk.done
+                state.keysCopied += chunk.entries.count
+                state.bytesCopied += chunk.bytes
+                report(.bulkCopy)
+            }
+            let bulkSeconds = Date().timeIntervalSince(bulkStart)
+
+            // Catch-up.
+            report(.catchUp)
+            let catchUpStart = Date()
+            var next = max(resume.appliedThrough, snapshotSequence) + 1
+            var rounds = 0
+            while true {
+                try Task.checkCancellation()
+                let chunk = try await source.readChanges(plan, from: next, maxRecords: request.changeBatch)
+                try await target.applyChanges(plan, chunk)
+                next = chunk.nextSequence
+                state.changesApplied += chunk.records.count
+                state.lag = chunk.latestSequence >= next ? chunk.latestSequence - next + 1 : 0
+                rounds += 1
+                report(.catchUp)
+                if chunk.records.count < request.cutoverThreshold && state.lag < UInt64(request.changeBatch) { break }
+                if rounds >= request.maxCatchUpRounds { break }
+            }
+            let catchUpSeconds = Date().timeIntervalSince(catchUpStart)
+
+            // Cutover: fence, drain to F, commit on the target, then on the source.
+            try Task.checkCancellation()
+            report(.cutover)
+            let pauseStart = DispatchTime.now()
+            let finalSequence = try await source.fenceOutgoing(plan)
+            while next <= finalSequence {
+                let chunk = try await source.readChanges(plan, from: next, maxRecords: request.changeBatch)
+                try await target.applyChanges(plan, chunk)
+                state.changesApplied += chunk.records.count
+                guard chunk.nextSequence > next || !chunk.records.isEmpty else {
+                    // Nothing new is visible yet: the log holds the fenced writes, so this ends quickly.
+                    try await Task.sleep(nanoseconds: 100_000)
+                    continue
+                }
+                next = chunk.nextSequence
+            }
+            try await target.commitIncoming(plan, finalSequence: finalSequence)
+            targetCommitted = true
+            try await source.commitOutgoing(plan)
+            let pause = Double(DispatchTime.now().uptimeNanoseconds - pauseStart.uptimeNanoseconds) / 1e6
+
+            if request.cleanup {
+                report(.cleanup)
+                try await source.cleanupOutgoing(plan)
+            }
+            report(.done)
+            return MigrationReport(
+                id: plan.id, sourceShard: plan.sourceShard, targetShard: plan.targetShard, range: "\(plan.range)",
+                keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
+                snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkSeconds: bulkSeconds,
+                catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
+        } catch {
+            if targetCommitted {
+                // The decision is made (the target owns the range): finish the source's side.
+                logger.error("source commit failed after the target committed; recovery will finish it",
+                             metadata: ["id": "\(plan.id)", "error": "\(error)"])
+                try? await source.commitOutgoing(plan)
+                throw error
+            }
+            // Roll back: the target first (so it can never commit later), then the source.
+            do {
+                try await target.abortIncoming(plan)
+                try await source.abortOutgoing(plan)
+            } catch let abortError {
+                logger.error("abort failed; the journals decide at next open", metadata: ["id": "\(plan.id)", "error": "\(abortError)"])
+            }
+            throw error
+        }
+    }
+
+    /// Validates the request against both shard maps and fixes the plan.
+    func makePlan(_ request: MigrationRequest) async throws -> MigrationPlan {
+        let from = try await source.describeInstance()
+        let to = try await target.describeInstance()
+        guard from.instanceID != to.instanceID else {
+            throw ShardDBError(.migrationConflict, "source and target are the same instance (\(from.instanceID))")
+        }
+        guard from.partitioning.isCompatible(with: to.partitioning) else {
+            throw ShardDBError(.migrationConflict, "partitioning differs: source \(from.partitioning), target \(to.partitioning)")
+        }
+        guard let shard = from.shards.first(where: { $0.id == request.shard && $0.state == .active }) else {
+            throw ShardDBError(.shardNotFound, "shard \(request.shard) does not exist on the source")
+        }
+        let range = request.range ?? shard.range
+        _ = try shard.range.removing(range)  // inside the shard, at one end
+        if let owner = to.shards.first(where: { $0.state == .active && $0.range.overlaps(range) }) {
+            throw ShardDBError(.migrationConflict, "the target already owns part of \(range) (shard \(owner.id) owns \(owner.range))")
+        }
+        let shape: MigrationPlan.Shape
+        let targetShard: Int
+        if let merge = request.mergeInto {
+            shape = .mergeInto(shard: merge)
+            targetShard = merge
+        } else {
+            shape = .newShard
+            let used = Set(to.shards.map(\.id))
+            targetShard = used.contains(request.shard) ? (used.max() ?? 0) + 1 : request.shard
+        }
+        return MigrationPlan(
+            id: request.id ?? Self.newID(), sourceInstance: from.instanceID, targetInstance: to.instanceID,
+            sourceLocation: from.location, targetLocation: to.location, sourceShard: request.shard, range: range,
+            shape: shape, targetShard: targetShard, defaultTTLSeconds: shard.defaultTTLSeconds)
+    }
+
+    static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return ByteText.hex((0..<6).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    /// Settles migrations between these two instances that a crash left
+    /// unfinished, by the decision table in docs/MIGRATION.md: once the target
+    /// has committed, the source commits (and cleans up); otherwise both roll back.
+    ///
+    /// - returns: a line per migration settled.
+    @discardableResult
+    public static func resolveUnfinished(source: any MigrationSource, target: any MigrationTarget) async throws -> [String] {
+        let from = try await source.describeInstance()
+        let to = try await target.describeInstance()
+        var settled: [String] = []
+        var ids = Set<String>()
+        for entry in from.unfinishedMigrations + to.unfinishedMigrations
+        where entry.plan.sourceInstance == from.instanceID && entry.plan.targetInstance == to.instanceID {
+            guard ids.insert(entry.plan.id).inserted else { continue }
+            let plan = entry.plan
+            let targetEntry = try await target.migrationEntry(plan.id)
+            if targetEntry?.phase == .committed {
+                try await source.commitOutgoing(plan)
+                try await source.cleanupOutgoing(plan)
+                settled.append("\(plan.id): committed on the target; source recorded the move and cleaned up")
+            } else if let sourceEntry = try await source.migrationEntry(plan.id), sourceEntry.phase == .committed {
+                try await source.cleanupOutgoing(plan)
+                settled.append("\(plan.id): committed; source cleaned up")
+            } else {
+                try await target.abortIncoming(plan)
+                try await source.abortOutgoing(plan)
+                settled.append("\(plan.id): not committed on the target; rolled back (the source keeps \(plan.range))")
+            }
+        }
+        return settled
+    }
+}
+
+extension ShardEngine {
+    /// Moves a shard, or a range at one end of it, from this engine to `target` while both stay open.
+    ///
+    /// ```swift
+    /// let report = try await source.migrate(MigrationRequest(shard: 2), to: target) { p in print(p.phase, p.keysCopied) }
+    /// print("write pause: \(report.pauseMilliseconds) ms")
+    /// ```
+    public func migrate(_ request: MigrationRequest, to target: ShardEngine,
+                        progress: @escaping @Sendable (MigrationProgress) -> Void = { _ in }) async throws -> MigrationReport {
+        var coordinator = MigrationCoordinator(source: self, target: target)
+        coordinator.logger = logger
+        return try await coordinator.migrate(request, progress: progress)
+    }
+}

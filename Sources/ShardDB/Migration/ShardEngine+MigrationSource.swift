@@ -1,0 +1,243 @@
+import Foundation
+import RocksDB
+
+extension ShardEngine: MigrationSource {
+    public func describeInstance() throws -> InstanceDescription {
+        InstanceDescription(instanceID: instanceID, location: path, partitioning: partitioning,
+                            shards: shardDescriptors, unfinishedMigrations: try migrationJournal().filter(\.isUnfinished))
+    }
+
+    public func prepareOutgoing(_ plan: MigrationPlan) throws {
+        try FailurePoints.hit("migration.source.prepare")
+        guard plan.sourceInstance == instanceID else {
+            throw ShardDBError(.migrationConflict, "plan \(plan.id) is for source \(plan.sourceInstance), not this instance (\(instanceID))")
+        }
+        guard plan.targetInstance != instanceID else {
+            throw ShardDBError(.migrationConflict, "source and target are the same instance (\(instanceID))")
+        }
+        if let existing = try migrationEntry(plan.id) {
+            guard existing.plan == plan, existing.role == .source, existing.isUnfinished else {
+                throw ShardDBError(.migrationConflict, "migration \(plan.id) already exists here in phase \(existing.phase.rawValue)")
+            }
+            return  // resuming
+        }
+        let shard = try activeShard(plan.sourceShard)
+        _ = try shard.descriptor.range.removing(plan.range)  // inside the shard, at one end
+        for entry in try migrationJournal() where entry.isUnfinished && entry.plan.range.overlaps(plan.range) {
+            throw ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
+        }
+        try writeJournal(MigrationJournalEntry(plan: plan, role: .source, phase: .prepared, updatedAtMilliseconds: 0))
+        logger.debug("migration prepared (source)", metadata: ["id": "\(plan.id)", "range": "\(plan.range)"])
+    }
+
+    public func openBulk(_ plan: MigrationPlan) throws -> UInt64 {
+        guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this source")
+        }
+        if let snapshot = migrationRuntime.snapshot(plan.id) { return snapshot.sequenceNumber }
+        let snapshot = try storage(path) { try database.snapshot() }
+        migrationRuntime.setSnapshot(plan.id, snapshot)
+        entry.phase = .bulkCopy
+        entry.snapshotSequence = snapshot.sequenceNumber
+        try writeJournal(entry)
+        try FailurePoints.hit("migration.source.bulk-opened")
+        return snapshot.sequenceNumber
+    }
+
+    public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) throws -> BulkChunk {
+        guard let snapshot = migrationRuntime.snapshot(plan.id) else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk snapshot on this source (restarted?)")
+        }
+        let shard = try activeShard(plan.sourceShard)
+        let bounds = plan.range.storedBounds
+        let lower = after.map { $0 + [0] } ?? bounds.lower
+        let now = clock.nowMilliseconds()
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        var bytes = 0
+        var lastKey = after
+        var exhausted = true
+        try storage(path) {
+            let iterator = try database.makeIterator(in: shard.family, lowerBound: lower, upperBound: bounds.upper,
+                                                     snapshot: snapshot, fillCache: false)
+            iterator.seekToFirst()
+            try iterator.forEach { key, value in
+                if bytes >= maxBytes { exhausted = false; return false }
+                lastKey = [UInt8](key)
+                // Expired entries are not copied: they could never be read again.
+                if let (header, _) = ValueHeader.parse(value), header.isExpired(at: now) { return true }
+                entries.append((lastKey!, [UInt8](value)))
+                bytes += key.count + value.count
+                return true
+            }
+        }
+        try FailurePoints.hit("migration.source.bulk-chunk")
+        return BulkChunk(entries: entries, lastKey: lastKey, done: exhausted, bytes: bytes)
+    }
+
+    public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) throws -> ChangeChunk {
+        var reader = migrationRuntime.reader(plan.id)
+        if reader == nil || reader!.nextSequence != from {
+            reader = try ChangelogReader(engine: self, shard: plan.sourceShard, range: plan.range, from: from)
+            migrationRuntime.setReader(plan.id, reader)
+        }
+        let latest = try latestSequenceNumber()
+        let records = try reader!.read(maxRecords: maxRecords)
+        return ChangeChunk(records: records, nextSequence: reader!.nextSequence, latestSequence: latest)
+    }
+
+    public func fenceOutgoing(_ plan: MigrationPlan) throws -> UInt64 {
+        guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")
+        }
+        if entry.phase == .fenced, let final = entry.finalSequence { return final }
+        try FailurePoints.hit("migration.source.before-fence")
+        let fence = Fence(range: plan.range, migrationID: plan.id)
+        // Exclusive for an instant: no write to the range is in flight once it is granted.
+        let final: UInt64 = try writeGate.withWriteLock {
+            updateTable { $0.replacing(fences: $0.fences + [fence]) }
+            return try storage(path) { try database.latestSequenceNumber() }
+        }
+        migrationRuntime.setFence(plan.id, fence)
+        entry.phase = .fenced
+        entry.finalSequence = final
+        do {
+            try writeJournal(entry)
+        } catch {
+            // Not durable: lift the fence; the migration fails before anything is decided.
+            removeFence(fence, outcome: .released)
+            throw error
+        }
+        try FailurePoints.hit("migration.source.fenced")
+        return final
+    }
+
+    public func commitOutgoing(_ plan: MigrationPlan) throws {
+        guard var entry = try migrationEntry(plan.id), entry.role == .source else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is unknown on this source")
+        }
+        if entry.phase == .committed || entry.phase == .cleaned { return }
+        guard entry.phase == .fenced else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) cannot commit on the source from phase \(entry.phase.rawValue)")
+        }
+        try FailurePoints.hit("migration.source.before-commit")
+        let current = table
+        guard let shard = current.shard(id: plan.sourceShard) else {
+            throw ShardDBError(.shardNotFound, "shard \(plan.sourceShard) does not exist on this instance")
+        }
+        let remaining = try shard.descriptor.range.removing(plan.range)
+        var changed: [Shard] = []
+        let batch = WriteBatch()
+        if let remaining {
+            var kept = shard.descriptor
+            kept.range = remaining
+            let movedID = (current.shards.map(\.id).max() ?? 0) + 1
+            let moved = ShardDescriptor(id: movedID, range: plan.range, state: .moved(to: plan.targetLocation))
+            try batch.put(Array(MetadataKey.shard(kept.id).utf8), MetadataCoding.encode(ShardRecord(kept)), in: metadata)
+            try batch.put(Array(MetadataKey.shard(moved.id).utf8), MetadataCoding.encode(ShardRecord(moved)), in: metadata)
+            changed = [shard.with(kept), Shard(descriptor: moved, family: nil, expiryFilter: nil)]
+        } else {
+            var moved = shard.descriptor
+            moved.state = .moved(to: plan.targetLocation)
+            try batch.put(Array(MetadataKey.shard(moved.id).utf8), MetadataCoding.encode(ShardRecord(moved)), in: metadata)
+            changed = [Shard(descriptor: moved, family: nil, expiryFilter: shard.expiryFilter)]
+        }
+        entry.phase = .committed
+        try journal(entry, in: batch)
+        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        let fence = migrationRuntime.fence(plan.id)
+        updateTable { table in
+            let ids = Set(changed.map(\.id))
+            return table.replacing(shards: table.shards.filter { !ids.contains($0.id) } + changed,
+                                   fences: table.fences.filter { $0 !== fence })
+        }
+        fence?.resolve(.committed(owner: plan.targetLocation))
+        migrationRuntime.clear(plan.id)
+        logger.debug("migration committed (source)", metadata: ["id": "\(plan.id)", "movedTo": "\(plan.targetLocation)"])
+        try FailurePoints.hit("migration.source.committed")
+    }
+
+    public func abortOutgoing(_ plan: MigrationPlan) throws {
+        guard var entry = try migrationEntry(plan.id), entry.role == .source else {
+            migrationRuntime.clear(plan.id)
+            return
+        }
+        guard entry.isUnfinished else { return }
+        guard entry.phase != .committed else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is committed; it cannot be aborted")
+        }
+        if let fence = migrationRuntime.fence(plan.id) { removeFence(fence, outcome: .released) }
+        entry.phase = .aborted
+        try writeJournal(entry)
+        migrationRuntime.clear(plan.id)
+        logger.debug("migration aborted (source)", metadata: ["id": "\(plan.id)"])
+    }
+
+    public func cleanupOutgoing(_ plan: MigrationPlan) throws {
+        guard var entry = try migrationEntry(plan.id), entry.role == .source else { return }
+        if entry.phase == .cleaned { return }
+        guard entry.phase == .committed else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is not committed; nothing to clean up")
+        }
+        try FailurePoints.hit("migration.source.before-cleanup")
+        let familyName = "shard-\(plan.sourceShard)"
+        let wholeShardMoved = table.shard(id: plan.sourceShard).map { !$0.isActive } ?? true
+        try storage(path) {
+            if wholeShardMoved {
+                if database.columnFamilyNames.contains(familyName) { try database.dropColumnFamily(named: familyName) }
+            } else if let family = table.shard(id: plan.sourceShard)?.family {
+                try clearRange(plan.range, in: family, reclaim: true)
+            }
+        }
+        entry.phase = .cleaned
+        try writeJournal(entry)
+        logger.debug("migration cleaned up (source)", metadata: ["id": "\(plan.id)"])
+    }
+
+    /// Deletes every stored key of `range` in `family`: one range tombstone
+    /// (plus point deletes past the largest bound a tombstone can name when the
+    /// range is unbounded); with `reclaim`, also drops whole files in the range
+    /// and compacts it so the space returns at once.
+    func clearRange(_ range: ShardRange, in family: ColumnFamily, reclaim: Bool) throws {
+        let bounds = range.storedBounds
+        let sentinel: [UInt8] = [UInt8](repeating: 0xFF, count: 8)
+        let upper = bounds.upper ?? sentinel
+        try database.deleteRange(from: bounds.lower, to: upper, in: family)
+        if bounds.upper == nil {
+            let iterator = try database.makeIterator(in: family, lowerBound: sentinel)
+            iterator.seekToFirst()
+            while iterator.isValid {
+                try database.delete(iterator.key, in: family)
+                iterator.next()
+            }
+            try iterator.checkStatus()
+        }
+        if reclaim {
+            try database.deleteFiles(from: bounds.lower, to: upper, in: family)
+            try database.compactRange(family, from: bounds.lower, to: bounds.upper)
+        }
+    }
+
+    /// Removes a fence from the routing table and wakes its waiters.
+    func removeFence(_ fence: Fence, outcome: Fence.Outcome) {
+        updateTable { $0.replacing(fences: $0.fences.filter { $0 !== fence }) }
+        fence.resolve(outcome)
+    }
+
+    /// At open: re-installs fences of migrations in doubt, and finishes cleanups of committed ones.
+    func recoverMigrationsAtOpen() throws {
+        for entry in try migrationJournal() where entry.role == .source && entry.isUnfinished {
+            switch entry.phase {
+            case .fenced:
+                // In doubt until the target's journal decides (docs/MIGRATION.md): keep the range fenced.
+                let fence = Fence(range: entry.plan.range, migrationID: entry.plan.id)
+                migrationRuntime.setFence(entry.plan.id, fence)
+                updateTable { $0.replacing(fences: $0.fences + [fence]) }
+                logger.warning("migration in doubt: range fenced until resolved", metadata: ["id": "\(entry.plan.id)"])
+            case .committed:
+                try cleanupOutgoing(entry.plan)
+            default:
+                break  // the source still owns the range; a coordinator resumes or aborts it
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+import Foundation
+import RocksDB
+@testable import ShardDB
+import XCTest
+
+/// Live migration between two engines in one process: shapes, writers during
+/// every phase, aborts at every phase boundary, and bad requests.
+final class MigrationTests: XCTestCase {
+    override func tearDown() {
+        FailurePoints.disarmAll()
+        super.tearDown()
+    }
+
+    private func makePair(_ dir: TemporaryDirectory, shards: Int = 4, targetShards: Int = 0,
+                          partitioning: Partitioning = .hash(keyGroups: 256)) throws -> (ShardEngine, ShardEngine) {
+        let source = try ShardEngine.create(at: dir.path("source"), shards: shards, partitioning: partitioning, options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: targetShards, partitioning: partitioning, options: .testing())
+        return (source, target)
+    }
+
+    private func load(_ engine: ShardEngine, count: Int, prefix: String = "k") throws -> [[UInt8]: [UInt8]] {
+        var oracle: [[UInt8]: [UInt8]] = [:]
+        try engine.write { batch in
+            for i in 0..<count {
+                let key = bytes("\(prefix)\(i)"), value = bytes("v\(i)")
+                try batch.put(key, value)
+                oracle[key] = value
+            }
+        }
+        return oracle
+    }
+
+    /// Reads `key` from whichever of the two engines owns it.
+    private func read(_ key: [UInt8], _ engines: [ShardEngine]) throws -> [UInt8]? {
+        for engine in engines {
+            do { return try engine.get(key) } catch let error as ShardDBError where error.code == .keyNotOwned { continue }
+        }
+        XCTFail("no engine owns \(text(key) ?? "?")")
+        return nil
+    }
+
+    func testWholeShardMovesAndSourceForwards() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir)
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 2000)
+        let moving = try source.shardDescriptors.first { $0.id == 1 }!
+
+        let report = try await source.migrate(MigrationRequest(shard: 1), to: target)
+        XCTAssertGreaterThan(report.keysCopied, 0)
+        XCTAssertEqual(report.targetShard, 1)
+
+        XCTAssertEqual(source.shardDescriptors.first { $0.id == 1 }?.state, .moved(to: target.path))
+        XCTAssertEqual(target.shardDescriptors.map(\.range), [moving.range])
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value) }
+        // The source answers for moved keys with the new owner.
+        let movedKey = oracle.keys.first { source.recordedOwner(of: $0) == nil }!
+        XCTAssertThrowsError(try source.get(movedKey)) { error in
+            XCTAssertEqual((error as? ShardDBError)?.code, .keyNotOwned)
+            XCTAssertEqual((error as? ShardDBError)?.owner, target.path)
+        }
+        // Cleanup dropped the source's column family.
+        XCTAssertFalse(source.database.columnFamilyNames.contains("shard-1"))
+        // Writes after the cutover land on the target.
+        try target.put(movedKey, bytes("after"))
+        XCTAssertEqual(try target.get(movedKey), bytes("after"))
+    }
+
+    func testSplitMovesOneEndOfAShard() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2)
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 3000)
+        // Shard 0 owns kg[0,128); move kg[64,128).
+        let report = try await source.migrate(MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(64, 128))), to: target)
+        XCTAssertGreaterThan(report.keysCopied, 0)
+        XCTAssertEqual(source.shardDescriptors.first { $0.id == 0 }?.range, .keyGroups(KeyGroupRange(0, 64)))
+        XCTAssertTrue(source.shardDescriptors.contains { $0.range == .keyGroups(KeyGroupRange(64, 128)) && $0.state == .moved(to: target.path) })
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value) }
+        // The source holds nothing of the moved range any more.
+        let family = try source.database.columnFamily(named: "shard-0")
+        let iterator = try source.database.makeIterator(in: family, lowerBound: [0, 64], upperBound: [0, 128])
+        iterator.seekToFirst()
+        XCTAssertFalse(iterator.isValid)
+    }
+
+    func testMergeIntoAdjacentTargetShard() async throws {
+        let dir = TemporaryDirectory()
+        // Source: 2 shards over 256 groups; target: 2 shards too — a distinct instance, same partitioning.
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: .hash(keyGroups: 256), options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 256), options: .testing())
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 2000)
+        _ = try await source.migrate(MigrationRequest(shard: 1), to: target)  // target shard 1: kg[128,256)
+        _ = try await source.migrate(MigrationRequest(shard: 0, mergeInto: 1), to: target)  // scale-in: merge kg[0,128)
+        XCTAssertEqual(target.shardDescriptors.filter { $0.state == .active }.map(\.range), [.keyGroups(KeyGroupRange(0, 256))])
+        XCTAssertTrue(source.shardDescriptors.allSatisfy { $0.state != .active })
+        XCTAssertEqual(try target.contents(), oracle)
+    }
+
+    func testRangePartitioningMovesTheUpperRange() async throws {
+        let dir = TemporaryDirectory()
+        let partitioning = Partitioning.range(splitPoints: [bytes("m")])
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: partitioning, options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .range(splitPoints: []), options: .testing())
+        defer { source.close(); target.close() }
+        var oracle: [[UInt8]: [UInt8]] = [:]
+        for letter in "abcdefghijklmnopqrstuvwxyz" {
+            for i in 0..<20 { let k = bytes("\(letter)\(i)"); oracle[k] = bytes("v"); try source.put(k, bytes("v")) }
+        }
+        // Move [t, ∞) of shard 1, which owns [m, ∞).
+        _ = try await source.migrate(MigrationRequest(shard: 1, range: .keys(lower: bytes("t"), upper: nil)), to: target)
+        XCTAssertEqual(target.shardDescriptors.map(\.range), [.keys(lower: bytes("t"), upper: nil)])
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value) }
+        XCTAssertEqual(try target.keys().count, 7 * 20)
+    }
+
+    func testTTLTravelsAndExpiredEntriesAreNotCopied() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock()
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 1, partitioning: .hash(keyGroups: 16), options: .testing(clock: clock))
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 16), options: .testing(clock: clock))
+        defer { source.close(); target.close() }
+        try source.put(bytes("short"), bytes("x"), ttl: .seconds(10))
+        try source.put(bytes("long"), bytes("y"), ttl: .seconds(1000))
+        try source.put(bytes("forever"), bytes("z"))
+        clock.advance(milliseconds: 20_000)
+        let report = try await source.migrate(MigrationRequest(shard: 0), to: target)
+        XCTAssertEqual(report.keysCopied, 2)
+        XCTAssertNil(try target.get(bytes("short")))
+        var expiry: Int64?
+        try target.scan(ScanRequest(prefix: bytes("long"))) { entry in expiry = entry.expiresAtMilliseconds; return true }
+        XCTAssertEqual(expiry, 1_700_000_000_000 + 1_000_000)
+        clock.advance(milliseconds: 1_000_000)
+        XCTAssertNil(try target.get(bytes("long")))
+        XCTAssertEqual(try target.get(bytes("forever")), bytes("z"))
+    }
+
+    /// Writers keep going through every phase; the result matches what they had acknowledged.
+    func testWritersDuringEveryPhaseLoseNothing() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2)
+        defer { source.close(); target.close() }
+        var oracle = try load(source, count: 5000)
+        let writer = OracleWriter(engines: [source, target])
+        let writing = Thread { writer.run(iterations: Int.max) }
+        writing.start()
+        // Wait for the writer thread to get going (a handshake with a thread, not a wait for time to pass).
+        while writer.writesCompleted < 500 && !writer.finished { try await Task.sleep(nanoseconds: 1_000_000) }
+        var request = MigrationRequest(shard: 0)
+        request.bulkChunkBytes = 16 << 10  // many chunks, so writes interleave with the bulk phase
+        request.cutoverThreshold = 50
+        let report = try await source.migrate(request, to: target)
+        let atCutover = writer.writesCompleted
+        while writer.writesCompleted < atCutover + 500 && !writer.finished { try await Task.sleep(nanoseconds: 1_000_000) }
+        writer.stop()
+        while !writer.finished { try await Task.sleep(nanoseconds: 1_000_000) }
+        XCTAssertNil(writer.failure)
+        for (key, value) in writer.acknowledged { oracle[key] = value }
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value, "key \(text(key)!)") }
+        for (key, value) in writer.acknowledged where value == nil { XCTAssertNil(try read(key, [source, target])) }
+        XCTAssertGreaterThan(writer.batchesCompleted, 0)
+        // Writes went on after the cutover, and some of them learned the range had moved.
+        XCTAssertGreaterThan(writer.movedAnswers, 0)
+        XCTAssertGreaterThan(report.changesApplied, 0)
+        XCTAssertLessThan(report.pauseMilliseconds, 5_000)
+    }
+
+    /// An injected failure at each step before the target commits leaves the
+    /// source owning everything and no trace on the target, even after reopening.
+    func testAbortAtEveryPhaseBoundaryLeavesNoTrace() async throws {
+        let points = ["migration.source.bulk-opened", "migration.target.prepare", "migration.source.bulk-chunk",
+                      "migration.target.bulk-chunk", "migration.target.changes", "migration.source.before-fence",
+                      "migration.source.fenced", "migration.target.before-commit"]
+        for point in points {
+            let dir = TemporaryDirectory()
+            var (source, target) = try makePair(dir, shards: 2)
+            let oracle = try load(source, count: 500)
+            FailurePoints.arm(point, action: .error)
+            do {
+                _ = try await source.migrate(MigrationRequest(shard: 1), to: target)
+                XCTFail("\(point): migration should fail")
+            } catch let error as ShardDBError {
+                XCTAssertEqual(error.code, .injectedFailure, point)
+            }
+            FailurePoints.disarmAll()
+            source.close(); target.close()
+            source = try ShardEngine.open(at: dir.path("source"), options: .testing())
+            target = try ShardEngine.open(at: dir.path("target"), options: .testing())
+            XCTAssertEqual(source.shardDescriptors.filter { $0.state == .active }.count, 2, point)
+            XCTAssertEqual(try source.contents(), oracle, point)
+            XCTAssertTrue(target.shardDescriptors.isEmpty, point)
+            XCTAssertEqual(target.database.columnFamilyNames.filter { $0.hasPrefix("shard-") }, [], point)
+            XCTAssertTrue(try target.migrationJournal().allSatisfy { !$0.isUnfinished }, point)
+            // Writes to the range work again on the source.
+            let key = oracle.keys.first { source.recordedOwner(of: $0) == 1 }!
+            try source.put(key, bytes("again"))
+            // And the migration succeeds when retried.
+            _ = try await source.migrate(MigrationRequest(shard: 1), to: target)
+            XCTAssertEqual(try target.get(key), bytes("again"), point)
+            source.close(); target.close()
+        }
+    }
+
+    /// The source fenced and the target committed, then the source's commit failed:
+    /// the decision is the target's, and recovery finishes the move on the source.
+    func testRecoveryRollsForwardOnceTheTargetCommitted() async throws {
+        let dir = TemporaryDirectory()
+        var (source, target) = try makePair(dir, shards: 2)
+        let oracle = try load(source, count: 500)
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 1, id: "m1"))
+        try source.prepareOutgoing(plan)
+        let s = try source.openBulk(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: s)
+        var after: [UInt8]? = nil
+        while true {
+            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
+            try target.applyBulk(plan, chunk)
+            after = chunk.lastKey
+            if chunk.done { break }
+        }
+        let final = try source.fenceOutgoing(plan)
+        var next = s + 1
+        while next <= final {
+            let chunk = try source.readChanges(plan, from: next, maxRecords: 1000)
+            try target.applyChanges(plan, chunk)
+            next = chunk.nextSequence
+        }
+        try target.commitIncoming(plan, finalSequence: final)
+        // "Crash" before the source records the move.
+        source.close(); target.close()
+        source = try ShardEngine.open(at: dir.path("source"), options: .testing())
+        target = try ShardEngine.open(at: dir.path("target"), options: .testing())
+        defer { source.close(); target.close() }
+        // In doubt on the source: the range stays fenced.
+        var fast = ShardEngineOptions.testing()
+        fast.fenceWaitSeconds = 0.01
+        let key = oracle.keys.first { source.recordedOwner(of: $0) == 1 }!
+        XCTAssertEqual(try source.table.fences.count, 1)
+        let settled = try await MigrationCoordinator.resolveUnfinished(source: source, target: target)
+        XCTAssertEqual(settled.count, 1)
+        XCTAssertThrowsError(try source.get(key)) { XCTAssertEqual(($0 as? ShardDBError)?.owner, target.path) }
+        for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v) }
+        _ = fast
+    }
+
+    func testBadRequestsAreRefusedAndChangeNothing() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2, targetShards: 0)
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 200)
+        func expect(_ code: ShardDBError.Code, _ request: MigrationRequest, to other: ShardEngine? = nil, line: UInt = #line) async {
+            do {
+                _ = try await source.migrate(request, to: other ?? target)
+                XCTFail("expected \(code)", line: line)
+            } catch let error as ShardDBError {
+                XCTAssertEqual(error.code, code, "\(error)", line: line)
+            } catch {
+                XCTFail("\(error)", line: line)
+            }
+        }
+        // A range the source does not own (shard 0 owns kg[0,128)).
+        await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(100, 200))))
+        // A range in the middle of the shard.
+        await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(10, 20))))
+        // A shard that does not exist.
+        await expect(.shardNotFound, MigrationRequest(shard: 9))
+        // Source equal to target.
+        await expect(.migrationConflict, MigrationRequest(shard: 0), to: source)
+        // Mismatched partitioning.
+        let other = try ShardEngine.create(at: dir.path("other"), shards: 0, partitioning: .hash(keyGroups: 512), options: .testing())
+        await expect(.migrationConflict, MigrationRequest(shard: 0), to: other)
+        other.close()
+        // A target that already owns the range.
+        _ = try await source.migrate(MigrationRequest(shard: 1), to: target)
+        let third = try ShardEngine.create(at: dir.path("third"), shards: 2, partitioning: .hash(keyGroups: 256), options: .testing())
+        do {
+            _ = try await third.migrate(MigrationRequest(shard: 1), to: target)
+            XCTFail("target already owns kg[128,256)")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .migrationConflict)
+        }
+        third.close()
+        // Merge into a shard that is not adjacent: source shard 0 is kg[0,128); target shard 1 is kg[128,256) → adjacent; use a gap instead.
+        await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(0, 64)), mergeInto: 1))
+        // Overlapping concurrent migrations: a prepared one blocks another on the same range.
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "first"))
+        try source.prepareOutgoing(plan)
+        var second = plan
+        second.id = "second"
+        XCTAssertThrowsError(try source.prepareOutgoing(second)) { XCTAssertEqual(($0 as? ShardDBError)?.code, .migrationConflict) }
+        try source.abortOutgoing(plan)
+        // Nothing changed on the source beyond the one successful move.
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value) }
+    }
+}
+
+/// A writer thread that puts, deletes, writes with TTLs and cross-shard
+/// batches, following keys to their new owner, and records what was acknowledged.
+final class OracleWriter: @unchecked Sendable {
+    let engines: [ShardEngine]
+    private let lock = NSLock()
+    /// The last acknowledged state of each key written; nil: deleted.
+    private var _acknowledged: [[UInt8]: [UInt8]?] = [:]
+    private var _stop = false
+    private let counters = Counters()
+    var finished: Bool { counters.get(\.finished) }
+    var failure: Error? { lock.lock(); defer { lock.unlock() }; return _failure }
+    var movedAnswers: Int { counters.get(\.moved) }
+    var writesCompleted: Int { counters.get(\.writes) }
+    private var _failure: Error?
+
+    /// Counters shared between the writer thread and the test.
+    final class Counters: @unchecked Sendable {
+        struct Values { var finished = false; var moved = 0; var writes = 0; var batches = 0 }
+        private let lock = NSLock()
+        private var values = Values()
+        func get<T>(_ path: KeyPath<Values, T>) -> T { lock.lock(); defer { lock.unlock() }; return values[keyPath: path] }
+        func update(_ change: (inout Values) -> Void) { lock.lock(); change(&values); lock.unlock() }
+    }
+
+    init(engines: [ShardEngine]) { self.engines = engines }
+
+    var acknowledged: [[UInt8]: [UInt8]?] { lock.lock(); defer { lock.unlock() }; return _acknowledged }
+    var batchesCompleted: Int { counters.get(\.batches) }
+    func stop() { lock.lock(); _stop = true; lock.unlock() }
+    private var stopped: Bool { lock.lock(); defer { lock.unlock() }; return _stop }
+
+    /// Applies `op` on the first engine that owns the keys.
+    private func onOwner(_ op: (ShardEngine) throws -> Void) throws {
+        for engine in engines {
+            do { try op(engine); return } catch let error as ShardDBError where error.code == .keyNotOwned {
+                counters.update { $0.moved += 1 }
+                continue
+            }
+        }
+        throw ShardDBError(.keyNotOwned, "no engine owns the key")
+    }
+
+    func run(iterations: Int) {
+        defer { counters.update { $0.finished = true } }
+        do {
+            var i = 0
+            while i < iterations && !stopped {
+                let key = bytes("k\(i % 5000)")
+                switch i % 5 {
+                case 0:
+                    let value = bytes("w\(i)")
+                    try onOwner { try $0.put(key, value) }
+                    lock.lock(); _acknowledged[key] = value; lock.unlock()
+                case 2:
+                    try onOwner { try $0.delete(key) }
+                    lock.lock(); _acknowledged[key] = .some(nil); lock.unlock()
+                case 3:
+                    // A cross-shard batch on the first engine; refused whole once a key has moved.
+                    let other = bytes("k\((i * 7 + 13) % 5000)"), value = bytes("b\(i)")
+                    do {
+                        try engines[0].write { batch in
+                            try batch.put(key, value)
+                            try batch.put(other, value)
+                        }
+                        lock.lock(); _acknowledged[key] = value; _acknowledged[other] = value; lock.unlock()
+                        counters.update { $0.batches += 1 }
+                    } catch let error as ShardDBError where error.code == .keyNotOwned {
+                        counters.update { $0.moved += 1 }
+                    }
+                default:
+                    let value = bytes("t\(i)")
+                    try onOwner { try $0.put(key, value, ttl: .seconds(3600)) }
+                    lock.lock(); _acknowledged[key] = value; lock.unlock()
+                }
+                counters.update { $0.writes += 1 }
+                i += 1
+            }
+        } catch {
+            lock.lock(); _failure = error; lock.unlock()
+        }
+    }
+
+}
