@@ -43,14 +43,16 @@ public final class WALIterator {
     init(database: Database, since sequence: UInt64) throws {
         self.database = database
         self.startSequence = sequence
-        let pointer = try database.withHandle { db in
-            try withStatus { rocksdb_get_updates_since(db, sequence, nil, $0) }
+        // Registered under the shared lock so a concurrent close() cannot miss it.
+        slot = try database.withHandle { db in
+            let pointer = try withStatus { rocksdb_get_updates_since(db, sequence, nil, $0) }
+            guard let pointer else {
+                throw RocksDBError(kind: .unknown, message: "rocksdb_get_updates_since returned no iterator")
+            }
+            let slot = ChildSlot(kind: .walIterator, pointer: pointer)
+            database.core.register(slot)
+            return slot
         }
-        guard let pointer else {
-            throw RocksDBError(kind: .unknown, message: "rocksdb_get_updates_since returned no iterator")
-        }
-        slot = ChildSlot(kind: .walIterator, pointer: pointer)
-        database.core.register(slot)
     }
 
     deinit { database.core.release(slot) }

@@ -28,7 +28,9 @@ public enum FailurePoints {
         var remainingSkips: Int
     }
 
-    private static let anyArmed = Atomic<Bool>(false)
+    // Starts true when the environment arms points, so the first hit loads `table`
+    // (static lets are lazy: nothing else would read the environment).
+    private static let anyArmed = Atomic<Bool>(!(ProcessInfo.processInfo.environment["SHARDDB_FAILPOINTS"] ?? "").isEmpty)
     private static let table = Mutex<[String: Armed]>(loadEnvironment())
 
     private static func loadEnvironment() -> [String: Armed] {
