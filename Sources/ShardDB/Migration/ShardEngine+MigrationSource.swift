@@ -143,7 +143,10 @@ extension ShardEngine: MigrationSource {
         }
         entry.phase = .committed
         try journal(entry, in: batch)
-        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        // No fsync needed before waking the fenced callers: if this write is lost
+        // in a crash, the durable `fenced` entry plus the target's durable commit
+        // roll the move forward at recovery (docs/MIGRATION.md).
+        try storage(path) { try database.write(batch) }
         let fence = migrationRuntime.fence(plan.id)
         updateTable { table in
             let ids = Set(changed.map(\.id))
