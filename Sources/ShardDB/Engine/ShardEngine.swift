@@ -99,7 +99,7 @@ public final class ShardEngine: @unchecked Sendable {
         }
         guard files.isWritableFile(atPath: path) else { throw ShardDBError(.notWritable, "\(path) is not writable") }
 
-        let base = baseOptions(options)
+        let base = try baseOptions(options)
         base.createIfMissing = true
         base.createMissingColumnFamilies = true
         var families: [String: Options] = [metadataFamilyName: base]
@@ -156,7 +156,7 @@ public final class ShardEngine: @unchecked Sendable {
         guard families.contains(metadataFamilyName) else {
             throw ShardDBError(.notAnInstance, "\(path) is a plain RocksDB database, not a ShardDB instance")
         }
-        let base = baseOptions(options)
+        let base = try baseOptions(options)
         var familyOptions: [String: Options] = [:]
         var filters: [Int: ExpiryFilter] = [:]
         for name in families {
@@ -307,7 +307,7 @@ public final class ShardEngine: @unchecked Sendable {
         }
     }
 
-    static func baseOptions(_ options: ShardEngineOptions) -> Options {
+    static func baseOptions(_ options: ShardEngineOptions) throws -> Options {
         let base = Options()
         base.setWriteBufferSize(options.writeBufferSize)
         base.setMaxBackgroundJobs(options.backgroundJobs)
@@ -316,8 +316,9 @@ public final class ShardEngine: @unchecked Sendable {
         // Keep archived WAL files so changelog readers can tail from a snapshot's sequence.
         base.setWALTTLSeconds(options.walRetentionSeconds)
         if let extra = options.rocksDBOptions {
-            // Validated by the caller through `validateRocksDBOptions`; a bad string is ignored here.
-            try? base.apply(optionsString: extra)
+            do { try base.apply(optionsString: extra) } catch {
+                throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(extra)': \(error)")
+            }
         }
         return base
     }

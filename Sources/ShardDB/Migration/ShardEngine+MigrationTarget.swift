@@ -71,7 +71,7 @@ extension ShardEngine: MigrationTarget {
             guard create, case .newShard = plan.shape else {
                 throw ShardDBError(.migrationConflict, "migration \(plan.id) has no staging area on this target")
             }
-            let (familyOptions, filter) = Self.shardOptions(base: Self.baseOptions(options), shard: plan.targetShard, options: options)
+            let (familyOptions, filter) = Self.shardOptions(base: try Self.baseOptions(options), shard: plan.targetShard, options: options)
             shardFilters.withLock { $0[plan.targetShard] = filter }
             return try database.createColumnFamily(named: name, options: familyOptions)
         }
