@@ -26,6 +26,40 @@ size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer,
                                size_t capacity, size_t max_entries,
                                size_t *used, size_t *needed);
 
+// --- BackupEngine (backup_engine.cc). The 7.8 C API cannot attach app metadata,
+// report the new backup's id, delete one backup, garbage-collect, verify
+// checksums (rocksdb_backup_engine_verify_backup checks sizes only) or list a
+// backup's files. Errors come back as in the C API: a malloc'd status string
+// in *errptr, freed with rocksdb_free.
+
+/// CreateNewBackupWithMetadata; returns the new backup's id. `progress` (may be
+/// NULL) is called from the copying thread every callback_trigger_interval_size
+/// bytes copied; it must not unwind.
+uint32_t sharddb_backup_engine_create_backup(rocksdb_backup_engine_t *be, rocksdb_t *db,
+                                             unsigned char flush_before_backup,
+                                             const char *app_metadata, size_t app_metadata_len,
+                                             void (*progress)(void *context), void *context,
+                                             char **errptr);
+/// DeleteBackup: the backup's meta file first, then files no other backup uses.
+void sharddb_backup_engine_delete_backup(rocksdb_backup_engine_t *be, uint32_t backup_id, char **errptr);
+/// GarbageCollect: removes what interrupted creates and deletes left behind.
+void sharddb_backup_engine_garbage_collect(rocksdb_backup_engine_t *be, char **errptr);
+/// VerifyBackup: sizes, and with verify_with_checksum every file's checksum.
+void sharddb_backup_engine_verify_backup(rocksdb_backup_engine_t *be, uint32_t backup_id,
+                                         unsigned char verify_with_checksum, char **errptr);
+/// The backup's app metadata (malloc'd, NUL-terminated, *length bytes); NULL on error.
+char *sharddb_backup_engine_app_metadata(rocksdb_backup_engine_t *be, uint32_t backup_id,
+                                         size_t *length, char **errptr);
+/// Calls `visit` for every file of the backup: RocksDB's FileStorageInfo directory
+/// (the backup's private folder), the file's path relative to the backup directory
+/// (e.g. "shared_checksum/000012_s…sst"), its size.
+void sharddb_backup_engine_backup_files(rocksdb_backup_engine_t *be, uint32_t backup_id,
+                                        void (*visit)(void *context, const char *directory,
+                                                      const char *relative_name, uint64_t size),
+                                        void *context, char **errptr);
+/// Ids of backups whose meta file could not be read (up to `capacity` in `ids`); returns how many there are.
+size_t sharddb_backup_engine_corrupted_backups(rocksdb_backup_engine_t *be, uint32_t *ids, size_t capacity);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,84 @@
+// BackupEngine functions the 7.8 C API lacks: create with app metadata and
+// the new id, delete one backup, garbage-collect, verify with checksums, read a
+// backup's app metadata and file list, list corrupt backups.
+// See include/CRocksDBShim.h for the contracts.
+#include "CRocksDBShim.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/backup_engine.h>
+
+// Mirrors of the C API's private wrapper structs (rocksdb/db/c.cc, 7.8).
+struct rocksdb_t { rocksdb::DB *rep; };
+struct rocksdb_backup_engine_t { rocksdb::BackupEngine *rep; };
+
+namespace {
+// As c.cc's SaveError: a malloc'd copy of the status text, freed with rocksdb_free.
+bool save_error(char **errptr, const rocksdb::Status &s) {
+  if (s.ok()) return false;
+  if (*errptr != nullptr) free(*errptr);
+  *errptr = strdup(s.ToString().c_str());
+  return true;
+}
+}  // namespace
+
+extern "C" uint32_t sharddb_backup_engine_create_backup(
+    rocksdb_backup_engine_t *be, rocksdb_t *db, unsigned char flush_before_backup,
+    const char *app_metadata, size_t app_metadata_len,
+    void (*progress)(void *context), void *context, char **errptr) {
+  rocksdb::CreateBackupOptions options;
+  options.flush_before_backup = flush_before_backup != 0;
+  if (progress != nullptr) {
+    options.progress_callback = [progress, context]() { progress(context); };
+  }
+  rocksdb::BackupID id = 0;
+  std::string metadata(app_metadata == nullptr ? "" : std::string(app_metadata, app_metadata_len));
+  save_error(errptr, be->rep->CreateNewBackupWithMetadata(options, db->rep, metadata, &id));
+  return id;
+}
+
+extern "C" void sharddb_backup_engine_delete_backup(rocksdb_backup_engine_t *be, uint32_t backup_id, char **errptr) {
+  save_error(errptr, be->rep->DeleteBackup(backup_id));
+}
+
+extern "C" void sharddb_backup_engine_garbage_collect(rocksdb_backup_engine_t *be, char **errptr) {
+  save_error(errptr, be->rep->GarbageCollect());
+}
+
+extern "C" void sharddb_backup_engine_verify_backup(rocksdb_backup_engine_t *be, uint32_t backup_id,
+                                                    unsigned char verify_with_checksum, char **errptr) {
+  save_error(errptr, be->rep->VerifyBackup(backup_id, verify_with_checksum != 0));
+}
+
+extern "C" char *sharddb_backup_engine_app_metadata(rocksdb_backup_engine_t *be, uint32_t backup_id,
+                                                    size_t *length, char **errptr) {
+  rocksdb::BackupInfo info;
+  *length = 0;
+  if (save_error(errptr, be->rep->GetBackupInfo(backup_id, &info, false))) return nullptr;
+  char *copy = static_cast<char *>(malloc(info.app_metadata.size() + 1));
+  std::memcpy(copy, info.app_metadata.data(), info.app_metadata.size());
+  copy[info.app_metadata.size()] = 0;
+  *length = info.app_metadata.size();
+  return copy;
+}
+
+extern "C" void sharddb_backup_engine_backup_files(
+    rocksdb_backup_engine_t *be, uint32_t backup_id,
+    void (*visit)(void *context, const char *directory, const char *relative_name, uint64_t size),
+    void *context, char **errptr) {
+  rocksdb::BackupInfo info;
+  if (save_error(errptr, be->rep->GetBackupInfo(backup_id, &info, true))) return;
+  for (const auto &file : info.file_details) {
+    visit(context, file.directory.c_str(), file.relative_filename.c_str(), file.size);
+  }
+}
+
+extern "C" size_t sharddb_backup_engine_corrupted_backups(rocksdb_backup_engine_t *be, uint32_t *ids, size_t capacity) {
+  std::vector<rocksdb::BackupID> corrupt;
+  be->rep->GetCorruptedBackups(&corrupt);
+  for (size_t i = 0; i < corrupt.size() && i < capacity; ++i) ids[i] = corrupt[i];
+  return corrupt.size();
+}

@@ -1,0 +1,418 @@
+import Foundation
+import Logging
+import RocksDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A directory of checkpoints of one instance, built on RocksDB's BackupEngine
+/// (incremental: table files are shared between checkpoints by checksum name).
+///
+/// Layout (docs/CHECKPOINTS.md):
+///
+/// ```
+/// STORE/sharddb-checkpoint-store.json   the owning instance
+/// STORE/LOCK                            flock: exclusive for create/purge, shared otherwise
+/// STORE/backups/                        RocksDB's BackupEngine directory
+/// STORE/stats/<id>.json                 bytes each checkpoint copied
+/// ```
+///
+/// A checkpoint is listed exactly when RocksDB lists its backup; its record (shard
+/// map, sequence number, caller metadata) is the backup's app metadata, committed
+/// with it. So a crash never lists a checkpoint that does not restore.
+///
+/// ```swift
+/// let info = try engine.checkpoint(to: "/backups/state", metadata: ["reason": "nightly"])
+/// let store = try CheckpointStore.open(at: "/backups/state")
+/// try store.verify()
+/// try store.restore(id: info.id, to: "/var/lib/app/restored")
+/// store.close()
+/// ```
+public final class CheckpointStore: @unchecked Sendable {
+    static let manifestName = "sharddb-checkpoint-store.json"
+    static let lockName = "LOCK"
+    static let backupsName = "backups"
+    static let statsName = "stats"
+    /// Create progress is reported after each this many bytes copied.
+    static let progressIntervalBytes: UInt64 = 1 << 20
+
+    /// The store directory.
+    public let path: String
+    /// The instance the store was created for.
+    public let ownerInstanceID: String
+    let backups: BackupEngine
+    private let lockDescriptor: Int32
+    private let closeLock = NSLock()
+    private var closed = false
+
+    private init(path: String, ownerInstanceID: String, backups: BackupEngine, lockDescriptor: Int32) {
+        self.path = path
+        self.ownerInstanceID = ownerInstanceID
+        self.backups = backups
+        self.lockDescriptor = lockDescriptor
+    }
+
+    deinit { close() }
+
+    /// Closes the store's BackupEngine and releases its lock. Idempotent.
+    public func close() {
+        closeLock.lock()
+        defer { closeLock.unlock() }
+        guard !closed else { return }
+        closed = true
+        backups.close()
+        Glibc.close(lockDescriptor)  // releases the flock
+    }
+
+    // MARK: Open
+
+    /// Opens an existing store for reading (list, verify, restore) or purging.
+    ///
+    /// - parameters:
+    ///   - exclusive: take the store's lock exclusively (purge); otherwise shared.
+    /// - throws: ``ShardDBError``: `.checkpointStoreNotFound` (missing, or no store
+    ///   manifest), `.checkpointStoreBusy` (a create or purge holds it), `.notWritable`,
+    ///   `.corruptedMetadata` (an unreadable manifest), `.storage`.
+    public static func open(at path: String, exclusive: Bool = false) throws -> CheckpointStore {
+        let manifest = try readManifest(at: path)
+        guard let manifest else {
+            throw ShardDBError(.checkpointStoreNotFound, "\(path) is not a checkpoint store (no \(manifestName))")
+        }
+        return try openLocked(at: path, owner: manifest.instanceID, exclusive: exclusive)
+    }
+
+    /// Opens the store at `path` for a checkpoint of `instanceID`, creating it if
+    /// `path` is missing or an empty directory.
+    ///
+    /// - throws: ``ShardDBError``: `.foreignCheckpointStore` (another instance's store and
+    ///   not `allowForeignInstance`), `.checkpointStoreNotFound` (a non-empty directory
+    ///   that is not a store), `.notWritable`, `.checkpointStoreBusy`.
+    static func openForCheckpoint(at path: String, instanceID: String, allowForeignInstance: Bool) throws -> CheckpointStore {
+        let files = FileManager.default
+        var isDirectory: ObjCBool = false
+        if files.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ShardDBError(.notWritable, "checkpoint store \(path) exists and is not a directory") }
+        } else {
+            do { try files.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+                throw ShardDBError(.notWritable, "cannot create checkpoint store \(path): \(describe(error))")
+            }
+        }
+        guard access(path, W_OK | X_OK) == 0 else { throw ShardDBError(.notWritable, "checkpoint store \(path) is not writable") }
+        if let manifest = try readManifest(at: path) {
+            guard manifest.instanceID == instanceID || allowForeignInstance else {
+                throw ShardDBError(.foreignCheckpointStore,
+                    "checkpoint store \(path) belongs to instance \(manifest.instanceID), not \(instanceID) (allowForeignInstance mixes them)")
+            }
+            return try openLocked(at: path, owner: manifest.instanceID, exclusive: true)
+        }
+        let entries = (try? files.contentsOfDirectory(atPath: path)) ?? []
+        guard entries.isEmpty else {
+            throw ShardDBError(.checkpointStoreNotFound, "\(path) is not empty and not a checkpoint store; refusing to use it")
+        }
+        let manifest = CheckpointStoreManifest(format: CheckpointStoreManifest.currentFormat, instanceID: instanceID,
+                                               createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+        try DurableFile.write(MetadataCoding.encode(manifest), to: path + "/" + manifestName)
+        return try openLocked(at: path, owner: instanceID, exclusive: true)
+    }
+
+    private static func readManifest(at path: String) throws -> CheckpointStoreManifest? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ShardDBError(.checkpointStoreNotFound, "checkpoint store \(path) does not exist")
+        }
+        guard isDirectory.boolValue else { throw ShardDBError(.checkpointStoreNotFound, "checkpoint store \(path) is not a directory") }
+        let file = path + "/" + manifestName
+        guard let data = FileManager.default.contents(atPath: file) else { return nil }
+        do {
+            let manifest = try MetadataCoding.decode(CheckpointStoreManifest.self, Array(data), key: manifestName)
+            guard manifest.format <= CheckpointStoreManifest.currentFormat else {
+                throw ShardDBError(.unsupportedFormat, "\(file): store format \(manifest.format) is newer than this ShardDB")
+            }
+            return manifest
+        } catch let error as MetadataError {
+            throw ShardDBError(.corruptedMetadata, "\(file): \(error.message)")
+        }
+    }
+
+    private static func openLocked(at path: String, owner: String, exclusive: Bool) throws -> CheckpointStore {
+        let lockPath = path + "/" + lockName
+        let fd = Glibc.open(lockPath, exclusive ? (O_RDWR | O_CREAT | O_CLOEXEC) : (O_RDONLY | O_CREAT | O_CLOEXEC), 0o644)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            if exclusive || errno == EACCES || errno == EROFS {
+                throw ShardDBError(.notWritable, "checkpoint store \(path): cannot open \(lockPath): \(reason)")
+            }
+            throw ShardDBError(.storage, "checkpoint store \(path): cannot open \(lockPath): \(reason)")
+        }
+        guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
+            Glibc.close(fd)
+            throw ShardDBError(.checkpointStoreBusy, "checkpoint store \(path) is in use by another checkpoint or purge; retry later")
+        }
+        do {
+            if exclusive {
+                try? FileManager.default.createDirectory(atPath: path + "/" + statsName, withIntermediateDirectories: true)
+            }
+            var settings = BackupEngine.Settings()
+            settings.progressIntervalBytes = progressIntervalBytes
+            let backups = try storage(path) { try BackupEngine.open(at: path + "/" + backupsName, settings: settings) }
+            return CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, lockDescriptor: fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+    }
+
+    // MARK: List
+
+    /// Every checkpoint, oldest first.
+    public func checkpoints() throws -> [CheckpointInfo] {
+        try storage(path) { try backups.backups() }.map { try info(for: $0) }
+    }
+
+    /// The checkpoint `id`, or the latest when nil.
+    ///
+    /// - throws: ``ShardDBError`` `.checkpointNotFound` (`.checkpointCorrupted` when its
+    ///   RocksDB meta file is unreadable).
+    public func checkpoint(id: Int?) throws -> CheckpointInfo {
+        let all = try storage(path) { try backups.backups() }
+        if let id {
+            if let backup = all.first(where: { Int($0.id) == id }) { return try info(for: backup) }
+            if try storage(path, { try backups.corruptedBackupIDs() }).contains(where: { Int($0) == id }) {
+                throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path) is corrupted: its file \(Self.backupsName)/meta/\(id) cannot be read")
+            }
+            throw ShardDBError(.checkpointNotFound, "no checkpoint \(id) in \(path) (have: \(all.map { String($0.id) }.joined(separator: ", ")))")
+        }
+        guard let latest = all.last else { throw ShardDBError(.checkpointNotFound, "checkpoint store \(path) holds no checkpoint") }
+        return try info(for: latest)
+    }
+
+    private func info(for backup: BackupEngine.BackupInfo) throws -> CheckpointInfo {
+        let id = Int(backup.id)
+        let bytes = try storage(path) { try backups.appMetadata(ofBackup: backup.id) }
+        let record: CheckpointRecord
+        let partitioning: Partitioning
+        let shards: [ShardDescriptor]
+        do {
+            record = try MetadataCoding.decode(CheckpointRecord.self, bytes, key: "checkpoint \(id)")
+            partitioning = try record.partitioning.decode()
+            shards = try record.shards.map { try $0.decode() }
+        } catch let error as MetadataError {
+            throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path): unreadable record (\(Self.backupsName)/meta/\(id)): \(error.message)")
+        }
+        let stats = FileManager.default.contents(atPath: statsPath(id))
+            .flatMap { try? MetadataCoding.decode(CheckpointStatsRecord.self, Array($0), key: "stats") }
+        return CheckpointInfo(
+            id: id, createdAt: Date(timeIntervalSince1970: Double(record.createdAtMilliseconds) / 1000),
+            instanceID: record.instanceID, sequenceNumber: record.sequenceNumber, partitioning: partitioning,
+            shards: shards, bytesCopied: stats?.bytesCopied, totalBytes: backup.size, fileCount: Int(backup.fileCount),
+            metadata: record.metadata)
+    }
+
+    func statsPath(_ id: Int) -> String { "\(path)/\(Self.statsName)/\(id).json" }
+
+    // MARK: Verify
+
+    /// Checks every file of checkpoint `id` (every checkpoint when nil) against
+    /// its recorded size and checksum.
+    ///
+    /// - returns: the checkpoints verified.
+    /// - throws: ``ShardDBError`` `.checkpointCorrupted` naming the first bad file,
+    ///   `.checkpointNotFound`.
+    @discardableResult
+    public func verify(id: Int? = nil) throws -> [CheckpointInfo] {
+        let targets: [CheckpointInfo]
+        if let id {
+            targets = [try checkpoint(id: id)]
+        } else {
+            if let corrupt = try storage(path, { try backups.corruptedBackupIDs() }).first {
+                throw ShardDBError(.checkpointCorrupted, "checkpoint \(corrupt) in \(path) is corrupted: its file \(Self.backupsName)/meta/\(corrupt) cannot be read")
+            }
+            targets = try checkpoints()
+        }
+        for target in targets {
+            try verifyFiles(target.id)
+        }
+        return targets
+    }
+
+    func verifyFiles(_ id: Int) throws {
+        do {
+            try backups.verify(backup: UInt32(id), checksums: true)
+        } catch let error as RocksDBError {
+            throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path) is corrupted: \(error.message)", storage: error)
+        }
+    }
+
+    // MARK: Restore
+
+    /// Restores checkpoint `id` (the latest when nil) into `directory`, which must
+    /// not exist or be empty. The result is a normal instance with the checkpoint's
+    /// content, shard map and instance id.
+    ///
+    /// RocksDB copies into a hidden sibling (`.<name>.restoring-<pid>-…`) checking
+    /// checksums; the copy is opened once as an instance, then renamed into place.
+    /// So `directory` never holds a partial restore.
+    ///
+    /// - throws: ``ShardDBError``: `.targetNotEmpty`, `.checkpointNotFound`,
+    ///   `.checkpointCorrupted` (naming the bad file; nothing is left behind), `.notWritable`.
+    @discardableResult
+    public func restore(id: Int? = nil, to directory: String, progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
+        let target = URL(fileURLWithPath: directory).standardizedFileURL.path
+        let files = FileManager.default
+        var isDirectory: ObjCBool = false
+        var targetExists = false
+        if files.fileExists(atPath: target, isDirectory: &isDirectory) {
+            let entries = isDirectory.boolValue ? ((try? files.contentsOfDirectory(atPath: target)) ?? ["?"]) : ["?"]
+            guard entries.isEmpty else {
+                throw ShardDBError(.targetNotEmpty, "restore target \(target) exists and is not an empty directory")
+            }
+            targetExists = true
+        }
+        let info = try checkpoint(id: id)
+        let parent = (target as NSString).deletingLastPathComponent
+        let name = (target as NSString).lastPathComponent
+        do { try files.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
+            throw ShardDBError(.notWritable, "cannot create \(parent): \(Self.describe(error))")
+        }
+        guard access(parent, W_OK | X_OK) == 0 else { throw ShardDBError(.notWritable, "\(parent) is not writable") }
+        Self.removeAbandonedRestores(in: parent, name: name)
+        let temporary = "\(parent)/.\(name).restoring-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var renamed = false
+        defer { if !renamed { try? files.removeItem(atPath: temporary) } }
+
+        try FailurePoints.hit("checkpoint.restore.before-copy")
+        let poller = progress.map { DirectorySizePoller(path: temporary, total: info.totalBytes, report: $0) }
+        poller?.start()
+        do {
+            defer { poller?.stop() }
+            try backups.restore(backup: UInt32(info.id), to: temporary)
+        } catch let error as RocksDBError {
+            // RocksDB's copy error may not name the file; a checksum pass does.
+            try verifyFiles(info.id)
+            throw ShardDBError(.checkpointCorrupted, "restoring checkpoint \(info.id) from \(path) failed: \(error.message)", storage: error)
+        }
+        try FailurePoints.hit("checkpoint.restore.before-open")
+        // Open once: RocksDB recovers the WAL tail, and the shard map must be the recorded one.
+        var options = ShardEngineOptions()
+        options.logger.logLevel = .warning
+        let restored = try ShardEngine.open(at: temporary, options: options)
+        var result = info
+        // The instance's own metadata is authoritative (the record is read from the
+        // routing table just before the backup; they differ only if a shard-map
+        // change committed during the checkpoint).
+        result.shards = restored.shardDescriptors
+        restored.close()
+        DurableFile.syncDirectory(temporary)
+        if targetExists { rmdir(target) }
+        guard rename(temporary, target) == 0 else {
+            throw ShardDBError(.notWritable, "cannot move the restored instance to \(target): \(String(cString: strerror(errno)))")
+        }
+        renamed = true
+        DurableFile.syncDirectory(parent)
+        try FailurePoints.hit("checkpoint.restore.after-rename")
+        if let progress { progress(CheckpointProgress(bytesDone: info.totalBytes, bytesTotal: info.totalBytes, elapsedSeconds: poller?.elapsed ?? 0)) }
+        return result
+    }
+
+    /// Removes hidden restore directories for `name` left by processes that died.
+    private static func removeAbandonedRestores(in parent: String, name: String) {
+        let prefix = ".\(name).restoring-"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
+            let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap { Int32($0) } ?? 0
+            if pid > 0 && pid != getpid() && kill(pid, 0) == 0 { continue }  // still restoring
+            if pid == getpid() { continue }
+            try? FileManager.default.removeItem(atPath: parent + "/" + entry)
+        }
+    }
+
+    // MARK: Purge
+
+    /// Deletes all but the newest `keep` checkpoints, then every file none of the
+    /// kept ones uses. Requires the store opened with `exclusive: true`.
+    ///
+    /// - returns: the ids deleted.
+    /// - throws: ``ShardDBError`` `.invalidArgument` (negative `keep`), `.storage`.
+    @discardableResult
+    public func purge(keep: Int) throws -> [Int] {
+        guard keep >= 0 else { throw ShardDBError(.invalidArgument, "keep must not be negative, got \(keep)") }
+        try FailurePoints.hit("checkpoint.purge.begin")
+        let all = try storage(path) { try backups.backups() }
+        let victims = all.dropLast(keep)
+        for victim in victims {
+            try FailurePoints.hit("checkpoint.purge.before-delete")
+            // RocksDB removes the backup's meta file first (it is no longer listed),
+            // then the files no remaining backup refers to.
+            try storage(path) { try backups.delete(backup: victim.id) }
+            try FailurePoints.hit("checkpoint.purge.after-delete")
+            try? FileManager.default.removeItem(atPath: statsPath(Int(victim.id)))
+        }
+        try removeOrphanStats()
+        try FailurePoints.hit("checkpoint.purge.end")
+        return victims.map { Int($0.id) }
+    }
+
+    /// Removes `stats/<id>.json` of checkpoints that no longer exist.
+    func removeOrphanStats() throws {
+        let live = Set(try storage(path) { try backups.backups() }.map { Int($0.id) })
+        let directory = path + "/" + Self.statsName
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+            let id = entry.hasSuffix(".json") ? Int(entry.dropLast(5)) : nil
+            if id.map({ !live.contains($0) }) ?? true { try? FileManager.default.removeItem(atPath: directory + "/" + entry) }
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+    }
+}
+
+/// Reports the growing size of a directory while RocksDB restores into it.
+private final class DirectorySizePoller: @unchecked Sendable {
+    let path: String
+    let total: UInt64
+    let report: (CheckpointProgress) -> Void
+    private let started = Date()
+    private let done = NSCondition()
+    private var stopped = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(path: String, total: UInt64, report: @escaping (CheckpointProgress) -> Void) {
+        self.path = path
+        self.total = total
+        self.report = report
+    }
+
+    var elapsed: Double { Date().timeIntervalSince(started) }
+
+    func start() {
+        let thread = Thread { [self] in
+            done.lock()
+            while !stopped {
+                done.unlock()
+                report(CheckpointProgress(bytesDone: min(size(), total), bytesTotal: total, elapsedSeconds: elapsed))
+                done.lock()
+                if !stopped { _ = done.wait(until: Date().addingTimeInterval(0.2)) }
+            }
+            done.unlock()
+            finished.signal()
+        }
+        thread.start()
+    }
+
+    func stop() {
+        done.lock()
+        stopped = true
+        done.signal()
+        done.unlock()
+        finished.wait()  // no report after stop() returns
+    }
+
+    private func size() -> UInt64 {
+        var total: UInt64 = 0
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+            var info = stat()
+            if stat(path + "/" + entry, &info) == 0 { total += UInt64(info.st_size) }
+        }
+        return total
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small files that must be either wholly old or wholly new after a crash.
+enum DurableFile {
+    /// Writes `bytes` to `path` through a temporary sibling: write, fsync, rename,
+    /// fsync the directory.
+    ///
+    /// - throws: ``ShardDBError`` `.notWritable`.
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        let temporary = path + ".tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ShardDBError(.notWritable, "cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        var ok = bytes.withUnsafeBytes { buffer -> Bool in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+        ok = ok && fsync(fd) == 0
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        guard ok, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw ShardDBError(.notWritable, "cannot write \(path): \(reason)")
+        }
+        syncDirectory((path as NSString).deletingLastPathComponent)
+    }
+
+    /// fsyncs a directory so renames and creations in it survive a power failure.
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+}

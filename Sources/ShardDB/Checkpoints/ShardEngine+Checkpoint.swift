@@ -1,0 +1,109 @@
+import Foundation
+import RocksDB
+
+extension ShardEngine {
+    /// Takes an incremental checkpoint of the whole instance (every shard and the
+    /// shard map) into the checkpoint store at `storePath`, while writes continue.
+    ///
+    /// Only table files the store does not hold yet are copied. The checkpoint is
+    /// one prefix of the instance's write sequence for all shards (RocksDB's
+    /// BackupEngine copies the live table files, the MANIFEST and the live WAL up to
+    /// one point; see docs/CHECKPOINTS.md). Writers are not paused.
+    ///
+    /// ```swift
+    /// let info = try engine.checkpoint(to: "/backups/state", metadata: ["reason": "deploy 42"])
+    /// print(info.id, info.bytesCopied ?? 0, info.totalBytes)
+    /// ```
+    ///
+    /// - parameters:
+    ///   - storePath: the store directory; created (with a manifest naming this
+    ///     instance) when missing or empty.
+    ///   - metadata: recorded with the checkpoint and returned by list.
+    ///   - allowForeignInstance: accept a store created for another instance.
+    ///   - progress: called with bytes copied so far, from a copying thread.
+    /// - returns: the new checkpoint, with the bytes it copied.
+    /// - throws: ``ShardDBError``: `.notWritable`, `.foreignCheckpointStore`,
+    ///   `.checkpointStoreNotFound` (a non-empty directory that is not a store),
+    ///   `.checkpointStoreBusy`, `.closed`, `.storage`, `.injectedFailure`.
+    @discardableResult
+    public func checkpoint(to storePath: String, metadata: [String: String] = [:], allowForeignInstance: Bool = false,
+                           progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
+        guard isOpen else { throw ShardDBError(.closed, "the engine at \(path) is closed") }
+        let store = try CheckpointStore.openForCheckpoint(at: storePath, instanceID: instanceID,
+                                                          allowForeignInstance: allowForeignInstance)
+        defer { store.close() }
+        return try store.create(of: self, metadata: metadata, progress: progress)
+    }
+}
+
+extension CheckpointStore {
+    /// The steps of a checkpoint; each failure point names the step that follows it.
+    func create(of engine: ShardEngine, metadata: [String: String], progress: ((CheckpointProgress) -> Void)?) throws -> CheckpointInfo {
+        try FailurePoints.hit("checkpoint.begin")
+        // Leftovers of an interrupted create or purge: partial files (RocksDB's
+        // garbage collection) and statistics of checkpoints that never committed.
+        try storage(path) { try backups.garbageCollect() }
+        try removeOrphanStats()
+        try FailurePoints.hit("checkpoint.after-cleanup")
+
+        let existing = try storage(path) { try backups.backups() }
+        var stored = Set<String>()
+        for backup in existing {
+            for file in try storage(path, { try backups.files(ofBackup: backup.id) }) { stored.insert(file.relativePath) }
+        }
+        let table = engine.table
+        let liveBytes = try engine.liveBytes(table)
+        let record = CheckpointRecord(
+            format: CheckpointRecord.currentFormat, instanceID: engine.instanceID,
+            sequenceNumber: try storage(engine.path) { try engine.database.latestSequenceNumber() },
+            createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000),
+            partitioning: PartitioningRecord(engine.partitioning),
+            shards: table.shards.map { ShardRecord($0.descriptor) }, metadata: metadata)
+        try FailurePoints.hit("checkpoint.before-backup")
+
+        let started = Date()
+        let id = try backup(of: engine, record: record, liveBytes: liveBytes, started: started, progress: progress)
+        // From here the checkpoint is committed and listed.
+        try FailurePoints.hit("checkpoint.after-backup")
+
+        let files = try storage(path) { try backups.files(ofBackup: id) }
+        let copied = files.filter { !stored.contains($0.relativePath) }.reduce(UInt64(0)) { $0 + $1.size }
+        try DurableFile.write(MetadataCoding.encode(CheckpointStatsRecord(bytesCopied: copied)), to: statsPath(Int(id)))
+        try FailurePoints.hit("checkpoint.after-stats")
+
+        var info = try checkpoint(id: Int(id))
+        info.bytesCopied = copied
+        progress?(CheckpointProgress(bytesDone: copied, bytesTotal: info.totalBytes, elapsedSeconds: Date().timeIntervalSince(started)))
+        engine.logger.debug("checkpoint created", metadata: [
+            "store": "\(path)", "id": "\(id)", "bytesCopied": "\(copied)", "totalBytes": "\(info.totalBytes)"])
+        return info
+    }
+
+    /// Creates the RocksDB backup carrying `record`.
+    private func backup(of engine: ShardEngine, record: CheckpointRecord, liveBytes: UInt64, started: Date,
+                        progress: ((CheckpointProgress) -> Void)?) throws -> UInt32 {
+        try storage(engine.path) {
+            try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: MetadataCoding.encode(record)) { copied in
+                // Only `kill` acts here: the callback runs inside RocksDB, which must not unwind.
+                try? FailurePoints.hit("checkpoint.copying")
+                progress?(CheckpointProgress(bytesDone: min(copied, liveBytes), bytesTotal: liveBytes,
+                                             elapsedSeconds: Date().timeIntervalSince(started)))
+            }
+        }
+    }
+}
+
+extension ShardEngine {
+    /// Table files plus memtables of every column family: what a full checkpoint copies, roughly.
+    func liveBytes(_ table: RoutingTable) throws -> UInt64 {
+        var total: UInt64 = 0
+        let families = table.shards.compactMap(\.family) + [metadata]
+        for family in families {
+            try storage(path) {
+                total += try database.integerProperty("rocksdb.total-sst-files-size", in: family) ?? 0
+                total += try database.integerProperty("rocksdb.cur-size-all-mem-tables", in: family) ?? 0
+            }
+        }
+        return total
+    }
+}

@@ -1,0 +1,370 @@
+import Foundation
+import ShardDB
+import XCTest
+
+/// Checkpoints: restore equality, incrementality, retention, corruption, bad inputs.
+final class CheckpointTests: XCTestCase {
+    private let files = FileManager.default
+
+    override func tearDown() {
+        FailurePoints.disarmAll()
+        super.tearDown()
+    }
+
+    private func fill(_ engine: ShardEngine, keys: Range<Int>, tag: String, valueSize: Int = 100) throws {
+        let pad = String(repeating: "x", count: valueSize)
+        for start in stride(from: keys.lowerBound, to: keys.upperBound, by: 500) {
+            try engine.write { batch in
+                for i in start..<min(keys.upperBound, start + 500) { try batch.put("key-\(i)", "\(tag)-\(i)-\(pad)") }
+            }
+        }
+    }
+
+    private func openRestored(_ path: String) throws -> ShardEngine {
+        try ShardEngine.open(at: path, options: .testing())
+    }
+
+    /// Every file name under `path`, recursively, with sizes.
+    private func listing(_ path: String) -> [String: Int] {
+        var result: [String: Int] = [:]
+        guard let walker = files.enumerator(atPath: path) else { return result }
+        while let entry = walker.nextObject() as? String {
+            let attributes = try? files.attributesOfItem(atPath: path + "/" + entry)
+            if attributes?[.type] as? FileAttributeType == .typeRegular { result[entry] = (attributes?[.size] as? Int) ?? 0 }
+        }
+        return result
+    }
+
+    // MARK: Restore
+
+    func testRestoreHasIdenticalContentAndShardMap() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 4)
+        defer { engine.close() }
+        try fill(engine, keys: 0..<2000, tag: "v1")
+        try engine.put("ttl-key", "lives", ttl: .seconds(3600))
+        try engine.setDefaultTTL(shard: 2, seconds: 120)
+        let expected = try engine.contents()
+        let store = directory.path("store")
+
+        let info = try engine.checkpoint(to: store, metadata: ["reason": "test"])
+        try fill(engine, keys: 0..<10, tag: "after")  // not in the checkpoint
+
+        XCTAssertEqual(info.id, 1)
+        XCTAssertEqual(info.instanceID, engine.instanceID)
+        XCTAssertEqual(info.metadata, ["reason": "test"])
+        XCTAssertEqual(info.shards, engine.shardDescriptors)
+        XCTAssertGreaterThan(info.sequenceNumber, 0)
+        XCTAssertEqual(info.bytesCopied, info.totalBytes, "a first checkpoint copies everything")
+
+        let checkpoints = try CheckpointStore.open(at: store)
+        defer { checkpoints.close() }
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.id), [1])
+        XCTAssertEqual(try checkpoints.checkpoints().first?.metadata, ["reason": "test"])
+        let target = directory.path("restored")
+        let restoredInfo = try checkpoints.restore(id: 1, to: target)
+        XCTAssertEqual(restoredInfo.shards, info.shards)
+
+        let restored = try openRestored(target)
+        defer { restored.close() }
+        XCTAssertEqual(restored.instanceID, engine.instanceID)
+        XCTAssertEqual(restored.partitioning, engine.partitioning)
+        XCTAssertEqual(restored.shardDescriptors, info.shards)
+        for shard in restored.shardDescriptors {
+            let request = ScanRequest(shard: shard.id)
+            XCTAssertEqual(try restored.entries(request).map(\.key), try expectedKeys(expected, engine: engine, shard: shard.id))
+        }
+        XCTAssertEqual(try restored.contents(), expected)
+    }
+
+    private func expectedKeys(_ contents: [[UInt8]: [UInt8]], engine: ShardEngine, shard: Int) throws -> [[UInt8]] {
+        contents.keys.filter { engine.recordedOwner(of: $0) == shard }
+            .sorted { a, b in
+                // Scan order within a hash shard: key group, then key.
+                let ga = a.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) }
+                let gb = b.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) }
+                return ga != gb ? ga < gb : a.lexicographicallyPrecedes(b)
+            }
+    }
+
+    func testCheckpointIsConsistentAcrossShardsWhileWritesContinue() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 4)
+        defer { engine.close() }
+        let counters = (0..<16).map { "counter-\($0)" }
+        XCTAssertEqual(Set(counters.compactMap { engine.recordedOwner(of: bytes($0)) }).count, 4, "counters span every shard")
+        let stop = ManagedAtomicFlag()
+        final class Latencies: @unchecked Sendable { var milliseconds: [Double] = [] }
+        let latencies = Latencies()
+        let writer = Thread {
+            var round = 0
+            while !stop.isSet {
+                round += 1
+                let started = DispatchTime.now().uptimeNanoseconds
+                try? engine.write { batch in for key in counters { try batch.put(key, "\(round)") } }
+                latencies.milliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
+            }
+            stop.finish()
+        }
+        try fill(engine, keys: 0..<5000, tag: "base")
+        writer.start()
+        Thread.sleep(forTimeInterval: 0.05)
+        let info = try engine.checkpoint(to: directory.path("store"))
+        Thread.sleep(forTimeInterval: 0.05)
+        stop.set()
+        stop.waitFinished()
+
+        let store = try CheckpointStore.open(at: directory.path("store"))
+        defer { store.close() }
+        try store.restore(id: info.id, to: directory.path("restored"))
+        let restored = try openRestored(directory.path("restored"))
+        defer { restored.close() }
+        let values = Set(try counters.map { try restored.getString($0) ?? "missing" })
+        XCTAssertEqual(values.count, 1, "every shard at one point of the write sequence: \(values)")
+        let sorted = latencies.milliseconds.sorted()
+        if !sorted.isEmpty {
+            let p99 = sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))]
+            print("checkpoint consistency: \(sorted.count) cross-shard batches during the checkpoint, write p99 \(p99) ms, max \(sorted.last!) ms")
+        }
+    }
+
+    // MARK: Incrementality and retention
+
+    func testSecondCheckpointCopiesOnlyWhatChanged() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 4)
+        defer { engine.close() }
+        try fill(engine, keys: 0..<20_000, tag: "v1", valueSize: 200)
+        let store = directory.path("store")
+        let first = try engine.checkpoint(to: store)
+        try fill(engine, keys: 0..<200, tag: "v2", valueSize: 200)  // 1% of the keys
+        let second = try engine.checkpoint(to: store)
+
+        let firstCopied = try XCTUnwrap(first.bytesCopied), secondCopied = try XCTUnwrap(second.bytesCopied)
+        print("incremental: first copied \(firstCopied) of \(first.totalBytes), second copied \(secondCopied) of \(second.totalBytes)")
+        XCTAssertGreaterThan(firstCopied, 3_000_000)
+        XCTAssertLessThan(secondCopied * 10, firstCopied, "the second checkpoint copies under 10% of the first")
+        XCTAssertGreaterThanOrEqual(second.totalBytes, first.totalBytes)
+        XCTAssertGreaterThan(second.sequenceNumber, first.sequenceNumber)
+    }
+
+    func testPurgeKeepsTheNewestAndEverythingTheyNeed() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let store = directory.path("store")
+        var snapshots: [Int: [[UInt8]: [UInt8]]] = [:]
+        for round in 1...4 {
+            try fill(engine, keys: (round * 300)..<(round * 300 + 1000), tag: "r\(round)")
+            try engine.delete("key-\(round * 300)")
+            snapshots[try engine.checkpoint(to: store).id] = try engine.contents()
+        }
+        let checkpoints = try CheckpointStore.open(at: store, exclusive: true)
+        let before = listing(store + "/backups").values.reduce(0, +)
+        XCTAssertEqual(try checkpoints.purge(keep: 2), [1, 2])
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.id), [3, 4])
+        XCTAssertEqual(try checkpoints.purge(keep: 2), [])
+        XCTAssertLessThan(listing(store + "/backups").values.reduce(0, +), before, "files only purged checkpoints used are gone")
+        XCTAssertFalse(files.fileExists(atPath: store + "/stats/1.json"))
+        try checkpoints.verify()
+        for id in [3, 4] {
+            try checkpoints.restore(id: id, to: directory.path("restored-\(id)"))
+            let restored = try openRestored(directory.path("restored-\(id)"))
+            XCTAssertEqual(try restored.contents(), snapshots[id], "checkpoint \(id)")
+            restored.close()
+        }
+        assertShardDBError(.invalidArgument, try checkpoints.purge(keep: -1))
+        checkpoints.close()
+        // A later checkpoint still works and continues the ids.
+        XCTAssertEqual(try engine.checkpoint(to: store).id, 5)
+    }
+
+    // MARK: Corruption
+
+    private func corruptOneTableFile(in store: String, truncate: Bool) throws -> String {
+        let tables = listing(store + "/backups").filter { $0.key.hasPrefix("shared_checksum/") && $0.key.hasSuffix(".sst") }
+        let (name, size) = try XCTUnwrap(tables.max { $0.value < $1.value })
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: store + "/backups/" + name))
+        if truncate {
+            try handle.truncate(atOffset: UInt64(size / 2))
+        } else {
+            try handle.seek(toOffset: UInt64(size / 2))
+            let original = try XCTUnwrap(handle.readData(ofLength: 16))
+            try handle.seek(toOffset: UInt64(size / 2))
+            handle.write(Data(original.map { $0 ^ 0xff }))
+        }
+        try handle.close()
+        return (name as NSString).lastPathComponent
+    }
+
+    func testVerifyAndRestoreNameACorruptedFile() throws {
+        try checkCorruption(truncate: false)
+    }
+
+    func testVerifyAndRestoreNameATruncatedFile() throws {
+        try checkCorruption(truncate: true)
+    }
+
+    private func checkCorruption(truncate: Bool, function: String = #function) throws {
+        let directory = TemporaryDirectory(function: function)
+        let engine = try makeEngine(in: directory, shards: 2)
+        try fill(engine, keys: 0..<3000, tag: "v")
+        let store = directory.path("store")
+        try engine.checkpoint(to: store)
+        engine.close()
+        let bad = try corruptOneTableFile(in: store, truncate: truncate)
+        let before = listing(store)
+
+        let checkpoints = try CheckpointStore.open(at: store)
+        defer { checkpoints.close() }
+        let verifyError = assertShardDBError(.checkpointCorrupted, try checkpoints.verify())
+        XCTAssertTrue(verifyError?.message.contains(bad) ?? false, "names \(bad): \(verifyError?.message ?? "")")
+        assertShardDBError(.checkpointCorrupted, try checkpoints.verify(id: 1))
+        let target = directory.path("restored")
+        let restoreError = assertShardDBError(.checkpointCorrupted, try checkpoints.restore(id: 1, to: target))
+        XCTAssertTrue(restoreError?.message.contains(bad) ?? false, "names \(bad): \(restoreError?.message ?? "")")
+        XCTAssertFalse(files.fileExists(atPath: target), "no restored directory")
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: directory.path).filter { $0.contains("restor") }, [], "no hidden leftovers")
+        XCTAssertEqual(listing(store), before, "verify and restore change nothing in the store")
+    }
+
+    // MARK: Bad inputs
+
+    func testMissingStoreIsRefused() throws {
+        let directory = TemporaryDirectory()
+        let missing = directory.path("missing")
+        assertShardDBError(.checkpointStoreNotFound, try CheckpointStore.open(at: missing))
+        assertShardDBError(.checkpointStoreNotFound, try CheckpointStore.open(at: missing, exclusive: true))
+        XCTAssertFalse(files.fileExists(atPath: missing))
+        // A directory that is not a store is not taken over.
+        let other = directory.path("other")
+        try files.createDirectory(atPath: other, withIntermediateDirectories: true)
+        XCTAssertTrue(files.createFile(atPath: other + "/precious", contents: Data("keep".utf8)))
+        assertShardDBError(.checkpointStoreNotFound, try CheckpointStore.open(at: other))
+        let engine = try makeEngine(in: directory, shards: 1)
+        defer { engine.close() }
+        assertShardDBError(.checkpointStoreNotFound, try engine.checkpoint(to: other))
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: other), ["precious"])
+    }
+
+    func testUnwritableStoreIsRefused() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let file = directory.path("regular-file")
+        XCTAssertTrue(files.createFile(atPath: file, contents: Data("data".utf8)))
+        assertShardDBError(.notWritable, try engine.checkpoint(to: file + "/store"))
+        assertShardDBError(.notWritable, try engine.checkpoint(to: file))
+        XCTAssertEqual(files.contents(atPath: file), Data("data".utf8))
+        if getuid() != 0 {
+            let readOnly = directory.path("read-only")
+            try files.createDirectory(atPath: readOnly, withIntermediateDirectories: true)
+            chmod(readOnly, 0o500)
+            defer { chmod(readOnly, 0o700) }
+            assertShardDBError(.notWritable, try engine.checkpoint(to: readOnly))
+            XCTAssertEqual(try files.contentsOfDirectory(atPath: readOnly), [])
+        }
+    }
+
+    func testStoreOfAnotherInstanceIsRefusedUnlessAllowed() throws {
+        let directory = TemporaryDirectory()
+        let a = try makeEngine(in: directory, name: "a", shards: 2)
+        defer { a.close() }
+        let b = try makeEngine(in: directory, name: "b", shards: 2)
+        defer { b.close() }
+        try a.put("k", "a")
+        try b.put("k", "b")
+        let store = directory.path("store")
+        try a.checkpoint(to: store)
+        let before = listing(store)
+        assertShardDBError(.foreignCheckpointStore, try b.checkpoint(to: store))
+        XCTAssertEqual(listing(store), before)
+        let checkpoints = try CheckpointStore.open(at: store)
+        XCTAssertEqual(checkpoints.ownerInstanceID, a.instanceID)
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.instanceID), [a.instanceID])
+        checkpoints.close()
+
+        let mixed = try b.checkpoint(to: store, allowForeignInstance: true)
+        XCTAssertEqual(mixed.instanceID, b.instanceID)
+        let reopened = try CheckpointStore.open(at: store)
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.checkpoints().map(\.instanceID), [a.instanceID, b.instanceID])
+    }
+
+    func testUnknownIdAndNonEmptyTargetAreRefused() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        try engine.put("k", "v")
+        let store = directory.path("store")
+        try engine.checkpoint(to: store)
+        engine.close()
+        let checkpoints = try CheckpointStore.open(at: store)
+        defer { checkpoints.close() }
+        let before = listing(store)
+
+        assertShardDBError(.checkpointNotFound, try checkpoints.verify(id: 7))
+        assertShardDBError(.checkpointNotFound, try checkpoints.restore(id: 7, to: directory.path("r1")))
+        XCTAssertFalse(files.fileExists(atPath: directory.path("r1")))
+
+        let occupied = directory.path("occupied")
+        try files.createDirectory(atPath: occupied, withIntermediateDirectories: true)
+        XCTAssertTrue(files.createFile(atPath: occupied + "/mine", contents: Data("x".utf8)))
+        assertShardDBError(.targetNotEmpty, try checkpoints.restore(to: occupied))
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: occupied), ["mine"])
+        assertShardDBError(.targetNotEmpty, try checkpoints.restore(to: engine.path))
+        XCTAssertEqual(listing(store), before)
+
+        // An existing empty directory is a valid target.
+        let empty = directory.path("empty")
+        try files.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        try checkpoints.restore(to: empty)
+        let restored = try openRestored(empty)
+        XCTAssertEqual(try restored.getString("k"), "v")
+        restored.close()
+    }
+
+    // MARK: Interrupted steps (in-process; the kill cases run shardctl in CheckpointCommandTests)
+
+    func testInterruptedCreateLeavesOnlyRestorableCheckpoints() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let store = directory.path("store")
+        try fill(engine, keys: 0..<1000, tag: "v1")
+        try engine.checkpoint(to: store)
+        for (index, point) in ["checkpoint.begin", "checkpoint.after-cleanup", "checkpoint.before-backup",
+                               "checkpoint.after-backup", "checkpoint.after-stats"].enumerated() {
+            try fill(engine, keys: 0..<100, tag: "step\(index)")
+            FailurePoints.arm(point, action: .error)
+            assertShardDBError(.injectedFailure, try engine.checkpoint(to: store))
+        }
+        let info = try engine.checkpoint(to: store)
+        let checkpoints = try CheckpointStore.open(at: store, exclusive: true)
+        defer { checkpoints.close() }
+        let listed = try checkpoints.checkpoints()
+        XCTAssertEqual(listed.last?.id, info.id)
+        XCTAssertEqual(listed.count, 4, "committed: the first, after-backup, after-stats, the last")
+        try checkpoints.verify()
+        for checkpoint in listed {
+            try checkpoints.restore(id: checkpoint.id, to: directory.path("r\(checkpoint.id)"))
+        }
+        FailurePoints.arm("checkpoint.purge.after-delete", action: .error)
+        assertShardDBError(.injectedFailure, try checkpoints.purge(keep: 1))
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.id), listed.dropFirst().map(\.id))
+        try checkpoints.verify()
+        XCTAssertEqual(try checkpoints.purge(keep: 1).count, 2)
+        try checkpoints.verify()
+    }
+}
+
+/// A flag set by one thread, and a "finished" signal back, for the writer thread above.
+private final class ManagedAtomicFlag: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var flag = false
+    private var finished = false
+
+    var isSet: Bool { condition.lock(); defer { condition.unlock() }; return flag }
+    func set() { condition.lock(); flag = true; condition.unlock() }
+    func finish() { condition.lock(); finished = true; condition.broadcast(); condition.unlock() }
+    func waitFinished() { condition.lock(); while !finished { condition.wait() }; condition.unlock() }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import ShardDB
+import XCTest
+
+/// `shardctl checkpoint ...` run as a child process, including kills at failure points.
+final class CheckpointCommandTests: XCTestCase {
+    private var root: URL!
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointCommandTests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    private func path(_ name: String) -> String { root.appendingPathComponent(name).path }
+
+    /// An instance with `keys` entries of ~1 KB, closed.
+    private func makeInstance(_ name: String = "instance", keys: Int = 3000) throws -> String {
+        let dir = path(name)
+        let engine = try ShardEngine.create(at: dir, shards: 4)
+        defer { engine.close() }
+        let pad = String(repeating: "v", count: 1000)
+        for start in stride(from: 0, to: keys, by: 500) {
+            try engine.write { batch in for i in start..<min(keys, start + 500) { try batch.put("key-\(i)", "\(i)-\(pad)") } }
+        }
+        return dir
+    }
+
+    private func contents(_ dir: String) throws -> [[UInt8]: [UInt8]] {
+        let engine = try ShardEngine.open(at: dir)
+        defer { engine.close() }
+        var result: [[UInt8]: [UInt8]] = [:]
+        for entry in try engine.entries() { result[entry.key] = entry.value }
+        return result
+    }
+
+    private func listed(_ store: String) throws -> [[String: Any]] {
+        let result = try CheckpointCLI.run(["checkpoint", "list", "--store", store, "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+    }
+
+    func testCreateListVerifyRestorePurge() throws {
+        let instance = try makeInstance()
+        let store = path("store")
+        let created = try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store, "--metadata", "reason=test", "--json"])
+        XCTAssertEqual(created.status, 0, created.stderr)
+        let info = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(info["id"] as? Int, 1)
+        XCTAssertEqual(info["metadata"] as? [String: String], ["reason": "test"])
+        XCTAssertEqual((info["shards"] as? [Any])?.count, 4)
+        XCTAssertNotNil(info["bytesCopied"] as? Int)
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+
+        XCTAssertEqual(try listed(store).compactMap { $0["id"] as? Int }, [1, 2])
+        let text = try CheckpointCLI.run(["checkpoint", "list", "--store", store])
+        XCTAssertTrue(text.stdout.contains("reason=test"), text.stdout)
+        let verified = try CheckpointCLI.run(["checkpoint", "verify", "--store", store])
+        XCTAssertEqual(verified.status, 0, verified.stderr)
+        XCTAssertTrue(verified.stdout.contains("checkpoint 2: ok"), verified.stdout)
+
+        let restored = try CheckpointCLI.run(["checkpoint", "restore", "--store", store, "--id", "1", path("restored")])
+        XCTAssertEqual(restored.status, 0, restored.stderr)
+        XCTAssertEqual(try contents(path("restored")), try contents(instance))
+
+        let purged = try CheckpointCLI.run(["checkpoint", "purge", "--store", store, "--keep", "1", "--json"])
+        XCTAssertEqual(purged.status, 0, purged.stderr)
+        XCTAssertEqual(try listed(store).compactMap { $0["id"] as? Int }, [2])
+    }
+
+    func testErrorsAreOneLineWithExitStatus2() throws {
+        let instance = try makeInstance(keys: 10)
+        let store = path("store")
+        func assertFails(_ arguments: [String], mentioning text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            let result = try CheckpointCLI.run(arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stdout)", file: file, line: line)
+            XCTAssertTrue(result.stderr.hasPrefix("shardctl: error: "), result.stderr, file: file, line: line)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+            XCTAssertTrue(result.stderr.contains(text), "\(result.stderr) should mention \(text)", file: file, line: line)
+        }
+        try assertFails(["checkpoint", "list", "--store", path("missing")], mentioning: "does not exist")
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+        try assertFails(["checkpoint", "verify", "--store", store, "--id", "9"], mentioning: "no checkpoint 9")
+        try assertFails(["checkpoint", "restore", "--store", store, "--id", "9", path("r")], mentioning: "no checkpoint 9")
+        try assertFails(["checkpoint", "restore", "--store", store, instance], mentioning: "not an empty directory")
+        try assertFails(["checkpoint", "create", instance, "--store", store, "--metadata", "novalue"], mentioning: "key=value")
+        let other = try makeInstance("other", keys: 10)
+        try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")
+        XCTAssertEqual(try listed(store).count, 1)
+    }
+
+    /// Kill `checkpoint create` (SIGKILL) at each step; afterwards a create succeeds
+    /// and every listed checkpoint verifies and restores.
+    func testKilledCreateAndPurgeLeaveEveryListedCheckpointRestorable() throws {
+        let instance = try makeInstance(keys: 3000)
+        let store = path("store")
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+        let points = ["checkpoint.begin", "checkpoint.after-cleanup", "checkpoint.before-backup", "checkpoint.copying",
+                      "checkpoint.after-backup", "checkpoint.after-stats"]
+        for (round, point) in points.enumerated() {
+            // Change a little, so each checkpoint has something new to copy.
+            let engine = try ShardEngine.open(at: instance)
+            // RocksDB reports copy progress per file, every 1 MiB: give the copying point 2 MB table files.
+            let count = point == "checkpoint.copying" ? 8000 : 1500
+            for i in 0..<count { try engine.put("round-\(round)-\(i)", String(repeating: "r", count: 1000)) }
+            engine.close()
+            let killed = try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store],
+                                               environment: ["SHARDDB_FAILPOINTS": "\(point)=kill"])
+            XCTAssertEqual(killed.signal, SIGKILL, "\(point): status \(killed.status), stderr \(killed.stderr)")
+        }
+        let killedPurge = try CheckpointCLI.run(["checkpoint", "purge", "--store", store, "--keep", "1"],
+                                                environment: ["SHARDDB_FAILPOINTS": "checkpoint.purge.after-delete=kill"])
+        XCTAssertEqual(killedPurge.signal, SIGKILL, killedPurge.stderr)
+
+        let final = try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store, "--json"])
+        XCTAssertEqual(final.status, 0, final.stderr)
+        let ids = try listed(store).compactMap { $0["id"] as? Int }
+        XCTAssertGreaterThanOrEqual(ids.count, 2)
+        let verified = try CheckpointCLI.run(["checkpoint", "verify", "--store", store])
+        XCTAssertEqual(verified.status, 0, verified.stderr)
+        for id in ids {
+            let result = try CheckpointCLI.run(["checkpoint", "restore", "--store", store, "--id", "\(id)", path("restored-\(id)")])
+            XCTAssertEqual(result.status, 0, "checkpoint \(id): \(result.stderr)")
+        }
+        XCTAssertEqual(try contents(path("restored-\(ids.last!)")), try contents(instance))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store + "/backups/private").filter { $0.hasSuffix(".tmp") }
+        XCTAssertEqual(leftovers, [], "the successful create removed partial copies")
+    }
+}
+
+/// Runs the `shardctl` built next to this test bundle.
+enum CheckpointCLI {
+    struct Result {
+        var status: Int32
+        /// The signal that ended the process, if one did.
+        var signal: Int32?
+        var stdout: String
+        var stderr: String
+    }
+
+    static var executable: URL {
+        get throws {
+            let candidates = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                Bundle.main.bundleURL.deletingLastPathComponent(),
+                Bundle.main.bundleURL,
+            ].map { $0.appendingPathComponent("shardctl") }
+            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+                throw XCTSkip("shardctl not built next to the tests (\(candidates.map(\.path))); run swift build --build-tests")
+            }
+            return found
+        }
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = try executable
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["SHARDDB_FAILPOINTS"] = nil
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read stderr on another thread while stdout is read here, so no full pipe blocks the child.
+        final class Collected: @unchecked Sendable { var data = Data() }
+        let errors = Collected()
+        let done = DispatchSemaphore(value: 0)
+        let errorHandle = err.fileHandleForReading
+        Thread { errors.data = errorHandle.readDataToEndOfFile(); done.signal() }.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        done.wait()
+        let errData = errors.data
+        let signalled = process.terminationReason == .uncaughtSignal
+        return Result(status: process.terminationStatus, signal: signalled ? process.terminationStatus : nil,
+                      stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
