@@ -96,18 +96,30 @@ extension Database {
         try key.withUnsafeBytes { k in try withValueRaw(k, family, options, body) }
     }
 
-    @usableFromInline
+    // Generic entry points are inlinable and specialized in the caller; they
+    // delegate to the non-generic `readPinned`, so a point read instantiates no
+    // generic metadata and allocates no closure context at run time.
+    @inlinable
     func withValueRaw<R>(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: ReadOptions?,
                          _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        var result: R?
+        try readPinned(key, family, options) { result = try body($0) }
+        return result
+    }
+
+    /// Calls `body` with the pinned value of `key` when there is one; the non-generic core of point reads.
+    @usableFromInline
+    func readPinned(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: ReadOptions?,
+                    _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let readOptions = (options ?? defaultReadOptions).pointer
-        return try withHandle(family) { db, cf in
+        try withHandle(family) { db, cf in
             try options?.checkSnapshot()
             let pinned = try withStatus { rocksdb_get_pinned_cf(db, readOptions, cf, key.cPointer, key.count, $0) }
-            guard let pinned else { return nil }
+            guard let pinned else { return }
             defer { rocksdb_pinnableslice_destroy(pinned) }
             var length = 0
             let data = rocksdb_pinnableslice_value(pinned, &length)
-            return try body(UnsafeRawBufferPointer(start: data, count: length))
+            try body(UnsafeRawBufferPointer(start: data, count: length))
         }
     }
 

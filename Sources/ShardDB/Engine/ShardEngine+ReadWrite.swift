@@ -87,19 +87,32 @@ extension ShardEngine {
         try key.withUnsafeBytes { k in try withValueRaw(k, body) }
     }
 
-    @usableFromInline
+    // Inlinable so it is specialized in the caller: the read itself is the
+    // non-generic `readValue`, so a point read instantiates no generic metadata
+    // at run time (which cost about 5% of a cached read when this was generic).
+    @inlinable
     func withValueRaw<R>(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        var result: R?
+        try readValue(key) { result = try body($0) }
+        return result
+    }
+
+    /// Calls `body` with the live value of `key` (header stripped), if any.
+    @usableFromInline
+    func readValue(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try Self.validate(key: key)
-        return try routedRead(key) { shard, keyGroup in try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey -> R? in
-            let result: R?? = try storage(path) {
-                try database.withValue(forKey: storedKey, in: shard.family) { stored -> R? in
-                    let (header, payload) = try decodeStored(stored, key: key)
-                    if header.isExpired(at: clock.nowMilliseconds()) { return nil }
-                    return try body(payload)
+        try routedRead(key) { shard, keyGroup in
+            try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+                try storage(path) {
+                    _ = try database.withValue(forKey: storedKey, in: shard.family) { stored in
+                        let (header, payload) = try decodeStored(stored, key: key)
+                        // The clock is read only for values that can expire.
+                        if let expiry = header.expiresAtMilliseconds, clock.nowMilliseconds() >= expiry { return }
+                        try body(payload)
+                    }
                 }
             }
-            return result ?? nil
-        } }
+        }
     }
 
     /// Values of several keys in one call per shard; nil where a key is absent or expired.

@@ -57,6 +57,15 @@ extension ShardEngine {
         updateTable { table in table.replacing(shards: table.shards.map { $0.id == id ? $0.with(descriptor) : $0 }) }
     }
 
+    /// Writes the memtables of a shard (or of every active shard) to table files.
+    public func flush(shard id: Int? = nil) throws {
+        let shards = try id.map { [try activeShard($0)] } ?? orderedActiveShards(table)
+        for shard in shards {
+            guard let family = shard.family else { continue }
+            try storage(path) { try database.flush(family) }
+        }
+    }
+
     /// Compacts a shard (or every active shard) now, so the expiry filter drops
     /// every expired entry from disk.
     ///

@@ -13,6 +13,10 @@ public struct ShardEngineOptions: Sendable {
     /// Upper bound on how long an expired entry stays on disk in a shard nobody
     /// writes: RocksDB's `periodic_compaction_seconds` for shard column families.
     public var periodicCompactionSeconds: UInt64 = 24 * 3600
+    /// Run the expiry compaction filter on shard column families. Turn it off
+    /// only to measure what it costs: expired entries then stay on disk (reads
+    /// still never return them).
+    public var expiryCompactionFilter = true
     /// How long archived WAL files are kept so changelog readers can tail them.
     public var walRetentionSeconds: UInt64 = 3600
     /// Memtable size per column family.

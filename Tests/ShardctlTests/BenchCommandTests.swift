@@ -1,0 +1,141 @@
+import Foundation
+import XCTest
+
+/// `shardctl bench` run as a child process at tiny sizes: the JSON report, and
+/// bad input (exit status 2, one line on stderr).
+final class BenchCommandTests: XCTestCase {
+    private var root: URL!
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("BenchCommandTests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    private func report(_ arguments: [String]) throws -> (settings: [String: Any], results: [[String: Any]]) {
+        let result = try BenchCLI.run(["bench"] + arguments + ["--db", root.appendingPathComponent("db").path, "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        return (try XCTUnwrap(document["settings"] as? [String: Any]), try XCTUnwrap(document["results"] as? [[String: Any]]))
+    }
+
+    private func assertMeasured(_ result: [String: Any], file: StaticString = #filePath, line: UInt = #line) throws {
+        let ops = try XCTUnwrap(result["ops"] as? Int, file: file, line: line)
+        XCTAssertGreaterThan(ops, 0, "\(result)", file: file, line: line)
+        XCTAssertGreaterThan(try XCTUnwrap(result["opsPerSecond"] as? Double, file: file, line: line), 0, file: file, line: line)
+        XCTAssertNotNil(result["mbPerSecond"] as? Double, file: file, line: line)
+        XCTAssertNotNil(result["seconds"] as? Double, file: file, line: line)
+        let latency = try XCTUnwrap(result["latencyMicros"] as? [String: Any], file: file, line: line)
+        for field in ["p50", "p99", "p999", "max"] {
+            XCTAssertNotNil(latency[field] as? Double, "latency \(field) missing in \(latency)", file: file, line: line)
+        }
+        let p50 = latency["p50"] as? Double ?? 0, p99 = latency["p99"] as? Double ?? 0
+        XCTAssertLessThanOrEqual(p50, p99, file: file, line: line)
+    }
+
+    func testDbBenchWorkloadsReportJSON() throws {
+        let (settings, results) = try report(["--num", "2000", "--threads", "2",
+                                              "--benchmarks", "fillseq,fillrandom,overwrite,readrandom,readseq,readwhilewriting"])
+        XCTAssertEqual(results.map { $0["name"] as? String }, ["fillseq", "fillrandom", "overwrite", "readrandom", "readseq", "readwhilewriting"])
+        for result in results { try assertMeasured(result) }
+        // As db_bench: each thread writes --num keys.
+        XCTAssertEqual(results[1]["ops"] as? Int, 4000)
+        XCTAssertEqual(results[3]["ops"] as? Int, 4000)
+        XCTAssertNotNil(results[3]["found"] as? Int)
+        XCTAssertNotNil(results[5]["backgroundWrites"] as? Int)
+        XCTAssertEqual(settings["threads"] as? Int, 2)
+        XCTAssertEqual(settings["shards"] as? Int, 1)
+        XCTAssertEqual(settings["keySize"] as? Int, 16)
+    }
+
+    func testOptionsMapAndExistingDatabaseIsReused() throws {
+        let (settings, _) = try report(["--num", "1000", "--benchmarks", "fillrandom", "--compression_type", "none",
+                                        "--bloom_bits", "10", "--cache_size", "0", "--write_buffer_size", "1048576",
+                                        "--key_size", "20", "--value_size", "50", "--disable_wal", "--shards", "2"])
+        XCTAssertEqual(settings["compression"] as? String, "none")
+        XCTAssertEqual(settings["bloomBits"] as? Int, 10)
+        XCTAssertEqual(settings["disableWAL"] as? Bool, true)
+        XCTAssertEqual(settings["shards"] as? Int, 2)
+        let (_, reads) = try report(["--num", "1000", "--key_size", "20", "--benchmarks", "readrandom", "--use_existing_db"])
+        let found = try XCTUnwrap(reads.first?["found"] as? Int)
+        XCTAssertGreaterThan(found, 0, "the second run reads what the first wrote")
+    }
+
+    func testSeekRandomAndYCSBWorkloads() throws {
+        let (_, seeks) = try report(["--num", "1000", "--benchmarks", "fillrandom,seekrandom"])
+        try assertMeasured(seeks[1])
+        for workload in ["ycsb-a", "ycsb-d", "ycsb-e", "ycsb-f"] {
+            try? FileManager.default.removeItem(at: root.appendingPathComponent("db"))
+            let (settings, results) = try report(["--workload", workload, "--recordcount", "500", "--operationcount", "500"])
+            XCTAssertEqual(results.first?["name"] as? String, "\(workload) load")
+            XCTAssertEqual(results.first?["ops"] as? Int, 500)
+            XCTAssertEqual(results.dropFirst().first?["ops"] as? Int, 500, "\(workload) run")
+            for result in results.prefix(2) { try assertMeasured(result) }
+            XCTAssertEqual(settings["valueSize"] as? Int, 1000, "YCSB records are 1 KB")
+        }
+    }
+
+    func testBadInputExitsWithStatus2AndOneLine() throws {
+        let cases: [[String]] = [
+            ["--benchmarks", "fillrandom,nosuchworkload"],
+            ["--workload", "ycsb-z"],
+            ["--num", "0"],
+            ["--threads", "-1"],
+            ["--threads", "0"],
+            ["--compression_type", "lzma"],
+            ["--benchmarks", "fillrandom", "--use_existing_db"],
+            ["--benchmarks", "readrandom", "--workload", "ycsb-a"],
+            ["--options", "no_such_option=1"],
+            ["--benchmarks", "seekrandom", "--partitioning", "hash"],
+        ]
+        for arguments in cases {
+            let result = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("bad").path] + arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(arguments): \(result.stderr)")
+            XCTAssertTrue(result.stderr.hasPrefix("shardctl: error: "), result.stderr)
+        }
+    }
+}
+
+/// Runs the built `shardctl` (next to the test bundle after `swift build --build-tests`).
+enum BenchCLI {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static var executable: URL {
+        get throws {
+            let candidates = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                Bundle.main.bundleURL,
+                Bundle.main.bundleURL.deletingLastPathComponent(),
+            ].map { $0.appendingPathComponent("shardctl") }
+            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+                throw XCTSkip("shardctl is not built next to the tests (run `swift build --build-tests` first)")
+            }
+            return found
+        }
+    }
+
+    static func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = try executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read both pipes to the end before waiting, so a large report cannot block the child.
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import ShardDB
+
+/// `shardctl bench migrate`: a shard of a given size moved back and forth
+/// between two instances under a steady write load.
+struct MigrationBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Measure live migration: bulk MB/s against a plain file copy, catch-up, write pause, writer latency.",
+        discussion: """
+            Creates instance A with one shard of --size-mb, copies its files with 'cp -r' as the \
+            reference, then moves the shard A→B→A… --runs times while a writer puts at --write-rate \
+            per second. Reports bulk-copy throughput as a ratio to the file copy, the write pause at \
+            each cutover (p50/p99/max over runs), and the writer's latency during migrations against \
+            a baseline with no migration, measured in the same run.
+            """)
+
+    @Option(name: .customLong("size-mb"), help: "Size of the shard to move.") var sizeMB = 1024
+    @Option(name: .customLong("value-size"), help: "Value size in bytes.") var valueSize = 1000
+    @Option(name: .customLong("write-rate"), help: "Foreground writes per second during the run (0: none).") var writeRate = 20_000
+    @Option(help: "Migrations to run (alternating direction).") var runs = 5
+    @Option(name: .customLong("baseline-seconds"), help: "Seconds of writes with no migration, for the baseline.") var baselineSeconds = 3.0
+    @Option(help: "Work in this directory (default: a temporary one, removed afterwards).") var dir: String?
+    @Flag(help: "Print the results as JSON.") var json = false
+
+    struct Result: Encodable {
+        var shardBytes: Int
+        var keys: Int
+        var fileCopyMBps: Double
+        var bulkMBps: [Double]
+        var bulkToCopyRatio: Double
+        var catchUpSeconds: [Double]
+        var pauseMs: LatencySummary
+        var writeRate: Int
+        var writerBaseline: LatencySummary
+        var writerDuringMigration: LatencySummary
+        var writerP99Ratio: Double
+        var redirectedWrites: Int
+    }
+
+    func run() async throws {
+        try failing {
+            guard sizeMB > 0, valueSize > 0, runs > 0, writeRate >= 0, baselineSeconds >= 0 else {
+                throw ShardDBError(.invalidArgument, "--size-mb, --value-size and --runs must be positive; --write-rate and --baseline-seconds not negative")
+            }
+        }
+        let dir = self.dir ?? NSTemporaryDirectory() + "sharddb-bench-migrate-\(ProcessInfo.processInfo.processIdentifier)"
+        defer { if self.dir == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        do {
+            let result = try await measure(in: dir)
+            if json { printJSON(result, pretty: true); return }
+            print(String(format: "shard: %@ in %d keys", formatBytes(result.shardBytes), result.keys))
+            print(String(format: "bulk copy: median %.1f MB/s vs cp -r + sync %.1f MB/s  → ratio %.2f", median(result.bulkMBps), result.fileCopyMBps, result.bulkToCopyRatio))
+            print(String(format: "catch-up: median %.2f s", median(result.catchUpSeconds)))
+            print("write pause at cutover: \(result.pauseMs.text)")
+            print("writer at \(result.writeRate)/s, baseline:        \(result.writerBaseline.text)")
+            print("writer at \(result.writeRate)/s, during migration: \(result.writerDuringMigration.text)")
+            print(String(format: "writer p99 during/baseline: %.2f×; %d writes redirected to the new owner", result.writerP99Ratio, result.redirectedWrites))
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    private func measure(in dir: String) async throws -> Result {
+        try? FileManager.default.removeItem(atPath: dir)
+        var options = ShardEngineOptions()
+        options.writeBufferSize = 64 << 20
+        let a = try ShardEngine.create(at: dir + "/a", shards: 1, options: options)
+        let b = try ShardEngine.create(at: dir + "/b", shards: 0, partitioning: a.partitioning, options: options)
+        defer { a.close(); b.close() }
+        let keys = max(1, sizeMB * 1_048_576 / (valueSize + 12))
+        let progress = ProgressLine()
+        try fillForBench(a, count: keys, valueSize: valueSize, progress: progress, label: "filling")
+        _ = try a.purgeExpired()  // flush and compact: the shard as table files
+        let shardBytes = Int(try a.shards().reduce(0) { $0 + $1.approximateBytes })
+        let copySeconds = try timeCopy(dir + "/a", dir + "/copy")
+        let copiedBytes = directoryBytes(dir + "/copy")
+        try? FileManager.default.removeItem(atPath: dir + "/copy")
+        let fileCopyMBps = Double(copiedBytes) / 1_048_576 / copySeconds
+
+        let writer = PacedWriter(engines: [a, b], rate: max(1, writeRate), keySpace: keys, valueSize: valueSize)
+        if writeRate > 0 {
+            writer.start()
+            try await Task.sleep(nanoseconds: UInt64(baselineSeconds * 1e9))
+        }
+        var bulk: [Double] = [], catchUp: [Double] = [], pauses: [Double] = []
+        var from = a, to = b, shard = 0
+        for run in 0..<runs {
+            writer.setPhase("migration")
+            var request = MigrationRequest(shard: shard)
+            request.bulkChunkBytes = 8 << 20
+            let report = try await from.migrate(request, to: to) { p in
+                progress.update("run \(run + 1)/\(runs): \(p.phase.rawValue), \(formatBytes(p.bytesCopied)), lag \(p.lag)")
+            }
+            progress.finish()
+            writer.setPhase("baseline")
+            bulk.append(Double(report.bytesCopied) / 1_048_576 / max(report.bulkSeconds, 1e-9))
+            catchUp.append(report.catchUpSeconds)
+            pauses.append(report.pauseMilliseconds)
+            (from, to, shard) = (to, from, report.targetShard)
+            if writeRate > 0 { try await Task.sleep(nanoseconds: UInt64(min(1, baselineSeconds) * 1e9)) }
+        }
+        writer.stop()
+        while writer.isRunning { try await Task.sleep(nanoseconds: 1_000_000) }
+        if let failure = writer.failure { throw failure }
+        let baseline = LatencySummary(writer.histogram("baseline"))
+        let during = LatencySummary(writer.histogram("migration"))
+        return Result(shardBytes: shardBytes, keys: keys, fileCopyMBps: fileCopyMBps, bulkMBps: bulk,
+                      bulkToCopyRatio: median(bulk) / fileCopyMBps, catchUpSeconds: catchUp,
+                      pauseMs: LatencySummary(millis: pauses), writeRate: writeRate, writerBaseline: baseline,
+                      writerDuringMigration: during, writerP99Ratio: baseline.p99 > 0 ? during.p99 / baseline.p99 : 0,
+                      redirectedWrites: writer.redirected)
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return 0 }
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}

@@ -1,0 +1,326 @@
+import Foundation
+import Histogram
+import ShardDB
+import Synchronization
+
+/// db_bench's workloads, by db_bench's names.
+enum BenchWorkload: String, CaseIterable {
+    case fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting
+
+    /// db_bench recreates the database before these.
+    var needsFreshDatabase: Bool { self == .fillseq || self == .fillrandom }
+    /// Seeks are only meaningful over key-ordered shards (range partitioning).
+    var needsOrderedKeys: Bool { self == .seekrandom }
+}
+
+/// db_bench's keys: the index as 8 big-endian bytes, padded with '0' to the key size.
+enum BenchKeys {
+    @inline(__always)
+    static func write(_ index: Int, into key: UnsafeMutableRawBufferPointer) {
+        let bigEndian = UInt64(truncatingIfNeeded: index).bigEndian
+        withUnsafeBytes(of: bigEndian) { bytes in
+            for i in 0..<min(8, key.count) { key[i] = bytes[i] }
+        }
+    }
+
+    static func key(_ index: Int, size: Int) -> [UInt8] {
+        var key = [UInt8](repeating: UInt8(ascii: "0"), count: size)
+        key.withUnsafeMutableBytes { write(index, into: $0) }
+        return key
+    }
+}
+
+/// A fast per-thread generator (xorshift64*); each thread has its own, so
+/// threads never share random state.
+struct BenchRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed }
+
+    @inline(__always)
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+
+    /// Uniform in `0..<bound` (bound > 0).
+    @inline(__always)
+    mutating func uniform(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+
+    /// Uniform in `0.0..<1.0`.
+    @inline(__always)
+    mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}
+
+/// db_bench's value source: 1 MiB of data that compresses to about half its
+/// size (each 100-byte piece is 50 random printable bytes written twice), so
+/// compression works as hard as for db_bench. Values are slices of it.
+struct BenchValues {
+    private let data: [UInt8]
+    private var position = 0
+
+    init(random: inout BenchRandom, minimumSize: Int) {
+        var data: [UInt8] = []
+        let size = max(1 << 20, minimumSize)
+        data.reserveCapacity(size + 100)
+        while data.count < size {
+            let raw = (0..<50).map { _ in UInt8(32 + random.uniform(95)) }
+            data += raw
+            data += raw
+        }
+        self.data = data
+    }
+
+    /// Calls `body` with the next `length` bytes.
+    @inline(__always)
+    mutating func withNext<R>(_ length: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if position + length > data.count { position = 0 }
+        let start = position
+        position += length
+        return try data.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<(start + length)])) }
+    }
+}
+
+/// Nanoseconds on the monotonic clock.
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// What one thread measured.
+struct ThreadTally {
+    var ops = 0
+    var bytes = 0
+    var found = 0
+    var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000,
+                                      numberOfSignificantValueDigits: .three)
+    var start: UInt64 = 0
+    var finish: UInt64 = 0
+    /// readwhilewriting's background writer: not part of the reported result.
+    var isBackgroundWriter = false
+
+    /// Records one operation that started at `begin` (ns) and returns the time now.
+    @inline(__always)
+    mutating func record(since begin: UInt64) -> UInt64 {
+        let now = monotonicNanoseconds()
+        _ = histogram.record(max(1, now &- begin))
+        ops += 1
+        return now
+    }
+}
+
+/// Runs `body` on `count` real threads released together; returns each thread's result.
+func runThreads<T>(_ count: Int, _ body: @escaping @Sendable (Int) throws -> T) throws -> [T] {
+    let slots = ThreadSlots<T>(count)
+    let ready = DispatchSemaphore(value: 0)
+    let go = DispatchSemaphore(value: 0)
+    let done = DispatchGroup()
+    for index in 0..<count {
+        done.enter()
+        let thread = Thread {
+            ready.signal()
+            go.wait()
+            do { slots.tallies[index] = try body(index) } catch { slots.errors[index] = error }
+            done.leave()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+    for _ in 0..<count { ready.wait() }
+    for _ in 0..<count { go.signal() }
+    done.wait()
+    if let error = slots.errors.compactMap({ $0 }).first { throw error }
+    return slots.tallies.map { $0! }
+}
+
+/// Each thread writes only its own slot; read after every thread is done.
+final class ThreadSlots<T>: @unchecked Sendable {
+    var tallies: [T?]
+    var errors: [Error?]
+    init(_ count: Int) { tallies = Array(repeating: nil, count: count); errors = Array(repeating: nil, count: count) }
+}
+
+/// A counter threads share (an `Atomic` cannot be captured by an escaping closure).
+final class BenchCounter: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+/// Runs db_bench workloads against one ShardDB instance.
+final class BenchDriver: @unchecked Sendable {
+    let plan: BenchPlan
+    let directory: String
+    private(set) var engine: ShardEngine?
+
+    init(plan: BenchPlan, directory: String) {
+        self.plan = plan
+        self.directory = directory
+    }
+
+    var settings: BenchSettings { plan.settings }
+
+    /// Opens the existing instance, or creates a fresh one (removing what was there).
+    func open(fresh: Bool) throws -> ShardEngine {
+        if let engine, !fresh { return engine }
+        engine?.close()
+        engine = nil
+        let created: ShardEngine
+        if fresh || !settings.useExistingDB {
+            try? FileManager.default.removeItem(atPath: directory)
+            created = try ShardEngine.create(at: directory, shards: settings.shards, partitioning: plan.partitioning,
+                                             options: plan.engineOptions)
+        } else {
+            created = try ShardEngine.open(at: directory, options: plan.engineOptions)
+        }
+        engine = created
+        return created
+    }
+
+    func close() {
+        engine?.close()
+        engine = nil
+    }
+
+    func run(_ workload: BenchWorkload) throws -> BenchResult {
+        let engine = try open(fresh: workload.needsFreshDatabase)
+        if workload.needsOrderedKeys, case .hash = engine.partitioning {
+            throw ShardDBError(.invalidArgument, "\(workload.rawValue) needs key-ordered shards: use --partitioning range")
+        }
+        let s = settings
+        let threads = workload == .readwhilewriting ? s.threads + 1 : s.threads
+        let deadline: UInt64? = s.duration > 0 ? UInt64(s.duration) * 1_000_000_000 : nil
+        let readersDone = BenchCounter()
+        let tallies = try runThreads(threads) { index in
+            var random = BenchRandom(seed: s.seed &+ UInt64(index) &* 0x9E37_79B9)
+            switch workload {
+            case .fillseq: return try self.write(engine, sequential: true, ops: s.num, deadline: nil, random: &random)
+            case .fillrandom, .overwrite: return try self.write(engine, sequential: false, ops: s.num, deadline: deadline, random: &random)
+            case .readrandom: return try self.readRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+            case .readseq: return try self.readSequential(engine, entries: s.reads)
+            case .seekrandom: return try self.seekRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+            case .readwhilewriting:
+                if index == 0 {
+                    // db_bench's background writer: writes until every reader is done; not reported.
+                    var tally = try self.write(engine, sequential: false, ops: .max, deadline: nil, random: &random) {
+                        readersDone.value.load(ordering: .relaxed) >= threads - 1
+                    }
+                    tally.isBackgroundWriter = true
+                    return tally
+                }
+                defer { readersDone.value.add(1, ordering: .relaxed) }
+                return try self.readRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+            }
+        }
+        let measured = tallies.filter { !$0.isBackgroundWriter }
+        let writer = tallies.first { $0.isBackgroundWriter }
+        var result = BenchResult(name: workload.rawValue, threads: s.threads, tallies: measured)
+        if workload == .readrandom || workload == .readwhilewriting || workload == .seekrandom {
+            result.found = measured.reduce(0) { $0 + $1.found }
+        }
+        if let writer { result.backgroundWrites = writer.ops }
+        return result
+    }
+
+    // MARK: Workloads (one thread each)
+
+    /// Puts `ops` keys (sequential, or uniform over `0..<num`), or until `deadline` / `stop()`.
+    func write(_ engine: ShardEngine, sequential: Bool, ops: Int, deadline: UInt64?, random: inout BenchRandom,
+               stop: () -> Bool = { false }) throws -> ThreadTally {
+        let s = settings
+        var values = BenchValues(random: &random, minimumSize: s.valueSize)
+        var tally = ThreadTally()
+        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: s.keySize, alignment: 8)
+        defer { key.deallocate() }
+        key.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "0"))
+        let storedKey = UnsafeRawBufferPointer(key)
+        tally.start = monotonicNanoseconds()
+        var now = tally.start
+        var i = 0
+        while i < ops {
+            if i & 63 == 0, (deadline.map { now &- tally.start >= $0 } ?? false) || stop() { break }
+            BenchKeys.write(sequential ? i : random.uniform(s.num), into: key)
+            try values.withNext(s.valueSize) { value in try engine.put(storedKey, value) }
+            now = tally.record(since: now)
+            i += 1
+        }
+        tally.bytes = tally.ops * (s.keySize + s.valueSize)
+        tally.finish = now
+        return tally
+    }
+
+    /// Point reads of keys uniform over `0..<num`, zero-copy (db_bench reads into a pinnable slice).
+    func readRandom(_ engine: ShardEngine, ops: Int, deadline: UInt64?, random: inout BenchRandom) throws -> ThreadTally {
+        let s = settings
+        var tally = ThreadTally()
+        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: s.keySize, alignment: 8)
+        defer { key.deallocate() }
+        key.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "0"))
+        let storedKey = UnsafeRawBufferPointer(key)
+        tally.start = monotonicNanoseconds()
+        var now = tally.start
+        var i = 0
+        while i < ops {
+            if i & 63 == 0, let deadline, now &- tally.start >= deadline { break }
+            BenchKeys.write(random.uniform(s.num), into: key)
+            if let length = try engine.withValue(forKey: storedKey, { $0.count }) {
+                tally.found += 1
+                tally.bytes += s.keySize + length
+            }
+            now = tally.record(since: now)
+            i += 1
+        }
+        tally.finish = now
+        return tally
+    }
+
+    /// One ordered pass over up to `entries` entries (db_bench's readseq); latency is recorded per
+    /// entry as the mean of each run of 1024, since timing every entry would cost more than reading it.
+    func readSequential(_ engine: ShardEngine, entries: Int) throws -> ThreadTally {
+        var tally = ThreadTally()
+        tally.start = monotonicNanoseconds()
+        var chunkStart = tally.start
+        var inChunk: UInt64 = 0
+        try engine.scan(ScanRequest(limit: entries)) { entry in
+            tally.bytes &+= entry.key.count &+ entry.value.count
+            inChunk &+= 1
+            if inChunk == 1024 {
+                let now = monotonicNanoseconds()
+                _ = tally.histogram.record(max(1, (now &- chunkStart) / 1024), count: 1024)
+                chunkStart = now
+                inChunk = 0
+            }
+            return true
+        }
+        let now = monotonicNanoseconds()
+        if inChunk > 0 { _ = tally.histogram.record(max(1, (now &- chunkStart) / inChunk), count: inChunk) }
+        tally.ops = Int(tally.histogram.totalCount)
+        tally.finish = now
+        return tally
+    }
+
+    /// A seek to a random key (a new iterator each time, as db_bench does without tailing),
+    /// reading the entry found there.
+    func seekRandom(_ engine: ShardEngine, ops: Int, deadline: UInt64?, random: inout BenchRandom) throws -> ThreadTally {
+        let s = settings
+        var tally = ThreadTally()
+        tally.start = monotonicNanoseconds()
+        var now = tally.start
+        var i = 0
+        while i < ops {
+            if i & 63 == 0, let deadline, now &- tally.start >= deadline { break }
+            let target = BenchKeys.key(random.uniform(s.num), size: s.keySize)
+            try engine.scan(ScanRequest(start: target, limit: 1)) { entry in
+                if entry.key.elementsEqual(target) { tally.found += 1 }
+                tally.bytes &+= entry.key.count &+ entry.value.count
+                return false
+            }
+            now = tally.record(since: now)
+            i += 1
+        }
+        tally.finish = now
+        return tally
+    }
+}
