@@ -7,11 +7,18 @@ let package = Package(
     products: [
         .library(name: "RocksDB", targets: ["RocksDB"]),
         .library(name: "ShardDB", targets: ["ShardDB"]),
+        // The migration transport (gRPC); a separate product so embedders who stay in-process do not link it.
+        .library(name: "ShardDBServer", targets: ["ShardDBServer"]),
         .executable(name: "shardctl", targets: ["shardctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
     ],
     targets: [
         // The RocksDB C API (rocksdb/c.h) as a system library.
@@ -42,12 +49,28 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // Migration between live processes: MigrationServer and RemoteInstance (docs/TRANSPORT.md).
+        .target(
+            name: "ShardDBServer",
+            dependencies: [
+                "ShardDB",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Proto"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .executableTarget(
             name: "shardctl",
             dependencies: [
                 "ShardDB",
+                "ShardDBServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "tools/shardctl",
             swiftSettings: [.swiftLanguageMode(.v5)]
@@ -55,5 +78,10 @@ let package = Package(
         .testTarget(name: "RocksDBTests", dependencies: ["RocksDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardDBTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardctlTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(
+            name: "ShardDBServerTests",
+            dependencies: ["ShardDB", "ShardDBServer", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
     ]
 )

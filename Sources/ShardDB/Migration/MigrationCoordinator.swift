@@ -141,6 +141,13 @@ public struct MigrationCoordinator: Sendable {
             // Cutover: fence, drain to F, commit on the target, then on the source.
             try Task.checkCancellation()
             report(.cutover)
+            try await source.prepareCutover(plan)
+            try await target.prepareCutover(plan)
+            // Whatever came in while syncing, so the drain under the fence is short.
+            let last = try await source.readChanges(plan, from: next, maxRecords: request.changeBatch)
+            try await target.applyChanges(plan, last)
+            next = last.nextSequence
+            state.changesApplied += last.records.count
             let pauseStart = DispatchTime.now()
             let finalSequence = try await source.fenceOutgoing(plan)
             while next <= finalSequence {

@@ -9,6 +9,15 @@ public struct InstanceDescription: Sendable, Equatable {
     public var partitioning: Partitioning
     public var shards: [ShardDescriptor]
     public var unfinishedMigrations: [MigrationJournalEntry]
+
+    public init(instanceID: String, location: String, partitioning: Partitioning, shards: [ShardDescriptor],
+                unfinishedMigrations: [MigrationJournalEntry]) {
+        self.instanceID = instanceID
+        self.location = location
+        self.partitioning = partitioning
+        self.shards = shards
+        self.unfinishedMigrations = unfinishedMigrations
+    }
 }
 
 /// Entries of the bulk phase, in stored form (key-group prefix, value header).
@@ -54,6 +63,13 @@ public struct IncomingState: Sendable, Equatable {
     public var bulkResumeKey: [UInt8]?
     public var bulkDone: Bool
     public var appliedThrough: UInt64
+
+    public init(snapshotSequence: UInt64, bulkResumeKey: [UInt8]?, bulkDone: Bool, appliedThrough: UInt64) {
+        self.snapshotSequence = snapshotSequence
+        self.bulkResumeKey = bulkResumeKey
+        self.bulkDone = bulkDone
+        self.appliedThrough = appliedThrough
+    }
 }
 
 /// The source side of a migration. ``ShardEngine`` implements it in-process;
@@ -68,6 +84,9 @@ public protocol MigrationSource: Sendable {
     func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) async throws -> BulkChunk
     /// Changelog records of the range from sequence `from`.
     func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) async throws -> ChangeChunk
+    /// Makes what is already written durable ahead of the cutover, so the
+    /// fence's own durable write has little left to sync.
+    func prepareCutover(_ plan: MigrationPlan) async throws
     /// Fences the range durably; returns the final sequence F.
     func fenceOutgoing(_ plan: MigrationPlan) async throws -> UInt64
     /// Records the range as moved to the target and releases fenced callers.
@@ -86,11 +105,24 @@ public protocol MigrationTarget: Sendable {
     func prepareIncoming(_ plan: MigrationPlan, snapshotSequence: UInt64) async throws -> IncomingState
     func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws
     func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws
+    /// Makes what is staged durable ahead of the cutover, so the commit's own
+    /// durable write has little left to sync.
+    func prepareCutover(_ plan: MigrationPlan) async throws
     /// Makes the staged range live here in one atomic write; requires everything through `finalSequence` applied.
     func commitIncoming(_ plan: MigrationPlan, finalSequence: UInt64) async throws
     /// Removes the staging area.
     func abortIncoming(_ plan: MigrationPlan) async throws
     func migrationEntry(_ id: String) async throws -> MigrationJournalEntry?
+}
+
+extension MigrationSource {
+    /// Default: nothing to prepare (the cutover then syncs more).
+    public func prepareCutover(_ plan: MigrationPlan) async throws {}
+}
+
+extension MigrationTarget {
+    /// Default: nothing to prepare (the commit then syncs more).
+    public func prepareCutover(_ plan: MigrationPlan) async throws {}
 }
 
 /// In-memory state of migrations this engine takes part in.

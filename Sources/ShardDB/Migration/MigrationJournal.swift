@@ -33,6 +33,16 @@ public struct MigrationJournalEntry: Sendable, Equatable, Codable {
     public var finalSequence: UInt64?
     public var updatedAtMilliseconds: Int64
 
+    public init(plan: MigrationPlan, role: Role, phase: Phase, snapshotSequence: UInt64? = nil, finalSequence: UInt64? = nil,
+                updatedAtMilliseconds: Int64) {
+        self.plan = plan
+        self.role = role
+        self.phase = phase
+        self.snapshotSequence = snapshotSequence
+        self.finalSequence = finalSequence
+        self.updatedAtMilliseconds = updatedAtMilliseconds
+    }
+
     /// True when the migration still needs work or a decision.
     public var isUnfinished: Bool {
         switch (role, phase) {

@@ -146,14 +146,23 @@ public enum RescalePlanner {
     }
 }
 
-/// Runs a rescale plan over engines open in this process.
+/// Runs a rescale plan over instances: engines open in this process, or
+/// remote ones (any ``MigrationSource`` that is also a ``MigrationTarget``).
 public struct RescaleExecutor: Sendable {
-    public let engines: [String: ShardEngine]  // by instance id
+    public typealias Endpoint = any MigrationSource & MigrationTarget
+    /// By instance id.
+    public let endpoints: [String: Endpoint]
     /// How many moves run at once.
     public var parallelism = 2
 
     public init(engines: [ShardEngine], parallelism: Int = 2) {
-        self.engines = Dictionary(engines.map { ($0.instanceID, $0) }, uniquingKeysWith: { a, _ in a })
+        self.init(endpoints: Dictionary(engines.map { ($0.instanceID, $0 as Endpoint) }, uniquingKeysWith: { a, _ in a }),
+                  parallelism: parallelism)
+    }
+
+    /// - parameter endpoints: every instance of the plan, by instance id.
+    public init(endpoints: [String: Endpoint], parallelism: Int = 2) {
+        self.endpoints = endpoints
         self.parallelism = max(1, parallelism)
     }
 
@@ -172,7 +181,7 @@ public struct RescaleExecutor: Sendable {
             lanes[lane, default: []].append(move)
         }
         let targets = TargetLocks()
-        let engines = self.engines
+        let endpoints = self.endpoints
         return try await withThrowingTaskGroup(of: [MigrationReport].self) { group in
             var reports: [MigrationReport] = []
             var next = 0
@@ -180,14 +189,16 @@ public struct RescaleExecutor: Sendable {
                 group.addTask {
                     var done: [MigrationReport] = []
                     for move in moves {
-                        guard let source = engines[move.fromInstance], let target = engines[move.toInstance] else {
+                        guard let source = endpoints[move.fromInstance], let target = endpoints[move.toInstance] else {
                             throw ShardDBError(.invalidArgument, "instance of move \(move.range) is not open")
                         }
                         await targets.acquire(move.toInstance)
                         do {
                             var request = MigrationRequest(shard: move.shard, range: move.range)
-                            request.mergeInto = target.shardDescriptors.first { $0.state == .active && $0.range.merged(with: move.range) != nil }?.id
-                            done.append(try await source.migrate(request, to: target) { progress(move, $0) })
+                            request.mergeInto = try await target.describeInstance().shards
+                                .first { $0.state == .active && $0.range.merged(with: move.range) != nil }?.id
+                            let coordinator = MigrationCoordinator(source: source, target: target)
+                            done.append(try await coordinator.migrate(request) { progress(move, $0) })
                             await targets.release(move.toInstance)
                         } catch {
                             await targets.release(move.toInstance)

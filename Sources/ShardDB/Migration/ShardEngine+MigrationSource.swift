@@ -85,6 +85,13 @@ extension ShardEngine: MigrationSource {
         return ChangeChunk(records: records, nextSequence: reader!.nextSequence, latestSequence: latest)
     }
 
+    /// Syncs the write-ahead log: a durable write (the fence's, the commit's)
+    /// fsyncs everything written before it, so syncing the bulk of it now keeps
+    /// that work out of the write pause.
+    public func prepareCutover(_ plan: MigrationPlan) throws {
+        try storage(path) { try database.flushWAL(sync: true) }
+    }
+
     public func fenceOutgoing(_ plan: MigrationPlan) throws -> UInt64 {
         guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")

@@ -1,39 +1,98 @@
 import ArgumentParser
 import Foundation
 import ShardDB
+import ShardDBServer
 
-struct Put: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Store a value (UTF-8 text) under a key.")
+struct Put: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store a value (UTF-8 text) under a key.",
+        discussion: "Usage: put DIR KEY VALUE, or put --remote HOST:PORT --token-file F KEY VALUE for a live instance.")
 
-    @OptionGroup var instance: InstanceOptions
-    @Argument(help: "The key.") var key: String
-    @Argument(help: "The value.") var value: String
+    @OptionGroup var target: KeyTargetOptions
     @Option(help: "Seconds until the value expires (default: the shard's default TTL, if any).")
     var ttl: Int64?
 
-    func run() throws {
+    func run() async throws {
+        let (location, operands) = try failing { try target.split(expecting: ["KEY", "VALUE"]) }
         let ttl = try failing { try parseTTL(self.ttl) }
-        try instance.withEngine { try $0.put(key, value, ttl: ttl) }
+        let key = operands[0], value = operands[1]
+        switch location {
+        case .directory(let directory):
+            try target.instance(directory).withEngine { try $0.put(key, value, ttl: ttl) }
+        case .remote(let remote):
+            try await target.withRemote(remote) { try await $0.put(Array(key.utf8), Array(value.utf8), ttlSeconds: self.ttl) }
+        }
     }
 }
 
-struct Get: ParsableCommand {
+struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the value stored under a key.",
-        discussion: "Exits with status 1 (and prints nothing) when the key has no live value.")
+        discussion: """
+            Usage: get DIR KEY, or get --remote HOST:PORT --token-file F KEY for a live instance. \
+            Exits with status 1 (and prints nothing) when the key has no live value. Asking an \
+            instance for a key it gave away fails with the new owner's location.
+            """)
 
-    @OptionGroup var instance: InstanceOptions
-    @Argument(help: "The key.") var key: String
+    @OptionGroup var target: KeyTargetOptions
     @Flag(help: "Print the result as JSON.") var json = false
 
-    func run() throws {
-        let value = try instance.withEngine { try $0.get(key) }
+    func run() async throws {
+        let (location, operands) = try failing { try target.split(expecting: ["KEY"]) }
+        let key = operands[0]
+        let value: [UInt8]?
+        switch location {
+        case .directory(let directory):
+            value = try target.instance(directory).withEngine { try $0.get(key) }
+        case .remote(let remote):
+            value = try await target.withRemote(remote) { try await $0.get(Array(key.utf8)) }
+        }
         guard let value else { throw ExitCode(1) }
         if json {
             printJSON(JSONRecord(key: Array(key.utf8), value: value, expiresAt: nil, shard: nil))
         } else {
             FileHandle.standardOutput.write(Data(value))
             FileHandle.standardOutput.write(Data("\n".utf8))
+        }
+    }
+}
+
+/// `DIR KEY ...` or `--remote HOST:PORT KEY ...`: where a key command runs.
+struct KeyTargetOptions: ParsableArguments {
+    enum Location { case directory(String), remote(InstanceAddress) }
+
+    @Option(help: "HOST:PORT of a live instance ('shardctl serve') instead of a directory.") var remote: String?
+    @OptionGroup var remoteOptions: RemoteOptions
+    @Flag(name: .long, help: "Log engine events to stderr.") var verbose = false
+    @Argument(help: "The instance's data directory (unless --remote), then the operands.") var operands: [String] = []
+
+    func split(expecting names: [String]) throws -> (Location, [String]) {
+        if let remote {
+            guard let address = InstanceAddress(parsing: remote) else { throw ShardDBError(.invalidArgument, "--remote '\(remote)' is not HOST:PORT") }
+            guard operands.count == names.count else { throw ShardDBError(.invalidArgument, "expected \(names.joined(separator: " ")) after --remote") }
+            return (.remote(address), operands)
+        }
+        guard operands.count == names.count + 1 else {
+            throw ShardDBError(.invalidArgument, "expected DIR \(names.joined(separator: " ")) (or --remote HOST:PORT)")
+        }
+        return (.directory(operands[0]), Array(operands.dropFirst()))
+    }
+
+    func instance(_ directory: String) throws -> InstanceOptions {
+        var options = try InstanceOptions.parse([directory])
+        options.verbose = verbose
+        return options
+    }
+
+    func withRemote<R>(_ address: InstanceAddress, _ body: (RemoteInstance) async throws -> R) async throws -> R {
+        let client = try failing { try remoteOptions.connect(address) }
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
+        } catch {
+            await client.close()
+            fail("\(error)")
         }
     }
 }

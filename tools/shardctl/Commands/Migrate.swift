@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShardDB
+import ShardDBServer
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,34 +16,45 @@ struct Migrate: AsyncParsableCommand {
             'LO..HI' under range partitioning (an empty HI is unbounded). The range must sit at one \
             end of the shard's range. --merge-into grows an existing, adjacent target shard instead \
             of creating a new one. Make an empty target with 'shardctl init DIR --shards 0 --like SRC'.
+
+            --from and --to also take HOST:PORT of a live instance ('shardctl serve'), with \
+            --token-file: the same protocol then runs across processes (docs/TRANSPORT.md).
             """)
 
-    @Option(help: "The source instance's directory.") var from: String
-    @Option(help: "The target instance's directory.") var to: String
-    @Option(help: "The source shard.") var shard: Int
+    @Option(help: "The source instance: a directory or HOST:PORT.") var from: String
+    @Option(help: "The target instance: a directory or HOST:PORT.") var to: String
+    @Option(help: "The source shard.") var shard: Int?
+    @Flag(help: "Only settle migrations between the two that a crash left unfinished.") var resolve = false
     @Option(help: "Only this part of the shard: LO..HI.") var range: String?
     @Option(name: .customLong("merge-into"), help: "Merge into this existing target shard.") var mergeInto: Int?
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
+    @Option(name: .customLong("bulk-chunk-bytes"), help: "Bytes per bulk-copy chunk.") var bulkChunkBytes = 4 << 20
     @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var remote: RemoteOptions
 
     func run() async throws {
-        let (source, target) = try failing { () throws -> (ShardEngine, ShardEngine) in
-            guard URL(fileURLWithPath: from).standardized.path != URL(fileURLWithPath: to).standardized.path else {
-                throw ShardDBError(.migrationConflict, "--from and --to are the same instance")
-            }
-            let source = try ShardEngine.open(at: from)
-            do { return (source, try ShardEngine.open(at: to)) } catch { source.close(); throw error }
+        let endpoints = try failing { () throws -> [String: InstanceEndpoint] in
+            let same = InstanceAddress(parsing: from).map { $0 == InstanceAddress(parsing: to) }
+                ?? (URL(fileURLWithPath: from).standardized.path == URL(fileURLWithPath: to).standardized.path)
+            guard !same else { throw ShardDBError(.migrationConflict, "--from and --to are the same instance") }
+            guard resolve || shard != nil else { throw ShardDBError(.invalidArgument, "--shard is required (or --resolve)") }
+            return try openEndpoints([from, to], remote: remote)
         }
-        defer { source.close(); target.close() }
-        let request = try failing { () throws -> MigrationRequest in
-            var request = MigrationRequest(shard: shard, mergeInto: mergeInto)
-            if let range { request.range = try parseRange(range, partitioning: source.partitioning) }
-            request.cleanup = !noCleanup
-            return request
-        }
+        let source = endpoints[from]!, target = endpoints[to]!
         let progress = ProgressLine()
         do {
-            let report = try await source.migrate(request, to: target) { p in
+            if resolve {
+                let settled = try await MigrationCoordinator.resolveUnfinished(source: source.endpoint, target: target.endpoint)
+                print(settled.isEmpty ? "nothing to resolve" : settled.joined(separator: "\n"))
+                await source.close()
+                await target.close()
+                return
+            }
+            var request = MigrationRequest(shard: shard!, mergeInto: mergeInto)
+            if let range { request.range = try parseRange(range, partitioning: try await source.endpoint.describeInstance().partitioning) }
+            request.cleanup = !noCleanup
+            request.bulkChunkBytes = max(4096, bulkChunkBytes)
+            let report = try await MigrationCoordinator(source: source.endpoint, target: target.endpoint).migrate(request) { p in
                 progress.update("\(p.phase.rawValue): \(p.keysCopied) keys, \(formatBytes(p.bytesCopied)) copied, "
                     + "\(p.changesApplied) changes, lag \(p.lag), \(formatBytes(Int(p.bytesPerSecond)))/s")
             }
@@ -55,8 +67,12 @@ struct Migrate: AsyncParsableCommand {
                              report.keysCopied, formatBytes(report.bytesCopied), report.bulkSeconds, report.changesApplied,
                              report.catchUpSeconds, report.pauseMilliseconds))
             }
+            await source.close()
+            await target.close()
         } catch {
             progress.finish()
+            await source.close()
+            await target.close()
             fail("\(error)")
         }
     }

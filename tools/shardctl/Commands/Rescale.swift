@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShardDB
+import ShardDBServer
 
 struct Rescale: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,52 +12,60 @@ struct Rescale: AsyncParsableCommand {
             a time. Every instance that owns state now must be listed in --from; --to lists the \
             instances that own everything afterwards (they may overlap --from). A --to directory \
             that does not exist is created empty with the same partitioning. Hash partitioning only.
+
+            Each instance is a directory or HOST:PORT of a live instance ('shardctl serve', with \
+            --token-file); live instances are rescaled while they serve.
             """)
 
-    @Option(help: "Comma-separated directories of the instances that own the state now.") var from: String
-    @Option(help: "Comma-separated directories of the instances that should own it.") var to: String
+    @Option(help: "Comma-separated instances (directories or HOST:PORT) that own the state now.") var from: String
+    @Option(help: "Comma-separated instances (directories or HOST:PORT) that should own it.") var to: String
     @Option(help: "Moves running at once.") var parallelism = 2
     @Flag(name: .customLong("dry-run"), help: "Print the plan without moving anything.") var dryRun = false
     @Flag(help: "Print the plan and reports as JSON.") var json = false
 
+    @OptionGroup var remote: RemoteOptions
+
     func run() async throws {
-        let fromDirs = from.split(separator: ",").map(String.init)
-        let toDirs = to.split(separator: ",").map(String.init)
-        let engines: [String: ShardEngine] = try failing {
-            guard !fromDirs.isEmpty, !toDirs.isEmpty else { throw ShardDBError(.invalidArgument, "--from and --to need at least one directory each") }
-            guard parallelism > 0 else { throw ShardDBError(.invalidArgument, "--parallelism must be positive") }
-            var opened: [String: ShardEngine] = [:]
-            do {
-                for dir in fromDirs where opened[dir] == nil { opened[dir] = try ShardEngine.open(at: dir) }
-                let partitioning = opened[fromDirs[0]]!.partitioning
-                for dir in toDirs where opened[dir] == nil {
-                    if FileManager.default.fileExists(atPath: dir + "/CURRENT") || dryRun {
-                        opened[dir] = try ShardEngine.open(at: dir)
-                    } else {
-                        opened[dir] = try ShardEngine.create(at: dir, shards: 0, partitioning: partitioning)
-                    }
-                }
-            } catch {
-                opened.values.forEach { $0.close() }
-                throw error
-            }
-            return opened
-        }
-        defer { engines.values.forEach { $0.close() } }
-        let plan = try failing {
-            try RescalePlanner.plan(current: try fromDirs.map { try engines[$0]!.describeInstance() },
-                                    targets: try toDirs.map { try engines[$0]!.describeInstance() })
-        }
-        if json && dryRun { printJSON(plan, pretty: true); return }
-        if !json {
-            print("plan: \(plan.moves.count) moves, \(plan.keyGroupsMoved) key groups change owner")
-            for move in plan.moves { print("  \(move.fromLocation) shard \(move.shard) \(move.range) -> \(move.toLocation)") }
-            for dir in toDirs { print("  \(dir) will own \(plan.finalRanges[engines[dir]!.instanceID].map { "\($0)" } ?? "-")") }
-        }
-        if dryRun { return }
-        let progress = ProgressLine()
+        let fromSpecs = from.split(separator: ",").map(String.init)
+        let toSpecs = to.split(separator: ",").map(String.init)
+        var opened: [String: InstanceEndpoint] = [:]
+        func closeAll() async { for endpoint in opened.values { await endpoint.close() } }
         do {
-            let reports = try await RescaleExecutor(engines: Array(engines.values), parallelism: parallelism).run(plan) { move, p in
+            guard !fromSpecs.isEmpty, !toSpecs.isEmpty else { throw ShardDBError(.invalidArgument, "--from and --to need at least one instance each") }
+            guard parallelism > 0 else { throw ShardDBError(.invalidArgument, "--parallelism must be positive") }
+            opened = try openEndpoints(fromSpecs, remote: remote)
+            let partitioning = try await opened[fromSpecs[0]]!.endpoint.describeInstance().partitioning
+            // A target directory that does not exist yet starts empty, partitioned like the sources.
+            // It is planned as such and created only for a real run once the plan holds, so a dry
+            // run or a refused plan leaves nothing behind.
+            let missing = toSpecs.filter { InstanceAddress(parsing: $0) == nil && !FileManager.default.fileExists(atPath: $0 + "/CURRENT") }
+            for spec in toSpecs where opened[spec] == nil && !missing.contains(spec) {
+                opened[spec] = try InstanceEndpoint.open(spec, remote: remote)
+            }
+            var descriptions: [String: InstanceDescription] = [:]
+            for (spec, endpoint) in opened { descriptions[spec] = try await endpoint.endpoint.describeInstance() }
+            for spec in missing {
+                descriptions[spec] = InstanceDescription(instanceID: "new:\(spec)", location: spec, partitioning: partitioning,
+                                                         shards: [], unfinishedMigrations: [])
+            }
+            var plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
+            if !dryRun && !missing.isEmpty {
+                for spec in missing where opened[spec] == nil {
+                    opened[spec] = try InstanceEndpoint.open(spec, remote: remote, createLike: partitioning)
+                    descriptions[spec] = try await opened[spec]!.endpoint.describeInstance()
+                }
+                plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
+            }
+            if json && dryRun { printJSON(plan, pretty: true); await closeAll(); return }
+            if !json {
+                print("plan: \(plan.moves.count) moves, \(plan.keyGroupsMoved) key groups change owner")
+                for move in plan.moves { print("  \(move.fromLocation) shard \(move.shard) \(move.range) -> \(move.toLocation)") }
+                for spec in toSpecs { print("  \(spec) will own \(plan.finalRanges[descriptions[spec]!.instanceID].map { "\($0)" } ?? "-")") }
+            }
+            if dryRun { await closeAll(); return }
+            let endpoints = Dictionary(opened.map { (descriptions[$0.key]!.instanceID, $0.value.endpoint) }, uniquingKeysWith: { a, _ in a })
+            let progress = ProgressLine()
+            let reports = try await RescaleExecutor(endpoints: endpoints, parallelism: parallelism).run(plan) { move, p in
                 progress.update("\(move.range) -> \(move.toLocation): \(p.phase.rawValue), \(p.keysCopied) keys, lag \(p.lag)")
             }
             progress.finish()
@@ -67,8 +76,9 @@ struct Rescale: AsyncParsableCommand {
                 print(String(format: "done: %d moves, %d keys copied; write pause max %.2f ms", reports.count,
                              reports.reduce(0) { $0 + $1.keysCopied }, pauses.last ?? 0))
             }
+            await closeAll()
         } catch {
-            progress.finish()
+            await closeAll()
             fail("\(error)")
         }
     }

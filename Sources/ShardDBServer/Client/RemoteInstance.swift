@@ -1,0 +1,314 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import ShardDB
+
+/// A ShardDB instance in another process, reached through its
+/// ``MigrationServer``: a ``MigrationSource`` and a ``MigrationTarget`` that
+/// forward each call, so the in-process protocol runs unchanged across
+/// processes:
+///
+/// ```swift
+/// let secret = try SharedSecret(contentsOf: "token")
+/// let source = try RemoteInstance(address: InstanceAddress(parsing: "10.0.0.1:7400")!, secret: secret)
+/// let target = try RemoteInstance(address: InstanceAddress(parsing: "10.0.0.2:7400")!, secret: secret)
+/// let report = try await MigrationCoordinator(source: source, target: target).migrate(MigrationRequest(shard: 3))
+/// ```
+///
+/// Every call has a deadline. Every migration call is idempotent on the
+/// engine's side, so a call that fails in transport (connection dropped, peer
+/// restarting, deadline passed, chunk checksum wrong) is retried — resuming
+/// from the last position the target acknowledged — until ``Configuration/retryWindow``
+/// has passed. Errors the engine raised are not retried: they come back as
+/// the same ``ShardDBError`` (a "moved to" answer names the new owner).
+public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
+    public struct Configuration: Sendable {
+        /// Deadline of each call (a bulk stream is one call of ``bulkChunksPerStream`` chunks).
+        public var callTimeout: Duration = .seconds(60)
+        /// How long a failing call keeps being retried before the error surfaces.
+        public var retryWindow: Duration = .seconds(30)
+        /// Chunks per bulk stream; the client reopens the stream after the last acknowledged key.
+        public var bulkChunksPerStream = 64
+        /// Bulk chunks read ahead of the target.
+        public var bulkPrefetch = 2
+
+        public init() {}
+    }
+
+    public let address: InstanceAddress
+    public let configuration: Configuration
+    private let client: GRPCClient<HTTP2ClientTransport.Posix>
+    let stub: WireShardInstance.Client<HTTP2ClientTransport.Posix>
+    private let connections: Task<Void, Error>
+    private let bulkStreams = LockedValue<[String: BulkStream]>([:])
+
+    /// Connects lazily: nothing is sent before the first call.
+    ///
+    /// - throws: when the address cannot be resolved into a target.
+    public init(address: InstanceAddress, secret: SharedSecret, configuration: Configuration = Configuration()) throws {
+        self.address = address
+        self.configuration = configuration
+        let target: any ResolvableTarget = address.host.allSatisfy({ $0.isNumber || $0 == "." })
+            ? ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: address.host, port: address.port)])
+            : ResolvableTargets.DNS(host: address.host, port: address.port)
+        let transport = try HTTP2ClientTransport.Posix(
+            target: target, transportSecurity: .plaintext,
+            config: .defaults { config in
+                config.http2.maxFrameSize = 1 << 20
+                config.http2.targetWindowSize = 16 << 20
+                // Reconnect quickly when a peer restarts (the defaults back off to two minutes).
+                config.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(10), allowWithoutCalls: false)
+            })
+        client = GRPCClient(transport: transport, interceptors: [TokenAttach(secret: secret)])
+        stub = WireShardInstance.Client(wrapping: client)
+        let client = self.client
+        connections = Task { try await client.runConnections() }
+    }
+
+    /// Closes the connection (after the calls in flight).
+    public func close() async {
+        for stream in bulkStreams.value.values { await stream.cancel() }
+        client.beginGracefulShutdown()
+        _ = try? await connections.value
+    }
+
+    private var options: CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = configuration.callTimeout
+        options.maxRequestMessageBytes = MigrationServer.maxMessageBytes
+        options.maxResponseMessageBytes = MigrationServer.maxMessageBytes
+        options.waitForReady = false
+        return options
+    }
+
+    /// Runs `body`, retrying transport failures within the retry window; engine errors come back as ``ShardDBError``.
+    private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        let giveUp = ContinuousClock.now + configuration.retryWindow
+        var delay = Duration.milliseconds(20)
+        while true {
+            let failure: Error
+            do {
+                return try await body()
+            } catch let error as RPCError {
+                if let engineError = ErrorMapping.shardDBError(error) {
+                    // A checksum the peer found wrong is the wire's fault: send again.
+                    guard engineError.code == .corruptedValue else { throw engineError }
+                    failure = engineError
+                } else {
+                    guard Self.isTransient(error.code) else { throw RPCError(code: error.code, message: "\(address) \(what): \(error.message)") }
+                    failure = RPCError(code: error.code, message: "\(address) \(what): \(error.message)")
+                }
+            } catch let error as ShardDBError where error.code == .corruptedValue {
+                failure = error  // a chunk that failed its checksum here
+            } catch let error as RuntimeError {
+                failure = RPCError(code: .unavailable, message: "\(address) \(what): \(error.message)")
+            }
+            try Task.checkCancellation()
+            guard ContinuousClock.now + delay < giveUp else { throw failure }
+            try await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(1))
+        }
+    }
+
+    private static func isTransient(_ code: RPCError.Code) -> Bool {
+        switch code {
+        case .unavailable, .deadlineExceeded, .unknown, .internalError, .aborted, .resourceExhausted, .cancelled: return true
+        default: return false
+        }
+    }
+
+    private func planRequest(_ plan: MigrationPlan) -> WirePlanRequest { .with { $0.plan = WireMigrationPlan(plan) } }
+
+    // MARK: Both sides
+
+    public func describeInstance() async throws -> InstanceDescription {
+        let wire = try await retrying("describe") { try await stub.describe(WireDescribeRequest(), options: options) }
+        return try wire.decoded()
+    }
+
+    public func migrationEntry(_ id: String) async throws -> MigrationJournalEntry? {
+        let reply = try await retrying("migrationEntry") { try await stub.migrationEntry(.with { $0.id = id }, options: options) }
+        return reply.hasEntry ? try reply.entry.decoded() : nil
+    }
+
+    // MARK: Source
+
+    public func prepareOutgoing(_ plan: MigrationPlan) async throws {
+        _ = try await retrying("prepareOutgoing") { try await stub.prepareOutgoing(planRequest(plan), options: options) }
+    }
+
+    public func openBulk(_ plan: MigrationPlan) async throws -> UInt64 {
+        try await retrying("openBulk") { try await stub.openBulk(planRequest(plan), options: options) }.sequence
+    }
+
+    public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) async throws -> BulkChunk {
+        try await retrying("readBulk") {
+            let stream = bulkStream(plan, after: after, maxBytes: maxBytes)
+            do {
+                guard let wire = try await stream.next() else {
+                    // The stream ended (its chunk budget): the next call opens a new one from here.
+                    dropBulkStream(plan.id, stream)
+                    throw RPCError(code: .unavailable, message: "bulk stream ended")
+                }
+                let chunk = try wire.decoded()
+                if chunk.done { dropBulkStream(plan.id, stream) } else { stream.expectedAfter.value = chunk.lastKey ?? after }
+                return chunk
+            } catch {
+                dropBulkStream(plan.id, stream)
+                throw error
+            }
+        }
+    }
+
+    /// The open bulk stream of `plan` positioned at `after`, or a new one from there.
+    private func bulkStream(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) -> BulkStream {
+        if let stream = bulkStreams.value[plan.id], stream.expectedAfter.value == after { return stream }
+        if let old = bulkStreams.value[plan.id] { Task { await old.cancel() } }
+        var request = WireReadBulkRequest()
+        request.plan = WireMigrationPlan(plan)
+        if let after { request.after = Data(after) }
+        request.maxChunkBytes = UInt32(clamping: maxBytes)
+        request.maxChunks = UInt32(configuration.bulkChunksPerStream)
+        let stream = BulkStream(after: after, prefetch: configuration.bulkPrefetch)
+        let stub = self.stub, options = self.options, pipe = stream.pipe
+        stream.reader = Task {
+            do {
+                try await stub.readBulk(request, options: options) { response in
+                    for try await chunk in response.messages { try await pipe.send(chunk) }
+                }
+                await pipe.finish(nil)
+            } catch {
+                await pipe.finish(error)
+            }
+        }
+        bulkStreams.value[plan.id] = stream
+        return stream
+    }
+
+    private func dropBulkStream(_ id: String, _ stream: BulkStream) {
+        if bulkStreams.value[id] === stream { bulkStreams.value[id] = nil }
+        Task { await stream.cancel() }
+    }
+
+    public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) async throws -> ChangeChunk {
+        let request = WireReadChangesRequest.with {
+            $0.plan = WireMigrationPlan(plan)
+            $0.from = from
+            $0.maxRecords = UInt32(clamping: maxRecords)
+        }
+        return try await retrying("readChanges") {
+            try await stub.readChanges(request, options: options) { response in
+                var records: [ChangeRecord] = []
+                for try await part in response.messages {
+                    records += try part.decodedRecords()
+                    if part.last { return ChangeChunk(records: records, nextSequence: part.nextSequence, latestSequence: part.latestSequence) }
+                }
+                throw RPCError(code: .unavailable, message: "changelog stream ended early")
+            }
+        }
+    }
+
+    public func prepareCutover(_ plan: MigrationPlan) async throws {
+        _ = try await retrying("prepareCutover") { try await stub.prepareCutover(planRequest(plan), options: options) }
+    }
+
+    public func fenceOutgoing(_ plan: MigrationPlan) async throws -> UInt64 {
+        try await retrying("fenceOutgoing") { try await stub.fenceOutgoing(planRequest(plan), options: options) }.sequence
+    }
+
+    public func commitOutgoing(_ plan: MigrationPlan) async throws {
+        _ = try await retrying("commitOutgoing") { try await stub.commitOutgoing(planRequest(plan), options: options) }
+    }
+
+    public func abortOutgoing(_ plan: MigrationPlan) async throws {
+        if let stream = bulkStreams.value[plan.id] { dropBulkStream(plan.id, stream) }
+        _ = try await retrying("abortOutgoing") { try await stub.abortOutgoing(planRequest(plan), options: options) }
+    }
+
+    public func cleanupOutgoing(_ plan: MigrationPlan) async throws {
+        _ = try await retrying("cleanupOutgoing") { try await stub.cleanupOutgoing(planRequest(plan), options: options) }
+    }
+
+    // MARK: Target
+
+    public func prepareIncoming(_ plan: MigrationPlan, snapshotSequence: UInt64) async throws -> IncomingState {
+        let request = WirePrepareIncomingRequest.with { $0.plan = WireMigrationPlan(plan); $0.snapshotSequence = snapshotSequence }
+        return try await retrying("prepareIncoming") { try await stub.prepareIncoming(request, options: options) }.decoded()
+    }
+
+    public func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws {
+        let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = WireBulkChunk(chunk) }
+        _ = try await retrying("applyBulk") { try await stub.applyBulk(request, options: options) }
+    }
+
+    public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws {
+        let records = chunk.records.map(WireChangeRecord.init)
+        let request = WireApplyChangesRequest.with {
+            $0.plan = WireMigrationPlan(plan)
+            $0.chunk = .with {
+                $0.records = records
+                $0.crc32C = WireChangeChunk.checksum(records)
+                $0.nextSequence = chunk.nextSequence
+                $0.latestSequence = chunk.latestSequence
+                $0.last = true
+            }
+        }
+        _ = try await retrying("applyChanges") { try await stub.applyChanges(request, options: options) }
+    }
+
+    public func commitIncoming(_ plan: MigrationPlan, finalSequence: UInt64) async throws {
+        let request = WireCommitIncomingRequest.with { $0.plan = WireMigrationPlan(plan); $0.finalSequence = finalSequence }
+        _ = try await retrying("commitIncoming") { try await stub.commitIncoming(request, options: options) }
+    }
+
+    public func abortIncoming(_ plan: MigrationPlan) async throws {
+        _ = try await retrying("abortIncoming") { try await stub.abortIncoming(planRequest(plan), options: options) }
+    }
+
+    // MARK: Keys
+
+    /// The live value under `key`, or nil.
+    ///
+    /// - throws: ``ShardDBError`` as ``ShardEngine/get(_:)`` does (`.keyNotOwned` names the new owner).
+    public func get(_ key: [UInt8]) async throws -> [UInt8]? {
+        let reply = try await retrying("get") { try await stub.get(.with { $0.key = Data(key) }, options: options) }
+        return reply.hasValue ? [UInt8](reply.value) : nil
+    }
+
+    /// Stores `value` under `key`; `ttlSeconds` nil keeps the shard's default TTL.
+    ///
+    /// A put is retried only when it surely did not reach the engine (no connection), never after a deadline.
+    public func put(_ key: [UInt8], _ value: [UInt8], ttlSeconds: Int64? = nil) async throws {
+        let request = WirePutRequest.with {
+            $0.key = Data(key)
+            $0.value = Data(value)
+            if let ttlSeconds { $0.ttlSeconds = ttlSeconds }
+        }
+        _ = try await retrying("put") { try await stub.put(request, options: options) }
+    }
+
+    public func delete(_ key: [UInt8]) async throws {
+        _ = try await retrying("delete") { try await stub.delete(.with { $0.key = Data(key) }, options: options) }
+    }
+}
+
+/// One server stream of bulk chunks and where it stands.
+final class BulkStream: @unchecked Sendable {
+    let pipe: ChunkPipe<WireBulkChunk>
+    /// The `after` the next chunk answers (the last key of the chunk before it).
+    let expectedAfter: LockedValue<[UInt8]?>
+    var reader: Task<Void, Never>?
+
+    init(after: [UInt8]?, prefetch: Int) {
+        pipe = ChunkPipe(capacity: prefetch)
+        expectedAfter = LockedValue(after)
+    }
+
+    func next() async throws -> WireBulkChunk? { try await pipe.next() }
+
+    func cancel() async {
+        await pipe.close()
+        reader?.cancel()
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import GRPCCore
+import ShardDB
+
+/// The secret every peer of a migration endpoint presents (`--token-file`).
+///
+/// Whoever holds it can read and overwrite every key of the instance
+/// (docs/TRANSPORT.md, "Threat model"); keep the file mode 0600.
+public struct SharedSecret: Sendable {
+    /// The metadata header that carries the secret on every call.
+    public static let header = "x-sharddb-token"
+    static let minimumLength = 16
+
+    let bytes: [UInt8]
+
+    /// - throws: `.invalidArgument` when the secret is shorter than 16 bytes.
+    public init(_ text: String) throws {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.utf8.count >= Self.minimumLength else {
+            throw ShardDBError(.invalidArgument, "the token must be at least \(Self.minimumLength) bytes long")
+        }
+        bytes = Array(trimmed.utf8)
+    }
+
+    /// Reads the secret from a file (surrounding whitespace ignored).
+    ///
+    /// - throws: `.invalidArgument` when the file cannot be read or the secret is too short.
+    public init(contentsOf path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ShardDBError(.invalidArgument, "cannot read the token file \(path)")
+        }
+        try self.init(String(decoding: data, as: UTF8.self))
+    }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// Compares in time independent of where the inputs differ.
+    func matches(_ presented: String) -> Bool {
+        let other = Array(presented.utf8)
+        var difference = UInt8(truncatingIfNeeded: other.count ^ bytes.count)
+        for i in 0..<bytes.count {
+            difference |= bytes[i] ^ (i < other.count ? other[i] : 0)
+        }
+        return difference == 0
+    }
+}
+
+/// Refuses every call that does not carry the shared secret, before the
+/// service reads a message or touches the engine.
+struct TokenCheck: ServerInterceptor {
+    let secret: SharedSecret
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let presented = request.metadata[stringValues: SharedSecret.header].first(where: { _ in true })
+        guard let presented, secret.matches(presented) else {
+            return StreamingServerResponse(error: RPCError(code: .unauthenticated, message: "missing or wrong \(SharedSecret.header)"))
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Attaches the shared secret to every outgoing call.
+struct TokenAttach: ClientInterceptor {
+    let secret: SharedSecret
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>,
+        context: ClientContext,
+        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+    ) async throws -> StreamingClientResponse<Output> {
+        var request = request
+        request.metadata.replaceOrAddString(secret.text, forKey: SharedSecret.header)
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ShardDB
+
+/// Serves one ``ShardEngine`` to migration peers over gRPC (HTTP/2), so
+/// another process can move shards into or out of it with
+/// ``MigrationCoordinator`` and ``RemoteInstance``.
+///
+/// Every call must carry the shared secret; the endpoint can read and
+/// overwrite every key, so it listens on loopback unless told otherwise
+/// (docs/TRANSPORT.md).
+///
+/// ```swift
+/// let server = MigrationServer(engine: engine, configuration: .init(secret: try SharedSecret(contentsOf: "token")))
+/// let address = try await server.start()          // 127.0.0.1:<port>
+/// try await server.run()                          // until shutdown()
+/// ```
+public final class MigrationServer: Sendable {
+    public struct Configuration: Sendable {
+        /// Where to listen; port 0 picks a free port.
+        public var listen = InstanceAddress(host: "127.0.0.1", port: 0)
+        public var secret: SharedSecret
+        /// The location peers record as this instance's (for "moved to" answers); the bound address when nil.
+        public var advertisedAddress: String?
+        /// Caps the bytes per second of bulk copies read from this instance.
+        public var bulkRateLimit: ByteRate?
+
+        public init(listen: InstanceAddress = InstanceAddress(host: "127.0.0.1", port: 0), secret: SharedSecret,
+                    advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil) {
+            self.listen = listen
+            self.secret = secret
+            self.advertisedAddress = advertisedAddress
+            self.bulkRateLimit = bulkRateLimit
+        }
+    }
+
+    /// Largest message accepted either way: a bulk chunk (32 MiB at most) plus framing.
+    static let maxMessageBytes = 64 << 20
+
+    public let engine: ShardEngine
+    public let configuration: Configuration
+    private let server: GRPCServer<HTTP2ServerTransport.Posix>
+    private let transport: HTTP2ServerTransport.Posix
+    private let location = LockedValue<String>("")
+    private let serving = LockedValue<Task<Void, Error>?>(nil)
+
+    public init(engine: ShardEngine, configuration: Configuration) {
+        self.engine = engine
+        self.configuration = configuration
+        transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: configuration.listen.host, port: configuration.listen.port),
+            transportSecurity: .plaintext,
+            config: .defaults { config in
+                config.rpc.maxRequestPayloadSize = Self.maxMessageBytes
+                config.http2.maxFrameSize = 1 << 20
+                config.http2.targetWindowSize = 16 << 20
+                config.connection.keepalive.time = .seconds(10)
+                config.connection.keepalive.timeout = .seconds(10)
+            })
+        let location = self.location
+        let service = ShardInstanceService(engine: engine, location: { location.value },
+                                           rateLimiter: configuration.bulkRateLimit.map(BulkRateLimiter.init))
+        server = GRPCServer(transport: transport, services: [service], interceptors: [TokenCheck(secret: configuration.secret)])
+    }
+
+    /// Starts listening; returns the bound address (`host:port`).
+    ///
+    /// - throws: when the address cannot be bound.
+    @discardableResult
+    public func start() async throws -> String {
+        let server = self.server
+        let task = Task { try await server.serve() }
+        serving.value = task
+        let bound: String
+        do {
+            let address = try await transport.listeningAddress
+            if let ipv4 = address.ipv4 {
+                bound = InstanceAddress(host: ipv4.host, port: ipv4.port).description
+            } else if let ipv6 = address.ipv6 {
+                bound = InstanceAddress(host: ipv6.host, port: ipv6.port).description
+            } else {
+                bound = "\(address)"
+            }
+        } catch {
+            task.cancel()
+            _ = try? await task.value
+            throw error
+        }
+        location.value = configuration.advertisedAddress ?? bound
+        return bound
+    }
+
+    /// The address peers learn (advertised, else bound); empty before ``start()``.
+    public var address: String { location.value }
+
+    /// Waits until the server stops (after ``shutdown()``).
+    public func run() async throws {
+        try await serving.value?.value
+    }
+
+    /// Stops accepting calls and waits for the running ones to finish. Does not close the engine.
+    public func shutdown() async {
+        server.beginGracefulShutdown()
+        _ = try? await serving.value?.value
+    }
+}
+
+/// A value behind a lock, for the few mutable fields of Sendable classes here.
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+
+    init(_ value: Value) { stored = value }
+
+    var value: Value {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import ShardDB
+
+/// A byte rate (`200MB/s`, `50MiB/s`, `1GB/s`, plain bytes per second).
+public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
+    public var bytesPerSecond: Int
+
+    public init(bytesPerSecond: Int) { self.bytesPerSecond = bytesPerSecond }
+
+    /// Parses `N[unit][/s]` with unit B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+    ///
+    /// - throws: `.invalidArgument` for anything else or a rate that is not positive.
+    public init(parsing text: String) throws {
+        var body = text.trimmingCharacters(in: .whitespaces)
+        if body.lowercased().hasSuffix("/s") { body = String(body.dropLast(2)) }
+        let digits = body.prefix { $0.isNumber || $0 == "." }
+        let unit = body.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
+        let scale: Double? = ["": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
+                              "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824][unit]
+        guard let number = Double(digits), let scale, number * scale >= 1 else {
+            throw ShardDBError(.invalidArgument, "rate '\(text)' is not like 200MB/s")
+        }
+        bytesPerSecond = Int(number * scale)
+    }
+
+    public var description: String { String(format: "%.1f MB/s", Double(bytesPerSecond) / 1e6) }
+}
+
+/// A token bucket shared by every bulk stream a server sends: a stream waits
+/// before a chunk until the rate allows it (bursts up to one second's worth).
+actor BulkRateLimiter {
+    private let rate: Double
+    private var available: Double
+    private var last = ContinuousClock.now
+
+    init(_ rate: ByteRate) {
+        self.rate = Double(rate.bytesPerSecond)
+        self.available = Double(rate.bytesPerSecond)
+    }
+
+    /// Takes `bytes` from the bucket, sleeping while it is in debt.
+    func acquire(_ bytes: Int) async throws {
+        let now = ContinuousClock.now
+        let elapsed = now - last
+        last = now
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        available = min(rate, available + seconds * rate) - Double(bytes)
+        if available < 0 {
+            try await Task.sleep(for: .seconds(-available / rate))
+        }
+    }
+}

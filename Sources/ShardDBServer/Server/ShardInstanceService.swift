@@ -1,0 +1,183 @@
+import Foundation
+import GRPCCore
+import ShardDB
+
+/// The gRPC service of one engine: each call decodes its message, runs the
+/// engine's ``MigrationSource``/``MigrationTarget`` method (off the
+/// cooperative pool) and encodes the answer. Engine errors travel as
+/// ``ErrorMapping`` describes.
+struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
+    let engine: ShardEngine
+    /// What `describe` reports as the instance's location (the server's address).
+    let location: @Sendable () -> String
+    let rateLimiter: BulkRateLimiter?
+
+    /// Runs `body` on a blocking thread, turning engine errors into RPC errors.
+    private func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        do { return try await blocking(body) } catch { throw ErrorMapping.rpcError(error) }
+    }
+
+    private func plan(_ wire: WireMigrationPlan) throws -> MigrationPlan {
+        do { return try wire.decoded() } catch { throw ErrorMapping.rpcError(error) }
+    }
+
+    func describe(request: WireDescribeRequest, context: ServerContext) async throws -> WireInstanceDescription {
+        var description = try await call { try engine.describeInstance() }
+        description.location = location()
+        return WireInstanceDescription(description)
+    }
+
+    func migrationEntry(request: WireMigrationEntryRequest, context: ServerContext) async throws -> WireMigrationEntryReply {
+        let entry = try await call { try engine.migrationEntry(request.id) }
+        return .with { reply in if let entry { reply.entry = WireJournalEntry(entry) } }
+    }
+
+    // MARK: Source
+
+    func prepareOutgoing(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        try await call { try engine.prepareOutgoing(plan) }
+        return WireAck()
+    }
+
+    func openBulk(request: WirePlanRequest, context: ServerContext) async throws -> WireSequenceReply {
+        let plan = try plan(request.plan)
+        let sequence = try await call { try engine.openBulk(plan) }
+        return .with { $0.sequence = sequence }
+    }
+
+    func readBulk(request: WireReadBulkRequest, response: RPCWriter<WireBulkChunk>, context: ServerContext) async throws {
+        let plan = try plan(request.plan)
+        let maxBytes = Int(min(max(request.maxChunkBytes, 4096), 32 << 20))
+        var after: [UInt8]? = request.hasAfter ? [UInt8](request.after) : nil
+        for _ in 0..<max(1, Int(request.maxChunks)) {
+            let from = after
+            let chunk = try await call { try engine.readBulk(plan, after: from, maxBytes: maxBytes) }
+            if let rateLimiter { try await rateLimiter.acquire(chunk.bytes) }
+            let wire = WireBulkChunk(chunk)
+            try await response.write(wire)
+            if chunk.done { return }
+            after = chunk.lastKey ?? after
+        }
+    }
+
+    func readChanges(request: WireReadChangesRequest, response: RPCWriter<WireChangeChunk>, context: ServerContext) async throws {
+        let plan = try plan(request.plan)
+        let from = request.from
+        let maxRecords = Int(min(max(request.maxRecords, 1), 1_000_000))
+        let chunk = try await call { try engine.readChanges(plan, from: from, maxRecords: maxRecords) }
+        // Parts of about a megabyte, so a large catch-up read streams instead of forming one huge message.
+        var part: [WireChangeRecord] = []
+        var partBytes = 0
+        for record in chunk.records {
+            let wire = WireChangeRecord(record)
+            partBytes += wire.storedKey.count + wire.value.count + 32
+            part.append(wire)
+            if partBytes >= 1 << 20 {
+                try await response.write(.with { $0.records = part; $0.crc32C = WireChangeChunk.checksum(part) })
+                part = []
+                partBytes = 0
+            }
+        }
+        try await response.write(.with {
+            $0.records = part
+            $0.crc32C = WireChangeChunk.checksum(part)
+            $0.nextSequence = chunk.nextSequence
+            $0.latestSequence = chunk.latestSequence
+            $0.last = true
+        })
+    }
+
+    func prepareCutover(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        // Both protocols' prepareCutover are the same engine call (a WAL sync).
+        try await call { try engine.prepareCutover(plan) }
+        return WireAck()
+    }
+
+    func fenceOutgoing(request: WirePlanRequest, context: ServerContext) async throws -> WireSequenceReply {
+        let plan = try plan(request.plan)
+        let sequence = try await call { try engine.fenceOutgoing(plan) }
+        return .with { $0.sequence = sequence }
+    }
+
+    func commitOutgoing(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        try await call { try engine.commitOutgoing(plan) }
+        return WireAck()
+    }
+
+    func abortOutgoing(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        try await call { try engine.abortOutgoing(plan) }
+        return WireAck()
+    }
+
+    func cleanupOutgoing(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        try await call { try engine.cleanupOutgoing(plan) }
+        return WireAck()
+    }
+
+    // MARK: Target
+
+    func prepareIncoming(request: WirePrepareIncomingRequest, context: ServerContext) async throws -> WireIncomingState {
+        let plan = try plan(request.plan)
+        let snapshot = request.snapshotSequence
+        let state = try await call { try engine.prepareIncoming(plan, snapshotSequence: snapshot) }
+        return WireIncomingState(state)
+    }
+
+    func applyBulk(request: WireApplyBulkRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        let chunk: BulkChunk
+        do { chunk = try request.chunk.decoded() } catch { throw ErrorMapping.rpcError(error) }
+        try await call { try engine.applyBulk(plan, chunk) }
+        return WireAck()
+    }
+
+    func applyChanges(request: WireApplyChangesRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        let chunk: ChangeChunk
+        do {
+            chunk = ChangeChunk(records: try request.chunk.decodedRecords(), nextSequence: request.chunk.nextSequence,
+                                latestSequence: request.chunk.latestSequence)
+        } catch { throw ErrorMapping.rpcError(error) }
+        try await call { try engine.applyChanges(plan, chunk) }
+        return WireAck()
+    }
+
+    func commitIncoming(request: WireCommitIncomingRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        let final = request.finalSequence
+        try await call { try engine.commitIncoming(plan, finalSequence: final) }
+        return WireAck()
+    }
+
+    func abortIncoming(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        try await call { try engine.abortIncoming(plan) }
+        return WireAck()
+    }
+
+    // MARK: Keys
+
+    func get(request: WireGetRequest, context: ServerContext) async throws -> WireGetReply {
+        let key = [UInt8](request.key)
+        let value = try await call { try engine.get(key) }
+        return .with { reply in if let value { reply.value = Data(value) } }
+    }
+
+    func put(request: WirePutRequest, context: ServerContext) async throws -> WireAck {
+        let key = [UInt8](request.key), value = [UInt8](request.value)
+        let ttl: TTL = request.hasTtlSeconds ? .milliseconds(request.ttlSeconds * 1000) : .shardDefault
+        try await call { try engine.put(key, value, ttl: ttl) }
+        return WireAck()
+    }
+
+    func delete(request: WireDeleteRequest, context: ServerContext) async throws -> WireAck {
+        let key = [UInt8](request.key)
+        try await call { try engine.delete(key) }
+        return WireAck()
+    }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import ShardDB
+
+// Conversions between ShardDB's types and the generated wire messages
+// (Proto/sharddb_transport.proto). Decoding validates: a malformed message
+// becomes `.invalidArgument`, never a half-built plan.
+
+private func malformed(_ what: String) -> ShardDBError {
+    ShardDBError(.invalidArgument, "malformed message: \(what)")
+}
+
+extension WireShardRange {
+    init(_ range: ShardRange) {
+        self.init()
+        switch range {
+        case .keyGroups(let r):
+            keyGroups = .with { $0.lower = UInt32(r.lowerBound); $0.upper = UInt32(r.upperBound) }
+        case let .keys(lower, upper):
+            keys = .with {
+                $0.lower = Data(lower)
+                if let upper { $0.upper = Data(upper) }
+            }
+        }
+    }
+
+    func decoded() throws -> ShardRange {
+        switch kind {
+        case .keyGroups(let r)?:
+            guard r.lower < r.upper, r.upper <= UInt32(Partitioning.maxKeyGroups) else { throw malformed("key-group range \(r.lower)..\(r.upper)") }
+            return .keyGroups(KeyGroupRange(Int(r.lower), Int(r.upper)))
+        case .keys(let r)?:
+            return .keys(lower: [UInt8](r.lower), upper: r.hasUpper ? [UInt8](r.upper) : nil)
+        case nil:
+            throw malformed("shard range without a kind")
+        }
+    }
+}
+
+extension WirePartitioning {
+    init(_ partitioning: Partitioning) {
+        self.init()
+        switch partitioning {
+        case .hash(let k): hashKeyGroups = UInt32(k)
+        case .range(let splits): rangeSplitPoints = .with { $0.points = splits.map { Data($0) } }
+        }
+    }
+
+    func decoded() throws -> Partitioning {
+        switch kind {
+        case .hashKeyGroups(let k)?: return .hash(keyGroups: Int(k))
+        case .rangeSplitPoints(let s)?: return .range(splitPoints: s.points.map { [UInt8]($0) })
+        case nil: throw malformed("partitioning without a kind")
+        }
+    }
+}
+
+extension WireShardDescriptor {
+    init(_ shard: ShardDescriptor) {
+        self.init()
+        id = Int64(shard.id)
+        range = WireShardRange(shard.range)
+        if case .moved(let to) = shard.state { movedTo = to }
+        if let ttl = shard.defaultTTLSeconds { defaultTtlSeconds = ttl }
+    }
+
+    func decoded() throws -> ShardDescriptor {
+        ShardDescriptor(id: Int(id), range: try range.decoded(), state: hasMovedTo ? .moved(to: movedTo) : .active,
+                        defaultTTLSeconds: hasDefaultTtlSeconds ? defaultTtlSeconds : nil)
+    }
+}
+
+extension WireMigrationPlan {
+    init(_ plan: MigrationPlan) {
+        self.init()
+        id = plan.id
+        sourceInstance = plan.sourceInstance
+        targetInstance = plan.targetInstance
+        sourceLocation = plan.sourceLocation
+        targetLocation = plan.targetLocation
+        sourceShard = Int64(plan.sourceShard)
+        range = WireShardRange(plan.range)
+        if case .mergeInto(let shard) = plan.shape { mergeIntoShard = Int64(shard) }
+        targetShard = Int64(plan.targetShard)
+        if let ttl = plan.defaultTTLSeconds { defaultTtlSeconds = ttl }
+    }
+
+    func decoded() throws -> MigrationPlan {
+        guard !id.isEmpty, hasRange else { throw malformed("migration plan without id or range") }
+        return MigrationPlan(
+            id: id, sourceInstance: sourceInstance, targetInstance: targetInstance, sourceLocation: sourceLocation,
+            targetLocation: targetLocation, sourceShard: Int(sourceShard), range: try range.decoded(),
+            shape: hasMergeIntoShard ? .mergeInto(shard: Int(mergeIntoShard)) : .newShard, targetShard: Int(targetShard),
+            defaultTTLSeconds: hasDefaultTtlSeconds ? defaultTtlSeconds : nil)
+    }
+}
+
+extension WireJournalEntry {
+    init(_ entry: MigrationJournalEntry) {
+        self.init()
+        plan = WireMigrationPlan(entry.plan)
+        role = entry.role.rawValue
+        phase = entry.phase.rawValue
+        if let s = entry.snapshotSequence { snapshotSequence = s }
+        if let f = entry.finalSequence { finalSequence = f }
+        updatedAtMilliseconds = entry.updatedAtMilliseconds
+    }
+
+    func decoded() throws -> MigrationJournalEntry {
+        guard let role = MigrationJournalEntry.Role(rawValue: role), let phase = MigrationJournalEntry.Phase(rawValue: phase) else {
+            throw malformed("journal entry role '\(self.role)' phase '\(self.phase)'")
+        }
+        return MigrationJournalEntry(plan: try plan.decoded(), role: role, phase: phase,
+                                     snapshotSequence: hasSnapshotSequence ? snapshotSequence : nil,
+                                     finalSequence: hasFinalSequence ? finalSequence : nil,
+                                     updatedAtMilliseconds: updatedAtMilliseconds)
+    }
+}
+
+extension WireInstanceDescription {
+    init(_ description: InstanceDescription) {
+        self.init()
+        instanceID = description.instanceID
+        location = description.location
+        partitioning = WirePartitioning(description.partitioning)
+        shards = description.shards.map(WireShardDescriptor.init)
+        unfinishedMigrations = description.unfinishedMigrations.map(WireJournalEntry.init)
+    }
+
+    func decoded() throws -> InstanceDescription {
+        try InstanceDescription(instanceID: instanceID, location: location, partitioning: partitioning.decoded(),
+                                shards: shards.map { try $0.decoded() },
+                                unfinishedMigrations: unfinishedMigrations.map { try $0.decoded() })
+    }
+}
+
+extension WireIncomingState {
+    init(_ state: IncomingState) {
+        self.init()
+        snapshotSequence = state.snapshotSequence
+        if let key = state.bulkResumeKey { bulkResumeKey = Data(key) }
+        bulkDone = state.bulkDone
+        appliedThrough = state.appliedThrough
+    }
+
+    func decoded() -> IncomingState {
+        IncomingState(snapshotSequence: snapshotSequence, bulkResumeKey: hasBulkResumeKey ? [UInt8](bulkResumeKey) : nil,
+                      bulkDone: bulkDone, appliedThrough: appliedThrough)
+    }
+}
+
+// MARK: Bulk chunks: entries packed in one buffer, with a checksum
+
+extension WireBulkChunk {
+    init(_ chunk: BulkChunk) {
+        self.init()
+        var total = 0
+        for entry in chunk.entries { total += entry.key.count + entry.value.count }
+        var data = Data(capacity: total)
+        keyLengths.reserveCapacity(chunk.entries.count)
+        valueLengths.reserveCapacity(chunk.entries.count)
+        for entry in chunk.entries {
+            data.append(contentsOf: entry.key)
+            data.append(contentsOf: entry.value)
+            keyLengths.append(UInt32(entry.key.count))
+            valueLengths.append(UInt32(entry.value.count))
+        }
+        self.data = data
+        if let last = chunk.lastKey { lastKey = Data(last) }
+        done = chunk.done
+        bytes = UInt64(chunk.bytes)
+        crc32C = Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths)
+    }
+
+    static func checksum(data: Data, keyLengths: [UInt32], valueLengths: [UInt32]) -> UInt32 {
+        var crc = CRC32C()
+        crc.update(data)
+        keyLengths.withUnsafeBytes { crc.update($0) }      // little-endian hosts only (x86_64, arm64)
+        valueLengths.withUnsafeBytes { crc.update($0) }
+        return crc.checksum
+    }
+
+    /// - throws: `.corruptedValue` when the checksum or the lengths do not match the data.
+    func decoded() throws -> BulkChunk {
+        guard keyLengths.count == valueLengths.count else { throw malformed("bulk chunk with \(keyLengths.count) keys and \(valueLengths.count) values") }
+        guard Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths) == crc32C else {
+            throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch")
+        }
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        entries.reserveCapacity(keyLengths.count)
+        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var offset = 0
+            for i in 0..<keyLengths.count {
+                let k = Int(keyLengths[i]), v = Int(valueLengths[i])
+                guard offset + k + v <= buffer.count else { throw malformed("bulk chunk lengths overrun its data") }
+                entries.append((key: [UInt8](buffer[offset..<offset + k]), value: [UInt8](buffer[offset + k..<offset + k + v])))
+                offset += k + v
+            }
+            guard offset == buffer.count else { throw malformed("bulk chunk data longer than its entries") }
+        }
+        return BulkChunk(entries: entries, lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done, bytes: Int(bytes))
+    }
+}
+
+// MARK: Changelog records
+
+extension WireChangeRecord {
+    init(_ record: ChangeRecord) {
+        self.init()
+        sequence = record.sequence
+        shard = Int64(record.shard)
+        switch record.operation {
+        case .put: operation = .put
+        case .delete: operation = .delete
+        case .singleDelete: operation = .singleDelete
+        case .deleteRange: operation = .deleteRange
+        case .merge: operation = .merge
+        }
+        storedKey = Data(record.storedKey)
+        if let end = record.storedEndKey { storedEndKey = Data(end) }
+        if let value = record.value { self.value = Data(value) }
+        userKeyOffset = UInt32(record.storedKey.count - record.key.count)
+    }
+
+    func decoded() throws -> ChangeRecord {
+        let op: ChangeRecord.Operation
+        switch operation {
+        case .put: op = .put
+        case .delete: op = .delete
+        case .singleDelete: op = .singleDelete
+        case .deleteRange: op = .deleteRange
+        case .merge: op = .merge
+        case .UNRECOGNIZED(let raw): throw malformed("unknown change operation \(raw)")
+        }
+        let stored = [UInt8](storedKey)
+        guard Int(userKeyOffset) <= stored.count else { throw malformed("user key offset past the stored key") }
+        let value: [UInt8]? = hasValue ? [UInt8](self.value) : nil
+        let header = value.flatMap { v in v.withUnsafeBytes { try? ValueHeader.decode($0).0 } }
+        return ChangeRecord(sequence: sequence, shard: Int(shard), operation: op, storedKey: stored,
+                            storedEndKey: hasStoredEndKey ? [UInt8](storedEndKey) : nil, value: value,
+                            key: Array(stored[Int(userKeyOffset)...]), header: header)
+    }
+}
+
+extension WireChangeChunk {
+    static func checksum(_ records: [WireChangeRecord]) -> UInt32 {
+        var crc = CRC32C()
+        for record in records {
+            crc.update(littleEndian: record.sequence)
+            crc.update(littleEndian: UInt32(truncatingIfNeeded: record.operation.rawValue))
+            crc.update(record.storedKey)
+            crc.update(record.storedEndKey)
+            crc.update(record.value)
+        }
+        return crc.checksum
+    }
+
+    /// - throws: `.corruptedValue` when the checksum does not match.
+    func decodedRecords() throws -> [ChangeRecord] {
+        guard Self.checksum(records) == crc32C else { throw ShardDBError(.corruptedValue, "changelog chunk checksum mismatch") }
+        return try records.map { try $0.decoded() }
+    }
+}

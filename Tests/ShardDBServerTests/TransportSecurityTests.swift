@@ -1,0 +1,181 @@
+import Foundation
+import GRPCCore
+@testable import ShardDBServer
+import ShardDB
+import XCTest
+
+/// Calls the endpoint must refuse, each leaving the stored state unchanged:
+/// a wrong token, bytes that are not HTTP/2, truncated or corrupted chunks,
+/// and an old changelog chunk sent again.
+final class TransportSecurityTests: XCTestCase {
+    func testWrongTokenIsRefusedBeforeAnythingIsReadOrWritten() async throws {
+        let workspace = try Workspace("WrongToken")
+        let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 100), tokenFile: workspace.tokenFile)
+        let intruder = try workspace.client(server.address, token: "not-the-secret-at-all-0000")
+        let started = Date()
+        for call in ["put", "get", "describe"] {
+            do {
+                switch call {
+                case "put": try await intruder.put(Array("key-1".utf8), Array("overwritten".utf8))
+                case "get": _ = try await intruder.get(Array("key-1".utf8))
+                default: _ = try await intruder.describeInstance()
+                }
+                XCTFail("\(call) with a wrong token succeeded")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, .unauthenticated, "\(call): \(error)")
+            }
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.5, "refusals are not retried")
+        await intruder.close()
+
+        let wrongTokenFile = workspace.path("wrong-token")
+        try "another-secret-of-some-length".write(toFile: wrongTokenFile, atomically: true, encoding: .utf8)
+        let cli = try Shardctl.run(["put", "--remote", server.address.description, "--token-file", wrongTokenFile, "key-2", "evil"])
+        XCTAssertEqual(cli.status, 2)
+        XCTAssertTrue(cli.stderr.contains("unauthenticated") || cli.stderr.contains("x-sharddb-token"), cli.stderr)
+
+        let owner = try workspace.client(server.address)
+        let value1 = try await owner.get(Array("key-1".utf8)).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(value1,
+                       "value-1-" + String(repeating: "x", count: 100))
+        let cliGet = try Shardctl.run(["get", "--remote", server.address.description, "--token-file", workspace.tokenFile, "key-2"])
+        XCTAssertEqual(cliGet.stdout, "value-2-" + String(repeating: "x", count: 100) + "\n", cliGet.stderr)
+        await owner.close()
+        XCTAssertEqual(server.terminate(), 0)
+    }
+
+    func testGarbageAndTruncatedFramesLeaveTheServerServing() async throws {
+        let workspace = try Workspace("Garbage")
+        let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 100), tokenFile: workspace.tokenFile)
+        var generator = SplitMix(seed: 42)
+        let garbage = (0..<65536).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        try sendRaw(garbage, to: server.address)
+        // A valid HTTP/2 preface, then a frame header promising more than is sent.
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        try sendRaw(preface + [0x00, 0x40, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00], to: server.address)
+        // Headers of a call without a token, cut off in the middle.
+        try sendRaw(preface + [0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00] + [0x00, 0x10, 0x00, 0x01, 0x05, 0x00, 0x00, 0x00, 0x01, 0x82, 0x86],
+                    to: server.address)
+        XCTAssertTrue(server.isRunning)
+        let owner = try workspace.client(server.address)
+        let value2 = try await owner.get(Array("key-7".utf8)).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(value2,
+                       "value-7-" + String(repeating: "x", count: 100))
+        let shards = try await owner.describeInstance().shards.count
+        XCTAssertEqual(shards, 2)
+        await owner.close()
+        XCTAssertEqual(server.terminate(), 0)
+    }
+
+    /// Drives the protocol by hand to send corrupted, truncated and replayed chunks.
+    func testCorruptTruncatedAndReplayedChunksAreRefusedOrIdempotent() async throws {
+        let workspace = try Workspace("Replay")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 2000), tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let source = try workspace.client(a.address, retry: .milliseconds(300))
+        let target = try workspace.client(b.address, retry: .milliseconds(300))
+        let from = try await source.describeInstance(), to = try await target.describeInstance()
+        let shard = try XCTUnwrap(from.shards.first { $0.id == 0 })
+        guard case .keyGroups(let groups) = shard.range else { return XCTFail("hash partitioning expected") }
+        let plan = MigrationPlan(id: "replay-test", sourceInstance: from.instanceID, targetInstance: to.instanceID,
+                                 sourceLocation: from.location, targetLocation: to.location, sourceShard: 0,
+                                 range: shard.range, shape: .newShard, targetShard: 0)
+        // A key of the moving shard.
+        let key = try XCTUnwrap((0..<10_000).map { "k\($0)" }.first { name in
+            groups.contains(Array(name.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) })
+        })
+
+        try await source.prepareOutgoing(plan)
+        let snapshot = try await source.openBulk(plan)
+        let state = try await target.prepareIncoming(plan, snapshotSequence: snapshot)
+        XCTAssertNil(state.bulkResumeKey)
+
+        // Corrupted and truncated bulk chunks are refused; nothing is staged.
+        let good = try await source.readBulk(plan, after: nil, maxBytes: 64 << 10)
+        XCTAssertFalse(good.entries.isEmpty)
+        var corrupt = WireBulkChunk(good)
+        corrupt.crc32C ^= 1
+        var truncated = WireBulkChunk(good)
+        truncated.data = truncated.data.prefix(truncated.data.count / 2)
+        truncated.crc32C = WireBulkChunk.checksum(data: truncated.data, keyLengths: truncated.keyLengths, valueLengths: truncated.valueLengths)
+        for (name, chunk, code) in [("corrupt", corrupt, RPCError.Code.dataLoss), ("truncated", truncated, .invalidArgument)] {
+            do {
+                _ = try await target.stub.applyBulk(.with { $0.plan = WireMigrationPlan(plan); $0.chunk = chunk })
+                XCTFail("\(name) chunk accepted")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, code, "\(name): \(error)")
+            }
+        }
+        let resume = try await target.prepareIncoming(plan, snapshotSequence: snapshot).bulkResumeKey
+        XCTAssertNil(resume, "nothing staged")
+
+        // The bulk copy, then two rounds of changes; the first round sent again changes nothing.
+        var after: [UInt8]? = nil
+        while true {
+            let chunk = try await source.readBulk(plan, after: after, maxBytes: 64 << 10)
+            try await target.applyBulk(plan, chunk)
+            after = chunk.lastKey ?? after
+            if chunk.done { break }
+        }
+        try await source.put(Array(key.utf8), Array("old".utf8))
+        let first = try await source.readChanges(plan, from: snapshot + 1, maxRecords: 1000)
+        try await target.applyChanges(plan, first)
+        try await source.put(Array(key.utf8), Array("new".utf8))
+        let second = try await source.readChanges(plan, from: first.nextSequence, maxRecords: 1000)
+        try await target.applyChanges(plan, second)
+        try await target.applyChanges(plan, first)  // replayed: records at or below the applied sequence are skipped
+
+        let final = try await source.fenceOutgoing(plan)
+        var next = second.nextSequence
+        while next <= final {
+            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
+            try await target.applyChanges(plan, chunk)
+            next = chunk.nextSequence
+        }
+        try await target.commitIncoming(plan, finalSequence: final)
+        try await source.commitOutgoing(plan)
+        let value3 = try await target.get(Array(key.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(value3, "new")
+
+        // After the commit, the old stream is refused and the value stays.
+        do {
+            try await target.applyChanges(plan, first)
+            XCTFail("a replayed chunk after the commit was accepted")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .migrationConflict)
+        }
+        let value4 = try await target.get(Array(key.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(value4, "new")
+        do {
+            _ = try await source.get(Array(key.utf8))
+            XCTFail("the source still answers for a moved key")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .keyNotOwned)
+            XCTAssertEqual(error.owner, b.address.description)
+        }
+        await source.close()
+        await target.close()
+        a.terminate()
+        b.terminate()
+    }
+
+    private func sendRaw(_ bytes: [UInt8], to address: InstanceAddress) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(address.port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr(address.host)
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        // Give the server a moment to read and reject, then hang up mid-stream.
+        var timeout = timeval(tv_sec: 0, tv_usec: 300_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var sink = [UInt8](repeating: 0, count: 4096)
+        _ = recv(fd, &sink, sink.count, 0)
+    }
+}

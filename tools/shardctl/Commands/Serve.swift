@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import ShardDB
+import ShardDBServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve an instance to migration peers and remote clients over gRPC.",
+        discussion: """
+            Opens the instance and listens on --listen (loopback by default; port 0 picks a free \
+            port). Prints 'listening on HOST:PORT' once bound. Every call must carry the secret in \
+            --token-file: whoever has it can read and overwrite every key, so keep the endpoint on \
+            loopback or a private network and use an ssh or TLS tunnel across hosts \
+            (docs/TRANSPORT.md). SIGTERM or SIGINT stops serving and closes the instance.
+            """)
+
+    @OptionGroup var instance: InstanceOptions
+    @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:0"
+    @Option(name: .customLong("token-file"), help: "File holding the shared secret (at least 16 bytes).") var tokenFile: String
+    @Option(name: .customLong("rate-limit"), help: "Cap on bulk-copy bytes read from this instance, e.g. 200MB/s.") var rateLimit: String?
+    @Option(help: "HOST:PORT peers should record for this instance (default: the bound address).") var advertise: String?
+
+    func run() async throws {
+        let (configuration, engine) = try failing { () throws -> (MigrationServer.Configuration, ShardEngine) in
+            guard let address = InstanceAddress(parsing: listen) else {
+                throw ShardDBError(.invalidArgument, "--listen '\(listen)' is not HOST:PORT")
+            }
+            let configuration = MigrationServer.Configuration(
+                listen: address, secret: try SharedSecret(contentsOf: tokenFile), advertisedAddress: advertise,
+                bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) })
+            return (configuration, try ShardEngine.open(at: instance.directory, options: instance.engineOptions()))
+        }
+        let server = MigrationServer(engine: engine, configuration: configuration)
+        let bound: String
+        do { bound = try await server.start() } catch {
+            engine.close()
+            fail("cannot listen on \(listen): \(error)")
+        }
+        print("listening on \(bound)")
+        fflush(stdout)
+
+        let signals = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { Task { await server.shutdown() } }
+            source.resume()
+            return source
+        }
+        try? await server.run()
+        signals.forEach { $0.cancel() }
+        engine.close()
+        FileHandle.standardError.write(Data("shardctl: stopped serving \(bound)\n".utf8))
+    }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import ShardDB
+import ShardDBServer
+
+/// How commands reach live instances (`HOST:PORT`): the shared secret and patience.
+struct RemoteOptions: ParsableArguments {
+    @Option(name: .customLong("token-file"), help: "File holding the shared secret of the instances given as HOST:PORT.")
+    var tokenFile: String?
+
+    @Option(name: .customLong("retry-seconds"), help: "How long a call to a live instance is retried when the connection fails.")
+    var retrySeconds: Double = 30
+
+    func connect(_ address: InstanceAddress) throws -> RemoteInstance {
+        guard let tokenFile else {
+            throw ShardDBError(.invalidArgument, "\(address) is a live instance: --token-file is required")
+        }
+        var configuration = RemoteInstance.Configuration()
+        configuration.retryWindow = .milliseconds(Int64(max(0, retrySeconds) * 1000))
+        return try RemoteInstance(address: address, secret: try SharedSecret(contentsOf: tokenFile), configuration: configuration)
+    }
+}
+
+/// An instance named on the command line: a directory opened in this
+/// process, or a live instance at `HOST:PORT` (anything with a colon and a
+/// numeric port) reached through its `shardctl serve` endpoint.
+enum InstanceEndpoint {
+    case local(ShardEngine)
+    case remote(RemoteInstance)
+
+    /// - parameter createLike: create a missing directory as an empty instance with this partitioning.
+    static func open(_ spec: String, remote: RemoteOptions, createLike: Partitioning? = nil) throws -> InstanceEndpoint {
+        if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address)) }
+        if let partitioning = createLike, !FileManager.default.fileExists(atPath: spec + "/CURRENT") {
+            return .local(try ShardEngine.create(at: spec, shards: 0, partitioning: partitioning, options: shardctlEngineOptions()))
+        }
+        return .local(try ShardEngine.open(at: spec, options: shardctlEngineOptions()))
+    }
+
+    var endpoint: any MigrationSource & MigrationTarget {
+        switch self {
+        case .local(let engine): return engine
+        case .remote(let remote): return remote
+        }
+    }
+
+    var isRemote: Bool { if case .remote = self { return true } else { return false } }
+
+    func close() async {
+        switch self {
+        case .local(let engine): engine.close()
+        case .remote(let remote): await remote.close()
+        }
+    }
+}
+
+/// Opens every spec (closing the opened ones if one fails).
+func openEndpoints(_ specs: [String], remote: RemoteOptions) throws -> [String: InstanceEndpoint] {
+    var opened: [String: InstanceEndpoint] = [:]
+    do {
+        for spec in specs where opened[spec] == nil { opened[spec] = try InstanceEndpoint.open(spec, remote: remote) }
+    } catch {
+        for endpoint in opened.values { if case .local(let engine) = endpoint { engine.close() } }
+        throw error
+    }
+    return opened
+}
