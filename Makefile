@@ -2,7 +2,7 @@
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: all deps build test demo bench-smoke clean
+.PHONY: all deps build test demo bench-smoke crash-test clean
 
 all: build
 
@@ -27,6 +27,26 @@ test: deps
 demo: deps
 	$(SWIFT) build -c release --product shardctl
 	.build/release/shardctl demo
+
+# Benchmarks are not tests: this builds the package-benchmark suites and runs
+# every shardctl bench workload once at tiny sizes (numbers are ignored).
+bench-smoke: deps
+	$(SWIFT) build --product shardctl
+	Benchmarks/smoke.sh .build/debug/shardctl
+	.build/debug/shardctl bench migrate --size-mb 4 --runs 2 --write-rate 500 --baseline-seconds 0.2 >/dev/null
+	.build/debug/shardctl bench checkpoint --size-mb 4 --write-rate 200 >/dev/null
+	.build/debug/shardctl bench ttl --num 2000 --rounds 1 >/dev/null
+	cd Benchmarks && $(SWIFT) build
+
+# The kill -9 harness (docs/CRASH_TESTING.md): CYCLES kill/recover/verify cycles of
+# `shardctl stress` at random moments and at migration/checkpoint failure points.
+# SEED replays a run; CI runs 30 cycles inside `make test`.
+CYCLES ?= 1000
+SEED ?=
+
+crash-test: deps
+	$(SWIFT) build --build-tests
+	CRASH_CYCLES=$(CYCLES) CRASH_SEED=$(SEED) $(SWIFT) test --skip-build --filter 'CrashTests|CorruptionTests|DiskFullTests'
 
 clean:
 	rm -rf .build

@@ -1,6 +1,7 @@
 // See include/CRocksDBShim.h for why each function exists.
 #include "CRocksDBShim.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
@@ -10,6 +11,7 @@
 // each holds exactly one pointer to the C++ object.
 struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
 struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
+struct rocksdb_t { rocksdb::DB *rep; };
 
 extern "C" uint64_t sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot) {
   return snapshot->rep->GetSequenceNumber();
@@ -39,4 +41,11 @@ extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer
   }
   *used = offset;
   return count;
+}
+
+extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
+  rocksdb::Status s = db->rep->VerifyChecksum();
+  if (s.ok()) return;
+  if (*errptr != nullptr) free(*errptr);
+  *errptr = strdup(s.ToString().c_str());
 }

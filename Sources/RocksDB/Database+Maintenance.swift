@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import CRocksDB
+import CRocksDBShim
 
 extension Database {
     /// The sequence number of the last write.
@@ -61,6 +62,12 @@ extension Database {
         defer { rocksdb_flushoptions_destroy(options) }
         rocksdb_flushoptions_set_wait(options, wait ? 1 : 0)
         try withHandle(family) { db, cf in try withStatus { rocksdb_flush_cf(db, options, cf, $0) } }
+    }
+
+    /// Reads every live table file of every column family and checks each block's
+    /// checksum (RocksDB's `DB::VerifyChecksum`); the error names the damaged file.
+    public func verifyChecksums() throws {
+        try withHandle { db in try withStatus { sharddb_db_verify_checksum(db, $0) } }
     }
 
     /// Flushes the write-ahead log (and syncs it when `sync`).

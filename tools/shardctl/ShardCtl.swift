@@ -15,7 +15,9 @@ struct ShardCtl: AsyncParsableCommand {
             """,
         subcommands: [
             Init.self, Info.self, Put.self, Get.self, Delete.self, Scan.self,
-            Import.self, Export.self, Compact.self, Demo.self,
+            Import.self, Export.self, Compact.self, Migrate.self, Rescale.self, Demo.self, Checkpoint.self,
+            Bench.self, Serve.self,
+            Stress.self, Verify.self,
         ]
     )
 }

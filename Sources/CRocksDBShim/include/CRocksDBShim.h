@@ -26,6 +26,11 @@ size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer,
                                size_t capacity, size_t max_entries,
                                size_t *used, size_t *needed);
 
+/// DB::VerifyChecksum: reads every live table file of every column family and
+/// checks each block's checksum (the 7.8 C API has no verify call). The error
+/// names the damaged file. Errors as in the C API (*errptr, rocksdb_free).
+void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr);
+
 // --- BackupEngine (backup_engine.cc). The 7.8 C API cannot attach app metadata,
 // report the new backup's id, delete one backup, garbage-collect, verify
 // checksums (rocksdb_backup_engine_verify_backup checks sizes only) or list a

@@ -138,13 +138,20 @@ public final class ChangelogReader {
                 throw ShardDBError.wrap(error, path: engine.path)
             }
             guard let batch else {
-                log = nil
-                // A carried-over iterator only knows the logs of its creation: look again with a new one.
-                guard let mustReach else { continue }
-                if nextSequence <= mustReach {
-                    throw try hole(at: nextSequence, detail: "the log ends before sequence \(mustReach), the last one written")
+                if let mustReach {
+                    // A fresh iterator must see everything written before it was made.
+                    if nextSequence <= mustReach {
+                        log = nil
+                        throw try hole(at: nextSequence, detail: "the log ends before sequence \(mustReach), the last one written")
+                    }
+                    break  // keep it: it sees later appends to its log file
                 }
-                break
+                // A carried-over iterator at its end: caught up, or the log moved on to a
+                // newer file this iterator cannot see. Only then pay for a new one (it
+                // scans the log from a file's start: RocksDB issue 889).
+                if nextSequence > (try engine.latestSequenceNumber()) { break }
+                log = nil
+                continue
             }
             try take(batch.data, into: &records, limit: maxRecords)
         }

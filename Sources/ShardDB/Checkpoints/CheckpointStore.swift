@@ -278,7 +278,15 @@ public final class CheckpointStore: @unchecked Sendable {
         Self.removeAbandonedRestores(in: parent, name: name)
         let temporary = "\(parent)/.\(name).restoring-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         var renamed = false
-        defer { if !renamed { try? files.removeItem(atPath: temporary) } }
+        defer {
+            // RocksDB's copy threads may still be finishing a file as removal starts: retry.
+            var attempts = 0
+            while !renamed && files.fileExists(atPath: temporary) && attempts < 20 {
+                try? files.removeItem(atPath: temporary)
+                attempts += 1
+                if files.fileExists(atPath: temporary) { usleep(5_000) }
+            }
+        }
 
         try FailurePoints.hit("checkpoint.restore.before-copy")
         let poller = progress.map { DirectorySizePoller(path: temporary, total: info.totalBytes, report: $0) }

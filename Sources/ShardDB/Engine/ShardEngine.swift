@@ -154,7 +154,11 @@ public final class ShardEngine: @unchecked Sendable {
         }
         let families = try storage(path) { try Database.listColumnFamilies(at: path) }
         guard families.contains(metadataFamilyName) else {
-            throw ShardDBError(.notAnInstance, "\(path) is a plain RocksDB database, not a ShardDB instance")
+            // A truncated MANIFEST also loses the column families created after its cut: name it.
+            let current = (try? String(contentsOfFile: path + "/CURRENT", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "MANIFEST"
+            throw ShardDBError(.notAnInstance,
+                "\(path) is a plain RocksDB database, not a ShardDB instance (\(current) lists no '\(metadataFamilyName)' column family; if it should, \(current) is damaged)")
         }
         let base = try baseOptions(options)
         var familyOptions: [String: Options] = [:]
@@ -331,7 +335,7 @@ public final class ShardEngine: @unchecked Sendable {
             try? familyOptions.apply(optionsString: "periodic_compaction_seconds=\(options.periodicCompactionSeconds)")
         }
         let filter = ExpiryFilter(shard: shard, clock: options.clock)
-        familyOptions.setCompactionFilter(filter)
+        if options.expiryCompactionFilter { familyOptions.setCompactionFilter(filter) }
         return (familyOptions, filter)
     }
 

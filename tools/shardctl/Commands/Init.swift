@@ -43,7 +43,7 @@ struct Init: ParsableCommand {
             }
             let partitioning: Partitioning
             if let like {
-                let other = try ShardEngine.open(at: like)
+                let other = try ShardEngine.open(at: like, options: shardctlEngineOptions())
                 partitioning = other.partitioning
                 other.close()
             } else if let splitPoints {
@@ -57,7 +57,8 @@ struct Init: ParsableCommand {
             case .range(let points): count = shards ?? points.count + 1
             case .hash: count = shards ?? 4
             }
-            let engine = try ShardEngine.create(at: directory, shards: count, partitioning: partitioning, defaultTTLSeconds: defaultTTL)
+            let engine = try ShardEngine.create(at: directory, shards: count, partitioning: partitioning, defaultTTLSeconds: defaultTTL,
+                                              options: shardctlEngineOptions())
             defer { engine.close() }
             if json {
                 printJSON(InitResult(directory: directory, instance: engine.instanceID, shards: count, partitioning: "\(partitioning)"))

@@ -11,22 +11,32 @@ struct InstanceOptions: ParsableArguments {
     @Flag(name: .long, help: "Log engine events to stderr.")
     var verbose = false
 
-    func engineOptions() -> ShardEngineOptions {
-        var options = ShardEngineOptions()
-        if verbose {
-            var logger = Logger(label: "sharddb")
-            logger.logLevel = .debug
-            options.logger = logger
-        }
-        return options
-    }
+    func engineOptions() -> ShardEngineOptions { shardctlEngineOptions(verbose: verbose) }
 
     /// Opens the instance, runs `body`, closes it.
     func withEngine<R>(_ body: (ShardEngine) throws -> R) throws -> R {
-        let engine = try failing { try ShardEngine.open(at: directory, options: engineOptions()) }
+        var options = engineOptions()
+        // No migration runs in this one-shot process, so a fenced range here is one a crash left
+        // in doubt: only a 'migrate' between the two instances settles it, and waiting cannot.
+        options.fenceWaitSeconds = 0
+        let engine = try failing { try ShardEngine.open(at: directory, options: options) }
         defer { engine.close() }
         return try failing { try body(engine) }
     }
+}
+
+/// Engine options of every command: logging is silent unless `verbose`, so an error
+/// stays the one line `fail` prints (the engine warns, e.g., of migrations in doubt).
+func shardctlEngineOptions(verbose: Bool = false) -> ShardEngineOptions {
+    var options = ShardEngineOptions()
+    if verbose {
+        var logger = Logger(label: "sharddb")
+        logger.logLevel = .debug
+        options.logger = logger
+    } else {
+        options.logger = Logger(label: "sharddb", factory: { _ in SwiftLogNoOpLogHandler() })
+    }
+    return options
 }
 
 /// Turns an error into one line on stderr and exit status 2.

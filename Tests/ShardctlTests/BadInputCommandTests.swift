@@ -1,0 +1,355 @@
+import Foundation
+import XCTest
+
+/// Bad input to every command: the process exits non-zero with one line on
+/// stderr, and nothing stored changes.
+///
+/// Two kinds of failure:
+/// - ShardDB errors: exit status 2, exactly one stderr line `shardctl: error: ...`.
+/// - swift-argument-parser usage errors (an unknown subcommand or option, a missing
+///   required option, a value that does not parse as the option's type):
+///   exit status 64 (EX_USAGE). The parser prints its `Error: ...` line followed by
+///   `Help:`/`Usage:` lines, so only the first line is asserted for those.
+final class BadInputCommandTests: ShardctlTestCase {
+    /// What a directory holds, as far as a user can tell.
+    enum DirectoryState: Equatable {
+        case absent
+        case files([String])
+        /// A ShardDB instance: its exported records (jsonl, sorted) and, when asked, its shard map.
+        case instance(records: [String], shardMap: [String]?)
+        /// A plain RocksDB database: ldb's listing of its column families and its content.
+        case rocksDB(String)
+
+        var withoutShardMap: DirectoryState {
+            guard case .instance(let records, _) = self else { return self }
+            return .instance(records: records, shardMap: nil)
+        }
+    }
+
+    struct Case {
+        var arguments: [String]
+        var stdin: String? = nil
+        /// 2 for ShardDB errors, 64 for argument-parser usage errors.
+        var status: Int32 = 2
+        /// Text the (first) stderr line must contain.
+        var mentioning: String
+
+        init(_ arguments: [String], stdin: String? = nil, status: Int32 = 2, _ mentioning: String) {
+            self.arguments = arguments
+            self.stdin = stdin
+            self.status = status
+            self.mentioning = mentioning
+        }
+    }
+
+    private let instances = ["inst", "ranged", "target", "other"]
+    private let fixtureNames = ["inst", "ranged", "target", "other", "empty", "plain", "missing", "fresh"]
+
+    /// In `set`: inst: hash, 4 shards, 20 entries (one with a TTL); ranged: split at g,n;
+    /// target: empty, like inst; other: hash over 16 key groups; empty: an empty
+    /// directory; plain: a plain RocksDB database; missing and fresh: do not exist.
+    private func makeFixtures(in set: String) throws {
+        try FileManager.default.createDirectory(atPath: path(set), withIntermediateDirectories: false)
+        let p: (String) -> String = { self.path("\(set)/\($0)") }
+        try shardctl(["init", p("inst")])
+        try shardctl(["import", p("inst"), "--format", "jsonl"],
+                     stdin: (0..<19).map { #"{"key":"key-\#($0)","value":"value-\#($0)"}"# }.joined(separator: "\n")
+                         + "\n" + #"{"key":"session","value":"s","ttl":3600}"# + "\n")
+        try shardctl(["init", p("ranged"), "--split-points", "g,n"])
+        try shardctl(["import", p("ranged")], stdin: "a\t1\nh\t2\nz\t3\n")
+        try shardctl(["init", p("target"), "--shards", "0", "--like", p("inst")])
+        try shardctl(["init", p("other"), "--key-groups", "16"])
+        try FileManager.default.createDirectory(atPath: p("empty"), withIntermediateDirectories: false)
+        try runLDB(["--db=\(p("plain"))", "--create_if_missing", "put", "a", "b"])
+    }
+
+    /// What a user can see of fixture `name` (exports and ldb dumps; safe off the test thread).
+    private func state(_ dir: String, name: String, shardMap: Bool) throws -> DirectoryState {
+        guard FileManager.default.fileExists(atPath: dir) else { return .absent }
+        if name == "plain" {
+            return .rocksDB(try runLDB(["--db=\(dir)", "list_column_families"]) + (try runLDB(["--db=\(dir)", "scan"])))
+        }
+        guard instances.contains(name) else { return .files(try FileManager.default.contentsOfDirectory(atPath: dir).sorted()) }
+        let export = try ShardctlProcess.run(["export", dir, "--format", "jsonl"])
+        guard export.status == 0 else { throw StateError("export \(dir): \(export.stderr)") }
+        var map: [String]?
+        if shardMap {
+            let info = try ShardctlProcess.run(["info", dir, "--json"])
+            guard info.status == 0, let object = try JSONSerialization.jsonObject(with: info.stdoutData) as? [String: Any],
+                  let shards = object["shards"] as? [[String: Any]] else { throw StateError("info \(dir): \(info.stderr)") }
+            map = shards.map { "\($0["id"] ?? "") \($0["range"] ?? "") \($0["state"] ?? "") \($0["defaultTTLSeconds"] ?? "-")" }
+        }
+        return .instance(records: export.stdout.split(separator: "\n").map(String.init).sorted(), shardMap: map)
+    }
+
+    struct StateError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Names, sizes and modification times of a directory's files. RocksDB rotates its
+    /// LOG at every open, so an unchanged fingerprint means the command never opened the
+    /// directory and nothing in it can have changed.
+    private func fingerprint(_ dir: String) -> [String] {
+        guard FileManager.default.fileExists(atPath: dir) else { return ["<absent>"] }
+        guard let walker = FileManager.default.enumerator(atPath: dir) else { return [] }
+        return walker.compactMap { $0 as? String }.sorted().map { file in
+            let attributes = (try? FileManager.default.attributesOfItem(atPath: dir + "/" + file)) ?? [:]
+            return "\(file) \(attributes[.size] ?? "") \((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        }
+    }
+
+    @discardableResult
+    private func runLDB(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/ldb")
+        guard FileManager.default.isExecutableFile(atPath: process.executableURL!.path) else {
+            throw XCTSkip("ldb (rocksdb-tools) is not installed")
+        }
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw StateError("ldb \(arguments) exited \(process.terminationStatus)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Runs one case in fixture set `set`; returns what went wrong. `known` holds each
+    /// fixture's state and fingerprint, updated as snapshots reopen directories.
+    private func check(_ testCase: Case, in set: String, known: inout [String: (state: DirectoryState, fingerprint: [String])]) throws -> [String] {
+        let label = "shardctl \(testCase.arguments.map { $0.count > 60 ? "<\($0.count) bytes>" : $0 }.joined(separator: " "))"
+        let result = try ShardctlProcess.run(testCase.arguments, stdin: testCase.stdin.map { Data($0.utf8) })
+        var problems: [String] = []
+        let first = result.stderrLines.first.map(String.init) ?? ""
+        if result.signal != nil { problems.append("\(label): killed by signal \(result.status)") }
+        if testCase.status == 64 {
+            if result.status != 64 { problems.append("\(label): usage errors exit 64, got \(result.status); stderr: \(result.stderr)") }
+            if !first.hasPrefix("Error: ") { problems.append("\(label): first stderr line is not 'Error: ...': \(result.stderr)") }
+        } else {
+            if result.status != 2 { problems.append("\(label): exit \(result.status), expected 2; stderr: \(result.stderr)") }
+            if result.stderrLines.count != 1 { problems.append("\(label): \(result.stderrLines.count) stderr lines: \(result.stderr)") }
+            if !first.hasPrefix("shardctl: error: ") { problems.append("\(label): stderr is not 'shardctl: error: ...': \(result.stderr)") }
+        }
+        if !first.contains(testCase.mentioning) { problems.append("\(label): '\(first)' does not mention '\(testCase.mentioning)'") }
+
+        // Nothing changed in any directory the command was given.
+        let checkShardMap = ["init", "migrate", "rescale", "compact"].contains(testCase.arguments.first ?? "")
+        for name in fixtureNames {
+            let dir = path("\(set)/\(name)")
+            guard testCase.arguments.contains(where: { $0.contains(dir) }), let before = known[name] else { continue }
+            if fingerprint(dir) == before.fingerprint { continue }
+            let now = try state(dir, name: name, shardMap: checkShardMap)
+            if now != (checkShardMap ? before.state : before.state.withoutShardMap) {
+                problems.append("\(label) changed \(name): \(now) != \(before.state)")
+            }
+            known[name] = (before.state, fingerprint(dir))
+        }
+        return problems
+    }
+
+    func testEveryCommandRejectsBadInputWithoutChangingState() throws {
+        // Cases run in parallel, each worker on its own copy of the fixtures.
+        let sets = ["set-0", "set-1", "set-2", "set-3"]
+        try makeFixtures(in: sets[0])
+        for set in sets.dropFirst() { try FileManager.default.copyItem(atPath: path(sets[0]), toPath: path(set)) }
+        // The copies hold the same states; each has its own fingerprints.
+        let states = Dictionary(uniqueKeysWithValues: try fixtureNames.map { ($0, try state(path("\(sets[0])/\($0)"), name: $0, shardMap: true)) })
+        let known = sets.map { set in
+            Dictionary(uniqueKeysWithValues: fixtureNames.map { ($0, (state: states[$0]!, fingerprint: fingerprint(path("\(set)/\($0)")))) })
+        }
+        let caseCount = cases(in: sets[0]).count
+        let started = Date()
+        let problems = Problems()
+        DispatchQueue.concurrentPerform(iterations: sets.count) { worker in
+            var mine = known[worker]
+            let all = cases(in: sets[worker])
+            for index in stride(from: worker, to: all.count, by: sets.count) {
+                do { problems.add(try check(all[index], in: sets[worker], known: &mine)) } catch { problems.add(["\(all[index].arguments): \(error)"]) }
+            }
+        }
+        for problem in problems.list { XCTFail(problem) }
+        print("bad-input table: \(caseCount) cases in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+
+    private final class Problems: @unchecked Sendable {
+        private let lock = NSLock()
+        private(set) var list: [String] = []
+        func add(_ items: [String]) { lock.lock(); list += items; lock.unlock() }
+    }
+
+    private func cases(in set: String) -> [Case] {
+        let p: (String) -> String = { self.path("\(set)/\($0)") }
+        let inst = p("inst"), ranged = p("ranged"), target = p("target"), other = p("other")
+        let empty = p("empty"), plain = p("plain"), missing = p("missing"), fresh = p("fresh")
+        let bigKey = String(repeating: "k", count: 16 * 1024 + 1)
+        let cases: [Case] = [
+            Case(["frobnicate"], status: 64, "Unexpected argument"),
+            // init
+            Case(["init"], status: 64, "Missing expected argument"),
+            Case(["init", fresh, "--shards", "many"], status: 64, "invalid for '--shards"),
+            Case(["init", fresh, "--shards=-1"], "negative"),
+            Case(["init", fresh, "--key-groups", "0"], "between 1 and 65536"),
+            Case(["init", fresh, "--key-groups", "70000"], "between 1 and 65536"),
+            Case(["init", fresh, "--key-groups", "8", "--split-points", "g"], "exclude each other"),
+            Case(["init", fresh, "--split-points", "n,g"], "strictly increasing"),
+            Case(["init", fresh, "--split-points", ""], "must not be empty"),
+            Case(["init", fresh, "--split-points", "g,,n"], "must not be empty"),
+            Case(["init", fresh, "--default-ttl", "0"], "TTL"),
+            Case(["init", fresh, "--default-ttl=-3"], "TTL"),
+            Case(["init", fresh, "--like", missing], "does not exist"),
+            Case(["init", fresh, "--like", plain], "plain RocksDB"),
+            Case(["init", fresh, "--like", empty], "holds no ShardDB instance"),
+            Case(["init", fresh, "--like", inst, "--key-groups", "8"], "--like excludes"),
+            Case(["init", inst], "already holds a ShardDB instance"),
+            Case(["init", plain], "not a ShardDB instance"),
+            // info
+            Case(["info"], status: 64, "Missing expected argument"),
+            Case(["info", missing], "does not exist"),
+            Case(["info", empty], "holds no ShardDB instance"),
+            Case(["info", plain], "plain RocksDB database"),
+            // put / get / delete
+            Case(["put", inst, "k"], "expected DIR KEY VALUE"),
+            Case(["put", inst, "", "v"], "empty"),
+            Case(["put", inst, bigKey, "v"], "exceeds the limit of 16384 bytes"),
+            Case(["put", inst, "k", "v", "--ttl", "0"], "--ttl must be a positive number"),
+            Case(["put", inst, "k", "v", "--ttl=-5"], "--ttl must be a positive number"),
+            Case(["put", inst, "k", "v", "--ttl", "-5"], status: 64, "Missing value for '--ttl"),
+            Case(["put", inst, "k", "v", "--ttl", "9223372036854775807"], "overflows"),
+            Case(["put", inst, "k", "v", "--ttl", "9223372036854775"], "overflows"),
+            Case(["put", inst, "k", "v", "--ttl", "soon"], status: 64, "invalid for '--ttl"),
+            Case(["put", missing, "k", "v"], "does not exist"),
+            Case(["put", empty, "k", "v"], "holds no ShardDB instance"),
+            Case(["put", plain, "k", "v"], "plain RocksDB database"),
+            Case(["get", inst], "expected DIR KEY"),
+            Case(["get", inst, ""], "empty"),
+            Case(["get", inst, bigKey], "exceeds the limit"),
+            Case(["get", missing, "k"], "does not exist"),
+            Case(["delete", inst, ""], "empty"),
+            Case(["delete", inst, bigKey], "exceeds the limit"),
+            Case(["delete", empty, "k"], "holds no ShardDB instance"),
+            // scan / export / compact
+            Case(["scan", inst, "--shard", "9"], "shard 9 does not exist"),
+            Case(["scan", inst, "--limit=-1"], "--limit"),
+            Case(["scan", inst, "--shard", "one"], status: 64, "invalid for '--shard"),
+            Case(["scan", plain], "plain RocksDB database"),
+            Case(["export", inst, "--shard", "9"], "shard 9 does not exist"),
+            Case(["export", inst, "--format", "xml"], status: 64, "invalid for '--format"),
+            Case(["export", missing], "does not exist"),
+            Case(["compact", inst, "--shard", "9"], "shard 9 does not exist"),
+            Case(["compact", plain], "plain RocksDB database"),
+            // import: a malformed line anywhere fails the whole (single) batch
+            Case(["import", inst], stdin: "a\t1\nno tab here\n", "line 2"),
+            Case(["import", inst], stdin: "a\t1\nb\t2\nc\\q\t3\n", "line 3"),
+            Case(["import", inst], stdin: "\tempty key\n", "line 1"),
+            Case(["import", inst], stdin: "\(bigKey)\tv\n", "line 1"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a","value":"1"}"# + "\nnot json\n", "line 2"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a"}"# + "\n", "line 1"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"keyHex":"zz","value":"v"}"# + "\n", "line 1"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a","value":"v","ttl":0}"# + "\n", "line 1"),
+            Case(["import", inst, "--format", "xml"], stdin: "a\tb\n", status: 64, "invalid for '--format"),
+            Case(["import", inst, "--ttl", "0"], stdin: "a\tb\n", "--ttl must be a positive number"),
+            Case(["import", inst, "--batch-size", "0"], stdin: "a\tb\n", "--batch-size"),
+            Case(["import", empty], stdin: "a\tb\n", "holds no ShardDB instance"),
+            // migrate
+            Case(["migrate", "--from", inst, "--shard", "0"], status: 64, "Missing expected argument '--to"),
+            Case(["migrate", "--from", inst, "--to", target], "--shard is required"),
+            Case(["migrate", "--from", inst, "--to", inst, "--shard", "0"], "same instance"),
+            Case(["migrate", "--from", inst, "--to", inst + "/.", "--shard", "0"], "same instance"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "9"], "shard 9 does not exist"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "5"], "is not LO..HI"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "512..100"], "0 <= LO < HI <= 4096"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "0..5000"], "0 <= LO < HI <= 4096"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "a..b"], "0 <= LO < HI <= 4096"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "2000..3000"], "not inside"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "100..200"], "end"),
+            Case(["migrate", "--from", ranged, "--to", target, "--shard", "1", "--range", "m..h"], "LO must sort before HI"),
+            Case(["migrate", "--from", inst, "--to", other, "--shard", "0"], "partition"),
+            Case(["migrate", "--from", inst, "--to", missing, "--shard", "0"], "does not exist"),
+            Case(["migrate", "--from", inst, "--to", empty, "--shard", "0"], "holds no ShardDB instance"),
+            Case(["migrate", "--from", inst, "--to", plain, "--shard", "0"], "plain RocksDB database"),
+            Case(["migrate", "--from", missing, "--to", target, "--shard", "0"], "does not exist"),
+            // rescale
+            Case(["rescale", "--from", inst], status: 64, "Missing expected argument '--to"),
+            Case(["rescale", "--from", ",", "--to", inst], "at least one"),
+            Case(["rescale", "--from", inst, "--to", inst, "--parallelism", "0"], "--parallelism"),
+            Case(["rescale", "--from", target, "--to", "\(target),\(fresh)"], "owned by none"),
+            Case(["rescale", "--from", ranged, "--to", ranged], "hash partitioning"),
+            Case(["rescale", "--from", inst, "--to", "\(inst),\(other)"], "partitioned as"),
+            // demo
+            Case(["demo", "--keys", "0"], "must be positive"),
+            Case(["demo", "--keys", "many"], status: 64, "invalid for '--keys"),
+        ]
+
+        return cases
+    }
+
+    /// True when another process holds RocksDB's lock (fcntl) on the instance's LOCK file.
+    static func isLockedByAnotherProcess(_ dir: String) -> Bool {
+        let fd = open(dir + "/LOCK", O_RDWR)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        guard fcntl(fd, F_GETLK, &lock) == 0 else { return false }
+        return lock.l_type != Int16(F_UNLCK)
+    }
+
+    /// A malformed line fails its batch, names its line, and keeps the earlier batches.
+    func testMalformedImportLineKeepsEarlierBatchesOnly() throws {
+        let dir = path("instance")
+        try shardctl(["init", dir])
+        let lines = ["a\t1", "b\t2", "c\t3", "d\t4", "", "e\t5", "f has no tab", "g\t7"]
+        let result = try ShardctlProcess.run(["import", dir, "--batch-size", "2"], stdin: Data(lines.joined(separator: "\n").utf8))
+        assertError(result, mentioning: "line 7")
+        XCTAssertTrue(result.stderr.contains("imported 4 entries before"), result.stderr)
+        let kept = try exported(dir)
+        XCTAssertEqual(Set(kept.keys.map { String(decoding: $0, as: UTF8.self) }), ["a", "b", "c", "d"],
+                       "the batches before the malformed line stay; nothing of its batch (e) is written")
+    }
+
+    /// An instance open in another process (an `import` waiting on its stdin) is
+    /// refused by every command, with one line saying so; its content stays intact.
+    func testInstanceOpenInAnotherProcess() throws {
+        let dir = path("instance"), target = path("target")
+        try shardctl(["init", dir])
+        try shardctl(["import", dir], stdin: "a\t1\nb\t2\n")
+        try shardctl(["init", target, "--shards", "0", "--like", dir])
+        let holder = try ShardctlProcess.start(["import", dir])
+        var holderFinished = false
+        defer { if !holderFinished { _ = holder.finish() } }
+        try holder.stdin.write(contentsOf: Data("c\t3\n".utf8))
+
+        // Wait until the holder has the instance open (holds the lock on its LOCK file).
+        let deadline = Date().addingTimeInterval(20)
+        while !Self.isLockedByAnotherProcess(dir) && holder.process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        XCTAssertTrue(holder.process.isRunning, "the holder is waiting on its stdin")
+        assertError(try ShardctlProcess.run(["get", dir, "a"]), mentioning: "already open in another process", "get")
+
+        let commands: [([String], String?)] = [
+            (["info", dir], nil), (["put", dir, "k", "v"], nil), (["delete", dir, "a"], nil), (["scan", dir], nil),
+            (["export", dir], nil), (["compact", dir], nil), (["import", dir], "x\ty\n"),
+            (["migrate", "--from", dir, "--to", target, "--shard", "0"], nil),
+            (["migrate", "--from", target, "--to", dir, "--shard", "0"], nil),
+            (["init", path("like"), "--like", dir], nil),
+            (["rescale", "--from", dir, "--to", target, "--dry-run"], nil),
+        ]
+        for (arguments, stdin) in commands {
+            let result = try ShardctlProcess.run(arguments, stdin: stdin.map { Data($0.utf8) })
+            assertError(result, mentioning: "\(dir) is already open in another process", arguments.joined(separator: " "))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("like")))
+
+        let finished = holder.finish()
+        holderFinished = true
+        XCTAssertEqual(finished.status, 0, finished.stderr)
+        XCTAssertEqual(finished.stdout, "imported 1 entries\n")
+        XCTAssertEqual(try exported(dir), [Array("a".utf8): Array("1".utf8), Array("b".utf8): Array("2".utf8), Array("c".utf8): Array("3".utf8)])
+        XCTAssertEqual(try shards(target).count, 0)
+    }
+}

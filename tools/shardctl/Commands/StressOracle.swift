@@ -1,0 +1,190 @@
+import Foundation
+import ShardDB
+
+/// One line of the stress oracle (`WORKDIR/oracle.jsonl`, docs/CRASH_TESTING.md).
+///
+/// The driver is sequential: it appends an `intent` (fsync'd) before each
+/// operation and a `result` after it, so at most one operation per run is in
+/// flight when the process dies. Verification appends `recovered`, which settles
+/// the run: its operations up to `through` took effect, later ones did not.
+struct OracleLine: Codable {
+    enum Kind: String, Codable { case header, intent, result, recovered }
+    var type: Kind
+    // header
+    var seed: UInt64?
+    var sync: Bool?
+    var keyGroups: Int?
+    var keys: Int?
+    // intent / result
+    var op: Int?
+    var kind: String?
+    var instance: String?
+    var writes: [OracleWrite]?
+    var detail: String?
+    var ok: Bool?
+    var error: String?
+    // recovered
+    var through: Int?
+    var lost: Int?
+}
+
+/// A key's new state in an operation: a value (`v` names the operation and the
+/// position in it, `n` is the length of the padding), or a delete (`v` nil).
+struct OracleWrite: Codable, Equatable {
+    var k: String
+    var v: String?
+    var n: Int?
+
+    /// The stored bytes: `v`, '|', then `n` times 'x'.
+    var bytes: [UInt8]? {
+        guard let v else { return nil }
+        return Array(v.utf8) + [UInt8(ascii: "|")] + [UInt8](repeating: UInt8(ascii: "x"), count: n ?? 0)
+    }
+}
+
+/// Appends to the oracle file; intents are fsync'd before the operation runs.
+final class OracleWriter {
+    private let descriptor: Int32
+    private let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    init(path: String) throws {
+        descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard descriptor >= 0 else { throw ShardDBError(.notWritable, "cannot open oracle \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(descriptor) }
+
+    func append(_ line: OracleLine, durable: Bool) throws {
+        var data = try encoder.encode(line)
+        data.append(UInt8(ascii: "\n"))
+        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw ShardDBError(.notWritable, "cannot append to the oracle: \(String(cString: strerror(errno)))") }
+        if durable, fsync(descriptor) != 0 {
+            throw ShardDBError(.notWritable, "cannot sync the oracle: \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// An operation read back from the oracle.
+struct OracleOperation {
+    var op: Int
+    var kind: String
+    var writes: [OracleWrite]
+    /// nil: no result (in flight at a crash); false: it failed.
+    var ok: Bool?
+}
+
+/// The oracle read back: header, settled operations, and the unsettled run.
+struct Oracle {
+    var header: OracleLine
+    /// Expected contents after every settled run: key -> stored bytes.
+    var settled: [String: [UInt8]] = [:]
+    /// Settled operations that took effect, in order (checkpoint contents are replayed from them).
+    var history: [OracleOperation] = []
+    /// Operations of the last run not yet settled by a `recovered` line.
+    var pending: [OracleOperation] = []
+    var settledRuns = 0
+    var lostTotal = 0
+
+    static func read(path: String) throws -> Oracle {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ShardDBError(.instanceNotFound, "no oracle at \(path)")
+        }
+        let decoder = JSONDecoder()
+        var header: OracleLine?
+        var oracle: Oracle?
+        var byOp: [Int: Int] = [:]  // op -> index in pending
+        for (number, raw) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+            guard let line = try? decoder.decode(OracleLine.self, from: Data(raw)) else {
+                // A torn last line (the process died mid-append) is an intent that never completed.
+                if number == data.split(separator: UInt8(ascii: "\n")).count - 1 { break }
+                throw ShardDBError(.corruptedMetadata, "oracle \(path): line \(number + 1) is not valid")
+            }
+            switch line.type {
+            case .header:
+                header = line
+                oracle = Oracle(header: line)
+            case .intent:
+                guard let op = line.op else { continue }
+                byOp[op] = oracle?.pending.count
+                oracle?.pending.append(OracleOperation(op: op, kind: line.kind ?? "?", writes: line.writes ?? [], ok: nil))
+            case .result:
+                if let op = line.op, let index = byOp[op] { oracle?.pending[index].ok = line.ok ?? false }
+            case .recovered:
+                oracle?.settle(through: line.through ?? 0)
+                oracle?.lostTotal += line.lost ?? 0
+                byOp = [:]
+            }
+        }
+        guard header != nil, let oracle else { throw ShardDBError(.corruptedMetadata, "oracle \(path) has no header") }
+        return oracle
+    }
+
+    /// Operations of the pending run up to `through` took effect; the rest did not.
+    mutating func settle(through: Int) {
+        for operation in pending where operation.op <= through {
+            history.append(operation)
+            for write in operation.writes { settled[write.k] = write.bytes }
+        }
+        pending = []
+        settledRuns += 1
+    }
+
+    var nextOp: Int { max(history.last?.op ?? 0, pending.last?.op ?? 0) + 1 }
+
+    /// Expected contents just before operation `op`, given the pending run settled through `through`.
+    func contents(before op: Int, pendingThrough through: Int) -> [String: [UInt8]] {
+        var state: [String: [UInt8]] = [:]
+        for operation in history + pending.filter({ $0.op <= through }) where operation.op < op {
+            for write in operation.writes { state[write.k] = write.bytes }
+        }
+        return state
+    }
+
+    /// Finds the longest prefix of the pending run that explains `recovered`.
+    ///
+    /// - returns: the last operation of the prefix (the op before the run when none
+    ///   of it survived), or nil when no prefix matches (a hole or a wrong value).
+    func longestMatchingPrefix(_ recovered: [String: [UInt8]]) -> Int? {
+        var current = settled
+        var before: [[(String, [UInt8]?)]] = []
+        for operation in pending {
+            before.append(operation.writes.map { ($0.k, current[$0.k]) })
+            for write in operation.writes { current[write.k] = write.bytes }
+        }
+        var mismatched = Set<String>()
+        for key in Set(current.keys).union(recovered.keys) where current[key] != recovered[key] { mismatched.insert(key) }
+        var index = pending.count
+        while true {
+            if mismatched.isEmpty { return index == 0 ? (pending.first.map { $0.op - 1 } ?? nextOp - 1) : pending[index - 1].op }
+            if index == 0 { return nil }
+            index -= 1
+            for (key, value) in before[index].reversed() {
+                current[key] = value
+                if current[key] == recovered[key] { mismatched.remove(key) } else { mismatched.insert(key) }
+            }
+        }
+    }
+
+    /// Keys whose recovered value differs from the expected state after all of the pending run.
+    func differences(_ recovered: [String: [UInt8]], limit: Int = 5) -> [String] {
+        var current = settled
+        for operation in pending { for write in operation.writes { current[write.k] = write.bytes } }
+        var lines: [String] = []
+        for key in Set(current.keys).union(recovered.keys).sorted() where current[key] != recovered[key] {
+            lines.append("key \(key): expected \(Self.describe(current[key])), found \(Self.describe(recovered[key]))")
+            if lines.count == limit { break }
+        }
+        return lines
+    }
+
+    static func describe(_ value: [UInt8]?) -> String {
+        guard let value else { return "absent" }
+        let text = String(decoding: value.prefix(40), as: UTF8.self)
+        return "'\(text.split(separator: "|").first ?? "")' (\(value.count) bytes)"
+    }
+}
