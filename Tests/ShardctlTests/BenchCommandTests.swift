@@ -101,41 +101,6 @@ final class BenchCommandTests: XCTestCase {
     }
 }
 
-/// Runs the built `shardctl` (next to the test bundle after `swift build --build-tests`).
-enum BenchCLI {
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+/// The shared subprocess runner (ShardctlProcess.swift).
+typealias BenchCLI = ShardctlProcess
 
-    static var executable: URL {
-        get throws {
-            let candidates = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                Bundle.main.bundleURL,
-                Bundle.main.bundleURL.deletingLastPathComponent(),
-            ].map { $0.appendingPathComponent("shardctl") }
-            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-                throw XCTSkip("shardctl is not built next to the tests (run `swift build --build-tests` first)")
-            }
-            return found
-        }
-    }
-
-    static func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = try executable
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read both pipes to the end before waiting, so a large report cannot block the child.
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                      stderr: String(decoding: stderr, as: UTF8.self))
-    }
-}

@@ -131,54 +131,6 @@ final class CheckpointCommandTests: XCTestCase {
     }
 }
 
-/// Runs the `shardctl` built next to this test bundle.
-enum CheckpointCLI {
-    struct Result {
-        var status: Int32
-        /// The signal that ended the process, if one did.
-        var signal: Int32?
-        var stdout: String
-        var stderr: String
-    }
+/// The shared subprocess runner (ShardctlProcess.swift).
+typealias CheckpointCLI = ShardctlProcess
 
-    static var executable: URL {
-        get throws {
-            let candidates = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-                Bundle.main.bundleURL.deletingLastPathComponent(),
-                Bundle.main.bundleURL,
-            ].map { $0.appendingPathComponent("shardctl") }
-            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-                throw XCTSkip("shardctl not built next to the tests (\(candidates.map(\.path))); run swift build --build-tests")
-            }
-            return found
-        }
-    }
-
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        let process = Process()
-        process.executableURL = try executable
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["SHARDDB_FAILPOINTS"] = nil
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read stderr on another thread while stdout is read here, so no full pipe blocks the child.
-        final class Collected: @unchecked Sendable { var data = Data() }
-        let errors = Collected()
-        let done = DispatchSemaphore(value: 0)
-        let errorHandle = err.fileHandleForReading
-        Thread { errors.data = errorHandle.readDataToEndOfFile(); done.signal() }.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        done.wait()
-        let errData = errors.data
-        let signalled = process.terminationReason == .uncaughtSignal
-        return Result(status: process.terminationStatus, signal: signalled ? process.terminationStatus : nil,
-                      stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
-    }
-}
