@@ -126,10 +126,13 @@ final class RemoteMigrationTests: XCTestCase {
 
     private func runKill(side: String, point: String) async throws {
         let workspace = try Workspace("RemoteKill")
+        // "name@N" means the N-th hit: SHARDDB_FAILPOINTS spells it name=kill@N.
+        let parts = point.split(separator: "@")
+        let spec = parts.count == 2 ? "\(parts[0])=kill@\(parts[1])" : "\(point)=kill"
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
-                                 tokenFile: workspace.tokenFile, failpoints: side == "source" ? "\(point)=kill" : nil)
+                                 tokenFile: workspace.tokenFile, failpoints: side == "source" ? spec : nil)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
-                                 failpoints: side == "target" ? "\(point)=kill" : nil)
+                                 failpoints: side == "target" ? spec : nil)
         let client = RoutingClient(workspace: workspace)
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
