@@ -233,15 +233,12 @@ final class MigrationTests: XCTestCase {
         target = try ShardEngine.open(at: dir.path("target"), options: .testing())
         defer { source.close(); target.close() }
         // In doubt on the source: the range stays fenced.
-        var fast = ShardEngineOptions.testing()
-        fast.fenceWaitSeconds = 0.01
         let key = oracle.keys.first { source.recordedOwner(of: $0) == 1 }!
         XCTAssertEqual(try source.table.fences.count, 1)
         let settled = try await MigrationCoordinator.resolveUnfinished(source: source, target: target)
         XCTAssertEqual(settled.count, 1)
         XCTAssertThrowsError(try source.get(key)) { XCTAssertEqual(($0 as? ShardDBError)?.owner, target.path) }
         for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v) }
-        _ = fast
     }
 
     func testBadRequestsAreRefusedAndChangeNothing() async throws {

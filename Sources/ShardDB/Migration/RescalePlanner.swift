@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// One step of a rescale: move `range` of `shard` from one instance to another.
 public struct RescaleMove: Sendable, Equatable, Codable {
@@ -154,6 +155,8 @@ public struct RescaleExecutor: Sendable {
     public let endpoints: [String: Endpoint]
     /// How many moves run at once.
     public var parallelism = 2
+    /// Where the migrations log (their coordinator's logger).
+    public var logger = Logger(label: "sharddb.migration")
 
     public init(engines: [ShardEngine], parallelism: Int = 2) {
         self.init(endpoints: Dictionary(engines.map { ($0.instanceID, $0 as Endpoint) }, uniquingKeysWith: { a, _ in a }),
@@ -197,7 +200,8 @@ public struct RescaleExecutor: Sendable {
                             var request = MigrationRequest(shard: move.shard, range: move.range)
                             request.mergeInto = try await target.describeInstance().shards
                                 .first { $0.state == .active && $0.range.merged(with: move.range) != nil }?.id
-                            let coordinator = MigrationCoordinator(source: source, target: target)
+                            var coordinator = MigrationCoordinator(source: source, target: target)
+                            coordinator.logger = logger
                             done.append(try await coordinator.migrate(request) { progress(move, $0) })
                             await targets.release(move.toInstance)
                         } catch {

@@ -54,7 +54,9 @@ struct Migrate: AsyncParsableCommand {
             if let range { request.range = try parseRange(range, partitioning: try await source.endpoint.describeInstance().partitioning) }
             request.cleanup = !noCleanup
             request.bulkChunkBytes = max(4096, bulkChunkBytes)
-            let report = try await MigrationCoordinator(source: source.endpoint, target: target.endpoint).migrate(request) { p in
+            var coordinator = MigrationCoordinator(source: source.endpoint, target: target.endpoint)
+            coordinator.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
+            let report = try await coordinator.migrate(request) { p in
                 progress.update("\(p.phase.rawValue): \(p.keysCopied) keys, \(formatBytes(p.bytesCopied)) copied, "
                     + "\(p.changesApplied) changes, lag \(p.lag), \(formatBytes(Int(p.bytesPerSecond)))/s")
             }

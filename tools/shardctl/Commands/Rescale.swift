@@ -65,7 +65,9 @@ struct Rescale: AsyncParsableCommand {
             if dryRun { await closeAll(); return }
             let endpoints = Dictionary(opened.map { (descriptions[$0.key]!.instanceID, $0.value.endpoint) }, uniquingKeysWith: { a, _ in a })
             let progress = ProgressLine()
-            let reports = try await RescaleExecutor(endpoints: endpoints, parallelism: parallelism).run(plan) { move, p in
+            var executor = RescaleExecutor(endpoints: endpoints, parallelism: parallelism)
+            executor.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
+            let reports = try await executor.run(plan) { move, p in
                 progress.update("\(move.range) -> \(move.toLocation): \(p.phase.rawValue), \(p.keysCopied) keys, lag \(p.lag)")
             }
             progress.finish()
