@@ -5,6 +5,7 @@
 #include <cstring>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/snapshot.h>
 
 // These mirror the C API's private wrapper structs (rocksdb/db/c.cc, 7.8):
@@ -12,6 +13,20 @@
 struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
 struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
 struct rocksdb_t { rocksdb::DB *rep; };
+
+// Whether the calling thread's perf level has been chosen through the shim.
+static thread_local bool perf_level_chosen = false;
+
+extern "C" void sharddb_set_perf_level(int level) {
+    rocksdb::SetPerfLevel(static_cast<rocksdb::PerfLevel>(level));
+    perf_level_chosen = true;
+}
+
+extern "C" void sharddb_perf_level_default_once(int level) {
+    if (perf_level_chosen) return;
+    rocksdb::SetPerfLevel(static_cast<rocksdb::PerfLevel>(level));
+    perf_level_chosen = true;
+}
 
 extern "C" uint64_t sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot) {
   return snapshot->rep->GetSequenceNumber();

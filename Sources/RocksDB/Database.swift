@@ -34,10 +34,14 @@ public final class Database: @unchecked Sendable {
     /// Shared by reads and writes that pass no options of their own.
     public let defaultReadOptions: ReadOptions
     public let defaultWriteOptions: WriteOptions
+    /// The perf level applied to each thread on its first use of this database
+    /// (nil: RocksDB's default); see ``PerfLevel``.
+    public let threadPerfLevel: PerfLevel?
 
-    private init(core: DatabaseCore, path: String) {
+    private init(core: DatabaseCore, path: String, threadPerfLevel: PerfLevel?) {
         self.core = core
         self.path = path
+        self.threadPerfLevel = threadPerfLevel
         self.defaultReadOptions = ReadOptions()
         self.defaultWriteOptions = WriteOptions()
     }
@@ -61,9 +65,13 @@ public final class Database: @unchecked Sendable {
     ///   - options: database options, also used for every column family not given options of its own.
     ///   - columnFamilies: options per column family name. Every existing column family must be
     ///     opened (RocksDB's rule); when nil, all existing ones are opened with `options`.
+    ///   - threadPerfLevel: applied to each thread the first time it reads or writes
+    ///     through this database, unless the thread set its own (``PerfLevel``); nil
+    ///     leaves RocksDB's default (``PerfLevel/enableCount``).
     /// - throws: ``RocksDBError``; ``RocksDBError/isLockHeld`` tells that another process has it open.
     public static func open(
-        at path: String, options: Options, columnFamilies: [String: Options]? = nil
+        at path: String, options: Options, columnFamilies: [String: Options]? = nil,
+        threadPerfLevel: PerfLevel? = nil
     ) throws -> Database {
         var families = columnFamilies ?? [:]
         if columnFamilies == nil {
@@ -95,7 +103,7 @@ public final class Database: @unchecked Sendable {
         var retained = [options]
         retained.append(contentsOf: familyOptions)
         let core = DatabaseCore(handle: db, columnFamilies: slots, options: retained)
-        return Database(core: core, path: path)
+        return Database(core: core, path: path, threadPerfLevel: threadPerfLevel)
     }
 
     /// Closes the database: destroys live iterators, snapshots and column family
@@ -173,7 +181,8 @@ public final class Database: @unchecked Sendable {
     /// Runs `body` with the database pointer under the shared lock.
     @usableFromInline
     func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
-        try core.lock.withReadLock {
+        if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
+        return try core.lock.withReadLock {
             guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
             return try body(handle)
         }
@@ -182,7 +191,8 @@ public final class Database: @unchecked Sendable {
     /// Runs `body` with the database and column family pointers under the shared lock.
     @usableFromInline
     func withHandle<R>(_ family: ColumnFamily?, _ body: (OpaquePointer, OpaquePointer) throws -> R) throws -> R {
-        try core.lock.withReadLock {
+        if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
+        return try core.lock.withReadLock {
             guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
             let familyHandle: OpaquePointer
             if let family {

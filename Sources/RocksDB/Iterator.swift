@@ -41,7 +41,8 @@ public final class Iterator {
 
     @inline(__always)
     func withPointer<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
-        try database.core.lock.withReadLock {
+        if let level = database.threadPerfLevel { PerfLevel.applyOnce(level) }
+        return try database.core.lock.withReadLock {
             guard let pointer = slot.pointer else { throw RocksDBError.closed("iterator") }
             return try body(pointer)
         }

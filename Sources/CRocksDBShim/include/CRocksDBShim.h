@@ -26,6 +26,24 @@ size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer,
                                size_t capacity, size_t max_entries,
                                size_t *used, size_t *needed);
 
+/// Sets RocksDB's perf level (rocksdb::SetPerfLevel, a per-thread setting) on
+/// the calling thread and remembers that the thread's level has been chosen.
+/// Same as the C API's rocksdb_set_perf_level plus that memory, which
+/// sharddb_perf_level_default_once needs.
+void sharddb_set_perf_level(int level);
+
+/// Sets the calling thread's perf level to `level` unless this thread's level
+/// was already chosen (by an earlier call of this or of sharddb_set_perf_level).
+/// Why: RocksDB's default level, kEnableCount, updates the thread's perf context
+/// on every key comparison of every read and write, through a thread-local of a
+/// shared library (__tls_get_addr each time); with 1M keys that is about 13% of a
+/// put's instructions (measured with callgrind on db_bench --perf_level=2 vs 1;
+/// db_bench itself runs with kDisable). The C API can only set the level, and
+/// only per thread, so a wrapper that wants a different default has to apply
+/// it on each thread that uses the database: this makes that one thread-local
+/// read after the first call on a thread.
+void sharddb_perf_level_default_once(int level);
+
 /// DB::VerifyChecksum: reads every live table file of every column family and
 /// checks each block's checksum (the 7.8 C API has no verify call). The error
 /// names the damaged file. Errors as in the C API (*errptr, rocksdb_free).

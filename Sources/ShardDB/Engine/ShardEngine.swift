@@ -109,7 +109,9 @@ public final class ShardEngine: @unchecked Sendable {
             families[shard.columnFamilyName] = familyOptions
             filters[shard.id] = filter
         }
-        let database = try storage(path) { try Database.open(at: path, options: base, columnFamilies: families) }
+        let database = try storage(path) {
+            try Database.open(at: path, options: base, columnFamilies: families, threadPerfLevel: options.threadPerfLevel)
+        }
         do {
             let instance = InstanceRecord(id: randomInstanceID(), createdAtMilliseconds: options.clock.nowMilliseconds())
             let batch = WriteBatch()
@@ -172,7 +174,9 @@ public final class ShardEngine: @unchecked Sendable {
                 familyOptions[name] = base
             }
         }
-        let database = try storage(path) { try Database.open(at: path, options: base, columnFamilies: familyOptions) }
+        let database = try storage(path) {
+            try Database.open(at: path, options: base, columnFamilies: familyOptions, threadPerfLevel: options.threadPerfLevel)
+        }
         do {
             let meta = try database.columnFamily(named: metadataFamilyName)
             let loaded = try loadMetadata(database: database, meta: meta, path: path)

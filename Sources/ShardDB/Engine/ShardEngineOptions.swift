@@ -26,6 +26,12 @@ public struct ShardEngineOptions: Sendable {
     public var compression: Compression = .snappy
     /// Background flush/compaction threads.
     public var backgroundJobs = 2
+    /// RocksDB's perf counters level for the threads that use the engine, applied
+    /// to each thread on its first operation unless the thread chose its own with
+    /// `PerfLevel.setForCurrentThread` (RocksDB's is per thread). RocksDB's default,
+    /// `.enableCount`, updates a thread-local on every key comparison, about 13% of
+    /// a put; ShardDB turns it off like db_bench does. nil keeps RocksDB's default.
+    public var threadPerfLevel: PerfLevel? = .disable
     /// Any other RocksDB options, by RocksDB's names (`"max_subcompactions=2;..."`), applied last.
     public var rocksDBOptions: String?
     /// How long a read or write of a range under migration cutover waits for the
