@@ -26,7 +26,19 @@ let package = Package(
         // The RocksDB C API again, for the raw reference the engine is measured
         // against (the root package does not export its CRocksDB target).
         .systemLibrary(name: "CRocksDBReference", path: "Sources/CRocksDBReference", pkgConfig: "rocksdb"),
-        suite("PointOps", [.product(name: "ShardDB", package: "ShardDB"), "CRocksDBReference"]),
+        // The engine and raw stores PointOps compares, shared with PointOpsProfile.
+        .target(
+            name: "PointOpsSupport",
+            dependencies: [.product(name: "ShardDB", package: "ShardDB"), "CRocksDBReference"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        suite("PointOps", [.product(name: "ShardDB", package: "ShardDB"), "PointOpsSupport"]),
+        // Instruction counts per point operation under callgrind (Benchmarks/point-ops-cost).
+        .executableTarget(
+            name: "PointOpsProfile",
+            dependencies: [.product(name: "ShardDB", package: "ShardDB"), "PointOpsSupport"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         suite("BatchWrites", [.product(name: "ShardDB", package: "ShardDB"), .product(name: "RocksDB", package: "ShardDB")]),
         suite("Scans", [.product(name: "ShardDB", package: "ShardDB"), .product(name: "RocksDB", package: "ShardDB")]),
         suite("Encoding", [.product(name: "ShardDB", package: "ShardDB")]),
