@@ -27,8 +27,8 @@ let benchmarks: @Sendable () -> Void = {
         let engine = stores!.engine
         var i = 0
         for _ in benchmark.scaledIterations {
-            try! engine.put(keys[i], value)
-            i = (i &+ 7919) % keyCount
+            try! engine.put(keys[keyIndex(i)], value)
+            i &+= 1
         }
     }
 
@@ -37,8 +37,8 @@ let benchmarks: @Sendable () -> Void = {
         var i = 0
         value.withUnsafeBytes { v in
             for _ in benchmark.scaledIterations {
-                keys[i].withUnsafeBytes { raw.put($0, v) }
-                i = (i &+ 7919) % keyCount
+                keys[keyIndex(i)].withUnsafeBytes { raw.put($0, v) }
+                i &+= 1
             }
         }
     }
@@ -49,8 +49,8 @@ let benchmarks: @Sendable () -> Void = {
         let engine = stores!.engine
         var i = 0
         for _ in benchmark.scaledIterations {
-            blackHole(try! engine.get(keys[i]))
-            i = (i &+ 7919) % keyCount
+            blackHole(try! engine.get(keys[keyIndex(i)]))
+            i &+= 1
         }
     }
 
@@ -58,8 +58,8 @@ let benchmarks: @Sendable () -> Void = {
         let raw = stores!.raw
         var i = 0
         for _ in benchmark.scaledIterations {
-            blackHole(keys[i].withUnsafeBytes { raw.get($0) })
-            i = (i &+ 7919) % keyCount
+            blackHole(keys[keyIndex(i)].withUnsafeBytes { raw.get($0) })
+            i &+= 1
         }
     }
 
@@ -69,8 +69,8 @@ let benchmarks: @Sendable () -> Void = {
         let engine = stores!.engine
         var i = 0
         for _ in benchmark.scaledIterations {
-            blackHole(try! engine.withValue(forKey: keys[i]) { $0.count })
-            i = (i &+ 7919) % keyCount
+            blackHole(try! engine.withValue(forKey: keys[keyIndex(i)]) { $0.count })
+            i &+= 1
         }
     }
 
@@ -78,8 +78,8 @@ let benchmarks: @Sendable () -> Void = {
         let raw = stores!.raw
         var i = 0
         for _ in benchmark.scaledIterations {
-            blackHole(keys[i].withUnsafeBytes { raw.withPinned($0) { $0.count } })
-            i = (i &+ 7919) % keyCount
+            blackHole(keys[keyIndex(i)].withUnsafeBytes { raw.withPinned($0) { $0.count } })
+            i &+= 1
         }
     }
 

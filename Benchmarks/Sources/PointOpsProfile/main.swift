@@ -13,8 +13,8 @@
 //     in small rounds keeps drift and neighbours' load out of the ratio.
 //
 // Both stores are loaded with the same 100,000 keys first, so the load cancels
-// out of the difference; the operations walk the keys in the same order as the
-// PointOps suite.
+// out of the difference; the operations visit the keys in the same pseudo-random
+// order as the PointOps suite (`keyIndex`).
 import Foundation
 import PointOpsSupport
 import ShardDB
@@ -30,12 +30,12 @@ func compare(rounds: Int) {
     typealias Batch = (inout Int) -> Void
     let batch = 1000
     let kinds: [(String, Batch, Batch)] = [
-        ("put", { i in for _ in 0..<batch { try! engine.put(keys[i], value); i = (i &+ 7919) % keyCount } },
-                { i in value.withUnsafeBytes { v in for _ in 0..<batch { keys[i].withUnsafeBytes { raw.put($0, v) }; i = (i &+ 7919) % keyCount } } }),
-        ("get (copying)", { i in for _ in 0..<batch { consume(try! engine.get(keys[i])?.count ?? 0); i = (i &+ 7919) % keyCount } },
-                          { i in for _ in 0..<batch { consume(keys[i].withUnsafeBytes { raw.get($0) }?.count ?? 0); i = (i &+ 7919) % keyCount } }),
-        ("get (zero-copy)", { i in for _ in 0..<batch { consume(try! engine.withValue(forKey: keys[i]) { $0.count } ?? 0); i = (i &+ 7919) % keyCount } },
-                            { i in for _ in 0..<batch { consume(keys[i].withUnsafeBytes { raw.withPinned($0) { $0.count } } ?? 0); i = (i &+ 7919) % keyCount } }),
+        ("put", { i in for _ in 0..<batch { try! engine.put(keys[keyIndex(i)], value); i &+= 1 } },
+                { i in value.withUnsafeBytes { v in for _ in 0..<batch { keys[keyIndex(i)].withUnsafeBytes { raw.put($0, v) }; i &+= 1 } } }),
+        ("get (copying)", { i in for _ in 0..<batch { consume(try! engine.get(keys[keyIndex(i)])?.count ?? 0); i &+= 1 } },
+                          { i in for _ in 0..<batch { consume(keys[keyIndex(i)].withUnsafeBytes { raw.get($0) }?.count ?? 0); i &+= 1 } }),
+        ("get (zero-copy)", { i in for _ in 0..<batch { consume(try! engine.withValue(forKey: keys[keyIndex(i)]) { $0.count } ?? 0); i &+= 1 } },
+                            { i in for _ in 0..<batch { consume(keys[keyIndex(i)].withUnsafeBytes { raw.withPinned($0) { $0.count } } ?? 0); i &+= 1 } }),
     ]
     func time(_ body: Batch, _ i: inout Int) -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
@@ -65,19 +65,19 @@ var i = 0
 
 switch arguments[1] {
 case "put-engine":
-    for _ in 0..<count { try engine.put(keys[i], value); i = (i &+ 7919) % keyCount }
+    for _ in 0..<count { try engine.put(keys[keyIndex(i)], value); i &+= 1 }
 case "put-raw":
     value.withUnsafeBytes { v in
-        for _ in 0..<count { keys[i].withUnsafeBytes { raw.put($0, v) }; i = (i &+ 7919) % keyCount }
+        for _ in 0..<count { keys[keyIndex(i)].withUnsafeBytes { raw.put($0, v) }; i &+= 1 }
     }
 case "get-engine":
-    for _ in 0..<count { consume(try engine.get(keys[i])?.count ?? 0); i = (i &+ 7919) % keyCount }
+    for _ in 0..<count { consume(try engine.get(keys[keyIndex(i)])?.count ?? 0); i &+= 1 }
 case "get-raw":
-    for _ in 0..<count { consume(keys[i].withUnsafeBytes { raw.get($0) }?.count ?? 0); i = (i &+ 7919) % keyCount }
+    for _ in 0..<count { consume(keys[keyIndex(i)].withUnsafeBytes { raw.get($0) }?.count ?? 0); i &+= 1 }
 case "zc-engine":
-    for _ in 0..<count { consume(try engine.withValue(forKey: keys[i]) { $0.count } ?? 0); i = (i &+ 7919) % keyCount }
+    for _ in 0..<count { consume(try engine.withValue(forKey: keys[keyIndex(i)]) { $0.count } ?? 0); i &+= 1 }
 case "zc-raw":
-    for _ in 0..<count { consume(keys[i].withUnsafeBytes { raw.withPinned($0) { $0.count } } ?? 0); i = (i &+ 7919) % keyCount }
+    for _ in 0..<count { consume(keys[keyIndex(i)].withUnsafeBytes { raw.withPinned($0) { $0.count } } ?? 0); i &+= 1 }
 case "none":
     break
 case "compare":

@@ -20,6 +20,18 @@ public func makeKeys(_ count: Int) -> [[UInt8]] {
 }
 
 public let keys = makeKeys(keyCount)
+
+/// The key the `step`-th operation uses: Fibonacci hashing of the step, so
+/// consecutive operations land on unrelated keys, as db_bench's readrandom does.
+/// (Striding through the index order instead, e.g. by 7919, revisits
+/// neighbouring indexes every few dozen steps; that favours the raw store, whose
+/// memtable is in index order, over the engine, whose key-group prefix scatters
+/// neighbouring indexes: a locality effect of hash partitioning, not a cost per
+/// operation.)
+@inlinable
+public func keyIndex(_ step: Int) -> Int {
+    Int(truncatingIfNeeded: (UInt64(truncatingIfNeeded: step) &* 0x9E37_79B9_7F4A_7C15) >> 40) % keyCount
+}
 public let value = [UInt8](repeating: UInt8(ascii: "v"), count: valueSize)
 
 /// A raw RocksDB database opened with the C API and the engine's default options.
