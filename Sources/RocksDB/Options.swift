@@ -82,6 +82,22 @@ public final class Options: @unchecked Sendable {
     /// Sync WAL writes to disk only in bulk (bytes); 0 disables.
     public func setWALBytesPerSync(_ bytes: UInt64) { rocksdb_options_set_wal_bytes_per_sync(pointer, bytes) }
 
+    /// How RocksDB treats a damaged write-ahead log when it opens (`wal_recovery_mode`).
+    public enum WALRecoveryMode: Int32, Sendable {
+        /// Tolerate an incomplete record at the end of a log (a write cut short by a
+        /// crash); fail the open on any other damage.
+        case tolerateCorruptedTailRecords = 0
+        /// Fail the open on any damage, even an incomplete last record.
+        case absoluteConsistency = 1
+        /// Stop replaying at the first damaged record and drop everything after it,
+        /// without an error (RocksDB's default).
+        case pointInTime = 2
+        /// Skip damaged records and keep replaying (may lose writes from the middle).
+        case skipAnyCorruptedRecords = 3
+    }
+
+    public func setWALRecoveryMode(_ mode: WALRecoveryMode) { rocksdb_options_set_wal_recovery_mode(pointer, mode.rawValue) }
+
     /// Block compression for every level.
     public func setCompression(_ compression: Compression) {
         rocksdb_options_set_compression(pointer, compression.rawValue)

@@ -115,6 +115,63 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(try target.keys().count, 7 * 20)
     }
 
+    /// A range delete made on the source during catch-up reaches the target clipped to
+    /// the migrating range: keys of the range it covers are gone on the target, keys
+    /// outside the migrating range stay on the source as the delete left them.
+    func testRangeDeleteDuringCatchUpIsAppliedClippedToTheMigratingRange() async throws {
+        let dir = TemporaryDirectory()
+        let partitioning = Partitioning.range(splitPoints: [bytes("m")])
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: partitioning, options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .range(splitPoints: []), options: .testing())
+        defer { source.close(); target.close() }
+        var oracle: [[UInt8]: [UInt8]] = [:]
+        for letter in "abcdefghijklmnopqrstuvwxyz" {
+            for i in 0..<20 { let k = bytes("\(letter)\(i)"); oracle[k] = bytes("v"); try source.put(k, bytes("v")) }
+        }
+        // During catch-up (after the bulk copy), delete [p, w): [p, t) stays on the source, [t, w) moves.
+        let deleted = RangeDeleteProbe()
+        let report = try await source.migrate(MigrationRequest(shard: 1, range: .keys(lower: bytes("t"), upper: nil)), to: target) { progress in
+            guard progress.phase == .catchUp, !deleted.fired else { return }
+            deleted.fired = true
+            do { try source.deleteRange(from: "p", to: "w") } catch { deleted.error = error }
+        }
+        XCTAssertTrue(deleted.fired)
+        XCTAssertNil(deleted.error)
+        XCTAssertGreaterThan(report.changesApplied, 0)
+        for key in oracle.keys where !key.lexicographicallyPrecedes(bytes("p")) && key.lexicographicallyPrecedes(bytes("w")) { oracle[key] = nil }
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value, text(key)!) }
+        for letter in "pqrstuv" { XCTAssertNil(try read(bytes("\(letter)0"), [source, target]), "\(letter)0") }
+        // The target holds [t, ∞) minus [t, w): w..z.
+        XCTAssertEqual(Set(try target.keys().map { text($0)!.first! }), Set("wxyz"))
+        XCTAssertEqual(try target.keys().count, 4 * 20)
+    }
+
+    func testTheHashKeyGroupRangeDeleteDuringCatchUpReachesTheTarget() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2)
+        defer { source.close(); target.close() }
+        var oracle = try load(source, count: 3000)
+        // Shard 1 owns kg [128, 256); the key group of some key there moves with it.
+        let member = oracle.keys.first { source.keyGroup(of: $0)! >= 128 }!
+        let keyGroup = source.keyGroup(of: member)!
+        let deleted = RangeDeleteProbe()
+        _ = try await source.migrate(MigrationRequest(shard: 1), to: target) { progress in
+            guard progress.phase == .catchUp, !deleted.fired else { return }
+            deleted.fired = true
+            do { try source.deleteRange(from: "k1", to: "k2", keyGroup: keyGroup) } catch { deleted.error = error }
+        }
+        XCTAssertNil(deleted.error)
+        var removed = 0
+        for key in oracle.keys where source.keyGroup(of: key) == keyGroup
+            && !key.lexicographicallyPrecedes(bytes("k1")) && key.lexicographicallyPrecedes(bytes("k2")) {
+            oracle[key] = nil
+            removed += 1
+        }
+        XCTAssertGreaterThan(removed, 0)
+        for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value, text(key)!) }
+        XCTAssertEqual(try target.contents().count + (try source.contents().count), oracle.count)
+    }
+
     func testTTLTravelsAndExpiredEntriesAreNotCopied() async throws {
         let dir = TemporaryDirectory()
         let clock = ManualClock()
@@ -374,4 +431,10 @@ final class OracleWriter: @unchecked Sendable {
         }
     }
 
+}
+
+/// What a progress callback did (the callback runs on the migrating task, one call at a time).
+private final class RangeDeleteProbe: @unchecked Sendable {
+    var fired = false
+    var error: Error?
 }

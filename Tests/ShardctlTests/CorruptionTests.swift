@@ -62,6 +62,72 @@ final class CorruptionTests: ShardctlTestCase {
         }
     }
 
+    /// A byte flipped in the middle of a WAL with many records after it: RocksDB's
+    /// default recovery would drop them all silently. Opening fails naming the log;
+    /// `salvage-wal` drops the log from the damage on, saying so, and then the
+    /// instance opens and holds a prefix of what was written.
+    func testMidWALCorruptionFailsOpenNamingTheLogUntilSalvaged() throws {
+        let directory = path("wal-mid")
+        let engine = try ShardEngine.create(at: directory, shards: 4)
+        for i in 0..<3000 { try engine.put("record-\(i)", "\(i)") }
+        engine.close()
+        let log = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".log") }
+            .max { Self.size(directory + "/" + $0) < Self.size(directory + "/" + $1) })
+        try Self.flip(directory + "/" + log)
+
+        assertReports(try ShardctlProcess.run(["verify", directory]), naming: log)
+        assertReports(try ShardctlProcess.run(["get", directory, "record-1"]), naming: log)
+        XCTAssertThrowsError(try ShardEngine.open(at: directory)) { error in
+            let error = error as? ShardDBError
+            XCTAssertEqual(error?.code, .storage)
+            XCTAssertEqual(error?.storage?.kind, .corruption)
+            XCTAssertTrue(error?.message.contains(log) ?? false, "\(String(describing: error))")
+            XCTAssertTrue(error?.message.contains("salvage-wal") ?? false, "\(String(describing: error))")
+        }
+
+        let salvage = try ShardctlProcess.run(["salvage-wal", directory])
+        XCTAssertEqual(salvage.status, 0, salvage.stderr)
+        XCTAssertTrue(salvage.stdout.contains("dropped: \(log)"), salvage.stdout)
+        XCTAssertEqual(try ShardctlProcess.run(["verify", directory]).status, 0)
+        // What survived is a prefix of the writes: record-0 ..< record-n, nothing later.
+        let reopened = try ShardEngine.open(at: directory)
+        defer { reopened.close() }
+        var survivors = 0
+        while survivors < 3000, try reopened.getString("record-\(survivors)") == "\(survivors)" { survivors += 1 }
+        XCTAssertGreaterThan(survivors, 0)
+        XCTAssertLessThan(survivors, 3000, "the damaged record and the ones after it are dropped")
+        for i in survivors..<3000 { XCTAssertNil(try reopened.get("record-\(i)"), "record-\(i) after the hole") }
+        // A second salvage finds nothing to drop.
+        reopened.close()
+        XCTAssertTrue(try ShardctlProcess.run(["salvage-wal", directory]).stdout.contains("nothing dropped"))
+    }
+
+    /// A WAL cut inside its last record (what a crash mid-write leaves) opens without
+    /// complaint and keeps every complete record before the cut.
+    func testWALTornInItsLastRecordRecoversThePrefix() throws {
+        let directory = path("wal-torn")
+        let engine = try ShardEngine.create(at: directory, shards: 4)
+        for i in 0..<1000 { try engine.put("record-\(i)", "\(i)") }
+        try engine.put("last", String(repeating: "z", count: 300))
+        let logFiles = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".log") }
+        // Copy the files as the crash would leave them (the engine is still open: no close-time writes).
+        let torn = path("wal-torn-copy")
+        try FileManager.default.copyItem(atPath: directory, toPath: torn)
+        engine.close()
+        try? FileManager.default.removeItem(atPath: torn + "/LOCK")
+        let log = try XCTUnwrap(logFiles.max { Self.size(torn + "/" + $0) < Self.size(torn + "/" + $1) })
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: torn + "/" + log))
+        try handle.truncate(atOffset: UInt64(Self.size(torn + "/" + log) - 100))
+        try handle.close()
+
+        let result = try ShardctlProcess.run(["verify", torn])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let reopened = try ShardEngine.open(at: torn)
+        defer { reopened.close() }
+        for i in 0..<1000 { XCTAssertEqual(try reopened.getString("record-\(i)"), "\(i)") }
+        XCTAssertNil(try reopened.get("last"), "the torn record was never complete")
+    }
+
     func testCorruptedMetadataRecordIsReported() throws {
         for (name, key) in [("meta-shard", MetadataKey.shard(2)), ("meta-partitioning", MetadataKey.partitioning)] {
             let directory = path(name)

@@ -81,6 +81,27 @@ final class FoundationCommandTests: ShardctlTestCase {
         XCTAssertEqual(Double(expiresAt - Self.nowMilliseconds) / 1000, 3600, accuracy: 120)
     }
 
+    func testDeleteRange() throws {
+        // Range partitioning: [f, r) spans the three shards [.., g), [g, n), [n, ..).
+        let ranged = path("ranged")
+        try shardctl(["init", ranged, "--split-points", "g,n"])
+        try shardctl(["import", ranged], stdin: "abcdefghijklmnopqrstuvwxyz".map { "\($0)\t1\n" }.joined())
+        try shardctl(["delete-range", ranged, "f", "r"])
+        let left = try shardctl(["scan", ranged]).stdout.split(separator: "\n").map { String($0.prefix(1)) }
+        XCTAssertEqual(left.joined(), "abcderstuvwxyz")
+
+        // Hash partitioning: inside the key group of a key.
+        let hashed = path("hashed")
+        try shardctl(["init", hashed, "--key-groups", "4"])
+        try shardctl(["import", hashed], stdin: (0..<40).map { "k\(String(format: "%02d", $0))\tv\n" }.joined())
+        let before = try shardctl(["scan", hashed]).stdoutLines.count
+        try shardctl(["delete-range", hashed, "k00", "k99", "--key-group-of", "k07"])
+        XCTAssertEqual(try ShardctlProcess.run(["get", hashed, "k07"]).status, 1)
+        let after = try shardctl(["scan", hashed]).stdoutLines.count
+        XCTAssertLessThan(after, before)
+        XCTAssertGreaterThan(after, 0, "only one of the 4 key groups is emptied")
+    }
+
     func testPutGetDelete() throws {
         let dir = path("instance")
         try shardctl(["init", dir])

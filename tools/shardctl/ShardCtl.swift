@@ -14,10 +14,10 @@ struct ShardCtl: AsyncParsableCommand {
             Exit status: 0 on success; 1 when 'get' finds no value; 2 on any error (one line on stderr).
             """,
         subcommands: [
-            Init.self, Info.self, Put.self, Get.self, Delete.self, Scan.self,
+            Init.self, Info.self, Put.self, Get.self, Delete.self, DeleteRange.self, Scan.self,
             Import.self, Export.self, Compact.self, Migrate.self, Rescale.self, Demo.self, Checkpoint.self,
             Bench.self, Serve.self,
-            Stress.self, Verify.self,
+            Stress.self, Verify.self, SalvageWAL.self,
         ]
     )
 }

@@ -21,6 +21,13 @@ final class Shard: @unchecked Sendable {
     }
 }
 
+/// One shard's part of a range delete, in stored-key form.
+struct RangePiece {
+    let shard: Shard
+    let storedLower: [UInt8]
+    let storedUpper: [UInt8]
+}
+
 /// Where a key lives, decided from an immutable snapshot of the shard map.
 /// Replaced as a whole (never mutated) when the shard map changes, so a reader
 /// holding one sees a consistent map.
@@ -112,6 +119,35 @@ final class RoutingTable: @unchecked Sendable {
             }
         }
         throw notOwned(key, record: fallback)
+    }
+
+    /// The pieces of the user-key range `[lower, upper)` a range delete writes:
+    /// one per shard it spans (range partitioning), or the range inside
+    /// `keyGroup` (hash partitioning), in stored-key form.
+    ///
+    /// - throws: ``ShardDBError`` `.keyNotOwned` when any part of the range is
+    ///   not owned by an active shard (naming the owner of a moved part);
+    ///   ``FenceHit`` when a migration cutover holds any part of it.
+    func locateRange(lower: [UInt8], upper: [UInt8], keyGroup: Int?) throws -> [RangePiece] {
+        if let keyGroup {
+            try checkOwned(keyGroup: keyGroup)
+            let prefix = KeyEncoding.keyGroupPrefix(keyGroup)
+            let shard = shards[Int(keyGroupOwner[keyGroup])]
+            return [RangePiece(shard: shard, storedLower: prefix + lower, storedUpper: prefix + upper)]
+        }
+        var pieces: [RangePiece] = []
+        var cursor = lower
+        while cursor.lexicographicallyPrecedes(upper) {
+            // Throws `.keyNotOwned` at the first key of a gap or of a moved range.
+            let shard = try cursor.withUnsafeBytes { try locateIgnoringFences($0).0 }
+            guard case let .keys(_, shardUpper) = shard.descriptor.range else { break }
+            let end = shardUpper.map { $0.lexicographicallyPrecedes(upper) ? $0 : upper } ?? upper
+            pieces.append(RangePiece(shard: shard, storedLower: cursor, storedUpper: end))
+            cursor = end
+        }
+        let range = ShardRange.keys(lower: lower, upper: upper)
+        for fence in fences where fence.range.overlaps(range) { throw FenceHit(fence: fence) }
+        return pieces
     }
 
     /// Throws unless an active, unfenced shard owns `keyGroup` (hash partitioning).

@@ -9,7 +9,7 @@ extension ShardEngine {
     /// - parameters:
     ///   - ttl: how long the value lives; by default the shard's default TTL (none unless set).
     /// - throws: ``ShardDBError``: `.invalidKey`, `.invalidValue`, `.invalidTTL`,
-    ///   `.keyNotOwned` (with the owner when known), `.closed`, `.storage`.
+    ///   `.keyNotOwned` (with the owner when known), `.diskFull`, `.closed`, `.storage`.
     @inlinable
     public func put(_ key: some ContiguousBytes, _ value: some ContiguousBytes, ttl: TTL = .shardDefault) throws {
         try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try putRaw(k, v, ttl: ttl) } }
@@ -29,7 +29,9 @@ extension ShardEngine {
             let header = ValueHeader(expiresAtMilliseconds: try expiry(for: ttl, shard: shard))
             try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
                 try withStoredValue(header, value) { storedValue in
-                    try storage(path) { try database.put(storedKey, storedValue, in: shard.family, options: writeOptions) }
+                    try guardedWrite(bytes: storedKey.count + storedValue.count) {
+                        try database.put(storedKey, storedValue, in: shard.family, options: writeOptions)
+                    }
                 }
             }
         }
@@ -37,7 +39,7 @@ extension ShardEngine {
 
     /// Removes `key` (no error when absent).
     ///
-    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.closed`, `.storage`.
+    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.diskFull`, `.closed`, `.storage`.
     @inlinable
     public func delete(_ key: some ContiguousBytes) throws {
         try key.withUnsafeBytes { k in try deleteRaw(k) }
@@ -53,8 +55,79 @@ extension ShardEngine {
         try Self.validate(key: key)
         try routedWrite(key) { shard, keyGroup in
             try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
-                try storage(path) { try database.delete(storedKey, in: shard.family, options: writeOptions) }
+                try guardedWrite(bytes: storedKey.count) { try database.delete(storedKey, in: shard.family, options: writeOptions) }
             }
+        }
+    }
+
+    /// Removes every key `k` with `lower <= k < upper` (byte order), atomically.
+    ///
+    /// - Range partitioning: the range may span shards; one atomic batch holds a
+    ///   RocksDB range deletion for each shard's part. Every part must be owned here.
+    /// - Hash partitioning: a key range is spread over every key group (and, after
+    ///   migrations, over instances), so the range is deleted inside one key group,
+    ///   `keyGroup` (see ``keyGroup(of:)``); without it the call is refused.
+    ///
+    /// ```swift
+    /// try engine.deleteRange(from: "log:2024-01", to: "log:2024-02")            // range partitioning
+    /// try engine.deleteRange(from: "a", to: "b", keyGroup: engine.keyGroup(of: "user:42")!)  // hash
+    /// ```
+    ///
+    /// - throws: ``ShardDBError``: `.invalidKey` (empty or oversized bound),
+    ///   `.invalidArgument` (`lower >= upper`; a missing, out-of-range or unexpected
+    ///   `keyGroup`), `.keyNotOwned` when any part of the range is not owned here
+    ///   (naming the owner of a moved part; nothing is deleted), `.migrationInProgress`
+    ///   when a cutover holding part of it does not finish in time, `.diskFull`, `.closed`, `.storage`.
+    public func deleteRange(from lower: some ContiguousBytes, to upper: some ContiguousBytes, keyGroup: Int? = nil) throws {
+        let lower = lower.withUnsafeBytes { [UInt8]($0) }, upper = upper.withUnsafeBytes { [UInt8]($0) }
+        try Self.validateRange(lower, upper, keyGroup: keyGroup, partitioning: partitioning)
+        while true {
+            do {
+                return try writeGate.withReadLock {
+                    let pieces = try table.locateRange(lower: lower, upper: upper, keyGroup: keyGroup)
+                    let batch = WriteBatch()
+                    for piece in pieces {
+                        try storage(path) { try batch.deleteRange(from: piece.storedLower, to: piece.storedUpper, in: piece.shard.family) }
+                    }
+                    try guardedWrite(bytes: 2 * (lower.count + upper.count + 2) * pieces.count) {
+                        try database.write(batch, options: writeOptions)
+                    }
+                }
+            } catch let hit as FenceHit {
+                try waitOut(hit.fence)
+            }
+        }
+    }
+
+    public func deleteRange(from lower: String, to upper: String, keyGroup: Int? = nil) throws {
+        try deleteRange(from: Array(lower.utf8), to: Array(upper.utf8), keyGroup: keyGroup)
+    }
+
+    /// The key group of `key` under hash partitioning; nil under range partitioning.
+    public func keyGroup(of key: some ContiguousBytes) -> Int? {
+        guard case .hash(let k) = partitioning else { return nil }
+        return key.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: k) }
+    }
+
+    public func keyGroup(of key: String) -> Int? { keyGroup(of: Array(key.utf8)) }
+
+    /// Checks a range delete's arguments (see ``deleteRange(from:to:keyGroup:)``).
+    static func validateRange(_ lower: [UInt8], _ upper: [UInt8], keyGroup: Int?, partitioning: Partitioning) throws {
+        try lower.withUnsafeBytes { try validate(key: $0) }
+        try upper.withUnsafeBytes { try validate(key: $0) }
+        guard lower.lexicographicallyPrecedes(upper) else {
+            throw ShardDBError(.invalidArgument, "range delete: the lower bound must sort before the upper bound ('\(ByteText.display(lower))' >= '\(ByteText.display(upper))')")
+        }
+        switch (partitioning, keyGroup) {
+        case (.hash(let k), nil):
+            throw ShardDBError(.invalidArgument,
+                "range delete under hash partitioning needs a key group: a key range is spread over all \(k) key groups")
+        case let (.hash(k), kg?) where kg < 0 || kg >= k:
+            throw ShardDBError(.invalidArgument, "key group \(kg) is outside [0, \(k))")
+        case (.range, _?):
+            throw ShardDBError(.invalidArgument, "a key group applies only to hash partitioning")
+        default:
+            break
         }
     }
 

@@ -47,6 +47,9 @@ public final class ShardEngine: @unchecked Sendable {
     let migrationRuntime = MigrationRuntime()
     /// Every shard column family's expiry filter, including staging shards not yet in the table.
     let shardFilters: Mutex<[Int: ExpiryFilter]>
+    /// Refuses writes when the disk is nearly full, and after RocksDB failed a write
+    /// with an I/O error (docs/CRASH_TESTING.md, "Disk full").
+    let diskSpace: DiskSpaceGuard
 
     private init(path: String, instanceID: String, partitioning: Partitioning, options: ShardEngineOptions,
                  database: Database, metadata: ColumnFamily, table: RoutingTable, filters: [Int: ExpiryFilter]) {
@@ -61,6 +64,7 @@ public final class ShardEngine: @unchecked Sendable {
         self.logger = options.logger
         self.writeOptions = WriteOptions(sync: options.syncWrites, disableWAL: options.disableWAL)
         self.routing = Mutex(table)
+        self.diskSpace = DiskSpaceGuard(path: path, minimumFreeBytes: options.minimumFreeDiskBytes)
     }
 
     deinit { close() }
@@ -174,8 +178,12 @@ public final class ShardEngine: @unchecked Sendable {
                 familyOptions[name] = base
             }
         }
-        let database = try storage(path) {
-            try Database.open(at: path, options: base, columnFamilies: familyOptions, threadPerfLevel: options.threadPerfLevel)
+        let database: Database
+        do {
+            database = try Database.open(at: path, options: base, columnFamilies: familyOptions,
+                                         threadPerfLevel: options.threadPerfLevel)
+        } catch let error as RocksDBError {
+            throw WALDamage.explain(error, path: path)
         }
         do {
             let meta = try database.columnFamily(named: metadataFamilyName)
@@ -323,6 +331,9 @@ public final class ShardEngine: @unchecked Sendable {
         base.setTableSettings(options.tableSettings)
         // Keep archived WAL files so changelog readers can tail from a snapshot's sequence.
         base.setWALTTLSeconds(options.walRetentionSeconds)
+        // RocksDB's default (point in time) drops everything after a damaged WAL record
+        // without an error; strict opening fails instead (docs/CRASH_TESTING.md).
+        base.setWALRecoveryMode(options.walRecovery == .strict ? .tolerateCorruptedTailRecords : .pointInTime)
         if let extra = options.rocksDBOptions {
             do { try base.apply(optionsString: extra) } catch {
                 throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(extra)': \(error)")

@@ -37,8 +37,27 @@ public struct ShardEngineOptions: Sendable {
     /// How long a read or write of a range under migration cutover waits for the
     /// cutover to finish before failing with `.migrationInProgress`.
     public var fenceWaitSeconds: Double = 5
+    /// What opening does with a damaged write-ahead log (docs/CRASH_TESTING.md, "Corruption").
+    public var walRecovery: WALRecovery = .strict
+    /// Writes fail with `.diskFull` while the instance's filesystem has less free
+    /// space than this (bytes), before RocksDB runs out of room for its log, flushes
+    /// and compactions; 0 turns the check off.
+    public var minimumFreeDiskBytes: UInt64 = 64 << 20
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 
     public init() {}
+}
+
+/// What opening an instance does with a damaged write-ahead log.
+public enum WALRecovery: String, Sendable {
+    /// A record cut short at the end of a log (the process died while writing it) is
+    /// dropped, as it was never acknowledged; any other damage fails the open with
+    /// `.storage` (RocksDB `corruption`) naming the log file, so no acknowledged
+    /// write is dropped silently.
+    case strict
+    /// Salvage: replay every log up to its first damaged record and drop the rest
+    /// (RocksDB's point-in-time recovery). Writes after the damage are lost; use it
+    /// only to get a damaged instance open again (`shardctl salvage-wal`).
+    case salvage
 }

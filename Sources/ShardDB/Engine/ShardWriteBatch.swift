@@ -19,6 +19,8 @@ public final class ShardWriteBatch {
     /// before the batch is written: key groups (hash) or keys (range).
     var touchedKeyGroups: [UInt16] = []
     var touchedKeys: [[UInt8]] = []
+    /// Range deletes under range partitioning, with the shards their parts went to.
+    var touchedRanges: [(lower: [UInt8], upper: [UInt8], shards: [Int])] = []
 
     init(engine: ShardEngine) {
         self.engine = engine
@@ -60,6 +62,28 @@ public final class ShardWriteBatch {
 
     public func delete(_ key: String) throws { try delete(Array(key.utf8)) }
 
+    /// Adds a range delete (see ``ShardEngine/deleteRange(from:to:keyGroup:)``):
+    /// every key `k` with `lower <= k < upper`, inside `keyGroup` under hash partitioning.
+    public func deleteRange(from lower: some ContiguousBytes, to upper: some ContiguousBytes, keyGroup: Int? = nil) throws {
+        let lower = lower.withUnsafeBytes { [UInt8]($0) }, upper = upper.withUnsafeBytes { [UInt8]($0) }
+        try ShardEngine.validateRange(lower, upper, keyGroup: keyGroup, partitioning: engine.partitioning)
+        let pieces: [RangePiece]
+        do { pieces = try table.locateRange(lower: lower, upper: upper, keyGroup: keyGroup) } catch let hit as FenceHit {
+            try engine.waitOut(hit.fence)
+            pieces = try engine.table.locateRange(lower: lower, upper: upper, keyGroup: keyGroup)
+        }
+        for piece in pieces {
+            try storage(engine.path) { try batch.deleteRange(from: piece.storedLower, to: piece.storedUpper, in: piece.shard.family) }
+        }
+        if let keyGroup { touchedKeyGroups.append(UInt16(keyGroup)) } else {
+            touchedRanges.append((lower, upper, pieces.map(\.shard.id)))
+        }
+    }
+
+    public func deleteRange(from lower: String, to upper: String, keyGroup: Int? = nil) throws {
+        try deleteRange(from: Array(lower.utf8), to: Array(upper.utf8), keyGroup: keyGroup)
+    }
+
     /// Routes `key` with the batch's table, waiting out a fence, and remembers it.
     private func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
         let found: (Shard, Int?)
@@ -82,6 +106,13 @@ public final class ShardWriteBatch {
             for key in touchedKeys {
                 try key.withUnsafeBytes { k in _ = try current.locate(k) }
             }
+            for range in touchedRanges {
+                let pieces = try current.locateRange(lower: range.lower, upper: range.upper, keyGroup: nil)
+                guard pieces.map(\.shard.id) == range.shards else {
+                    throw ShardDBError(.migrationConflict,
+                        "range delete ['\(ByteText.display(range.lower))', '\(ByteText.display(range.upper))'): the shard map changed while the batch was built; build it again")
+                }
+            }
         }
     }
 }
@@ -98,7 +129,7 @@ extension ShardEngine {
                 return try writeGate.withReadLock {
                     let current = table
                     if current.generation != batch.table.generation { try batch.revalidate(against: current) }
-                    try storage(path) { try database.write(batch.batch, options: writeOptions) }
+                    try guardedWrite(bytes: batch.batch.byteSize) { try database.write(batch.batch, options: writeOptions) }
                 }
             } catch let hit as FenceHit {
                 try waitOut(hit.fence)

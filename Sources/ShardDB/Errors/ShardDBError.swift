@@ -71,6 +71,9 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
         /// (purged: WAL retention, ``ShardEngineOptions/walRetentionSeconds``, expired
         /// or was off). Start again from a fresh snapshot.
         case changelogUnavailable
+        /// The instance's filesystem has less free space than
+        /// ``ShardEngineOptions/minimumFreeDiskBytes``; nothing was written. Free space and retry.
+        case diskFull
         /// RocksDB reported an error; ``ShardDBError/storage`` carries it.
         case storage
     }

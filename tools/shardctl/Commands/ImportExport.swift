@@ -44,20 +44,28 @@ struct Import: ParsableCommand {
                         "line \(lineNumber): \(error) (imported \(imported) entries before; nothing of this batch)")
                 }
                 if batch.count >= batchSize {
-                    try engine.write(batch)
+                    try write(batch, to: engine, after: imported)
                     imported += batch.count
                     batch = engine.makeWriteBatch()
                     progress.update("imported \(imported) entries")
                 }
             }
             if batch.count > 0 {
-                try engine.write(batch)
+                try write(batch, to: engine, after: imported)
                 imported += batch.count
             }
             progress.finish()
             return imported
         }
         if json { printJSON(["imported": imported]) } else { print("imported \(imported) entries") }
+    }
+
+    /// Writes one batch; a failure says how many entries the earlier batches stored.
+    private func write(_ batch: ShardWriteBatch, to engine: ShardEngine, after imported: Int) throws {
+        do { try engine.write(batch) } catch let error as ShardDBError {
+            throw ShardDBError(error.code, "\(error.message) (imported \(imported) entries before this batch)",
+                               owner: error.owner, storage: error.storage)
+        }
     }
 
     private func parse(_ line: String, defaultTTL: TTL) throws -> ([UInt8], [UInt8], TTL) {

@@ -126,3 +126,36 @@ struct Compact: ParsableCommand {
         }
     }
 }
+
+struct DeleteRange: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delete-range",
+        abstract: "Remove every key in [LO, HI), atomically.",
+        discussion: """
+            Range partitioning: the range may span shards (one atomic write); every part of it must be \
+            owned by this instance. Hash partitioning spreads a key range over every key group, so give \
+            the key group to delete in: --key-group N, or --key-group-of KEY (the key group of KEY).
+            """)
+
+    @OptionGroup var instance: InstanceOptions
+    @Argument(help: "The lower bound (inclusive).") var lower: String
+    @Argument(help: "The upper bound (exclusive).") var upper: String
+    @Option(help: "Hash partitioning: the key group to delete in.") var keyGroup: Int?
+    @Option(help: "Hash partitioning: delete in the key group of this key.") var keyGroupOf: String?
+
+    func run() throws {
+        if keyGroup != nil && keyGroupOf != nil {
+            fail("give --key-group or --key-group-of, not both")
+        }
+        try instance.withEngine { engine in
+            var group = keyGroup
+            if let keyGroupOf {
+                guard let kg = engine.keyGroup(of: keyGroupOf) else {
+                    throw ShardDBError(.invalidArgument, "--key-group-of applies only to hash partitioning")
+                }
+                group = kg
+            }
+            try engine.deleteRange(from: lower, to: upper, keyGroup: group)
+        }
+    }
+}

@@ -33,9 +33,10 @@ struct StressDriver {
     mutating func step() async throws {
         let roll = Int.random(in: 0..<100, using: &random)
         switch roll {
-        case 0..<40: try putOrDelete(delete: false, ttl: .never); counts.puts += 1
-        case 40..<55: try putOrDelete(delete: true, ttl: .never); counts.deletes += 1
-        case 55..<70: try batch(); counts.batches += 1
+        case 0..<36: try putOrDelete(delete: false, ttl: .never); counts.puts += 1
+        case 36..<50: try putOrDelete(delete: true, ttl: .never); counts.deletes += 1
+        case 50..<56: try rangeDelete(); counts.rangeDeletes += 1
+        case 56..<70: try batch(); counts.batches += 1
         case 70..<92: try putOrDelete(delete: false, ttl: Self.ttl); counts.ttlPuts += 1
         case 92..<96: try checkpoint(); counts.checkpoints += 1
         default: try await migrate(); counts.migrations += 1
@@ -70,6 +71,25 @@ struct StressDriver {
         try record(op, kind: kind, instance: name, writes: [change]) {
             if let bytes = change.bytes { try engine.put(Array(key.utf8), bytes, ttl: ttl) } else { try engine.delete(key) }
         }
+    }
+
+    /// Every key in `[lo, hi)` (up to a quarter of the key space) inside the key group of
+    /// a key of the range, on the instance owning that key group (one atomic write).
+    private mutating func rangeDelete() throws {
+        let first = Int.random(in: 0..<keys, using: &random)
+        let width = Int.random(in: 1...max(1, keys / 4), using: &random)
+        let lo = String(format: "k%05d", first), hi = String(format: "k%05d", first + width)
+        let member = String(format: "k%05d", first + Int.random(in: 0..<width, using: &random))
+        guard let (name, engine) = owner(of: member) else { throw ShardDBError(.keyNotOwned, "no instance owns \(member)") }
+        let kg = Array(member.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Stress.keyGroups) }
+        let op = take()
+        let range = OracleRange(lo: lo, hi: hi, kg: kg)
+        try writer.append(OracleLine(type: .intent, op: op, kind: "delete-range", instance: name, writes: [], range: range), durable: true)
+        do { try engine.deleteRange(from: lo, to: hi, keyGroup: kg) } catch {
+            try writer.append(OracleLine(type: .result, op: op, ok: false, error: "\(error)"), durable: true)
+            throw error
+        }
+        try writer.append(OracleLine(type: .result, op: op, ok: true), durable: false)
     }
 
     /// 2–8 keys of one instance (usually several shards), puts and deletes, in one atomic batch.
@@ -170,9 +190,9 @@ struct StressDriver {
 }
 
 struct StressCounts: CustomStringConvertible {
-    var puts = 0, deletes = 0, batches = 0, ttlPuts = 0, checkpoints = 0, migrations = 0
+    var puts = 0, deletes = 0, rangeDeletes = 0, batches = 0, ttlPuts = 0, checkpoints = 0, migrations = 0
     var description: String {
-        "\(puts) puts, \(deletes) deletes, \(batches) batches, \(ttlPuts) TTL puts, \(checkpoints) checkpoints, \(migrations) migrations"
+        "\(puts) puts, \(deletes) deletes, \(rangeDeletes) range deletes, \(batches) batches, \(ttlPuts) TTL puts, \(checkpoints) checkpoints, \(migrations) migrations"
     }
 }
 

@@ -20,6 +20,8 @@ struct OracleLine: Codable {
     var kind: String?
     var instance: String?
     var writes: [OracleWrite]?
+    /// A range delete's range; its writes are derived when the oracle is read.
+    var range: OracleRange?
     var detail: String?
     var ok: Bool?
     var error: String?
@@ -39,6 +41,22 @@ struct OracleWrite: Codable, Equatable {
     var bytes: [UInt8]? {
         guard let v else { return nil }
         return Array(v.utf8) + [UInt8(ascii: "|")] + [UInt8](repeating: UInt8(ascii: "x"), count: n ?? 0)
+    }
+}
+
+/// A range delete: every key `k` with `lo <= k < hi` in key group `kg`. Its
+/// effect depends on the state before it, so the intent records the range and the
+/// oracle turns it into deletes of the keys then present (every earlier operation
+/// of a prefix took effect, the driver being sequential).
+struct OracleRange: Codable, Equatable {
+    var lo: String
+    var hi: String
+    var kg: Int
+
+    func contains(_ key: String, keyGroups: Int) -> Bool {
+        let k = Array(key.utf8)
+        guard !k.lexicographicallyPrecedes(Array(lo.utf8)), k.lexicographicallyPrecedes(Array(hi.utf8)) else { return false }
+        return k.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: keyGroups) } == kg
     }
 }
 
@@ -98,6 +116,8 @@ struct Oracle {
         var header: OracleLine?
         var oracle: Oracle?
         var byOp: [Int: Int] = [:]  // op -> index in pending
+        // The state with every operation read so far applied, to expand range deletes.
+        var running: [String: [UInt8]] = [:]
         for (number, raw) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
             guard let line = try? decoder.decode(OracleLine.self, from: Data(raw)) else {
                 // A torn last line (the process died mid-append) is an intent that never completed.
@@ -110,14 +130,21 @@ struct Oracle {
                 oracle = Oracle(header: line)
             case .intent:
                 guard let op = line.op else { continue }
+                var writes = line.writes ?? []
+                if let range = line.range {
+                    let keyGroups = header?.keyGroups ?? Stress.keyGroups
+                    writes += running.keys.sorted().filter { range.contains($0, keyGroups: keyGroups) }.map { OracleWrite(k: $0, v: nil, n: nil) }
+                }
+                for write in writes { running[write.k] = write.bytes }
                 byOp[op] = oracle?.pending.count
-                oracle?.pending.append(OracleOperation(op: op, kind: line.kind ?? "?", writes: line.writes ?? [], ok: nil))
+                oracle?.pending.append(OracleOperation(op: op, kind: line.kind ?? "?", writes: writes, ok: nil))
             case .result:
                 if let op = line.op, let index = byOp[op] { oracle?.pending[index].ok = line.ok ?? false }
             case .recovered:
                 oracle?.settle(through: line.through ?? 0)
                 oracle?.lostTotal += line.lost ?? 0
                 byOp = [:]
+                running = oracle?.settled ?? [:]
             }
         }
         guard header != nil, let oracle else { throw ShardDBError(.corruptedMetadata, "oracle \(path) has no header") }

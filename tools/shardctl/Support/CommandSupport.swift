@@ -11,7 +11,14 @@ struct InstanceOptions: ParsableArguments {
     @Flag(name: .long, help: "Log engine events to stderr.")
     var verbose = false
 
-    func engineOptions() -> ShardEngineOptions { shardctlEngineOptions(verbose: verbose) }
+    @Option(name: .long, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off).")
+    var minFreeDiskBytes: UInt64?
+
+    func engineOptions() -> ShardEngineOptions {
+        var options = shardctlEngineOptions(verbose: verbose)
+        if let minFreeDiskBytes { options.minimumFreeDiskBytes = minFreeDiskBytes }
+        return options
+    }
 
     /// Opens the instance, runs `body`, closes it.
     func withEngine<R>(_ body: (ShardEngine) throws -> R) throws -> R {

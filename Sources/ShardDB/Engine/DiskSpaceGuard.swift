@@ -1,0 +1,76 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Refuses writes before the disk is full, and after RocksDB failed one.
+///
+/// Debian's librocksdb 7.8 is built with assertions: once a WAL append failed
+/// (disk full), the next write to the same log aborts the process
+/// (`WritableFileWriter::AssertFalseAndGetStatusForPrevError`), and the C API has
+/// no `Resume`. So the engine keeps RocksDB away from a full disk — writes fail
+/// with `.diskFull` while free space is under ``ShardEngineOptions/minimumFreeDiskBytes``
+/// — and, if a write fails with an I/O error anyway, refuses every later write
+/// until the engine is reopened (reopening replays the log; nothing acknowledged is lost).
+final class DiskSpaceGuard: @unchecked Sendable {
+    let path: String
+    let minimumFreeBytes: UInt64
+    /// Bytes that may still be written before free space is measured again:
+    /// half the margin above the minimum at the last measurement.
+    private let budget = Atomic<Int64>(0)
+    private let failed = Atomic<Bool>(false)
+    private let failure = Mutex<ShardDBError?>(nil)
+
+    init(path: String, minimumFreeBytes: UInt64) {
+        self.path = path
+        self.minimumFreeBytes = minimumFreeBytes
+    }
+
+    /// Throws `.diskFull`, or `.storage` after an earlier I/O error, before a write of about `bytes`.
+    @inline(__always)
+    func check(writing bytes: Int) throws {
+        if failed.load(ordering: .relaxed) { throw failure.withLock { $0 } ?? ShardDBError(.storage, "\(path): an earlier write failed") }
+        guard minimumFreeBytes > 0 else { return }
+        // Per-record overhead in the WAL and memtable, so deletes count too.
+        if budget.wrappingSubtract(Int64(bytes) + 64, ordering: .relaxed).newValue > 0 { return }
+        try measure()
+    }
+
+    private func measure() throws {
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return }  // cannot tell: let RocksDB decide
+        let free = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+        guard free >= minimumFreeBytes else {
+            budget.store(0, ordering: .relaxed)
+            throw ShardDBError(.diskFull,
+                "\(path): only \(free) bytes free on its filesystem, under the reserve of \(minimumFreeBytes) bytes (ShardEngineOptions.minimumFreeDiskBytes); nothing was written. Free space and retry")
+        }
+        budget.store(Int64(min((free - minimumFreeBytes) / 2, UInt64(Int64.max))), ordering: .relaxed)
+    }
+
+    /// Remembers a write's I/O error: RocksDB must not be written to again (see above).
+    func record(_ error: Error) {
+        guard let error = error as? ShardDBError, error.code == .storage, error.storage?.kind == .ioError else { return }
+        failure.withLock {
+            if $0 == nil {
+                $0 = ShardDBError(.storage,
+                    "\(path): an earlier write failed (\(error.message)); this engine refuses writes until it is closed and reopened (reopening replays the log; acknowledged writes are kept)",
+                    storage: error.storage)
+            }
+        }
+        failed.store(true, ordering: .releasing)
+    }
+}
+
+extension ShardEngine {
+    /// Runs a RocksDB write of about `bytes` behind the disk-space guard.
+    @inline(__always)
+    func guardedWrite<R>(bytes: Int, _ body: () throws -> R) throws -> R {
+        try diskSpace.check(writing: bytes)
+        do { return try storage(path, body) } catch {
+            diskSpace.record(error)
+            throw error
+        }
+    }
+}
