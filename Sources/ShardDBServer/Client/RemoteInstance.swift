@@ -44,15 +44,19 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// Connects lazily: nothing is sent before the first call.
     ///
-    /// - throws: when the address cannot be resolved into a target.
-    public init(address: InstanceAddress, secret: SharedSecret, configuration: Configuration = Configuration()) throws {
+    /// - parameters:
+    ///   - secret: the token sent with every call; nil when a client certificate (`tls`) authenticates.
+    ///   - tls: connect over TLS, verifying the server (and presenting a client certificate if it has one).
+    /// - throws: when the address cannot be resolved into a target or the TLS material is unusable.
+    public init(address: InstanceAddress, secret: SharedSecret?, tls: ClientTLS? = nil,
+                configuration: Configuration = Configuration()) throws {
         self.address = address
         self.configuration = configuration
         let target: any ResolvableTarget = address.host.allSatisfy({ $0.isNumber || $0 == "." })
             ? ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: address.host, port: address.port)])
             : ResolvableTargets.DNS(host: address.host, port: address.port)
         let transport = try HTTP2ClientTransport.Posix(
-            target: target, transportSecurity: .plaintext,
+            target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
             config: .defaults { config in
                 config.http2.maxFrameSize = 1 << 20
                 config.http2.targetWindowSize = 16 << 20
@@ -60,7 +64,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 config.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
                 config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(10), allowWithoutCalls: false)
             })
-        client = GRPCClient(transport: transport, interceptors: [TokenAttach(secret: secret)])
+        client = GRPCClient(transport: transport, interceptors: secret.map { [TokenAttach(secret: $0)] } ?? [])
         stub = WireShardInstance.Client(wrapping: client)
         let client = self.client
         connections = Task { try await client.runConnections() }
