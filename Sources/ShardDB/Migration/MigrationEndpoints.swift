@@ -140,6 +140,15 @@ final class MigrationRuntime: @unchecked Sendable {
 
     func snapshot(_ id: String) -> Snapshot? { withLock { snapshots[id] } }
     func setSnapshot(_ id: String, _ snapshot: Snapshot?) { withLock { snapshots[id] = snapshot } }
+    /// The snapshot of `id`, or the one `make` takes (under the lock, so concurrent readers share one).
+    func snapshot(_ id: String, orMake make: () throws -> Snapshot) rethrows -> Snapshot {
+        try withLock {
+            if let snapshot = snapshots[id] { return snapshot }
+            let snapshot = try make()
+            snapshots[id] = snapshot
+            return snapshot
+        }
+    }
     func reader(_ id: String) -> ChangelogReader? { withLock { readers[id] } }
     func setReader(_ id: String, _ reader: ChangelogReader?) { withLock { readers[id] = reader } }
     func fence(_ id: String) -> Fence? { withLock { fences[id] } }
