@@ -155,7 +155,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     dropBulkStream(plan.id, stream)
                     throw RPCError(code: .unavailable, message: "bulk stream ended")
                 }
-                let chunk = try wire.decoded()
+                var chunk = try wire.decoded()
+                chunk.encoded = wire  // forwarded as is by applyBulk (no second encoding, checksum end to end)
                 if chunk.done { dropBulkStream(plan.id, stream) } else { stream.expectedAfter.value = chunk.lastKey ?? after }
                 return chunk
             } catch {
@@ -242,7 +243,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     }
 
     public func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws {
-        let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = WireBulkChunk(chunk) }
+        let wire = chunk.encoded as? WireBulkChunk ?? WireBulkChunk(chunk)
+        let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = wire }
         _ = try await retrying("applyBulk") { try await stub.applyBulk(request, options: options) }
     }
 
