@@ -82,6 +82,7 @@ final class TransportTLSTests: XCTestCase {
             let put = try await shardctl(["put", "--remote", a.address.description] + options + ["key-1", "evil"])
             XCTAssertEqual(put.status, 2, "\(name): put was not refused: \(put.stdout)")
             XCTAssertEqual(put.stderr.split(separator: "\n").count, 1, "\(name): one line: \(put.stderr)")
+            XCTAssertTrue(put.stderr.contains("TLS refused"), "\(name): the error names the likely cause: \(put.stderr)")
             let get = try await shardctl(["get", "--remote", a.address.description] + options + ["key-1"])
             XCTAssertEqual(get.status, 2, "\(name): get was not refused: \(get.stdout)")
             XCTAssertFalse(get.stdout.contains("value-1"), "\(name): data leaked")

@@ -101,7 +101,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     failure = engineError
                 } else {
                     guard Self.isTransient(error.code) else { throw RPCError(code: error.code, message: "\(address) \(what): \(error.message)") }
-                    failure = RPCError(code: error.code, message: "\(address) \(what): \(error.message)")
+                    failure = RPCError(code: error.code, message: "\(address) \(what): \(error.message)\(Self.hint(error.message))")
                 }
             } catch let error as ShardDBError where error.code == .corruptedValue {
                 failure = error  // a chunk that failed its checksum here
@@ -113,6 +113,13 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(1))
         }
+    }
+
+    /// A connection closed before HTTP/2 began is, with a live peer, nearly always a failed TLS handshake.
+    private static func hint(_ message: String) -> String {
+        message.contains("connection preface")
+            ? " (if the peer is up: TLS refused — a client certificate missing or from another CA, a server certificate not trusted, or TLS on one side only)"
+            : ""
     }
 
     private static func isTransient(_ code: RPCError.Code) -> Bool {
