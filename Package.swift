@@ -36,6 +36,8 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
             linkerSettings: [.linkedLibrary("rocksdb"), .linkedLibrary("stdc++")]
         ),
+        // CRC-32C with the CPU's instruction, for the transport's chunk checksums.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
         .target(
             name: "RocksDB",
             dependencies: ["CRocksDB", "CRocksDBShim"],
@@ -54,6 +56,7 @@ let package = Package(
             name: "ShardDBServer",
             dependencies: [
                 "ShardDB",
+                "CCRC32C",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -101,6 +101,44 @@ final class RemoteMigrationTests: XCTestCase {
         for process in [a, b, c] { XCTAssertEqual(process.terminate(), 0) }
     }
 
+    /// The source dies (kill -9) in the middle of the bulk copy and comes back
+    /// while `shardctl migrate` retries: the copy resumes after the last
+    /// acknowledged key from a new snapshot, the catch-up from the first one, and
+    /// every acknowledged write is on the target after the move.
+    func testSourceRestartDuringBulkResumes() async throws {
+        let workspace = try Workspace("SourceRestart")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
+                                 tokenFile: workspace.tokenFile, failpoints: "migration.source.bulk-chunk=kill@4")
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let client = RoutingClient(workspace: workspace, peers: [a.address, b.address])
+        let writer = startWriter(client, via: a.address)
+        try await Task.sleep(for: .milliseconds(100))
+        let migrate = Task.detached {
+            try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
+                              "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536", "--json"])
+        }
+        XCTAssertTrue(a.waitForExit(timeout: 20), "the failure point did not fire")
+        try a.restart()
+        let result = try await migrate.value
+        XCTAssertEqual(result.status, 0, result.stderr)
+        try await Task.sleep(for: .milliseconds(100))  // writes after the cutover land on the target
+        writer.cancel()
+        _ = await writer.value
+
+        let source = try workspace.client(a.address), target = try workspace.client(b.address)
+        try await assertOwnership([source, target])
+        let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }.count
+        XCTAssertEqual(targetShards, 1)
+        var expected = await client.acknowledged
+        for i in 0..<8000 where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 400) }
+        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
+        await client.close()
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
     /// One side dies (kill -9 at a failure point) mid-migration; after a
     /// restart, resolving leaves every key group with exactly one owner and
     /// every acknowledged write readable; a second migration then succeeds.

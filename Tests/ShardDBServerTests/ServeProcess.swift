@@ -45,24 +45,27 @@ enum Shardctl {
 /// A `shardctl serve` child process.
 final class ServeProcess {
     let directory: String
-    let tokenFile: String
+    let tokenFile: String?
+    /// Further `serve` arguments (TLS), kept across restarts.
+    let extra: [String]
     private(set) var process: Process
     private(set) var address: InstanceAddress
 
     /// Starts serving `directory` on `listen` (port 0: a free one), with failure points armed by `failpoints`.
-    init(directory: String, tokenFile: String, listen: String = "127.0.0.1:0", failpoints: String? = nil,
+    init(directory: String, tokenFile: String?, listen: String = "127.0.0.1:0", failpoints: String? = nil,
          extra: [String] = []) throws {
         self.directory = directory
         self.tokenFile = tokenFile
+        self.extra = extra
         (process, address) = try Self.launch(directory: directory, tokenFile: tokenFile, listen: listen,
                                              failpoints: failpoints, extra: extra)
     }
 
-    private static func launch(directory: String, tokenFile: String, listen: String, failpoints: String?,
+    private static func launch(directory: String, tokenFile: String?, listen: String, failpoints: String?,
                                extra: [String]) throws -> (Process, InstanceAddress) {
         let process = Process()
         process.executableURL = try Shardctl.executable
-        process.arguments = ["serve", directory, "--listen", listen, "--token-file", tokenFile] + extra
+        process.arguments = ["serve", directory, "--listen", listen] + (tokenFile.map { ["--token-file", $0] } ?? []) + extra
         var environment = ProcessInfo.processInfo.environment
         environment["SHARDDB_FAILPOINTS"] = failpoints ?? ""
         process.environment = environment
@@ -110,7 +113,7 @@ final class ServeProcess {
         for _ in 0..<50 {
             do {
                 (process, address) = try Self.launch(directory: directory, tokenFile: tokenFile, listen: address.description,
-                                                     failpoints: nil, extra: [])
+                                                     failpoints: nil, extra: extra)
                 return
             } catch {
                 lastError = error  // the port or the directory lock may linger for a moment

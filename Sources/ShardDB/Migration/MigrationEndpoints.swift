@@ -22,12 +22,16 @@ public struct InstanceDescription: Sendable, Equatable {
 
 /// Entries of the bulk phase, in stored form (key-group prefix, value header).
 public struct BulkChunk: Sendable, Equatable {
-    public var entries: [(key: [UInt8], value: [UInt8])]
+    public var entries: [(key: [UInt8], value: [UInt8])] { didSet { encoded = nil } }
     /// The last stored key read (copied or skipped as expired); resume after it.
-    public var lastKey: [UInt8]?
+    public var lastKey: [UInt8]? { didSet { encoded = nil } }
     /// True when the range is exhausted.
-    public var done: Bool
+    public var done: Bool { didSet { encoded = nil } }
     public var bytes: Int
+    /// The chunk as a transport received it, opaque to the engine: a transport
+    /// that sends the chunk on forwards these bytes (and their checksum, end to
+    /// end) instead of encoding the entries again. Changing the chunk drops it.
+    public var encoded: (any Sendable)?
 
     public init(entries: [(key: [UInt8], value: [UInt8])], lastKey: [UInt8]?, done: Bool, bytes: Int) {
         self.entries = entries
@@ -140,6 +144,15 @@ final class MigrationRuntime: @unchecked Sendable {
 
     func snapshot(_ id: String) -> Snapshot? { withLock { snapshots[id] } }
     func setSnapshot(_ id: String, _ snapshot: Snapshot?) { withLock { snapshots[id] = snapshot } }
+    /// The snapshot of `id`, or the one `make` takes (under the lock, so concurrent readers share one).
+    func snapshot(_ id: String, orMake make: () throws -> Snapshot) rethrows -> Snapshot {
+        try withLock {
+            if let snapshot = snapshots[id] { return snapshot }
+            let snapshot = try make()
+            snapshots[id] = snapshot
+            return snapshot
+        }
+    }
     func reader(_ id: String) -> ChangelogReader? { withLock { readers[id] } }
     func setReader(_ id: String, _ reader: ChangelogReader?) { withLock { readers[id] = reader } }
     func fence(_ id: String) -> Fence? { withLock { fences[id] } }

@@ -34,7 +34,11 @@ extension ShardEngine: MigrationSource {
         guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this source")
         }
-        if let snapshot = migrationRuntime.snapshot(plan.id) { return snapshot.sequenceNumber }
+        if let first = entry.snapshotSequence {
+            // Opened before (perhaps before a restart): the changelog still starts after the first snapshot.
+            if entry.phase == .bulkCopy { _ = try bulkSnapshot(plan) }
+            return first
+        }
         let snapshot = try storage(path) { try database.snapshot() }
         migrationRuntime.setSnapshot(plan.id, snapshot)
         entry.phase = .bulkCopy
@@ -45,9 +49,7 @@ extension ShardEngine: MigrationSource {
     }
 
     public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) throws -> BulkChunk {
-        guard let snapshot = migrationRuntime.snapshot(plan.id) else {
-            throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk snapshot on this source (restarted?)")
-        }
+        let snapshot = try bulkSnapshot(plan)
         let shard = try activeShard(plan.sourceShard)
         let bounds = plan.range.storedBounds
         let lower = after.map { $0 + [0] } ?? bounds.lower
@@ -72,6 +74,28 @@ extension ShardEngine: MigrationSource {
         }
         try FailurePoints.hit("migration.source.bulk-chunk")
         return BulkChunk(entries: entries, lastKey: lastKey, done: exhausted, bytes: bytes)
+    }
+
+    /// The snapshot bulk reads use: the one ``openBulk(_:)`` took at S, or, when this
+    /// process restarted since, a new one at S' >= S. The copy then resumes after the
+    /// last key the target acknowledged instead of starting over: keys copied at S
+    /// and keys copied at S' both end in their state at the fence, because the
+    /// catch-up still replays every change after S in order (docs/MIGRATION.md,
+    /// "Source restart during the bulk copy").
+    ///
+    /// - throws: `.migrationConflict` when the migration is not in its bulk phase here.
+    func bulkSnapshot(_ plan: MigrationPlan) throws -> Snapshot {
+        if let snapshot = migrationRuntime.snapshot(plan.id) { return snapshot }
+        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy,
+              let first = entry.snapshotSequence else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
+        }
+        return try migrationRuntime.snapshot(plan.id) {
+            let snapshot = try storage(path) { try database.snapshot() }
+            logger.info("bulk copy resumes from a new snapshot (the source restarted)",
+                        metadata: ["id": "\(plan.id)", "first": "\(first)", "now": "\(snapshot.sequenceNumber)"])
+            return snapshot
+        }
     }
 
     public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) throws -> ChangeChunk {

@@ -44,15 +44,19 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// Connects lazily: nothing is sent before the first call.
     ///
-    /// - throws: when the address cannot be resolved into a target.
-    public init(address: InstanceAddress, secret: SharedSecret, configuration: Configuration = Configuration()) throws {
+    /// - parameters:
+    ///   - secret: the token sent with every call; nil when a client certificate (`tls`) authenticates.
+    ///   - tls: connect over TLS, verifying the server (and presenting a client certificate if it has one).
+    /// - throws: when the address cannot be resolved into a target or the TLS material is unusable.
+    public init(address: InstanceAddress, secret: SharedSecret?, tls: ClientTLS? = nil,
+                configuration: Configuration = Configuration()) throws {
         self.address = address
         self.configuration = configuration
         let target: any ResolvableTarget = address.host.allSatisfy({ $0.isNumber || $0 == "." })
             ? ResolvableTargets.IPv4(addresses: [SocketAddress.IPv4(host: address.host, port: address.port)])
             : ResolvableTargets.DNS(host: address.host, port: address.port)
         let transport = try HTTP2ClientTransport.Posix(
-            target: target, transportSecurity: .plaintext,
+            target: target, transportSecurity: tls?.transportSecurity ?? .plaintext,
             config: .defaults { config in
                 config.http2.maxFrameSize = 1 << 20
                 config.http2.targetWindowSize = 16 << 20
@@ -60,7 +64,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 config.backoff = .init(initial: .milliseconds(50), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
                 config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(10), allowWithoutCalls: false)
             })
-        client = GRPCClient(transport: transport, interceptors: [TokenAttach(secret: secret)])
+        client = GRPCClient(transport: transport, interceptors: secret.map { [TokenAttach(secret: $0)] } ?? [])
         stub = WireShardInstance.Client(wrapping: client)
         let client = self.client
         connections = Task { try await client.runConnections() }
@@ -97,7 +101,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     failure = engineError
                 } else {
                     guard Self.isTransient(error.code) else { throw RPCError(code: error.code, message: "\(address) \(what): \(error.message)") }
-                    failure = RPCError(code: error.code, message: "\(address) \(what): \(error.message)")
+                    failure = RPCError(code: error.code, message: "\(address) \(what): \(error.message)\(Self.hint(error.message))")
                 }
             } catch let error as ShardDBError where error.code == .corruptedValue {
                 failure = error  // a chunk that failed its checksum here
@@ -109,6 +113,13 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(1))
         }
+    }
+
+    /// A connection closed before HTTP/2 began is, with a live peer, nearly always a failed TLS handshake.
+    private static func hint(_ message: String) -> String {
+        message.contains("connection preface")
+            ? " (if the peer is up: TLS refused — a client certificate missing or from another CA, a server certificate not trusted, or TLS on one side only)"
+            : ""
     }
 
     private static func isTransient(_ code: RPCError.Code) -> Bool {
@@ -151,7 +162,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     dropBulkStream(plan.id, stream)
                     throw RPCError(code: .unavailable, message: "bulk stream ended")
                 }
-                let chunk = try wire.decoded()
+                var chunk = try wire.decoded()
+                chunk.encoded = wire  // forwarded as is by applyBulk (no second encoding, checksum end to end)
                 if chunk.done { dropBulkStream(plan.id, stream) } else { stream.expectedAfter.value = chunk.lastKey ?? after }
                 return chunk
             } catch {
@@ -238,7 +250,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     }
 
     public func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws {
-        let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = WireBulkChunk(chunk) }
+        let wire = chunk.encoded as? WireBulkChunk ?? WireBulkChunk(chunk)
+        let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = wire }
         _ = try await retrying("applyBulk") { try await stub.applyBulk(request, options: options) }
     }
 

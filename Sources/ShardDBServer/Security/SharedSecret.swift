@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import ShardDB
 
 /// The secret every peer of a migration endpoint presents (`--token-file`).
@@ -45,18 +46,24 @@ public struct SharedSecret: Sendable {
     }
 }
 
-/// Refuses every call that does not carry the shared secret, before the
-/// service reads a message or touches the engine.
-struct TokenCheck: ServerInterceptor {
-    let secret: SharedSecret
+/// Refuses every call that neither carries the shared secret nor arrives
+/// over a connection whose client certificate the TLS handshake verified,
+/// before the service reads a message or touches the engine.
+struct CallAuthentication: ServerInterceptor {
+    let secret: SharedSecret?
+    /// The handshake requires and verifies client certificates (``ServerTLS/clientCertificateAuthority``).
+    let verifiesClientCertificates: Bool
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        if verifiesClientCertificates, (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate != nil {
+            return try await next(request, context)
+        }
         let presented = request.metadata[stringValues: SharedSecret.header].first(where: { _ in true })
-        guard let presented, secret.matches(presented) else {
+        guard let secret, let presented, secret.matches(presented) else {
             return StreamingServerResponse(error: RPCError(code: .unauthenticated, message: "missing or wrong \(SharedSecret.header)"))
         }
         return try await next(request, context)

@@ -8,8 +8,9 @@ import ShardDB
 /// another process can move shards into or out of it with
 /// ``MigrationCoordinator`` and ``RemoteInstance``.
 ///
-/// Every call must carry the shared secret; the endpoint can read and
-/// overwrite every key, so it listens on loopback unless told otherwise
+/// Every call must carry the shared secret, or come over TLS with a client
+/// certificate the handshake verified (``ServerTLS``); the endpoint can read
+/// and overwrite every key, so it listens on loopback unless told otherwise
 /// (docs/TRANSPORT.md).
 ///
 /// ```swift
@@ -21,16 +22,20 @@ public final class MigrationServer: Sendable {
     public struct Configuration: Sendable {
         /// Where to listen; port 0 picks a free port.
         public var listen = InstanceAddress(host: "127.0.0.1", port: 0)
-        public var secret: SharedSecret
+        /// The token calls must carry; nil when only client certificates authenticate.
+        public var secret: SharedSecret?
+        /// TLS for every connection; nil serves plaintext HTTP/2 (loopback or a trusted network only).
+        public var tls: ServerTLS?
         /// The location peers record as this instance's (for "moved to" answers); the bound address when nil.
         public var advertisedAddress: String?
         /// Caps the bytes per second of bulk copies read from this instance.
         public var bulkRateLimit: ByteRate?
 
-        public init(listen: InstanceAddress = InstanceAddress(host: "127.0.0.1", port: 0), secret: SharedSecret,
-                    advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil) {
+        public init(listen: InstanceAddress = InstanceAddress(host: "127.0.0.1", port: 0), secret: SharedSecret?,
+                    tls: ServerTLS? = nil, advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil) {
             self.listen = listen
             self.secret = secret
+            self.tls = tls
             self.advertisedAddress = advertisedAddress
             self.bulkRateLimit = bulkRateLimit
         }
@@ -51,7 +56,7 @@ public final class MigrationServer: Sendable {
         self.configuration = configuration
         transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: configuration.listen.host, port: configuration.listen.port),
-            transportSecurity: .plaintext,
+            transportSecurity: configuration.tls?.transportSecurity ?? .plaintext,
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = Self.maxMessageBytes
                 config.http2.maxFrameSize = 1 << 20
@@ -62,14 +67,22 @@ public final class MigrationServer: Sendable {
         let location = self.location
         let service = ShardInstanceService(engine: engine, location: { location.value },
                                            rateLimiter: configuration.bulkRateLimit.map(BulkRateLimiter.init))
-        server = GRPCServer(transport: transport, services: [service], interceptors: [TokenCheck(secret: configuration.secret)])
+        server = GRPCServer(transport: transport, services: [service], interceptors: [
+            CallAuthentication(secret: configuration.secret,
+                               verifiesClientCertificates: configuration.tls?.clientCertificateAuthority != nil),
+        ])
     }
 
     /// Starts listening; returns the bound address (`host:port`).
     ///
-    /// - throws: when the address cannot be bound.
+    /// - throws: `.invalidArgument` when neither a secret nor client certificates would
+    ///   authenticate callers; a transport error when the address cannot be bound or the
+    ///   TLS files are unusable.
     @discardableResult
     public func start() async throws -> String {
+        guard configuration.secret != nil || configuration.tls?.clientCertificateAuthority != nil else {
+            throw ShardDBError(.invalidArgument, "a migration endpoint needs a shared secret or client certificates (--token-file or --tls-ca)")
+        }
         let server = self.server
         let task = Task { try await server.serve() }
         serving.value = task

@@ -192,7 +192,8 @@ extension WireBulkChunk {
             for i in 0..<keyLengths.count {
                 let k = Int(keyLengths[i]), v = Int(valueLengths[i])
                 guard offset + k + v <= buffer.count else { throw malformed("bulk chunk lengths overrun its data") }
-                entries.append((key: [UInt8](buffer[offset..<offset + k]), value: [UInt8](buffer[offset + k..<offset + k + v])))
+                entries.append((key: [UInt8](UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + k])),
+                                value: [UInt8](UnsafeRawBufferPointer(rebasing: buffer[offset + k..<offset + k + v]))))
                 offset += k + v
             }
             guard offset == buffer.count else { throw malformed("bulk chunk data longer than its entries") }

@@ -18,7 +18,8 @@ struct Migrate: AsyncParsableCommand {
             of creating a new one. Make an empty target with 'shardctl init DIR --shards 0 --like SRC'.
 
             --from and --to also take HOST:PORT of a live instance ('shardctl serve'), with \
-            --token-file: the same protocol then runs across processes (docs/TRANSPORT.md).
+            --token-file, or over TLS with --tls-ca (and --tls-cert/--tls-key for a client certificate): \
+            the same protocol then runs across processes (docs/TRANSPORT.md).
             """)
 
     @Option(help: "The source instance: a directory or HOST:PORT.") var from: String

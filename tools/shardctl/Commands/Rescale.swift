@@ -14,7 +14,7 @@ struct Rescale: AsyncParsableCommand {
             that does not exist is created empty with the same partitioning. Hash partitioning only.
 
             Each instance is a directory or HOST:PORT of a live instance ('shardctl serve', with \
-            --token-file); live instances are rescaled while they serve.
+            --token-file or the --tls-* options); live instances are rescaled while they serve.
             """)
 
     @Option(help: "Comma-separated instances (directories or HOST:PORT) that own the state now.") var from: String

@@ -9,14 +9,18 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             Opens the instance and listens on --listen (loopback by default; port 0 picks a free \
             port). Prints 'listening on HOST:PORT' once bound. Every call must carry the secret in \
-            --token-file: whoever has it can read and overwrite every key, so keep the endpoint on \
-            loopback or a private network and use an ssh or TLS tunnel across hosts \
+            --token-file, or come over TLS with a client certificate signed by --tls-ca: whoever has \
+            either can read and overwrite every key. --tls-cert and --tls-key serve TLS; without \
+            them traffic is plaintext, so keep the endpoint on loopback or a private network \
             (docs/TRANSPORT.md). SIGTERM or SIGINT stops serving and closes the instance.
             """)
 
     @OptionGroup var instance: InstanceOptions
     @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:0"
-    @Option(name: .customLong("token-file"), help: "File holding the shared secret (at least 16 bytes).") var tokenFile: String
+    @Option(name: .customLong("token-file"), help: "File holding the shared secret (at least 16 bytes).") var tokenFile: String?
+    @Option(name: .customLong("tls-cert"), help: "Serve TLS with this certificate chain (PEM); with --tls-key.") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "Private key (PEM) of --tls-cert.") var tlsKey: String?
+    @Option(name: .customLong("tls-ca"), help: "Require client certificates signed by this CA (PEM); needs --tls-cert.") var tlsCA: String?
     @Option(name: .customLong("rate-limit"), help: "Cap on bulk-copy bytes read from this instance, e.g. 200MB/s.") var rateLimit: String?
     @Option(help: "HOST:PORT peers should record for this instance (default: the bound address).") var advertise: String?
 
@@ -25,8 +29,18 @@ struct Serve: AsyncParsableCommand {
             guard let address = InstanceAddress(parsing: listen) else {
                 throw ShardDBError(.invalidArgument, "--listen '\(listen)' is not HOST:PORT")
             }
+            guard (tlsCert == nil) == (tlsKey == nil) else {
+                throw ShardDBError(.invalidArgument, "--tls-cert and --tls-key go together")
+            }
+            guard tlsCA == nil || tlsCert != nil else {
+                throw ShardDBError(.invalidArgument, "--tls-ca (client certificates) needs TLS: give --tls-cert and --tls-key")
+            }
+            guard tokenFile != nil || tlsCA != nil else {
+                throw ShardDBError(.invalidArgument, "give --token-file, or --tls-ca to authenticate clients by certificate")
+            }
+            let tls = try tlsCert.map { try ServerTLS(certificateChain: $0, privateKey: tlsKey!, clientCertificateAuthority: tlsCA) }
             let configuration = MigrationServer.Configuration(
-                listen: address, secret: try SharedSecret(contentsOf: tokenFile), advertisedAddress: advertise,
+                listen: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls, advertisedAddress: advertise,
                 bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) })
             return (configuration, try ShardEngine.open(at: instance.directory, options: instance.engineOptions()))
         }

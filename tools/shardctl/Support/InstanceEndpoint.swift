@@ -3,21 +3,33 @@ import Foundation
 import ShardDB
 import ShardDBServer
 
-/// How commands reach live instances (`HOST:PORT`): the shared secret and patience.
+/// How commands reach live instances (`HOST:PORT`): credentials, TLS and patience.
 struct RemoteOptions: ParsableArguments {
     @Option(name: .customLong("token-file"), help: "File holding the shared secret of the instances given as HOST:PORT.")
     var tokenFile: String?
+
+    @Option(name: .customLong("tls-ca"), help: "Connect over TLS, trusting servers whose certificate this CA (PEM) signed.")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "Client certificate (PEM) to present to servers that require one; with --tls-key.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "Private key (PEM) of --tls-cert.")
+    var tlsKey: String?
 
     @Option(name: .customLong("retry-seconds"), help: "How long a call to a live instance is retried when the connection fails.")
     var retrySeconds: Double = 30
 
     func connect(_ address: InstanceAddress) throws -> RemoteInstance {
-        guard let tokenFile else {
-            throw ShardDBError(.invalidArgument, "\(address) is a live instance: --token-file is required")
+        guard tokenFile != nil || tlsCert != nil else {
+            throw ShardDBError(.invalidArgument, "\(address) is a live instance: --token-file or a client certificate (--tls-cert) is required")
         }
+        let tls = tlsCA != nil || tlsCert != nil || tlsKey != nil
+            ? try ClientTLS(certificateAuthority: tlsCA, certificateChain: tlsCert, privateKey: tlsKey) : nil
         var configuration = RemoteInstance.Configuration()
         configuration.retryWindow = .milliseconds(Int64(max(0, retrySeconds) * 1000))
-        return try RemoteInstance(address: address, secret: try SharedSecret(contentsOf: tokenFile), configuration: configuration)
+        return try RemoteInstance(address: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls,
+                                  configuration: configuration)
     }
 }
 
