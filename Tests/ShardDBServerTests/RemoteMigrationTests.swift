@@ -185,6 +185,9 @@ final class RemoteMigrationTests: XCTestCase {
         XCTAssertNotEqual(first.status, 0, "\(point): migrate should fail when \(side) dies: \(first.stdout)")
 
         try victim.restart()
+        // Dial the restarted peer afresh: a channel to the dead process sits in gRPC's
+        // reconnect backoff and fails calls at once ("transient failure") for a while.
+        await client.close()
         let resolved = try await shardctl(["migrate", "--from", a.address.description, "--to", b.address.description,
                                            "--resolve", "--token-file", workspace.tokenFile])
         XCTAssertEqual(resolved.status, 0, "\(point): \(resolved.stderr)")
