@@ -31,6 +31,11 @@ public struct ShardEngineOptions: Sendable {
     /// How long a read or write of a range under migration cutover waits for the
     /// cutover to finish before failing with `.migrationInProgress`.
     public var fenceWaitSeconds: Double = 5
+    /// Stamp every value written through the API with the clock's time (8 more
+    /// header bytes per value, docs/FORMAT.md), so migrations can merge
+    /// overlapping keys by last-write-wins. Values written before it was turned
+    /// on carry no stamp and lose to stamped ones.
+    public var stampWriteTime = false
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 
