@@ -36,6 +36,10 @@ public struct ShardEngineOptions: Sendable {
     /// overlapping keys by last-write-wins. Values written before it was turned
     /// on carry no stamp and lose to stamped ones.
     public var stampWriteTime = false
+    /// Bulk-copy chunks of at least this many bytes are written on a migration
+    /// target as a table file and ingested (no WAL, no memtable); smaller ones
+    /// as an ordinary write batch. `Int.max` turns ingestion off.
+    public var migrationIngestMinBytes = 1 << 20
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 
