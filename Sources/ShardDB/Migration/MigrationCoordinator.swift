@@ -109,17 +109,22 @@ public struct MigrationCoordinator: Sendable {
             // Bulk copy.
             report(.bulkCopy)
             let bulkStart = Date()
-            var after = resume.bulkResumeKey
-            var done = resume.bulkDone
-            while !done {
-                try Task.checkCancellation()
-                let chunk = try await source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
-                try await target.applyBulk(plan, chunk)
-                after = chunk.lastKey ?? after
-                done = chunk.done
-                state.keysCopied += chunk.entries.count
-                state.bytesCopied += chunk.bytes
-                report(.bulkCopy)
+            if !resume.bulkDone {
+                // The source reads chunk n+1 while the target writes chunk n: at most two chunks in memory.
+                var chunk = try await source.readBulk(plan, after: resume.bulkResumeKey, maxBytes: request.bulkChunkBytes)
+                while true {
+                    try Task.checkCancellation()
+                    let current = chunk
+                    let after = current.lastKey ?? resume.bulkResumeKey
+                    async let following = current.done
+                        ? nil : source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
+                    try await target.applyBulk(plan, current)
+                    state.keysCopied += current.entries.count
+                    state.bytesCopied += current.bytes
+                    report(.bulkCopy)
+                    guard let next = try await following else { break }
+                    chunk = next
+                }
             }
             let bulkSeconds = Date().timeIntervalSince(bulkStart)
 
