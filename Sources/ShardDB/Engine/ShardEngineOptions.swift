@@ -38,8 +38,9 @@ public struct ShardEngineOptions: Sendable {
     public var stampWriteTime = false
     /// Bulk-copy chunks of at least this many bytes are written on a migration
     /// target as a table file and ingested (no WAL, no memtable); smaller ones
-    /// as an ordinary write batch. `Int.max` turns ingestion off.
-    public var migrationIngestMinBytes = 1 << 20
+    /// as an ordinary write batch. Off (`Int.max`) by default: on a quiet machine
+    /// batches measured faster (BENCHMARKS.md); ingestion won when CPU was scarce.
+    public var migrationIngestMinBytes = Int.max
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 
