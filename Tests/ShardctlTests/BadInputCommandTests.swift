@@ -42,11 +42,12 @@ final class BadInputCommandTests: ShardctlTestCase {
         }
     }
 
-    private let instances = ["inst", "ranged", "target", "other"]
-    private let fixtureNames = ["inst", "ranged", "target", "other", "empty", "plain", "missing", "fresh"]
+    private let instances = ["inst", "ranged", "target", "other", "twin"]
+    private let fixtureNames = ["inst", "ranged", "target", "other", "twin", "empty", "plain", "missing", "fresh"]
 
     /// In `set`: inst: hash, 4 shards, 20 entries (one with a TTL); ranged: split at g,n;
-    /// target: empty, like inst; other: hash over 16 key groups; empty: an empty
+    /// target: empty, like inst; other: hash over 16 key groups; twin: like inst with its
+    /// own values of the same keys (unstamped); empty: an empty
     /// directory; plain: a plain RocksDB database; missing and fresh: do not exist.
     private func makeFixtures(in set: String) throws {
         try FileManager.default.createDirectory(atPath: path(set), withIntermediateDirectories: false)
@@ -59,6 +60,8 @@ final class BadInputCommandTests: ShardctlTestCase {
         try shardctl(["import", p("ranged")], stdin: "a\t1\nh\t2\nz\t3\n")
         try shardctl(["init", p("target"), "--shards", "0", "--like", p("inst")])
         try shardctl(["init", p("other"), "--key-groups", "16"])
+        try shardctl(["init", p("twin"), "--like", p("inst")])
+        try shardctl(["import", p("twin")], stdin: (0..<19).map { "key-\($0)\ttwin-\($0)\n" }.joined())
         try FileManager.default.createDirectory(atPath: p("empty"), withIntermediateDirectories: false)
         try runLDB(["--db=\(p("plain"))", "--create_if_missing", "put", "a", "b"])
     }
@@ -182,7 +185,7 @@ final class BadInputCommandTests: ShardctlTestCase {
 
     private func cases(in set: String) -> [Case] {
         let p: (String) -> String = { self.path("\(set)/\($0)") }
-        let inst = p("inst"), ranged = p("ranged"), target = p("target"), other = p("other")
+        let inst = p("inst"), ranged = p("ranged"), target = p("target"), other = p("other"), twin = p("twin")
         let empty = p("empty"), plain = p("plain"), missing = p("missing"), fresh = p("fresh")
         let bigKey = String(repeating: "k", count: 16 * 1024 + 1)
         let cases: [Case] = [
@@ -288,6 +291,10 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "100..200"], "end"),
             Case(["migrate", "--from", ranged, "--to", target, "--shard", "1", "--range", "m..h"], "LO must sort before HI"),
             Case(["migrate", "--from", inst, "--to", other, "--shard", "0"], "partition"),
+            Case(["migrate", "--from", inst, "--to", twin, "--shard", "0"], "pick a conflict policy"),
+            Case(["migrate", "--from", inst, "--to", twin, "--shard", "0", "--on-conflict", "newest"], status: 64, "invalid for '--on-conflict"),
+            Case(["migrate", "--from", inst, "--to", twin, "--shard", "0", "--on-conflict", "last-write-wins"], "neither side has a write time"),
+            Case(["migrate", "--from", inst, "--to", twin, "--shard", "0", "--merge-into", "1", "--on-conflict", "source-wins"], "not the merge target"),
             Case(["migrate", "--from", inst, "--to", missing, "--shard", "0"], "does not exist"),
             Case(["migrate", "--from", inst, "--to", empty, "--shard", "0"], "holds no ShardDB instance"),
             Case(["migrate", "--from", inst, "--to", plain, "--shard", "0"], "plain RocksDB database"),

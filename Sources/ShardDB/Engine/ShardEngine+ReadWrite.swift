@@ -26,7 +26,7 @@ extension ShardEngine {
         try Self.validate(key: key)
         try Self.validate(value: value)
         try routedWrite(key) { shard, keyGroup in
-            let header = ValueHeader(expiresAtMilliseconds: try expiry(for: ttl, shard: shard))
+            let header = try valueHeader(ttl: ttl, shard: shard)
             try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
                 try withStoredValue(header, value) { storedValue in
                     try guardedWrite(bytes: storedKey.count + storedValue.count) {
@@ -244,6 +244,14 @@ extension ShardEngine {
         case .shardDefault where shard.descriptor.defaultTTLSeconds == nil: return nil
         default: return try ttl.expiry(now: clock.nowMilliseconds(), shardDefaultSeconds: shard.descriptor.defaultTTLSeconds)
         }
+    }
+
+    /// The header of a value written now with `ttl` to `shard`: its expiry, and
+    /// its write time when ``ShardEngineOptions/stampWriteTime`` is on.
+    @inline(__always)
+    func valueHeader(ttl: TTL, shard: Shard) throws -> ValueHeader {
+        ValueHeader(expiresAtMilliseconds: try expiry(for: ttl, shard: shard),
+                    writtenAtMilliseconds: stampWriteTime ? clock.nowMilliseconds() : nil)
     }
 
     /// Calls `body` with header + value in one temporary buffer.

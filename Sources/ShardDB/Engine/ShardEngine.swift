@@ -36,6 +36,8 @@ public final class ShardEngine: @unchecked Sendable {
     let clock: any ShardClock
     let logger: Logger
     let writeOptions: WriteOptions
+    /// ``ShardEngineOptions/stampWriteTime``, read on every put.
+    let stampWriteTime: Bool
     private let routing: Mutex<RoutingTable>
     private let closed = Atomic<Bool>(false)
     /// Held shared by every write from routing to RocksDB's acknowledgement, and
@@ -63,6 +65,7 @@ public final class ShardEngine: @unchecked Sendable {
         self.clock = options.clock
         self.logger = options.logger
         self.writeOptions = WriteOptions(sync: options.syncWrites, disableWAL: options.disableWAL)
+        self.stampWriteTime = options.stampWriteTime
         self.routing = Mutex(table)
         self.diskSpace = DiskSpaceGuard(path: path, minimumFreeBytes: options.minimumFreeDiskBytes)
     }

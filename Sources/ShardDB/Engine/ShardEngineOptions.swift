@@ -43,6 +43,16 @@ public struct ShardEngineOptions: Sendable {
     /// space than this (bytes), before RocksDB runs out of room for its log, flushes
     /// and compactions; 0 turns the check off.
     public var minimumFreeDiskBytes: UInt64 = 64 << 20
+    /// Stamp every value written through the API with the clock's time (8 more
+    /// header bytes per value, docs/FORMAT.md), so migrations can merge
+    /// overlapping keys by last-write-wins. Values written before it was turned
+    /// on carry no stamp and lose to stamped ones.
+    public var stampWriteTime = false
+    /// Bulk-copy chunks of at least this many bytes are written on a migration
+    /// target as a table file and ingested (no WAL, no memtable); smaller ones
+    /// as an ordinary write batch. Off (`Int.max`) by default: on a quiet machine
+    /// batches measured faster (BENCHMARKS.md); ingestion won when CPU was scarce.
+    public var migrationIngestMinBytes = Int.max
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 

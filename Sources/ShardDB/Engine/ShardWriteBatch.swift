@@ -36,7 +36,7 @@ public final class ShardWriteBatch {
                 try ShardEngine.validate(key: k)
                 try ShardEngine.validate(value: v)
                 let (shard, keyGroup) = try locate(k)
-                let header = ValueHeader(expiresAtMilliseconds: try engine.expiry(for: ttl, shard: shard))
+                let header = try engine.valueHeader(ttl: ttl, shard: shard)
                 try KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { storedKey in
                     try engine.withStoredValue(header, v) { storedValue in
                         try storage(engine.path) { try batch.put(storedKey, storedValue, in: shard.family) }

@@ -9,6 +9,10 @@ public struct MigrationRequest: Sendable {
     public var range: ShardRange?
     /// Merge into this existing target shard (its range must be adjacent); nil creates a new shard.
     public var mergeInto: Int?
+    /// How keys held on both sides are settled when the range overlaps a target
+    /// shard (which then must be, or becomes, the merge target). `.refuse`
+    /// refuses such a range before anything is copied.
+    public var onConflict: MigrationConflictPolicy = .refuse
     /// A migration id; generated when nil.
     public var id: String?
     /// Bytes per bulk-copy chunk.
@@ -105,17 +109,22 @@ public struct MigrationCoordinator: Sendable {
             // Bulk copy.
             report(.bulkCopy)
             let bulkStart = Date()
-            var after = resume.bulkResumeKey
-            var done = resume.bulkDone
-            while !done {
-                try Task.checkCancellation()
-                let chunk = try await source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
-                try await target.applyBulk(plan, chunk)
-                after = chunk.lastKey ?? after
-                done = chunk.done
-                state.keysCopied += chunk.entries.count
-                state.bytesCopied += chunk.bytes
-                report(.bulkCopy)
+            if !resume.bulkDone {
+                // The source reads chunk n+1 while the target writes chunk n: at most two chunks in memory.
+                var chunk = try await source.readBulk(plan, after: resume.bulkResumeKey, maxBytes: request.bulkChunkBytes)
+                while true {
+                    try Task.checkCancellation()
+                    let current = chunk
+                    let after = current.lastKey ?? resume.bulkResumeKey
+                    async let following = current.done
+                        ? nil : source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
+                    try await target.applyBulk(plan, current)
+                    state.keysCopied += current.entries.count
+                    state.bytesCopied += current.bytes
+                    report(.bulkCopy)
+                    guard let next = try await following else { break }
+                    chunk = next
+                }
             }
             let bulkSeconds = Date().timeIntervalSince(bulkStart)
 
@@ -210,12 +219,26 @@ public struct MigrationCoordinator: Sendable {
         }
         let range = request.range ?? shard.range
         _ = try shard.range.removing(range)  // inside the shard, at one end
-        if let owner = to.shards.first(where: { $0.state == .active && $0.range.overlaps(range) }) {
-            throw ShardDBError(.migrationConflict, "the target already owns part of \(range) (shard \(owner.id) owns \(owner.range))")
+        var mergeInto = request.mergeInto
+        var overlap: ShardRange?
+        let owners = to.shards.filter { $0.state == .active && $0.range.overlaps(range) }
+        if let owner = owners.first {
+            guard request.onConflict != .refuse else {
+                throw ShardDBError(.migrationConflict,
+                    "the target already owns part of \(range) (shard \(owner.id) owns \(owner.range)); pick a conflict policy to merge overlapping keys")
+            }
+            guard owners.count == 1 else {
+                throw ShardDBError(.migrationConflict, "\(range) overlaps \(owners.count) target shards (\(owners.map(\.id))); an overlapping merge goes into one")
+            }
+            guard mergeInto == nil || mergeInto == owner.id else {
+                throw ShardDBError(.migrationConflict, "\(range) overlaps target shard \(owner.id), not the merge target \(mergeInto!)")
+            }
+            mergeInto = owner.id
+            overlap = range.intersection(owner.range)
         }
         let shape: MigrationPlan.Shape
         let targetShard: Int
-        if let merge = request.mergeInto {
+        if let merge = mergeInto {
             shape = .mergeInto(shard: merge)
             targetShard = merge
         } else {
@@ -226,7 +249,8 @@ public struct MigrationCoordinator: Sendable {
         return MigrationPlan(
             id: request.id ?? Self.newID(), sourceInstance: from.instanceID, targetInstance: to.instanceID,
             sourceLocation: from.location, targetLocation: to.location, sourceShard: request.shard, range: range,
-            shape: shape, targetShard: targetShard, defaultTTLSeconds: shard.defaultTTLSeconds)
+            shape: shape, targetShard: targetShard, defaultTTLSeconds: shard.defaultTTLSeconds,
+            onConflict: request.onConflict == .refuse ? nil : request.onConflict, overlap: overlap)
     }
 
     static func newID() -> String {

@@ -1,5 +1,21 @@
 import Foundation
 
+/// What a merge does with a key that both the source and the target shard hold
+/// live when the moved range overlaps the merge target's own range
+/// (docs/MIGRATION.md, "Overlapping merges"). The raw values are the CLI's spellings.
+public enum MigrationConflictPolicy: String, Sendable, Codable, CaseIterable {
+    /// A range that overlaps a target shard is refused before anything is copied (the default).
+    case refuse
+    /// The source's value replaces the target's.
+    case sourceWins = "source-wins"
+    /// The target keeps its value.
+    case targetWins = "target-wins"
+    /// The value with the later write time (``ValueHeader/writtenAtMilliseconds``)
+    /// wins; a stamped value beats an unstamped one, the target keeps its value on
+    /// a tie, and a key stamped on neither side fails the migration.
+    case lastWriteWins = "last-write-wins"
+}
+
 /// What a migration moves, from where to where. Built by the coordinator at
 /// start and recorded in both instances' journals.
 public struct MigrationPlan: Sendable, Equatable, Codable {
@@ -25,10 +41,21 @@ public struct MigrationPlan: Sendable, Equatable, Codable {
     public var targetShard: Int
     /// The default TTL a new target shard gets (the source shard's).
     public var defaultTTLSeconds: Int64?
+    /// How keys held on both sides are settled; nil (journals from before
+    /// policies existed) means ``MigrationConflictPolicy/refuse``.
+    public var onConflict: MigrationConflictPolicy?
+    /// The part of `range` the merge target already owns: staged apart and
+    /// merged key by key under `onConflict` at commit. Nil: no overlap.
+    public var overlap: ShardRange?
+
+    public var conflictPolicy: MigrationConflictPolicy { onConflict ?? .refuse }
 
     public init(id: String, sourceInstance: String, targetInstance: String, sourceLocation: String, targetLocation: String,
-                sourceShard: Int, range: ShardRange, shape: Shape, targetShard: Int, defaultTTLSeconds: Int64? = nil) {
+                sourceShard: Int, range: ShardRange, shape: Shape, targetShard: Int, defaultTTLSeconds: Int64? = nil,
+                onConflict: MigrationConflictPolicy? = nil, overlap: ShardRange? = nil) {
         self.defaultTTLSeconds = defaultTTLSeconds
+        self.onConflict = onConflict
+        self.overlap = overlap
         self.id = id
         self.sourceInstance = sourceInstance
         self.targetInstance = targetInstance
@@ -115,5 +142,64 @@ extension ShardRange {
             return nil
         default: return nil
         }
+    }
+
+    /// The union of two ranges that overlap or touch, or nil when there is a gap between them.
+    func union(with other: ShardRange) -> ShardRange? {
+        switch (self, other) {
+        case let (.keyGroups(a), .keyGroups(b)):
+            guard a.lowerBound <= b.upperBound, b.lowerBound <= a.upperBound else { return nil }
+            return .keyGroups(KeyGroupRange(min(a.lowerBound, b.lowerBound), max(a.upperBound, b.upperBound)))
+        case let (.keys(al, au), .keys(bl, bu)):
+            let aReachesB = au.map { !$0.lexicographicallyPrecedes(bl) } ?? true  // au >= bl
+            let bReachesA = bu.map { !$0.lexicographicallyPrecedes(al) } ?? true
+            guard aReachesB, bReachesA else { return nil }
+            let upper: [UInt8]?
+            if let au, let bu { upper = au.lexicographicallyPrecedes(bu) ? bu : au } else { upper = nil }
+            return .keys(lower: al.lexicographicallyPrecedes(bl) ? al : bl, upper: upper)
+        default: return nil
+        }
+    }
+
+    /// The keys both ranges cover, or nil when they are disjoint.
+    func intersection(_ other: ShardRange) -> ShardRange? {
+        switch (self, other) {
+        case let (.keyGroups(a), .keyGroups(b)):
+            let common = KeyGroupRange(max(a.lowerBound, b.lowerBound), min(a.upperBound, b.upperBound))
+            return common.isEmpty ? nil : .keyGroups(common)
+        case let (.keys(al, au), .keys(bl, bu)):
+            let lower = al.lexicographicallyPrecedes(bl) ? bl : al
+            let upper: [UInt8]?
+            switch (au, bu) {
+            case (nil, let x), (let x, nil): upper = x
+            case let (x?, y?): upper = x.lexicographicallyPrecedes(y) ? x : y
+            }
+            if let upper, !lower.lexicographicallyPrecedes(upper) { return nil }
+            return .keys(lower: lower, upper: upper)
+        default: return nil
+        }
+    }
+
+    /// `self` without the keys of `other`: zero, one or two ranges.
+    func subtracting(_ other: ShardRange) -> [ShardRange] {
+        guard let common = intersection(other) else { return [self] }
+        switch (self, common) {
+        case let (.keyGroups(a), .keyGroups(c)):
+            return [KeyGroupRange(a.lowerBound, c.lowerBound), KeyGroupRange(c.upperBound, a.upperBound)]
+                .filter { !$0.isEmpty }.map { .keyGroups($0) }
+        case let (.keys(al, au), .keys(cl, cu)):
+            var pieces: [ShardRange] = []
+            if al.lexicographicallyPrecedes(cl) { pieces.append(.keys(lower: al, upper: cl)) }
+            if let cu, au.map({ cu.lexicographicallyPrecedes($0) }) ?? true { pieces.append(.keys(lower: cu, upper: au)) }
+            return pieces
+        default: return [self]
+        }
+    }
+
+    /// True when the stored key lies in this range's stored bounds.
+    @inline(__always)
+    func containsStored(_ storedKey: [UInt8]) -> Bool {
+        let bounds = storedBounds
+        return !storedKey.lexicographicallyPrecedes(bounds.lower) && (bounds.upper.map { storedKey.lexicographicallyPrecedes($0) } ?? true)
     }
 }

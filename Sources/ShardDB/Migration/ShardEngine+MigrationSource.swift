@@ -257,8 +257,15 @@ extension ShardEngine: MigrationSource {
         fence.resolve(outcome)
     }
 
-    /// At open: re-installs fences of migrations in doubt, and finishes cleanups of committed ones.
+    /// At open: re-installs fences of migrations in doubt, finishes cleanups of
+    /// committed ones, and removes what a crash left of finished ones on a target
+    /// (an overlap's staging family, table files written for ingestion).
     func recoverMigrationsAtOpen() throws {
+        try? FileManager.default.removeItem(atPath: path + "/migration-ingest")
+        for name in database.columnFamilyNames where name.hasPrefix(Self.overlapFamilyPrefix) {
+            let id = String(name.dropFirst(Self.overlapFamilyPrefix.count))
+            if try migrationEntry(id)?.isUnfinished != true { try dropOverlapFamily(id) }
+        }
         for entry in try migrationJournal() where entry.role == .source && entry.isUnfinished {
             switch entry.phase {
             case .fenced:

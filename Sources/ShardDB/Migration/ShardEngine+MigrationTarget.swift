@@ -18,12 +18,17 @@ extension ShardEngine: MigrationTarget {
             try validateIncoming(plan)
         }
         let family = try stagingFamily(for: plan, create: true)
+        let overlapFamily = try self.overlapFamily(for: plan, create: true)
         if let progress = try progressRecord(plan.id), progress.snapshotSequence == snapshotSequence {
             return IncomingState(snapshotSequence: progress.snapshotSequence, bulkResumeKey: progress.bulkResumeKey.flatMap(ByteText.unhex),
                                  bulkDone: progress.bulkDone, appliedThrough: progress.appliedThrough)
         }
-        // A new snapshot: whatever an earlier attempt staged is stale.
-        try storage(path) { try clearRange(plan.range, in: family, reclaim: false) }
+        // A new snapshot: whatever an earlier attempt staged is stale. Only the
+        // staged parts: an overlap is the target shard's own live data.
+        try storage(path) {
+            for piece in stagedPieces(plan) { try clearRangeIfOccupied(piece, in: family) }
+            if let overlapFamily, let overlap = plan.overlap { try clearRangeIfOccupied(overlap, in: overlapFamily) }
+        }
         let progress = MigrationProgressRecord(snapshotSequence: snapshotSequence, bulkResumeKey: nil, bulkDone: false,
                                                appliedThrough: snapshotSequence)
         let batch = WriteBatch()
@@ -41,7 +46,15 @@ extension ShardEngine: MigrationTarget {
     private func validateIncoming(_ plan: MigrationPlan) throws {
         let current = table
         for shard in current.shards where shard.isActive && shard.descriptor.range.overlaps(plan.range) {
+            // An overlapping merge names its overlap; anything else is owned here already.
+            if case .mergeInto(let id) = plan.shape, id == shard.id, plan.conflictPolicy != .refuse,
+               let overlap = plan.overlap, plan.range.intersection(shard.descriptor.range) == overlap {
+                continue
+            }
             throw ShardDBError(.migrationConflict, "the target already owns part of \(plan.range) (shard \(shard.id) owns \(shard.descriptor.range))")
+        }
+        if plan.overlap != nil, plan.conflictPolicy == .refuse {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) overlaps target shard \(plan.targetShard) but its policy is refuse")
         }
         for entry in try migrationJournal() where entry.isUnfinished && entry.plan.range.overlaps(plan.range) {
             throw ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
@@ -55,7 +68,7 @@ extension ShardEngine: MigrationTarget {
             guard let shard = current.shard(id: id), shard.isActive else {
                 throw ShardDBError(.shardNotFound, "shard \(id) does not exist on the target")
             }
-            guard shard.descriptor.range.merged(with: plan.range) != nil else {
+            guard shard.descriptor.range.union(with: plan.range) != nil else {
                 throw ShardDBError(.migrationConflict, "range \(plan.range) is not adjacent to shard \(id)'s range \(shard.descriptor.range)")
             }
         }
@@ -77,19 +90,90 @@ extension ShardEngine: MigrationTarget {
         }
     }
 
+    /// The staging family of an overlap (`staging-<migration id>`): the source's
+    /// entries for keys the merge target already owns wait there, invisible,
+    /// until the commit merges them under the plan's policy. Nil without overlap.
+    func overlapFamily(for plan: MigrationPlan, create: Bool) throws -> ColumnFamily? {
+        guard plan.overlap != nil else { return nil }
+        let name = Self.overlapFamilyName(plan.id)
+        return try storage(path) {
+            if database.columnFamilyNames.contains(name) { return try database.columnFamily(named: name) }
+            guard create else { throw ShardDBError(.migrationConflict, "migration \(plan.id) has no overlap staging area on this target") }
+            return try database.createColumnFamily(named: name, options: try Self.baseOptions(options))
+        }
+    }
+
+    static let overlapFamilyPrefix = "staging-"
+    static func overlapFamilyName(_ id: String) -> String { overlapFamilyPrefix + id }
+
+    /// The parts of the plan's range staged in the target shard's own family (all of it without overlap).
+    func stagedPieces(_ plan: MigrationPlan) -> [ShardRange] {
+        guard let overlap = plan.overlap else { return [plan.range] }
+        return plan.range.subtracting(overlap)
+    }
+
+    /// Deletes `range` in `family` only when it holds something, so a fresh
+    /// staging family stays free of tombstones (ingested files then need no
+    /// sequence number of their own).
+    func clearRangeIfOccupied(_ range: ShardRange, in family: ColumnFamily) throws {
+        let bounds = range.storedBounds
+        let iterator = try database.makeIterator(in: family, lowerBound: bounds.lower, upperBound: bounds.upper)
+        iterator.seekToFirst()
+        let occupied = iterator.isValid
+        try iterator.checkStatus()
+        if occupied { try clearRange(range, in: family, reclaim: false) }
+    }
+
     public func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) throws {
         guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
         let family = try stagingFamily(for: plan, create: false)
+        let overlapFamily = try self.overlapFamily(for: plan, create: false)
         let batch = WriteBatch()
-        for entry in chunk.entries { try batch.put(entry.key, entry.value, in: family) }
+        // Big chunks become table files ingested whole (no WAL, no memtable, no
+        // compaction of the copy); small ones a write batch (docs/MIGRATION.md).
+        if chunk.bytes >= options.migrationIngestMinBytes, !chunk.entries.isEmpty {
+            var plain: [(key: [UInt8], value: [UInt8])] = [], overlapping: [(key: [UInt8], value: [UInt8])] = []
+            if let overlap = plan.overlap {
+                for entry in chunk.entries {
+                    if overlap.containsStored(entry.key) { overlapping.append(entry) } else { plain.append(entry) }
+                }
+            }
+            try ingest(plan.overlap == nil ? chunk.entries : plain, into: family, plan: plan)
+            if let overlapFamily { try ingest(overlapping, into: overlapFamily, plan: plan) }
+            // Ingested and durable; the progress below may still be lost in a crash,
+            // and then the chunk is ingested again: same keys, same values.
+            try FailurePoints.hit("migration.target.bulk-ingested")
+        } else {
+            let overlap = plan.overlap
+            for entry in chunk.entries {
+                let destination = overlap.map { $0.containsStored(entry.key) } == true ? overlapFamily! : family
+                try batch.put(entry.key, entry.value, in: destination)
+            }
+        }
         progress.bulkResumeKey = chunk.lastKey.map { ByteText.hex($0) } ?? progress.bulkResumeKey
         progress.bulkDone = chunk.done
-        // Data and progress in one atomic write: a restart resumes exactly after this chunk.
+        // Data and progress in one atomic write (or the progress right after the
+        // ingestion): a restart resumes exactly after this chunk.
         try batch.put(MigrationKeys.progress(plan.id), MetadataCoding.encode(progress), in: metadata)
         try storage(path) { try database.write(batch) }
         try FailurePoints.hit("migration.target.bulk-chunk")
+    }
+
+    /// Writes `entries` (sorted stored keys) to a table file beside the database and ingests it into `family`.
+    private func ingest(_ entries: [(key: [UInt8], value: [UInt8])], into family: ColumnFamily, plan: MigrationPlan) throws {
+        guard !entries.isEmpty else { return }
+        let directory = path + "/migration-ingest"
+        let file = directory + "/\(plan.id)-\(UUID().uuidString).sst"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try storage(path) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let writer = try SstFileWriter(path: file, options: try Self.baseOptions(options))
+            for entry in entries { try writer.put(entry.key, entry.value) }
+            try writer.finish()
+            try database.ingestExternalFiles([file], into: family, moveFiles: true)
+        }
     }
 
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
@@ -100,10 +184,14 @@ extension ShardEngine: MigrationTarget {
             throw ShardDBError(.migrationConflict, "migration \(plan.id): changes offered before the bulk copy finished")
         }
         if chunk.nextSequence <= progress.appliedThrough + 1 && chunk.records.isEmpty { return }
-        let family = try stagingFamily(for: plan, create: false)
+        let staging = try stagingFamily(for: plan, create: false)
+        let overlapFamily = try self.overlapFamily(for: plan, create: false)
+        let overlap = plan.overlap
         let now = clock.nowMilliseconds()
         let batch = WriteBatch()
         for record in chunk.records where record.sequence > progress.appliedThrough {
+            // Keys the target already owns are staged apart (their target values stay untouched until commit).
+            let family = overlap.map { $0.containsStored(record.storedKey) } == true ? overlapFamily! : staging
             switch record.operation {
             case .put:
                 let value = record.value ?? []
@@ -119,7 +207,20 @@ extension ShardEngine: MigrationTarget {
                 guard let end = record.storedEndKey else {
                     throw ShardDBError(.corruptedValue, "migration \(plan.id): range delete at \(record.sequence) has no end")
                 }
-                try batch.deleteRange(from: record.storedKey, to: end, in: family)
+                guard let overlap, let overlapFamily else {
+                    try batch.deleteRange(from: record.storedKey, to: end, in: staging)
+                    continue
+                }
+                // Split at the overlap's bounds: never delete the target shard's own keys.
+                let o = overlap.storedBounds
+                func clip(_ lower: [UInt8], _ upper: [UInt8]?, in f: ColumnFamily) throws {
+                    let b = record.storedKey.lexicographicallyPrecedes(lower) ? lower : record.storedKey
+                    let e = upper.map { end.lexicographicallyPrecedes($0) ? end : $0 } ?? end
+                    if b.lexicographicallyPrecedes(e) { try batch.deleteRange(from: b, to: e, in: f) }
+                }
+                try clip(o.lower, o.upper, in: overlapFamily)
+                try clip([], o.lower, in: staging)
+                if let upper = o.upper { try clip(upper, nil, in: staging) }
             case .merge:
                 throw ShardDBError(.migrationConflict,
                     "migration \(plan.id): the source changelog holds a merge at \(record.sequence); ShardDB cannot migrate merge operands")
@@ -155,28 +256,112 @@ extension ShardEngine: MigrationTarget {
         case .newShard:
             descriptor = ShardDescriptor(id: plan.targetShard, range: plan.range, defaultTTLSeconds: plan.defaultTTLSeconds)
         case .mergeInto(let id):
-            guard let shard = current.shard(id: id), let merged = shard.descriptor.range.merged(with: plan.range) else {
+            guard let shard = current.shard(id: id), let merged = shard.descriptor.range.union(with: plan.range) else {
                 throw ShardDBError(.migrationConflict, "shard \(id) can no longer take \(plan.range)")
             }
             var grown = shard.descriptor
             grown.range = merged
             descriptor = grown
         }
-        // Ownership switches in one atomic, durable write: shard record + journal.
+        // Ownership switches in one atomic, durable write: shard record + journal
+        // (+ the merged overlap, decided key by key under the plan's policy).
         let batch = WriteBatch()
-        try batch.put(Array(MetadataKey.shard(descriptor.id).utf8), MetadataCoding.encode(ShardRecord(descriptor)), in: metadata)
-        try batch.delete(MigrationKeys.progress(plan.id), in: metadata)
-        entry.phase = .committed
-        entry.finalSequence = finalSequence
-        try journal(entry, in: batch)
-        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        var overlapFence: Fence?
+        if let overlap = plan.overlap {
+            // Hold the target's own writes to the overlap while its keys are compared and merged.
+            let fence = Fence(range: overlap, migrationID: plan.id)
+            writeGate.withWriteLock { _ = updateTable { $0.replacing(fences: $0.fences + [fence]) } }
+            overlapFence = fence
+        }
+        do {
+            if let overlap = plan.overlap, let overlapFamily = try overlapFamily(for: plan, create: false) {
+                try mergeOverlap(plan, overlap, from: overlapFamily, into: family, batch: batch)
+            }
+            try batch.put(Array(MetadataKey.shard(descriptor.id).utf8), MetadataCoding.encode(ShardRecord(descriptor)), in: metadata)
+            try batch.delete(MigrationKeys.progress(plan.id), in: metadata)
+            entry.phase = .committed
+            entry.finalSequence = finalSequence
+            try journal(entry, in: batch)
+            try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        } catch {
+            if let overlapFence { removeFence(overlapFence, outcome: .released) }
+            throw error
+        }
         let filter = shardFilters.withLock { $0[descriptor.id] }
         updateTable { table in
             table.replacing(shards: table.shards.filter { $0.id != descriptor.id }
-                + [Shard(descriptor: descriptor, family: family, expiryFilter: filter)])
+                + [Shard(descriptor: descriptor, family: family, expiryFilter: filter)],
+                fences: table.fences.filter { $0 !== overlapFence })
         }
+        // Waiters retry against the new table: the shard owns the overlap as before.
+        overlapFence?.resolve(.released)
+        if plan.overlap != nil { try dropOverlapFamily(plan.id) }
         logger.debug("migration committed (target)", metadata: ["id": "\(plan.id)", "shard": "\(descriptor.id)"])
         try FailurePoints.hit("migration.target.committed")
+    }
+
+    /// Adds to `batch` the source's staged entries of the overlap that win over
+    /// the target shard's values under the plan's policy. The overlap is fenced
+    /// on this instance, so the target values compared cannot change meanwhile.
+    /// A key only the target holds keeps its value; a key the source deleted or
+    /// let expire has no staged entry and changes nothing.
+    ///
+    /// - throws: `.migrationConflict` under last-write-wins for a key stamped on neither side.
+    private func mergeOverlap(_ plan: MigrationPlan, _ overlap: ShardRange, from staged: ColumnFamily, into family: ColumnFamily,
+                              batch: WriteBatch) throws {
+        let policy = plan.conflictPolicy
+        let bounds = overlap.storedBounds
+        let now = clock.nowMilliseconds()
+        try storage(path) {
+            let iterator = try database.makeIterator(in: staged, lowerBound: bounds.lower, upperBound: bounds.upper, fillCache: false)
+            iterator.seekToFirst()
+            while iterator.isValid {
+                let key = iterator.key, sourceValue = iterator.value
+                guard let sourceHeader = sourceValue.withUnsafeBytes({ ValueHeader.parse($0)?.0 }) else {
+                    let reason = sourceValue.withUnsafeBytes { ValueHeader.describeCorruption($0) }
+                    throw ShardDBError(.corruptedValue, "migration \(plan.id): staged key '\(ByteText.display(key))': \(reason)")
+                }
+                if !sourceHeader.isExpired(at: now) {
+                    let targetHeader = try database.withValue(forKey: key, in: family) { stored -> ValueHeader in
+                        guard let (header, _) = ValueHeader.parse(stored) else {
+                            throw ShardDBError(.corruptedValue, "key '\(ByteText.display(key))': \(ValueHeader.describeCorruption(stored))")
+                        }
+                        return header
+                    }
+                    let sourceWins: Bool
+                    if let targetHeader, !targetHeader.isExpired(at: now) {
+                        switch policy {
+                        case .refuse:
+                            throw ShardDBError(.migrationConflict, "migration \(plan.id): key '\(ByteText.display(key))' is held on both sides")
+                        case .sourceWins: sourceWins = true
+                        case .targetWins: sourceWins = false
+                        case .lastWriteWins:
+                            switch (sourceHeader.writtenAtMilliseconds, targetHeader.writtenAtMilliseconds) {
+                            case (nil, nil):
+                                throw ShardDBError(.migrationConflict,
+                                    "last-write-wins cannot order key '\(ByteText.display(key))': neither side has a write time (open the engines with stampWriteTime)")
+                            case (.some, nil): sourceWins = true
+                            case (nil, .some): sourceWins = false
+                            case let (s?, t?): sourceWins = s > t
+                            }
+                        }
+                    } else {
+                        sourceWins = true  // absent or expired on the target: no conflict
+                    }
+                    if sourceWins { try batch.put(key, sourceValue, in: family) }
+                }
+                iterator.next()
+            }
+            try iterator.checkStatus()
+        }
+    }
+
+    /// Drops an overlap's staging family (after commit or abort; again at open if a crash came first).
+    func dropOverlapFamily(_ id: String) throws {
+        let name = Self.overlapFamilyName(id)
+        try storage(path) {
+            if database.columnFamilyNames.contains(name) { try database.dropColumnFamily(named: name) }
+        }
     }
 
     public func abortIncoming(_ plan: MigrationPlan) throws {
@@ -196,11 +381,13 @@ extension ShardEngine: MigrationTarget {
                 }
                 _ = shardFilters.withLock { $0.removeValue(forKey: plan.targetShard) }
             case .mergeInto:
+                // Only the staged parts: an overlap is the shard's own live data.
                 if let family = try? stagingFamily(for: plan, create: false) {
-                    try clearRange(plan.range, in: family, reclaim: false)
+                    for piece in stagedPieces(plan) { try clearRange(piece, in: family, reclaim: false) }
                 }
             }
         }
+        try dropOverlapFamily(plan.id)
         let batch = WriteBatch()
         try batch.delete(MigrationKeys.progress(plan.id), in: metadata)
         entry.phase = .aborted

@@ -14,7 +14,13 @@ struct MigrationBench: AsyncParsableCommand {
             per second. Reports bulk-copy throughput as a ratio to the file copy, the write pause at \
             each cutover (p50/p99/max over runs), and the writer's latency during migrations against \
             a baseline with no migration, measured in the same run.
+
+            --bulk picks how the target writes bulk chunks: 'ingest' (table files ingested whole), \
+            'batch' (write batches through the WAL), or 'both' (--runs moves each way, ingestion first, \
+            the same instances reopened in between) to compare them in one run.
             """)
+
+    enum BulkMode: String, ExpressibleByArgument, CaseIterable { case ingest, batch, both }
 
     @Option(name: .customLong("size-mb"), help: "Size of the shard to move.") var sizeMB = 1024
     @Option(name: .customLong("value-size"), help: "Value size in bytes.") var valueSize = 1000
@@ -22,16 +28,15 @@ struct MigrationBench: AsyncParsableCommand {
     @Option(help: "Migrations to run (alternating direction).") var runs = 5
     @Option(name: .customLong("baseline-seconds"), help: "Seconds of writes with no migration, for the baseline.") var baselineSeconds = 3.0
     @Option(help: "Work in this directory (default: a temporary one, removed afterwards).") var dir: String?
+    @Option(help: "How the target writes bulk chunks: ingest, batch or both.") var bulk: BulkMode = .ingest
+    @Option(name: .customLong("chunk-mb"), help: "Bulk-copy chunk size in MiB.") var chunkMB = 8
     @Flag(help: "Print the results as JSON.") var json = false
 
     struct Result: Encodable {
         var shardBytes: Int
         var keys: Int
         var fileCopyMBps: Double
-        var bulkMBps: [Double]
-        var bulkToCopyRatio: Double
-        var catchUpSeconds: [Double]
-        var pauseMs: LatencySummary
+        var modes: [ModeResult]
         var writeRate: Int
         var writerBaseline: LatencySummary
         var writerDuringMigration: LatencySummary
@@ -39,8 +44,18 @@ struct MigrationBench: AsyncParsableCommand {
         var redirectedWrites: Int
     }
 
+    /// The moves made with one way of writing bulk chunks.
+    struct ModeResult: Encodable {
+        var bulk: String
+        var bulkMBps: [Double]
+        var bulkToCopyRatio: Double
+        var catchUpSeconds: [Double]
+        var pauseMs: LatencySummary
+    }
+
     func run() async throws {
         try failing {
+            guard chunkMB > 0 else { throw ShardDBError(.invalidArgument, "--chunk-mb must be positive") }
             guard sizeMB > 0, valueSize > 0, runs > 0, writeRate >= 0, baselineSeconds >= 0 else {
                 throw ShardDBError(.invalidArgument, "--size-mb, --value-size and --runs must be positive; --write-rate and --baseline-seconds not negative")
             }
@@ -51,9 +66,12 @@ struct MigrationBench: AsyncParsableCommand {
             let result = try await measure(in: dir)
             if json { printJSON(result, pretty: true); return }
             print(String(format: "shard: %@ in %d keys", formatBytes(result.shardBytes), result.keys))
-            print(String(format: "bulk copy: median %.1f MB/s vs cp -r + sync %.1f MB/s  → ratio %.2f", median(result.bulkMBps), result.fileCopyMBps, result.bulkToCopyRatio))
-            print(String(format: "catch-up: median %.2f s", median(result.catchUpSeconds)))
-            print("write pause at cutover: \(result.pauseMs.text)")
+            for mode in result.modes {
+                print(String(format: "bulk copy (%@): median %.1f MB/s vs cp -r + sync %.1f MB/s  → ratio %.2f",
+                             mode.bulk, median(mode.bulkMBps), result.fileCopyMBps, mode.bulkToCopyRatio))
+                print(String(format: "catch-up (%@): median %.2f s", mode.bulk, median(mode.catchUpSeconds)))
+                print("write pause at cutover (\(mode.bulk)): \(mode.pauseMs.text)")
+            }
             print("writer at \(result.writeRate)/s, baseline:        \(result.writerBaseline.text)")
             print("writer at \(result.writeRate)/s, during migration: \(result.writerDuringMigration.text)")
             print(String(format: "writer p99 during/baseline: %.2f×; %d writes redirected to the new owner", result.writerP99Ratio, result.redirectedWrites))
@@ -62,12 +80,18 @@ struct MigrationBench: AsyncParsableCommand {
         }
     }
 
-    private func measure(in dir: String) async throws -> Result {
-        try? FileManager.default.removeItem(atPath: dir)
+    private func engineOptions(_ mode: BulkMode) -> ShardEngineOptions {
         var options = ShardEngineOptions()
         options.writeBufferSize = 64 << 20
-        let a = try ShardEngine.create(at: dir + "/a", shards: 1, options: options)
-        let b = try ShardEngine.create(at: dir + "/b", shards: 0, partitioning: a.partitioning, options: options)
+        options.migrationIngestMinBytes = mode == .batch ? Int.max : 0
+        return options
+    }
+
+    private func measure(in dir: String) async throws -> Result {
+        try? FileManager.default.removeItem(atPath: dir)
+        let modes: [BulkMode] = bulk == .both ? [.ingest, .batch] : [bulk]
+        var a = try ShardEngine.create(at: dir + "/a", shards: 1, options: engineOptions(modes[0]))
+        var b = try ShardEngine.create(at: dir + "/b", shards: 0, partitioning: a.partitioning, options: engineOptions(modes[0]))
         defer { a.close(); b.close() }
         let keys = max(1, sizeMB * 1_048_576 / (valueSize + 12))
         let progress = ProgressLine()
@@ -79,38 +103,54 @@ struct MigrationBench: AsyncParsableCommand {
         try? FileManager.default.removeItem(atPath: dir + "/copy")
         let fileCopyMBps = Double(copiedBytes) / 1_048_576 / copySeconds
 
-        let writer = PacedWriter(engines: [a, b], rate: max(1, writeRate), keySpace: keys, valueSize: valueSize)
-        if writeRate > 0 {
-            writer.start()
-            try await Task.sleep(nanoseconds: UInt64(baselineSeconds * 1e9))
-        }
-        var bulk: [Double] = [], catchUp: [Double] = [], pauses: [Double] = []
+        var results: [ModeResult] = []
+        var baseline = LatencySummary(nil), during = LatencySummary(nil), redirected = 0
         var from = a, to = b, shard = 0
-        for run in 0..<runs {
-            writer.setPhase("migration")
-            var request = MigrationRequest(shard: shard)
-            request.bulkChunkBytes = 8 << 20
-            let report = try await from.migrate(request, to: to) { p in
-                progress.update("run \(run + 1)/\(runs): \(p.phase.rawValue), \(formatBytes(p.bytesCopied)), lag \(p.lag)")
+        for (index, mode) in modes.enumerated() {
+            if index > 0 {
+                // The same instances, reopened with the other way of writing bulk chunks.
+                let fromPath = from.path, toPath = to.path
+                a.close(); b.close()
+                a = try ShardEngine.open(at: fromPath, options: engineOptions(mode))
+                b = try ShardEngine.open(at: toPath, options: engineOptions(mode))
+                (from, to) = (a, b)
             }
-            progress.finish()
-            writer.setPhase("baseline")
-            bulk.append(Double(report.bytesCopied) / 1_048_576 / max(report.bulkSeconds, 1e-9))
-            catchUp.append(report.catchUpSeconds)
-            pauses.append(report.pauseMilliseconds)
-            (from, to, shard) = (to, from, report.targetShard)
-            if writeRate > 0 { try await Task.sleep(nanoseconds: UInt64(min(1, baselineSeconds) * 1e9)) }
+            let writer = PacedWriter(engines: [a, b], rate: max(1, writeRate), keySpace: keys, valueSize: valueSize)
+            if writeRate > 0 {
+                writer.start()
+                try await Task.sleep(nanoseconds: UInt64(baselineSeconds * 1e9))
+            }
+            var bulkRates: [Double] = [], catchUp: [Double] = [], pauses: [Double] = []
+            for run in 0..<runs {
+                writer.setPhase("migration")
+                var request = MigrationRequest(shard: shard)
+                request.bulkChunkBytes = chunkMB << 20
+                let report = try await from.migrate(request, to: to) { p in
+                    progress.update("\(mode.rawValue) run \(run + 1)/\(runs): \(p.phase.rawValue), \(formatBytes(p.bytesCopied)), lag \(p.lag)")
+                }
+                progress.finish()
+                writer.setPhase("baseline")
+                bulkRates.append(Double(report.bytesCopied) / 1_048_576 / max(report.bulkSeconds, 1e-9))
+                catchUp.append(report.catchUpSeconds)
+                pauses.append(report.pauseMilliseconds)
+                (from, to, shard) = (to, from, report.targetShard)
+                if writeRate > 0 { try await Task.sleep(nanoseconds: UInt64(min(1, baselineSeconds) * 1e9)) }
+            }
+            writer.stop()
+            while writer.isRunning { try await Task.sleep(nanoseconds: 1_000_000) }
+            if let failure = writer.failure { throw failure }
+            if index == 0 {
+                baseline = LatencySummary(writer.histogram("baseline"))
+                during = LatencySummary(writer.histogram("migration"))
+            }
+            redirected += writer.redirected
+            results.append(ModeResult(bulk: mode.rawValue, bulkMBps: bulkRates, bulkToCopyRatio: median(bulkRates) / fileCopyMBps,
+                                      catchUpSeconds: catchUp, pauseMs: LatencySummary(millis: pauses)))
         }
-        writer.stop()
-        while writer.isRunning { try await Task.sleep(nanoseconds: 1_000_000) }
-        if let failure = writer.failure { throw failure }
-        let baseline = LatencySummary(writer.histogram("baseline"))
-        let during = LatencySummary(writer.histogram("migration"))
-        return Result(shardBytes: shardBytes, keys: keys, fileCopyMBps: fileCopyMBps, bulkMBps: bulk,
-                      bulkToCopyRatio: median(bulk) / fileCopyMBps, catchUpSeconds: catchUp,
-                      pauseMs: LatencySummary(millis: pauses), writeRate: writeRate, writerBaseline: baseline,
+        return Result(shardBytes: shardBytes, keys: keys, fileCopyMBps: fileCopyMBps, modes: results,
+                      writeRate: writeRate, writerBaseline: baseline,
                       writerDuringMigration: during, writerP99Ratio: baseline.p99 > 0 ? during.p99 / baseline.p99 : 0,
-                      redirectedWrites: writer.redirected)
+                      redirectedWrites: redirected)
     }
 }
 

@@ -17,6 +17,11 @@ struct Migrate: AsyncParsableCommand {
             end of the shard's range. --merge-into grows an existing, adjacent target shard instead \
             of creating a new one. Make an empty target with 'shardctl init DIR --shards 0 --like SRC'.
 
+            A range that overlaps a target shard is refused unless --on-conflict picks how keys held \
+            on both sides are settled: source-wins, target-wins, or last-write-wins (by the write \
+            time in the value header, stamped when SHARDDB_STAMP_WRITE_TIME=1 was set for the writes). \
+            The range then merges into that shard.
+
             --from and --to also take HOST:PORT of a live instance ('shardctl serve'), with \
             --token-file, or over TLS with --tls-ca (and --tls-cert/--tls-key for a client certificate): \
             the same protocol then runs across processes (docs/TRANSPORT.md).
@@ -28,6 +33,9 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Only settle migrations between the two that a crash left unfinished.") var resolve = false
     @Option(help: "Only this part of the shard: LO..HI.") var range: String?
     @Option(name: .customLong("merge-into"), help: "Merge into this existing target shard.") var mergeInto: Int?
+    @Option(name: .customLong("on-conflict"),
+            help: "When the range overlaps a target shard: refuse, source-wins, target-wins or last-write-wins (docs/MIGRATION.md).")
+    var onConflict: MigrationConflictPolicy = .refuse
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
     @Option(name: .customLong("bulk-chunk-bytes"), help: "Bytes per bulk-copy chunk.") var bulkChunkBytes = 4 << 20
     @Flag(help: "Print the report as JSON.") var json = false
@@ -54,6 +62,7 @@ struct Migrate: AsyncParsableCommand {
             var request = MigrationRequest(shard: shard!, mergeInto: mergeInto)
             if let range { request.range = try parseRange(range, partitioning: try await source.endpoint.describeInstance().partitioning) }
             request.cleanup = !noCleanup
+            request.onConflict = onConflict
             request.bulkChunkBytes = max(4096, bulkChunkBytes)
             var coordinator = MigrationCoordinator(source: source.endpoint, target: target.endpoint)
             coordinator.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
@@ -108,3 +117,5 @@ func formatBytes(_ bytes: Int) -> String {
     while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
     return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
 }
+
+extension MigrationConflictPolicy: ExpressibleByArgument {}

@@ -36,6 +36,8 @@ struct InstanceOptions: ParsableArguments {
 /// stays the one line `fail` prints (the engine warns, e.g., of migrations in doubt).
 func shardctlEngineOptions(verbose: Bool = false) -> ShardEngineOptions {
     var options = ShardEngineOptions()
+    // Write times for last-write-wins merges (docs/MIGRATION.md); off by default (8 bytes per value).
+    options.stampWriteTime = ProcessInfo.processInfo.environment["SHARDDB_STAMP_WRITE_TIME"] == "1"
     if verbose {
         var logger = Logger(label: "sharddb")
         logger.logLevel = .debug
