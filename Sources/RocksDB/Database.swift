@@ -66,8 +66,9 @@ public final class Database: @unchecked Sendable {
     ///   - columnFamilies: options per column family name. Every existing column family must be
     ///     opened (RocksDB's rule); when nil, all existing ones are opened with `options`.
     ///   - threadPerfLevel: applied to each thread the first time it reads or writes
-    ///     through this database, unless the thread set its own (``PerfLevel``); nil
-    ///     leaves RocksDB's default (``PerfLevel/enableCount``).
+    ///     through this database, unless the thread's level was already chosen, by the
+    ///     thread itself or by an earlier database's level (``PerfLevel``); nil leaves the
+    ///     thread as it is (RocksDB's default is ``PerfLevel/enableCount``).
     /// - throws: ``RocksDBError``; ``RocksDBError/isLockHeld`` tells that another process has it open.
     public static func open(
         at path: String, options: Options, columnFamilies: [String: Options]? = nil,

@@ -8,7 +8,8 @@ import CRocksDBShim
 /// comparison of every read and write (about 13% of a put's instructions with a
 /// million keys; db_bench runs with ``disable``). A ``Database`` opened with a
 /// `threadPerfLevel` applies that level to each thread the first time the thread
-/// uses it, unless the thread chose its own level with ``setForCurrentThread(_:)``.
+/// uses it, unless the thread's level was already chosen: with
+/// ``setForCurrentThread(_:)``, or by an earlier database's `threadPerfLevel`.
 public enum PerfLevel: Int32, Sendable {
     case disable = 1
     case enableCount = 2
