@@ -295,7 +295,16 @@ extension ShardEngine: MigrationTarget {
         }
         // Waiters retry against the new table: the shard owns the overlap as before.
         overlapFence?.resolve(.released)
-        if plan.overlap != nil { try dropOverlapFamily(plan.id) }
+        if plan.overlap != nil {
+            // The commit is durable: failing here would send the coordinator down the
+            // roll-back path for a migration that committed (and leave the source
+            // fenced until a resolve). Opening the instance drops a leftover staging
+            // family, so a failed drop only costs space until then.
+            do { try dropOverlapFamily(plan.id) } catch {
+                logger.warning("could not drop the staging family of a committed migration; it is dropped at the next open",
+                               metadata: ["id": "\(plan.id)", "error": "\(error)"])
+            }
+        }
         logger.debug("migration committed (target)", metadata: ["id": "\(plan.id)", "shard": "\(descriptor.id)"])
         try FailurePoints.hit("migration.target.committed")
     }
