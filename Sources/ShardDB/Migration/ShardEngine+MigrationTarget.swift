@@ -157,7 +157,9 @@ extension ShardEngine: MigrationTarget {
         // Data and progress in one atomic write (or the progress right after the
         // ingestion): a restart resumes exactly after this chunk.
         try batch.put(MigrationKeys.progress(plan.id), MetadataCoding.encode(progress), in: metadata)
-        try storage(path) { try database.write(batch) }
+        // Behind the disk-space guard like application writes: the bulk copy is the
+        // biggest writer a target has (docs/CRASH_TESTING.md, "Disk full").
+        try guardedWrite(bytes: batch.byteSize) { try database.write(batch) }
         try FailurePoints.hit("migration.target.bulk-chunk")
     }
 
@@ -167,7 +169,8 @@ extension ShardEngine: MigrationTarget {
         let directory = path + "/migration-ingest"
         let file = directory + "/\(plan.id)-\(UUID().uuidString).sst"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try storage(path) {
+        let bytes = entries.reduce(0) { $0 + $1.key.count + $1.value.count }
+        try guardedWrite(bytes: bytes) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let writer = try SstFileWriter(path: file, options: try Self.baseOptions(options))
             for entry in entries { try writer.put(entry.key, entry.value) }
@@ -232,7 +235,7 @@ extension ShardEngine: MigrationTarget {
             entry.phase = .catchUp
             try journal(entry, in: batch)
         }
-        try storage(path) { try database.write(batch) }
+        try guardedWrite(bytes: batch.byteSize) { try database.write(batch) }
         try FailurePoints.hit("migration.target.changes")
     }
 
