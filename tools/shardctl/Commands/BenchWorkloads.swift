@@ -23,6 +23,13 @@ enum BenchKeys {
         }
     }
 
+    /// A reusable key buffer of `size` bytes, '0'-padded; the caller deallocates it.
+    static func buffer(size: Int) -> UnsafeMutableRawBufferPointer {
+        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+        key.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "0"))
+        return key
+    }
+
     static func key(_ index: Int, size: Int) -> [UInt8] {
         var key = [UInt8](repeating: UInt8(ascii: "0"), count: size)
         key.withUnsafeMutableBytes { write(index, into: $0) }
@@ -232,9 +239,8 @@ final class BenchDriver: @unchecked Sendable {
         let s = settings
         var values = BenchValues(random: &random, minimumSize: s.valueSize)
         var tally = ThreadTally()
-        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: s.keySize, alignment: 8)
+        let key = BenchKeys.buffer(size: s.keySize)
         defer { key.deallocate() }
-        key.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "0"))
         let storedKey = UnsafeRawBufferPointer(key)
         tally.start = monotonicNanoseconds()
         var now = tally.start
@@ -255,9 +261,8 @@ final class BenchDriver: @unchecked Sendable {
     func readRandom(_ engine: ShardEngine, ops: Int, deadline: UInt64?, random: inout BenchRandom) throws -> ThreadTally {
         let s = settings
         var tally = ThreadTally()
-        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: s.keySize, alignment: 8)
+        let key = BenchKeys.buffer(size: s.keySize)
         defer { key.deallocate() }
-        key.initializeMemory(as: UInt8.self, repeating: UInt8(ascii: "0"))
         let storedKey = UnsafeRawBufferPointer(key)
         tally.start = monotonicNanoseconds()
         var now = tally.start
