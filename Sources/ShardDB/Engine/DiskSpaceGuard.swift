@@ -16,8 +16,10 @@ import Glibc
 final class DiskSpaceGuard: @unchecked Sendable {
     let path: String
     let minimumFreeBytes: UInt64
-    /// Bytes that may still be written before free space is measured again:
-    /// half the margin above the minimum at the last measurement.
+    /// Bytes that may still be written before free space is measured again: an
+    /// eighth of the margin above the minimum at the last measurement. Each byte
+    /// written costs the disk more than one byte (the log, its archived copy, the
+    /// flush, compactions), all behind the caller's back, so the budget is small.
     private let budget = Atomic<Int64>(0)
     private let failed = Atomic<Bool>(false)
     private let failure = Mutex<ShardDBError?>(nil)
@@ -46,7 +48,7 @@ final class DiskSpaceGuard: @unchecked Sendable {
             throw ShardDBError(.diskFull,
                 "\(path): only \(free) bytes free on its filesystem, under the reserve of \(minimumFreeBytes) bytes (ShardEngineOptions.minimumFreeDiskBytes); nothing was written. Free space and retry")
         }
-        budget.store(Int64(min((free - minimumFreeBytes) / 2, UInt64(Int64.max))), ordering: .relaxed)
+        budget.store(Int64(min((free - minimumFreeBytes) / 8, UInt64(Int64.max))), ordering: .relaxed)
     }
 
     /// Remembers a write's I/O error: RocksDB must not be written to again (see above).
