@@ -119,7 +119,7 @@ public struct MigrationCoordinator: Sendable {
                     async let following = current.done
                         ? nil : source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
                     try await target.applyBulk(plan, current)
-                    state.keysCopied += current.entries.count
+                    state.keysCopied += current.count
                     state.bytesCopied += current.bytes
                     report(.bulkCopy)
                     guard let next = try await following else { break }

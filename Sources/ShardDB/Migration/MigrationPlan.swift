@@ -198,7 +198,7 @@ extension ShardRange {
 
     /// True when the stored key lies in this range's stored bounds.
     @inline(__always)
-    func containsStored(_ storedKey: [UInt8]) -> Bool {
+    func containsStored(_ storedKey: some Collection<UInt8>) -> Bool {
         let bounds = storedBounds
         return !storedKey.lexicographicallyPrecedes(bounds.lower) && (bounds.upper.map { storedKey.lexicographicallyPrecedes($0) } ?? true)
     }

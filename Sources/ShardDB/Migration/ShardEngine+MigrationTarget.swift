@@ -133,23 +133,23 @@ extension ShardEngine: MigrationTarget {
         let batch = WriteBatch()
         // Big chunks become table files ingested whole (no WAL, no memtable, no
         // compaction of the copy); small ones a write batch (docs/MIGRATION.md).
-        if chunk.bytes >= options.migrationIngestMinBytes, !chunk.entries.isEmpty {
-            var plain: [(key: [UInt8], value: [UInt8])] = [], overlapping: [(key: [UInt8], value: [UInt8])] = []
-            if let overlap = plan.overlap {
-                for entry in chunk.entries {
-                    if overlap.containsStored(entry.key) { overlapping.append(entry) } else { plain.append(entry) }
-                }
+        if chunk.bytes >= options.migrationIngestMinBytes, !chunk.isEmpty {
+            if let overlap = plan.overlap, let overlapFamily {
+                try ingest(chunk, into: family, plan: plan) { !overlap.containsStored($0) }
+                try ingest(chunk, into: overlapFamily, plan: plan) { overlap.containsStored($0) }
+            } else {
+                try ingest(chunk, into: family, plan: plan) { _ in true }
             }
-            try ingest(plan.overlap == nil ? chunk.entries : plain, into: family, plan: plan)
-            if let overlapFamily { try ingest(overlapping, into: overlapFamily, plan: plan) }
             // Ingested and durable; the progress below may still be lost in a crash,
             // and then the chunk is ingested again: same keys, same values.
             try FailurePoints.hit("migration.target.bulk-ingested")
         } else {
-            let overlap = plan.overlap
-            for entry in chunk.entries {
-                let destination = overlap.map { $0.containsStored(entry.key) } == true ? overlapFamily! : family
-                try batch.put(entry.key, entry.value, in: destination)
+            if let overlap = plan.overlap, let overlapFamily {
+                try chunk.forEachEntry { key, value in
+                    try batch.put(key, value, in: overlap.containsStored(key) ? overlapFamily : family)
+                }
+            } else {
+                try chunk.forEachEntry { key, value in try batch.put(key, value, in: family) }
             }
         }
         progress.bulkResumeKey = chunk.lastKey.map { ByteText.hex($0) } ?? progress.bulkResumeKey
@@ -163,17 +163,23 @@ extension ShardEngine: MigrationTarget {
         try FailurePoints.hit("migration.target.bulk-chunk")
     }
 
-    /// Writes `entries` (sorted stored keys) to a table file beside the database and ingests it into `family`.
-    private func ingest(_ entries: [(key: [UInt8], value: [UInt8])], into family: ColumnFamily, plan: MigrationPlan) throws {
-        guard !entries.isEmpty else { return }
+    /// Writes the entries of `chunk` (sorted stored keys) that `include` accepts to a
+    /// table file beside the database and ingests it into `family`.
+    private func ingest(_ chunk: BulkChunk, into family: ColumnFamily, plan: MigrationPlan,
+                        include: (UnsafeRawBufferPointer) -> Bool) throws {
         let directory = path + "/migration-ingest"
         let file = directory + "/\(plan.id)-\(UUID().uuidString).sst"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let bytes = entries.reduce(0) { $0 + $1.key.count + $1.value.count }
-        try guardedWrite(bytes: bytes) {
+        try guardedWrite(bytes: chunk.data.count) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let writer = try SstFileWriter(path: file, options: try Self.baseOptions(options))
-            for entry in entries { try writer.put(entry.key, entry.value) }
+            var written = 0
+            try chunk.forEachEntry { key, value in
+                guard include(key) else { return }
+                try writer.put(key, value)
+                written += 1
+            }
+            guard written > 0 else { return }
             try writer.finish()
             try database.ingestExternalFiles([file], into: family, moveFiles: true)
         }

@@ -151,20 +151,12 @@ extension WireIncomingState {
 // MARK: Bulk chunks: entries packed in one buffer, with a checksum
 
 extension WireBulkChunk {
+    /// The chunk's packed buffer and lengths go on the wire as they are.
     init(_ chunk: BulkChunk) {
         self.init()
-        var total = 0
-        for entry in chunk.entries { total += entry.key.count + entry.value.count }
-        var data = Data(capacity: total)
-        keyLengths.reserveCapacity(chunk.entries.count)
-        valueLengths.reserveCapacity(chunk.entries.count)
-        for entry in chunk.entries {
-            data.append(contentsOf: entry.key)
-            data.append(contentsOf: entry.value)
-            keyLengths.append(UInt32(entry.key.count))
-            valueLengths.append(UInt32(entry.value.count))
-        }
-        self.data = data
+        data = chunk.data
+        keyLengths = chunk.keyLengths
+        valueLengths = chunk.valueLengths
         if let last = chunk.lastKey { lastKey = Data(last) }
         done = chunk.done
         bytes = UInt64(chunk.bytes)
@@ -185,20 +177,12 @@ extension WireBulkChunk {
         guard Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths) == crc32C else {
             throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch")
         }
-        var entries: [(key: [UInt8], value: [UInt8])] = []
-        entries.reserveCapacity(keyLengths.count)
-        try data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            var offset = 0
-            for i in 0..<keyLengths.count {
-                let k = Int(keyLengths[i]), v = Int(valueLengths[i])
-                guard offset + k + v <= buffer.count else { throw malformed("bulk chunk lengths overrun its data") }
-                entries.append((key: [UInt8](UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + k])),
-                                value: [UInt8](UnsafeRawBufferPointer(rebasing: buffer[offset + k..<offset + k + v]))))
-                offset += k + v
-            }
-            guard offset == buffer.count else { throw malformed("bulk chunk data longer than its entries") }
+        do {
+            return try BulkChunk(data: data, keyLengths: keyLengths, valueLengths: valueLengths,
+                                 lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done, bytes: Int(bytes))
+        } catch let error as ShardDBError {
+            throw malformed(error.message)
         }
-        return BulkChunk(entries: entries, lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done, bytes: Int(bytes))
     }
 }
 
