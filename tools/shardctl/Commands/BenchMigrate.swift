@@ -9,8 +9,8 @@ struct MigrationBench: AsyncParsableCommand {
         commandName: "migrate",
         abstract: "Measure live migration: bulk MB/s against a plain file copy, catch-up, write pause, writer latency.",
         discussion: """
-            Creates instance A with one shard of --size-mb, copies its files with 'cp -r' as the \
-            reference, then moves the shard A→B→A… --runs times while a writer puts at --write-rate \
+            Creates instance A with one shard of --size-mb, copies its table files with 'cp' + 'sync' \
+            as the reference (before each mode's moves and after the last; the median counts), then moves the shard A→B→A… --runs times while a writer puts at --write-rate \
             per second. Reports bulk-copy throughput as a ratio to the file copy, the write pause at \
             each cutover (p50/p99/max over runs), and the writer's latency during migrations against \
             a baseline with no migration, measured in the same run.
@@ -35,7 +35,10 @@ struct MigrationBench: AsyncParsableCommand {
     struct Result: Encodable {
         var shardBytes: Int
         var keys: Int
+        /// Median of `fileCopyRuns`.
         var fileCopyMBps: Double
+        /// The table-file copy, measured before each mode's moves and after the last.
+        var fileCopyRuns: [Double]
         var modes: [ModeResult]
         var writeRate: Int
         var writerBaseline: LatencySummary
@@ -66,8 +69,9 @@ struct MigrationBench: AsyncParsableCommand {
             let result = try await measure(in: dir)
             if json { printJSON(result, pretty: true); return }
             print(String(format: "shard: %@ in %d keys", formatBytes(result.shardBytes), result.keys))
+            print("cp of the table files + sync: " + result.fileCopyRuns.map { String(format: "%.1f", $0) }.joined(separator: ", ") + " MB/s")
             for mode in result.modes {
-                print(String(format: "bulk copy (%@): median %.1f MB/s vs cp -r + sync %.1f MB/s  → ratio %.2f",
+                print(String(format: "bulk copy (%@): median %.1f MB/s vs cp of the table files + sync %.1f MB/s (median)  → ratio %.2f",
                              mode.bulk, median(mode.bulkMBps), result.fileCopyMBps, mode.bulkToCopyRatio))
                 print(String(format: "catch-up (%@): median %.2f s", mode.bulk, median(mode.catchUpSeconds)))
                 print("write pause at cutover (\(mode.bulk)): \(mode.pauseMs.text)")
@@ -98,14 +102,19 @@ struct MigrationBench: AsyncParsableCommand {
         try fillForBench(a, count: keys, valueSize: valueSize, progress: progress, label: "filling")
         _ = try a.purgeExpired()  // flush and compact: the shard as table files
         let shardBytes = Int(try a.shards().reduce(0) { $0 + $1.approximateBytes })
-        let copySeconds = try timeCopy(dir + "/a", dir + "/copy")
-        let copiedBytes = directoryBytes(dir + "/copy")
-        try? FileManager.default.removeItem(atPath: dir + "/copy")
-        let fileCopyMBps = Double(copiedBytes) / 1_048_576 / copySeconds
+        var from = a, to = b, shard = 0
+        // The reference: a plain copy of the shard's table files, made durable. The
+        // disk's speed drifts a lot on shared machines, so it is measured before the
+        // moves, between the modes and after them, and the median taken.
+        var copyRates: [Double] = []
+        func measureCopy() throws {
+            let copy = try timeTableFileCopy(from.path, dir + "/copy")
+            try? FileManager.default.removeItem(atPath: dir + "/copy")
+            copyRates.append(Double(copy.bytes) / 1_048_576 / copy.seconds)
+        }
 
         var results: [ModeResult] = []
         var baseline = LatencySummary(nil), during = LatencySummary(nil), redirected = 0
-        var from = a, to = b, shard = 0
         for (index, mode) in modes.enumerated() {
             if index > 0 {
                 // The same instances, reopened with the other way of writing bulk chunks.
@@ -115,6 +124,7 @@ struct MigrationBench: AsyncParsableCommand {
                 b = try ShardEngine.open(at: toPath, options: engineOptions(mode))
                 (from, to) = (a, b)
             }
+            try measureCopy()
             let writer = PacedWriter(engines: [a, b], rate: max(1, writeRate), keySpace: keys, valueSize: valueSize)
             if writeRate > 0 {
                 writer.start()
@@ -144,10 +154,13 @@ struct MigrationBench: AsyncParsableCommand {
                 during = LatencySummary(writer.histogram("migration"))
             }
             redirected += writer.redirected
-            results.append(ModeResult(bulk: mode.rawValue, bulkMBps: bulkRates, bulkToCopyRatio: median(bulkRates) / fileCopyMBps,
+            results.append(ModeResult(bulk: mode.rawValue, bulkMBps: bulkRates, bulkToCopyRatio: 0,
                                       catchUpSeconds: catchUp, pauseMs: LatencySummary(millis: pauses)))
         }
-        return Result(shardBytes: shardBytes, keys: keys, fileCopyMBps: fileCopyMBps, modes: results,
+        try measureCopy()
+        let fileCopyMBps = median(copyRates)
+        for i in results.indices { results[i].bulkToCopyRatio = median(results[i].bulkMBps) / fileCopyMBps }
+        return Result(shardBytes: shardBytes, keys: keys, fileCopyMBps: fileCopyMBps, fileCopyRuns: copyRates, modes: results,
                       writeRate: writeRate, writerBaseline: baseline,
                       writerDuringMigration: during, writerP99Ratio: baseline.p99 > 0 ? during.p99 / baseline.p99 : 0,
                       redirectedWrites: redirected)

@@ -183,3 +183,24 @@ func timeCopy(_ source: String, _ destination: String) throws -> Double {
     }
     return Double(monotonicNanos() - start) / 1e9
 }
+
+/// Seconds `cp` of the table files (`*.sst`) directly in `source` into a new
+/// `destination` directory, then `sync`, take: the plain copy of a shard's SST
+/// files a migration's bulk copy is compared with. Returns the bytes copied too.
+func timeTableFileCopy(_ source: String, _ destination: String) throws -> (seconds: Double, bytes: Int) {
+    let files = try FileManager.default.contentsOfDirectory(atPath: source).filter { $0.hasSuffix(".sst") }.sorted()
+    guard !files.isEmpty else { throw ShardDBError(.storage, "\(source) has no table files to copy") }
+    try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+    let start = monotonicNanos()
+    for arguments in [["/bin/cp"] + files.map { source + "/" + $0 } + [destination], ["/bin/sync"]] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw ShardDBError(.storage, "\(arguments[0]) failed") }
+    }
+    let seconds = Double(monotonicNanos() - start) / 1e9
+    return (seconds, directoryBytes(destination, suffix: ".sst"))
+}
+
