@@ -288,6 +288,27 @@ nonisolated struct WireMigrationPlan: Sendable {
   /// Clears the value of `defaultTtlSeconds`. Subsequent reads from it will return its default value.
   mutating func clearDefaultTtlSeconds() {self._defaultTtlSeconds = nil}
 
+  /// MigrationConflictPolicy raw value (refuse, source-wins, target-wins,
+  /// last-write-wins); absent means refuse.
+  var onConflict: String {
+    get {_onConflict ?? String()}
+    set {_onConflict = newValue}
+  }
+  /// Returns true if `onConflict` has been explicitly set.
+  var hasOnConflict: Bool {self._onConflict != nil}
+  /// Clears the value of `onConflict`. Subsequent reads from it will return its default value.
+  mutating func clearOnConflict() {self._onConflict = nil}
+
+  /// The part of `range` the merge target already owns (merged key by key at commit).
+  var overlap: WireShardRange {
+    get {_overlap ?? WireShardRange()}
+    set {_overlap = newValue}
+  }
+  /// Returns true if `overlap` has been explicitly set.
+  var hasOverlap: Bool {self._overlap != nil}
+  /// Clears the value of `overlap`. Subsequent reads from it will return its default value.
+  mutating func clearOverlap() {self._overlap = nil}
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -295,55 +316,64 @@ nonisolated struct WireMigrationPlan: Sendable {
   fileprivate var _range: WireShardRange? = nil
   fileprivate var _mergeIntoShard: Int64? = nil
   fileprivate var _defaultTtlSeconds: Int64? = nil
+  fileprivate var _onConflict: String? = nil
+  fileprivate var _overlap: WireShardRange? = nil
 }
 
-nonisolated struct WireJournalEntry: Sendable {
+nonisolated struct WireJournalEntry: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   var plan: WireMigrationPlan {
-    get {_plan ?? WireMigrationPlan()}
-    set {_plan = newValue}
+    get {_storage._plan ?? WireMigrationPlan()}
+    set {_uniqueStorage()._plan = newValue}
   }
   /// Returns true if `plan` has been explicitly set.
-  var hasPlan: Bool {self._plan != nil}
+  var hasPlan: Bool {_storage._plan != nil}
   /// Clears the value of `plan`. Subsequent reads from it will return its default value.
-  mutating func clearPlan() {self._plan = nil}
+  mutating func clearPlan() {_uniqueStorage()._plan = nil}
 
   /// MigrationJournalEntry.Role raw value: source, target
-  var role: String = String()
+  var role: String {
+    get {_storage._role}
+    set {_uniqueStorage()._role = newValue}
+  }
 
   /// MigrationJournalEntry.Phase raw value: prepared, bulkCopy, ...
-  var phase: String = String()
+  var phase: String {
+    get {_storage._phase}
+    set {_uniqueStorage()._phase = newValue}
+  }
 
   var snapshotSequence: UInt64 {
-    get {_snapshotSequence ?? 0}
-    set {_snapshotSequence = newValue}
+    get {_storage._snapshotSequence ?? 0}
+    set {_uniqueStorage()._snapshotSequence = newValue}
   }
   /// Returns true if `snapshotSequence` has been explicitly set.
-  var hasSnapshotSequence: Bool {self._snapshotSequence != nil}
+  var hasSnapshotSequence: Bool {_storage._snapshotSequence != nil}
   /// Clears the value of `snapshotSequence`. Subsequent reads from it will return its default value.
-  mutating func clearSnapshotSequence() {self._snapshotSequence = nil}
+  mutating func clearSnapshotSequence() {_uniqueStorage()._snapshotSequence = nil}
 
   var finalSequence: UInt64 {
-    get {_finalSequence ?? 0}
-    set {_finalSequence = newValue}
+    get {_storage._finalSequence ?? 0}
+    set {_uniqueStorage()._finalSequence = newValue}
   }
   /// Returns true if `finalSequence` has been explicitly set.
-  var hasFinalSequence: Bool {self._finalSequence != nil}
+  var hasFinalSequence: Bool {_storage._finalSequence != nil}
   /// Clears the value of `finalSequence`. Subsequent reads from it will return its default value.
-  mutating func clearFinalSequence() {self._finalSequence = nil}
+  mutating func clearFinalSequence() {_uniqueStorage()._finalSequence = nil}
 
-  var updatedAtMilliseconds: Int64 = 0
+  var updatedAtMilliseconds: Int64 {
+    get {_storage._updatedAtMilliseconds}
+    set {_uniqueStorage()._updatedAtMilliseconds = newValue}
+  }
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
-  fileprivate var _plan: WireMigrationPlan? = nil
-  fileprivate var _snapshotSequence: UInt64? = nil
-  fileprivate var _finalSequence: UInt64? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 nonisolated struct WireInstanceDescription: Sendable {
@@ -431,39 +461,44 @@ nonisolated struct WireSequenceReply: Sendable {
 /// Streams up to `max_chunks` chunks of at most `max_chunk_bytes` each, from
 /// the migration's snapshot, starting after `after`; the client reopens the
 /// stream after the last key it acknowledged.
-nonisolated struct WireReadBulkRequest: Sendable {
+nonisolated struct WireReadBulkRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   var plan: WireMigrationPlan {
-    get {_plan ?? WireMigrationPlan()}
-    set {_plan = newValue}
+    get {_storage._plan ?? WireMigrationPlan()}
+    set {_uniqueStorage()._plan = newValue}
   }
   /// Returns true if `plan` has been explicitly set.
-  var hasPlan: Bool {self._plan != nil}
+  var hasPlan: Bool {_storage._plan != nil}
   /// Clears the value of `plan`. Subsequent reads from it will return its default value.
-  mutating func clearPlan() {self._plan = nil}
+  mutating func clearPlan() {_uniqueStorage()._plan = nil}
 
   var after: Data {
-    get {_after ?? Data()}
-    set {_after = newValue}
+    get {_storage._after ?? Data()}
+    set {_uniqueStorage()._after = newValue}
   }
   /// Returns true if `after` has been explicitly set.
-  var hasAfter: Bool {self._after != nil}
+  var hasAfter: Bool {_storage._after != nil}
   /// Clears the value of `after`. Subsequent reads from it will return its default value.
-  mutating func clearAfter() {self._after = nil}
+  mutating func clearAfter() {_uniqueStorage()._after = nil}
 
-  var maxChunkBytes: UInt32 = 0
+  var maxChunkBytes: UInt32 {
+    get {_storage._maxChunkBytes}
+    set {_uniqueStorage()._maxChunkBytes = newValue}
+  }
 
-  var maxChunks: UInt32 = 0
+  var maxChunks: UInt32 {
+    get {_storage._maxChunks}
+    set {_uniqueStorage()._maxChunks = newValue}
+  }
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
-  fileprivate var _plan: WireMigrationPlan? = nil
-  fileprivate var _after: Data? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Entries packed: `data` is key0 value0 key1 value1 ..., cut by the lengths.
@@ -671,35 +706,34 @@ nonisolated struct WireApplyBulkRequest: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-nonisolated struct WireApplyChangesRequest: Sendable {
+nonisolated struct WireApplyChangesRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   var plan: WireMigrationPlan {
-    get {_plan ?? WireMigrationPlan()}
-    set {_plan = newValue}
+    get {_storage._plan ?? WireMigrationPlan()}
+    set {_uniqueStorage()._plan = newValue}
   }
   /// Returns true if `plan` has been explicitly set.
-  var hasPlan: Bool {self._plan != nil}
+  var hasPlan: Bool {_storage._plan != nil}
   /// Clears the value of `plan`. Subsequent reads from it will return its default value.
-  mutating func clearPlan() {self._plan = nil}
+  mutating func clearPlan() {_uniqueStorage()._plan = nil}
 
   var chunk: WireChangeChunk {
-    get {_chunk ?? WireChangeChunk()}
-    set {_chunk = newValue}
+    get {_storage._chunk ?? WireChangeChunk()}
+    set {_uniqueStorage()._chunk = newValue}
   }
   /// Returns true if `chunk` has been explicitly set.
-  var hasChunk: Bool {self._chunk != nil}
+  var hasChunk: Bool {_storage._chunk != nil}
   /// Clears the value of `chunk`. Subsequent reads from it will return its default value.
-  mutating func clearChunk() {self._chunk = nil}
+  mutating func clearChunk() {_uniqueStorage()._chunk = nil}
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
 
-  fileprivate var _plan: WireMigrationPlan? = nil
-  fileprivate var _chunk: WireChangeChunk? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 nonisolated struct WireCommitIncomingRequest: Sendable {
@@ -1121,7 +1155,7 @@ nonisolated extension WireShardDescriptor: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WireMigrationPlan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".MigrationPlan"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}source_instance\0\u{3}target_instance\0\u{3}source_location\0\u{3}target_location\0\u{3}source_shard\0\u{1}range\0\u{3}merge_into_shard\0\u{3}target_shard\0\u{3}default_ttl_seconds\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}source_instance\0\u{3}target_instance\0\u{3}source_location\0\u{3}target_location\0\u{3}source_shard\0\u{1}range\0\u{3}merge_into_shard\0\u{3}target_shard\0\u{3}default_ttl_seconds\0\u{3}on_conflict\0\u{1}overlap\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1139,6 +1173,8 @@ nonisolated extension WireMigrationPlan: SwiftProtobuf.Message, SwiftProtobuf._M
       case 8: try { try decoder.decodeSingularInt64Field(value: &self._mergeIntoShard) }()
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.targetShard) }()
       case 10: try { try decoder.decodeSingularInt64Field(value: &self._defaultTtlSeconds) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self._onConflict) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._overlap) }()
       default: break
       }
     }
@@ -1179,6 +1215,12 @@ nonisolated extension WireMigrationPlan: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._defaultTtlSeconds {
       try visitor.visitSingularInt64Field(value: v, fieldNumber: 10)
     } }()
+    try { if let v = self._onConflict {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 11)
+    } }()
+    try { if let v = self._overlap {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1193,6 +1235,8 @@ nonisolated extension WireMigrationPlan: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs._mergeIntoShard != rhs._mergeIntoShard {return false}
     if lhs.targetShard != rhs.targetShard {return false}
     if lhs._defaultTtlSeconds != rhs._defaultTtlSeconds {return false}
+    if lhs._onConflict != rhs._onConflict {return false}
+    if lhs._overlap != rhs._overlap {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1202,56 +1246,102 @@ nonisolated extension WireJournalEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
   static let protoMessageName: String = _protobuf_package + ".JournalEntry"
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}role\0\u{1}phase\0\u{3}snapshot_sequence\0\u{3}final_sequence\0\u{3}updated_at_milliseconds\0")
 
+  fileprivate class _StorageClass {
+    var _plan: WireMigrationPlan? = nil
+    var _role: String = String()
+    var _phase: String = String()
+    var _snapshotSequence: UInt64? = nil
+    var _finalSequence: UInt64? = nil
+    var _updatedAtMilliseconds: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _plan = source._plan
+      _role = source._role
+      _phase = source._phase
+      _snapshotSequence = source._snapshotSequence
+      _finalSequence = source._finalSequence
+      _updatedAtMilliseconds = source._updatedAtMilliseconds
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._plan) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.role) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.phase) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._snapshotSequence) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._finalSequence) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.updatedAtMilliseconds) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._plan) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._role) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._phase) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._snapshotSequence) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._finalSequence) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._updatedAtMilliseconds) }()
+        default: break
+        }
       }
     }
   }
 
   func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._plan {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if !self.role.isEmpty {
-      try visitor.visitSingularStringField(value: self.role, fieldNumber: 2)
-    }
-    if !self.phase.isEmpty {
-      try visitor.visitSingularStringField(value: self.phase, fieldNumber: 3)
-    }
-    try { if let v = self._snapshotSequence {
-      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
-    } }()
-    try { if let v = self._finalSequence {
-      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
-    } }()
-    if self.updatedAtMilliseconds != 0 {
-      try visitor.visitSingularInt64Field(value: self.updatedAtMilliseconds, fieldNumber: 6)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._plan {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._role.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._role, fieldNumber: 2)
+      }
+      if !_storage._phase.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._phase, fieldNumber: 3)
+      }
+      try { if let v = _storage._snapshotSequence {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._finalSequence {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+      } }()
+      if _storage._updatedAtMilliseconds != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._updatedAtMilliseconds, fieldNumber: 6)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: WireJournalEntry, rhs: WireJournalEntry) -> Bool {
-    if lhs._plan != rhs._plan {return false}
-    if lhs.role != rhs.role {return false}
-    if lhs.phase != rhs.phase {return false}
-    if lhs._snapshotSequence != rhs._snapshotSequence {return false}
-    if lhs._finalSequence != rhs._finalSequence {return false}
-    if lhs.updatedAtMilliseconds != rhs.updatedAtMilliseconds {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._plan != rhs_storage._plan {return false}
+        if _storage._role != rhs_storage._role {return false}
+        if _storage._phase != rhs_storage._phase {return false}
+        if _storage._snapshotSequence != rhs_storage._snapshotSequence {return false}
+        if _storage._finalSequence != rhs_storage._finalSequence {return false}
+        if _storage._updatedAtMilliseconds != rhs_storage._updatedAtMilliseconds {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1417,46 +1507,88 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
   static let protoMessageName: String = _protobuf_package + ".ReadBulkRequest"
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0")
 
+  fileprivate class _StorageClass {
+    var _plan: WireMigrationPlan? = nil
+    var _after: Data? = nil
+    var _maxChunkBytes: UInt32 = 0
+    var _maxChunks: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _plan = source._plan
+      _after = source._after
+      _maxChunkBytes = source._maxChunkBytes
+      _maxChunks = source._maxChunks
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._plan) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self._after) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxChunkBytes) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxChunks) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._plan) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._after) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunks) }()
+        default: break
+        }
       }
     }
   }
 
   func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._plan {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._after {
-      try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
-    } }()
-    if self.maxChunkBytes != 0 {
-      try visitor.visitSingularUInt32Field(value: self.maxChunkBytes, fieldNumber: 3)
-    }
-    if self.maxChunks != 0 {
-      try visitor.visitSingularUInt32Field(value: self.maxChunks, fieldNumber: 4)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._plan {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._after {
+        try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._maxChunkBytes != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxChunkBytes, fieldNumber: 3)
+      }
+      if _storage._maxChunks != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxChunks, fieldNumber: 4)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: WireReadBulkRequest, rhs: WireReadBulkRequest) -> Bool {
-    if lhs._plan != rhs._plan {return false}
-    if lhs._after != rhs._after {return false}
-    if lhs.maxChunkBytes != rhs.maxChunkBytes {return false}
-    if lhs.maxChunks != rhs.maxChunks {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._plan != rhs_storage._plan {return false}
+        if _storage._after != rhs_storage._after {return false}
+        if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
+        if _storage._maxChunks != rhs_storage._maxChunks {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1853,36 +1985,74 @@ nonisolated extension WireApplyChangesRequest: SwiftProtobuf.Message, SwiftProto
   static let protoMessageName: String = _protobuf_package + ".ApplyChangesRequest"
   static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}chunk\0")
 
+  fileprivate class _StorageClass {
+    var _plan: WireMigrationPlan? = nil
+    var _chunk: WireChangeChunk? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _plan = source._plan
+      _chunk = source._chunk
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._plan) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._chunk) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._plan) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._chunk) }()
+        default: break
+        }
       }
     }
   }
 
   func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._plan {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._chunk {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._plan {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._chunk {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: WireApplyChangesRequest, rhs: WireApplyChangesRequest) -> Bool {
-    if lhs._plan != rhs._plan {return false}
-    if lhs._chunk != rhs._chunk {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._plan != rhs_storage._plan {return false}
+        if _storage._chunk != rhs_storage._chunk {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -82,15 +82,25 @@ extension WireMigrationPlan {
         if case .mergeInto(let shard) = plan.shape { mergeIntoShard = Int64(shard) }
         targetShard = Int64(plan.targetShard)
         if let ttl = plan.defaultTTLSeconds { defaultTtlSeconds = ttl }
+        if let policy = plan.onConflict { onConflict = policy.rawValue }
+        if let overlap = plan.overlap { self.overlap = WireShardRange(overlap) }
     }
 
     func decoded() throws -> MigrationPlan {
         guard !id.isEmpty, hasRange else { throw malformed("migration plan without id or range") }
+        var policy: MigrationConflictPolicy?
+        if hasOnConflict {
+            guard let known = MigrationConflictPolicy(rawValue: onConflict) else {
+                throw malformed("unknown conflict policy '\(onConflict)'")
+            }
+            policy = known
+        }
         return MigrationPlan(
             id: id, sourceInstance: sourceInstance, targetInstance: targetInstance, sourceLocation: sourceLocation,
             targetLocation: targetLocation, sourceShard: Int(sourceShard), range: try range.decoded(),
             shape: hasMergeIntoShard ? .mergeInto(shard: Int(mergeIntoShard)) : .newShard, targetShard: Int(targetShard),
-            defaultTTLSeconds: hasDefaultTtlSeconds ? defaultTtlSeconds : nil)
+            defaultTTLSeconds: hasDefaultTtlSeconds ? defaultTtlSeconds : nil,
+            onConflict: policy, overlap: hasOverlap ? try overlap.decoded() : nil)
     }
 }
 
