@@ -271,6 +271,8 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["import", inst], stdin: "\(bigKey)\tv\n", "line 1"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a","value":"1"}"# + "\nnot json\n", "line 2"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a"}"# + "\n", "line 1"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a","value":"1","writtenAt":-5}"# + "\n", "write time -5 is negative"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a","value":"1","writtenAt":"soon"}"# + "\n", "line 1"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"keyHex":"zz","value":"v"}"# + "\n", "line 1"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"a","value":"v","ttl":0}"# + "\n", "line 1"),
             Case(["import", inst, "--format", "xml"], stdin: "a\tb\n", status: 64, "invalid for '--format"),

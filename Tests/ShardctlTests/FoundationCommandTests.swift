@@ -1,4 +1,5 @@
 import Foundation
+import ShardDB
 import XCTest
 
 /// The foundation commands (init, info, put/get/delete, scan, import/export,
@@ -247,6 +248,34 @@ final class FoundationCommandTests: ShardctlTestCase {
         let again = try shardctl(["export", copy, "--format", "jsonl"]).stdout
         XCTAssertEqual(again.split(separator: "\n").sorted(), exportedText.split(separator: "\n").sorted(),
                        "import honours the exported absolute expiries")
+    }
+
+    /// Write times (for last-write-wins merges) survive export and import: the
+    /// importing instance keeps the exported stamp, it does not stamp anew.
+    func testWriteTimesTravelThroughJSONLExportAndImport() throws {
+        let source = path("source"), copy = path("copy")
+        let input = [
+            #"{"key":"stamped","value":"s","writtenAt":1700000000123}"#,
+            #"{"key":"plain","value":"p"}"#,
+        ].joined(separator: "\n") + "\n"
+        try shardctl(["init", source])
+        try shardctl(["init", copy])
+        try shardctl(["import", source, "--format", "jsonl"], stdin: input)
+        let exported = try shardctl(["export", source, "--format", "jsonl"]).stdout
+        let records = Dictionary(uniqueKeysWithValues: try jsonLines(exported).map { ($0["key"] as! String, $0) })
+        XCTAssertEqual(records["stamped"]?["writtenAt"] as? Int64, 1_700_000_000_123)
+        XCTAssertNil(records["plain"]?["writtenAt"])
+
+        try shardctl(["import", copy, "--format", "jsonl"], stdin: exported)
+        let engine = try ShardEngine.open(at: copy)
+        defer { engine.close() }
+        var times: [String: Int64?] = [:]
+        try engine.scan { entry in
+            times[String(decoding: entry.key, as: UTF8.self)] = entry.writtenAtMilliseconds
+            return true
+        }
+        XCTAssertEqual(times["stamped"], 1_700_000_000_123)
+        XCTAssertEqual(times["plain"], .some(nil))
     }
 
     func testDemo() throws {

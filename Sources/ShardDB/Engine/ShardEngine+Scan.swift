@@ -29,6 +29,8 @@ public struct ScanEntry {
     public let key: UnsafeRawBufferPointer
     public let value: UnsafeRawBufferPointer
     public let expiresAtMilliseconds: Int64?
+    /// The value's write time, when it was stamped (``ShardEngineOptions/stampWriteTime``).
+    public let writtenAtMilliseconds: Int64?
 }
 
 extension ShardEngine {
@@ -70,7 +72,8 @@ extension ShardEngine {
             let (header, payload) = try self.decodeStored(stored, key: key)
             if header.isExpired(at: now) { return true }
             remaining -= 1
-            let keepGoing = try body(ScanEntry(shard: shardID, key: key, value: payload, expiresAtMilliseconds: header.expiresAtMilliseconds))
+            let keepGoing = try body(ScanEntry(shard: shardID, key: key, value: payload, expiresAtMilliseconds: header.expiresAtMilliseconds,
+                                                   writtenAtMilliseconds: header.writtenAtMilliseconds))
             return keepGoing && remaining > 0
         }
 

@@ -30,13 +30,25 @@ public final class ShardWriteBatch {
     /// Number of operations.
     public var count: Int { batch.count }
 
-    public func put(_ key: some ContiguousBytes, _ value: some ContiguousBytes, ttl: TTL = .shardDefault) throws {
+    /// Adds a put. `writtenAtMilliseconds` restores a value's write time (as
+    /// `export` wrote it) instead of the one ``ShardEngineOptions/stampWriteTime``
+    /// would give it now; nil keeps the engine's behaviour.
+    ///
+    /// - throws: as ``ShardEngine/put(_:_:ttl:)``, and `.invalidArgument` for a negative write time.
+    public func put(_ key: some ContiguousBytes, _ value: some ContiguousBytes, ttl: TTL = .shardDefault,
+                    writtenAtMilliseconds: Int64? = nil) throws {
         try key.withUnsafeBytes { k in
             try value.withUnsafeBytes { v in
                 try ShardEngine.validate(key: k)
                 try ShardEngine.validate(value: v)
                 let (shard, keyGroup) = try locate(k)
-                let header = try engine.valueHeader(ttl: ttl, shard: shard)
+                var header = try engine.valueHeader(ttl: ttl, shard: shard)
+                if let writtenAtMilliseconds {
+                    guard writtenAtMilliseconds >= 0 else {
+                        throw ShardDBError(.invalidArgument, "write time \(writtenAtMilliseconds) is negative")
+                    }
+                    header.writtenAtMilliseconds = writtenAtMilliseconds
+                }
                 try KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { storedKey in
                     try engine.withStoredValue(header, v) { storedValue in
                         try storage(engine.path) { try batch.put(storedKey, storedValue, in: shard.family) }

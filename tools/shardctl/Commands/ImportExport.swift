@@ -12,7 +12,8 @@ struct Import: ParsableCommand {
         discussion: """
             tsv: one 'key<TAB>value' per line, escaped as 'scan' prints them. jsonl: one object per \
             line with "key" (or "keyHex"), "value" (or "valueHex") and optionally "ttl" in seconds or \
-            "expiresAt" (ms since the epoch, as 'export' writes it). \
+            "expiresAt" (ms since the epoch, as 'export' writes it), and optionally "writtenAt" (a stamped \
+            value's write time, ms since the epoch, as 'export' writes it; kept as it is). \
             Each batch of --batch-size lines is written atomically. A malformed line stops the import \
             with its line number; nothing of its batch is written (earlier batches stay).
             """)
@@ -37,8 +38,8 @@ struct Import: ParsableCommand {
                 lineNumber += 1
                 if line.isEmpty { continue }
                 do {
-                    let (key, value, entryTTL) = try parse(line, defaultTTL: defaultTTL)
-                    try batch.put(key, value, ttl: entryTTL)
+                    let (key, value, entryTTL, writtenAt) = try parse(line, defaultTTL: defaultTTL)
+                    try batch.put(key, value, ttl: entryTTL, writtenAtMilliseconds: writtenAt)
                 } catch {
                     throw ShardDBError(.invalidArgument,
                         "line \(lineNumber): \(error) (imported \(imported) entries before; nothing of this batch)")
@@ -68,12 +69,12 @@ struct Import: ParsableCommand {
         }
     }
 
-    private func parse(_ line: String, defaultTTL: TTL) throws -> ([UInt8], [UInt8], TTL) {
+    private func parse(_ line: String, defaultTTL: TTL) throws -> ([UInt8], [UInt8], TTL, Int64?) {
         switch format {
         case .tsv:
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard fields.count == 2 else { throw TextFormatError("expected 2 tab-separated fields, found \(fields.count)") }
-            return (try TSV.unescape(fields[0]), try TSV.unescape(fields[1]), defaultTTL)
+            return (try TSV.unescape(fields[0]), try TSV.unescape(fields[1]), defaultTTL, nil)
         case .jsonl:
             let record: JSONRecord
             do { record = try JSONDecoder().decode(JSONRecord.self, from: Data(line.utf8)) } catch {
@@ -81,7 +82,7 @@ struct Import: ParsableCommand {
             }
             var entryTTL = try record.ttl.map { try parseTTL($0) } ?? defaultTTL
             if record.ttl == nil, let expiresAt = record.expiresAt { entryTTL = .expiresAt(expiresAt) }
-            return (try record.decodedKey(), try record.decodedValue(), entryTTL)
+            return (try record.decodedKey(), try record.decodedValue(), entryTTL, record.writtenAt)
         }
     }
 }
@@ -89,7 +90,11 @@ struct Import: ParsableCommand {
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write live entries to stdout in an 'import' format.",
-        discussion: "jsonl records carry the absolute expiry (\"expiresAt\", ms since the epoch) of entries with a TTL.")
+        discussion: """
+            jsonl records carry the absolute expiry ("expiresAt", ms since the epoch) of entries with a TTL, \
+            and the write time ("writtenAt", ms since the epoch) of values stamped with one \
+            (SHARDDB_STAMP_WRITE_TIME=1); 'import' restores both.
+            """)
 
     @OptionGroup var instance: InstanceOptions
     @Option(help: "Only this shard.") var shard: Int?
@@ -104,7 +109,8 @@ struct Export: ParsableCommand {
                 case .tsv: out.write(TSV.escape(entry.key) + "\t" + TSV.escape(entry.value) + "\n")
                 case .jsonl:
                     out.writeJSON(JSONRecord(key: [UInt8](entry.key), value: [UInt8](entry.value),
-                                             expiresAt: entry.expiresAtMilliseconds, shard: nil))
+                                             expiresAt: entry.expiresAtMilliseconds,
+                                             writtenAt: entry.writtenAtMilliseconds, shard: nil))
                 }
                 return true
             }

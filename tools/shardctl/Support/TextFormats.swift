@@ -61,12 +61,16 @@ struct JSONRecord: Codable {
     var expiresAt: Int64?
     /// Seconds to live (import).
     var ttl: Int64?
+    /// Write time, milliseconds since the Unix epoch, of a stamped value (export;
+    /// import restores it, so last-write-wins merges still order the value).
+    var writtenAt: Int64?
     var shard: Int?
 
-    init(key: [UInt8], value: [UInt8], expiresAt: Int64?, shard: Int?) {
+    init(key: [UInt8], value: [UInt8], expiresAt: Int64?, writtenAt: Int64? = nil, shard: Int?) {
         if let text = String(validating: key, as: UTF8.self) { self.key = text } else { keyHex = ByteText.hex(key) }
         if let text = String(validating: value, as: UTF8.self) { self.value = text } else { valueHex = ByteText.hex(value) }
         self.expiresAt = expiresAt
+        self.writtenAt = writtenAt
         self.shard = shard
     }
 
