@@ -106,12 +106,20 @@ extension Database {
     /// - parameters:
     ///   - moveFiles: hard-link the files into the database instead of copying
     ///     them (same filesystem only); the originals can then be removed.
+    ///   - snapshotConsistency: RocksDB's `snapshot_consistency` (on by default):
+    ///     while the database holds any snapshot, give the files a fresh sequence
+    ///     number so that snapshot does not see them. That number is in no WAL
+    ///     record, so a changelog reader meets a gap there. Turn it off when no
+    ///     snapshot reads the family (files that overlap nothing then take
+    ///     sequence number 0 and consume none).
     /// - throws: ``RocksDBError``, e.g. `invalidArgument` for overlapping files.
-    public func ingestExternalFiles(_ paths: [String], into family: ColumnFamily? = nil, moveFiles: Bool = false) throws {
+    public func ingestExternalFiles(_ paths: [String], into family: ColumnFamily? = nil, moveFiles: Bool = false,
+                                    snapshotConsistency: Bool = true) throws {
         guard !paths.isEmpty else { return }
         let options = rocksdb_ingestexternalfileoptions_create()!
         defer { rocksdb_ingestexternalfileoptions_destroy(options) }
         rocksdb_ingestexternalfileoptions_set_move_files(options, moveFiles ? 1 : 0)
+        rocksdb_ingestexternalfileoptions_set_snapshot_consistency(options, snapshotConsistency ? 1 : 0)
         try withCStrings(paths[...], []) { pointers in
             var pointers = pointers
             try withHandle(family) { db, cf in

@@ -44,6 +44,10 @@ extension ShardEngine {
 
     /// Rewrites one shard record durably, then swaps the routing table.
     func updateShard(_ id: Int, _ change: (inout ShardDescriptor) -> Void) throws {
+        try shardMapLock.withLock { _ in try updateShardLocked(id, change) }
+    }
+
+    private func updateShardLocked(_ id: Int, _ change: (inout ShardDescriptor) -> Void) throws {
         let current = table
         guard let shard = current.shard(id: id), shard.isActive else {
             throw ShardDBError(.shardNotFound, "shard \(id) does not exist on this instance")

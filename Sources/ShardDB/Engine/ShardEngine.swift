@@ -47,6 +47,11 @@ public final class ShardEngine: @unchecked Sendable {
     let writeGate = ReadWriteLock(preferWriters: true)
     /// Snapshots, changelog readers and fences of migrations in progress.
     let migrationRuntime = MigrationRuntime()
+    /// Serializes changes to the shard map (read the table, pick ids, write shard
+    /// records, swap the table): an instance can commit an incoming migration while
+    /// it commits an outgoing split, and both add a shard record. Taken before the
+    /// write gate and the routing lock, never while holding them.
+    let shardMapLock = Mutex<Void>(())
     /// Every shard column family's expiry filter, including staging shards not yet in the table.
     let shardFilters: Mutex<[Int: ExpiryFilter]>
     /// Refuses writes when the disk is nearly full, and after RocksDB failed a write

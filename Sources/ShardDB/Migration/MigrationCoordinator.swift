@@ -243,7 +243,12 @@ public struct MigrationCoordinator: Sendable {
             targetShard = merge
         } else {
             shape = .newShard
-            let used = Set(to.shards.map(\.id))
+            // Ids of the target's shards and of new shards its running incoming migrations will create.
+            let reserved = to.unfinishedMigrations.compactMap { entry -> Int? in
+                guard entry.role == .target, case .newShard = entry.plan.shape else { return nil }
+                return entry.plan.targetShard
+            }
+            let used = Set(to.shards.map(\.id) + reserved)
             targetShard = used.contains(request.shard) ? (used.max() ?? 0) + 1 : request.shard
         }
         return MigrationPlan(

@@ -166,6 +166,15 @@ extension ShardEngine: MigrationSource {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) cannot commit on the source from phase \(entry.phase.rawValue)")
         }
         try FailurePoints.hit("migration.source.before-commit")
+        try shardMapLock.withLock { _ in try commitOutgoingLocked(plan, entry: &entry) }
+        logger.debug("migration committed (source)", metadata: ["id": "\(plan.id)", "movedTo": "\(plan.targetLocation)"])
+        try FailurePoints.hit("migration.source.committed")
+    }
+
+    /// The source's commit, under ``shardMapLock``: the moved range's record may take
+    /// a new shard id, which must not be one this instance has promised an
+    /// incoming migration that is still running.
+    private func commitOutgoingLocked(_ plan: MigrationPlan, entry: inout MigrationJournalEntry) throws {
         let current = table
         guard let shard = current.shard(id: plan.sourceShard) else {
             throw ShardDBError(.shardNotFound, "shard \(plan.sourceShard) does not exist on this instance")
@@ -176,7 +185,7 @@ extension ShardEngine: MigrationSource {
         if let remaining {
             var kept = shard.descriptor
             kept.range = remaining
-            let movedID = (current.shards.map(\.id).max() ?? 0) + 1
+            let movedID = (current.shards.map(\.id) + (try reservedShardIDs())).max().map { $0 + 1 } ?? 0
             let moved = ShardDescriptor(id: movedID, range: plan.range, state: .moved(to: plan.targetLocation))
             try batch.put(Array(MetadataKey.shard(kept.id).utf8), MetadataCoding.encode(ShardRecord(kept)), in: metadata)
             try batch.put(Array(MetadataKey.shard(moved.id).utf8), MetadataCoding.encode(ShardRecord(moved)), in: metadata)
@@ -201,8 +210,15 @@ extension ShardEngine: MigrationSource {
         }
         fence?.resolve(.committed(owner: plan.targetLocation))
         migrationRuntime.clear(plan.id)
-        logger.debug("migration committed (source)", metadata: ["id": "\(plan.id)", "movedTo": "\(plan.targetLocation)"])
-        try FailurePoints.hit("migration.source.committed")
+    }
+
+    /// Shard ids promised to incoming migrations still running here (a new shard's id is
+    /// chosen when the migration is planned and created only at its commit).
+    func reservedShardIDs() throws -> [Int] {
+        try migrationJournal().compactMap { entry in
+            guard entry.role == .target, entry.isUnfinished, case .newShard = entry.plan.shape else { return nil }
+            return entry.plan.targetShard
+        }
     }
 
     public func abortOutgoing(_ plan: MigrationPlan) throws {

@@ -4,6 +4,12 @@ import RocksDB
 extension ShardEngine: MigrationTarget {
     public func prepareIncoming(_ plan: MigrationPlan, snapshotSequence: UInt64) throws -> IncomingState {
         try FailurePoints.hit("migration.target.prepare")
+        // Validation and the journal entry that reserves the new shard's id, as one
+        // step of the shard map (a concurrent outgoing commit picks ids too).
+        return try shardMapLock.withLock { _ in try prepareIncomingLocked(plan, snapshotSequence: snapshotSequence) }
+    }
+
+    private func prepareIncomingLocked(_ plan: MigrationPlan, snapshotSequence: UInt64) throws -> IncomingState {
         guard plan.targetInstance == instanceID else {
             throw ShardDBError(.migrationConflict, "plan \(plan.id) is for target \(plan.targetInstance), not this instance (\(instanceID))")
         }
@@ -63,6 +69,9 @@ extension ShardEngine: MigrationTarget {
         case .newShard:
             if current.shard(id: plan.targetShard) != nil {
                 throw ShardDBError(.migrationConflict, "the target already has a shard \(plan.targetShard)")
+            }
+            if try reservedShardIDs().contains(plan.targetShard) {
+                throw ShardDBError(.migrationConflict, "shard id \(plan.targetShard) is taken by another incoming migration")
             }
         case .mergeInto(let id):
             guard let shard = current.shard(id: id), shard.isActive else {
@@ -181,7 +190,11 @@ extension ShardEngine: MigrationTarget {
             }
             guard written > 0 else { return }
             try writer.finish()
-            try database.ingestExternalFiles([file], into: family, moveFiles: true)
+            // No snapshot ever reads a staging family, and with snapshot consistency on,
+            // any snapshot this instance holds (its own outgoing migration's bulk
+            // snapshot) would give the file a sequence number that no WAL record
+            // carries: that migration's changelog would stop at a gap.
+            try database.ingestExternalFiles([file], into: family, moveFiles: true, snapshotConsistency: false)
         }
     }
 
@@ -258,11 +271,33 @@ extension ShardEngine: MigrationTarget {
                 "migration \(plan.id): applied through \(progress.appliedThrough), final sequence is \(finalSequence); not caught up")
         }
         try FailurePoints.hit("migration.target.before-commit")
+        try shardMapLock.withLock { _ in try commitIncomingLocked(plan, finalSequence: finalSequence, entry: &entry) }
+        if plan.overlap != nil {
+            // The commit is durable: failing here would send the coordinator down the
+            // roll-back path for a migration that committed (and leave the source
+            // fenced until a resolve). Opening the instance drops a leftover staging
+            // family, so a failed drop only costs space until then.
+            do { try dropOverlapFamily(plan.id) } catch {
+                logger.warning("could not drop the staging family of a committed migration; it is dropped at the next open",
+                               metadata: ["id": "\(plan.id)", "error": "\(error)"])
+            }
+        }
+        logger.debug("migration committed (target)", metadata: ["id": "\(plan.id)", "shard": "\(plan.targetShard)"])
+        try FailurePoints.hit("migration.target.committed")
+    }
+
+    /// The target's commit, under ``shardMapLock``.
+    private func commitIncomingLocked(_ plan: MigrationPlan, finalSequence: UInt64, entry: inout MigrationJournalEntry) throws {
         let family = try stagingFamily(for: plan, create: false)
         let current = table
         let descriptor: ShardDescriptor
         switch plan.shape {
         case .newShard:
+            // Reserved by this migration's journal entry since its prepare; a record
+            // under that id now would be overwritten: refuse (the migration rolls back).
+            if let taken = current.shard(id: plan.targetShard) {
+                throw ShardDBError(.migrationConflict, "shard id \(plan.targetShard) is already used here (\(taken.descriptor.range))")
+            }
             descriptor = ShardDescriptor(id: plan.targetShard, range: plan.range, defaultTTLSeconds: plan.defaultTTLSeconds)
         case .mergeInto(let id):
             guard let shard = current.shard(id: id), let merged = shard.descriptor.range.union(with: plan.range) else {
@@ -304,18 +339,6 @@ extension ShardEngine: MigrationTarget {
         }
         // Waiters retry against the new table: the shard owns the overlap as before.
         overlapFence?.resolve(.released)
-        if plan.overlap != nil {
-            // The commit is durable: failing here would send the coordinator down the
-            // roll-back path for a migration that committed (and leave the source
-            // fenced until a resolve). Opening the instance drops a leftover staging
-            // family, so a failed drop only costs space until then.
-            do { try dropOverlapFamily(plan.id) } catch {
-                logger.warning("could not drop the staging family of a committed migration; it is dropped at the next open",
-                               metadata: ["id": "\(plan.id)", "error": "\(error)"])
-            }
-        }
-        logger.debug("migration committed (target)", metadata: ["id": "\(plan.id)", "shard": "\(descriptor.id)"])
-        try FailurePoints.hit("migration.target.committed")
     }
 
     /// Adds to `batch` the source's staged entries of the overlap that win over

@@ -1,0 +1,103 @@
+import Foundation
+@testable import ShardDB
+import XCTest
+
+/// An instance that receives one migration while it sends another (a rescale
+/// does this): the incoming bulk copy, ingested as table files, must not cut a
+/// hole in the changelog the outgoing migration tails from its snapshot.
+final class SourceAndTargetAtOnceTests: XCTestCase {
+    private func options(ingestMinBytes: Int) -> ShardEngineOptions {
+        var options = ShardEngineOptions.testing()
+        options.migrationIngestMinBytes = ingestMinBytes
+        return options
+    }
+
+    private func tailWhileReceiving(ingestMinBytes: Int) async throws {
+        let dir = TemporaryDirectory()
+        let options = options(ingestMinBytes: ingestMinBytes)
+        let part = Partitioning.hash(keyGroups: 64)
+        let a = try ShardEngine.create(at: dir.path("a"), shards: 2, partitioning: part, options: options)
+        let x = try ShardEngine.create(at: dir.path("x"), shards: 0, partitioning: part, options: options)
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: part, options: options)
+        defer { a.close(); x.close(); c.close() }
+        let value = String(repeating: "v", count: 1000)
+        try a.write { batch in for i in 0..<4000 { try batch.put("k\(i)", value) } }
+        let shards = try a.shards().map(\.id).sorted()
+        // X takes A's second shard, then starts moving it on to C (its bulk snapshot held) ...
+        let first = try await a.migrate(MigrationRequest(shard: shards[1], id: "m0"), to: x)
+        let outgoing = try await MigrationCoordinator(source: x, target: c).makePlan(MigrationRequest(shard: first.targetShard, id: "m2"))
+        try x.prepareOutgoing(outgoing)
+        let snapshot = try x.openBulk(outgoing)
+        _ = try c.prepareIncoming(outgoing, snapshotSequence: snapshot)
+        // ... while it receives A's first shard, bulk chunks ingested.
+        let incoming = try await a.migrate(MigrationRequest(shard: shards[0], id: "m1"), to: x)
+        XCTAssertGreaterThan(incoming.keysCopied, 1000)
+        var written = 0
+        for i in 0..<4000 where (try? x.put("k\(i)", "new")) != nil { written += 1 }
+        XCTAssertGreaterThan(written, 1000)
+        // The outgoing migration's changelog has no gap: every change after its snapshot is there.
+        var from = snapshot + 1
+        var seen = 0
+        while true {
+            let chunk = try x.readChanges(outgoing, from: from, maxRecords: 10_000)
+            if chunk.records.isEmpty { break }
+            seen += chunk.records.count
+            from = chunk.nextSequence
+        }
+        XCTAssertGreaterThan(seen, 0, "the writes to the outgoing range are in its changelog")
+        try x.abortOutgoing(outgoing)
+        try c.abortIncoming(outgoing)
+    }
+
+    func testIngestedBulkCopyLeavesNoGapInAnotherMigrationsChangelog() async throws {
+        try await tailWhileReceiving(ingestMinBytes: 0)
+    }
+
+    func testBatchedBulkCopyLeavesNoGapInAnotherMigrationsChangelog() async throws {
+        try await tailWhileReceiving(ingestMinBytes: .max)
+    }
+
+    /// Three instances to two, moves running in parallel (B→A while C→B), every
+    /// bulk chunk ingested: all moves finish, and every key reads back.
+    func testParallelRescaleWithIngestion() async throws { try await parallelRescale(ingestMinBytes: 0) }
+    func testParallelRescaleWithBatches() async throws { try await parallelRescale(ingestMinBytes: .max) }
+
+    private func parallelRescale(ingestMinBytes: Int) async throws {
+        let dir = TemporaryDirectory()
+        let options = options(ingestMinBytes: ingestMinBytes)
+        let part = Partitioning.hash(keyGroups: 64)
+        let a = try ShardEngine.create(at: dir.path("a"), shards: 3, partitioning: part, options: options)
+        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: part, options: options)
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: part, options: options)
+        defer { a.close(); b.close(); c.close() }
+        let shards = try a.shards().map(\.id).sorted()
+        _ = try await a.migrate(MigrationRequest(shard: shards[1]), to: b)
+        _ = try await a.migrate(MigrationRequest(shard: shards[2]), to: c)
+        let value = String(repeating: "v", count: 200)
+        for i in 0..<20_000 {
+            var stored = false
+            for engine in [a, b, c] where !stored { stored = (try? engine.put("k\(i)", value)) != nil }
+            XCTAssertTrue(stored, "k\(i) has an owner")
+        }
+        let plan = try RescalePlanner.plan(current: [a, b, c].map { try $0.describeInstance() },
+                                           targets: [a, b].map { try $0.describeInstance() })
+        XCTAssertGreaterThan(plan.moves.count, 1)
+        let reports = try await RescaleExecutor(engines: [a, b, c], parallelism: 2).run(plan)
+        XCTAssertEqual(reports.count, plan.moves.count)
+        XCTAssertTrue(try c.shards().allSatisfy { $0.descriptor.state != .active }, "C gave everything away")
+        for i in stride(from: 0, to: 20_000, by: 97) {
+            var found: [String] = []
+            var outcomes: [String] = []
+            for (name, engine) in [("a", a), ("b", b), ("c", c)] {
+                do {
+                    let v = try engine.getString("k\(i)")
+                    if let v, name != "c" { found.append(v) }
+                    outcomes.append("\(name): \(v == nil ? "missing" : "found")")
+                } catch let error as ShardDBError where error.code == .keyNotOwned {
+                    outcomes.append("\(name): not owned (\(error.owner ?? "?"))")
+                }
+            }
+            XCTAssertEqual(found, [value], "k\(i) kg \(a.keyGroup(of: "k\(i)") ?? -1): \(outcomes); moves \(plan.moves.map { "\($0.fromLocation.suffix(1))->\($0.toLocation.suffix(1)) \($0.range)" }); reports \(reports.map { "\($0.keysCopied)" })")
+        }
+    }
+}
