@@ -12,7 +12,8 @@ class MigrationTests: XCTestCase {
     }
 
     /// Bulk chunks this big or bigger are ingested as table files (see the subclass).
-    class var ingestMinBytes: Int { ShardEngineOptions().migrationIngestMinBytes }
+    /// Batches here (whatever the default), table files in the subclass: each path on purpose.
+    class var ingestMinBytes: Int { .max }
 
     private func engineOptions(clock: ManualClock = ManualClock()) -> ShardEngineOptions {
         var options = ShardEngineOptions.testing(clock: clock)
@@ -328,6 +329,12 @@ class MigrationTests: XCTestCase {
         await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(10, 20))))
         // A shard that does not exist.
         await expect(.shardNotFound, MigrationRequest(shard: 9))
+        // Chunks of no size (or less).
+        for size in [0, -1, Int.min] {
+            var request = MigrationRequest(shard: 0)
+            request.bulkChunkBytes = size
+            await expect(.invalidArgument, request)
+        }
         // Source equal to target.
         await expect(.migrationConflict, MigrationRequest(shard: 0), to: source)
         // Mismatched partitioning.

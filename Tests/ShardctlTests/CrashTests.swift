@@ -11,7 +11,7 @@ final class CrashTests: ShardctlTestCase {
         "migration.source.prepare", "migration.source.bulk-opened", "migration.source.bulk-chunk",
         "migration.source.before-fence", "migration.source.fenced", "migration.source.before-commit",
         "migration.source.committed", "migration.source.before-cleanup",
-        "migration.target.prepare", "migration.target.bulk-chunk", "migration.target.changes",
+        "migration.target.prepare", "migration.target.bulk-ingested", "migration.target.bulk-chunk", "migration.target.changes",
         "migration.target.before-commit", "migration.target.committed",
         "checkpoint.begin", "checkpoint.after-cleanup", "checkpoint.before-backup", "checkpoint.copying",
         "checkpoint.after-backup", "checkpoint.after-stats",

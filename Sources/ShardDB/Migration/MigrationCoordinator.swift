@@ -90,6 +90,9 @@ public struct MigrationCoordinator: Sendable {
     ///   `.shardNotFound`, or the error that aborted it.
     public func migrate(_ request: MigrationRequest,
                         progress: @escaping @Sendable (MigrationProgress) -> Void = { _ in }) async throws -> MigrationReport {
+        guard request.bulkChunkBytes > 0 else {
+            throw ShardDBError(.invalidArgument, "bulkChunkBytes must be positive, got \(request.bulkChunkBytes)")
+        }
         let started = Date()
         var state = MigrationProgress(phase: .prepare, keysCopied: 0, bytesCopied: 0, changesApplied: 0, lag: 0, elapsedSeconds: 0)
         func report(_ phase: MigrationProgress.Phase) {

@@ -199,7 +199,13 @@ extension ShardRange {
     /// True when the stored key lies in this range's stored bounds.
     @inline(__always)
     func containsStored(_ storedKey: some Collection<UInt8>) -> Bool {
-        let bounds = storedBounds
-        return !storedKey.lexicographicallyPrecedes(bounds.lower) && (bounds.upper.map { storedKey.lexicographicallyPrecedes($0) } ?? true)
+        Self.stored(storedKey, within: storedBounds)
+    }
+
+    /// True when the stored key lies within `bounds` (a range's ``storedBounds``,
+    /// computed once for a loop instead of once per key).
+    @inline(__always)
+    static func stored(_ storedKey: some Collection<UInt8>, within bounds: (lower: [UInt8], upper: [UInt8]?)) -> Bool {
+        !storedKey.lexicographicallyPrecedes(bounds.lower) && (bounds.upper.map { storedKey.lexicographicallyPrecedes($0) } ?? true)
     }
 }

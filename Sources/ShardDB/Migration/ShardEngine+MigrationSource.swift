@@ -49,6 +49,7 @@ extension ShardEngine: MigrationSource {
     }
 
     public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) throws -> BulkChunk {
+        guard maxBytes > 0 else { throw ShardDBError(.invalidArgument, "bulk chunks need a positive size, got \(maxBytes) bytes") }
         let snapshot = try bulkSnapshot(plan)
         let shard = try activeShard(plan.sourceShard)
         let bounds = plan.range.storedBounds

@@ -143,9 +143,9 @@ extension ShardEngine: MigrationTarget {
         // Big chunks become table files ingested whole (no WAL, no memtable, no
         // compaction of the copy); small ones a write batch (docs/MIGRATION.md).
         if chunk.bytes >= options.migrationIngestMinBytes, !chunk.isEmpty {
-            if let overlap = plan.overlap, let overlapFamily {
-                try ingest(chunk, into: family, plan: plan) { !overlap.containsStored($0) }
-                try ingest(chunk, into: overlapFamily, plan: plan) { overlap.containsStored($0) }
+            if let overlap = plan.overlap?.storedBounds, let overlapFamily {
+                try ingest(chunk, into: family, plan: plan) { !ShardRange.stored($0, within: overlap) }
+                try ingest(chunk, into: overlapFamily, plan: plan) { ShardRange.stored($0, within: overlap) }
             } else {
                 try ingest(chunk, into: family, plan: plan) { _ in true }
             }
@@ -153,9 +153,9 @@ extension ShardEngine: MigrationTarget {
             // and then the chunk is ingested again: same keys, same values.
             try FailurePoints.hit("migration.target.bulk-ingested")
         } else {
-            if let overlap = plan.overlap, let overlapFamily {
+            if let overlap = plan.overlap?.storedBounds, let overlapFamily {
                 try chunk.forEachEntry { key, value in
-                    try batch.put(key, value, in: overlap.containsStored(key) ? overlapFamily : family)
+                    try batch.put(key, value, in: ShardRange.stored(key, within: overlap) ? overlapFamily : family)
                 }
             } else {
                 try chunk.forEachEntry { key, value in try batch.put(key, value, in: family) }
@@ -176,19 +176,19 @@ extension ShardEngine: MigrationTarget {
     /// table file beside the database and ingests it into `family`.
     private func ingest(_ chunk: BulkChunk, into family: ColumnFamily, plan: MigrationPlan,
                         include: (UnsafeRawBufferPointer) -> Bool) throws {
+        var bytes = 0
+        chunk.forEachEntry { key, value in if include(key) { bytes += key.count + value.count } }
+        guard bytes > 0 else { return }  // nothing of this chunk goes to `family`
         let directory = path + "/migration-ingest"
         let file = directory + "/\(plan.id)-\(UUID().uuidString).sst"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try guardedWrite(bytes: chunk.data.count) {
+        try guardedWrite(bytes: bytes) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let writer = try SstFileWriter(path: file, options: try Self.baseOptions(options))
-            var written = 0
             try chunk.forEachEntry { key, value in
                 guard include(key) else { return }
                 try writer.put(key, value)
-                written += 1
             }
-            guard written > 0 else { return }
             try writer.finish()
             // No snapshot ever reads a staging family, and with snapshot consistency on,
             // any snapshot this instance holds (its own outgoing migration's bulk

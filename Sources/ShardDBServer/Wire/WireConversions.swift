@@ -181,7 +181,11 @@ extension WireBulkChunk {
         return crc.checksum
     }
 
-    /// - throws: `.corruptedValue` when the checksum or the lengths do not match the data.
+    /// `bytes` is the data's size, whatever the message says (it decides how the
+    /// target writes the chunk).
+    ///
+    /// - throws: `.corruptedValue` when the checksum does not match; `.invalidArgument`
+    ///   (malformed) when the lengths do not add up to the data.
     func decoded() throws -> BulkChunk {
         guard keyLengths.count == valueLengths.count else { throw malformed("bulk chunk with \(keyLengths.count) keys and \(valueLengths.count) values") }
         guard Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths) == crc32C else {
@@ -189,7 +193,7 @@ extension WireBulkChunk {
         }
         do {
             return try BulkChunk(data: data, keyLengths: keyLengths, valueLengths: valueLengths,
-                                 lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done, bytes: Int(bytes))
+                                 lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done, bytes: data.count)
         } catch let error as ShardDBError {
             throw malformed(error.message)
         }

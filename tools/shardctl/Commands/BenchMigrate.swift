@@ -10,7 +10,7 @@ struct MigrationBench: AsyncParsableCommand {
         abstract: "Measure live migration: bulk MB/s against a plain file copy, catch-up, write pause, writer latency.",
         discussion: """
             Creates instance A with one shard of --size-mb, copies its table files with 'cp' + 'sync' \
-            as the reference (before each mode's moves and after the last; the median counts), then moves the shard A→B→A… --runs times while a writer puts at --write-rate \
+            three times as the reference (the median counts), then moves the shard A→B→A… --runs times while a writer puts at --write-rate \
             per second. Reports bulk-copy throughput as a ratio to the file copy, the write pause at \
             each cutover (p50/p99/max over runs), and the writer's latency during migrations against \
             a baseline with no migration, measured in the same run.
@@ -37,7 +37,7 @@ struct MigrationBench: AsyncParsableCommand {
         var keys: Int
         /// Median of `fileCopyRuns`.
         var fileCopyMBps: Double
-        /// The table-file copy, measured before each mode's moves and after the last.
+        /// The table-file copy of the compacted source, three times before any move.
         var fileCopyRuns: [Double]
         var modes: [ModeResult]
         var writeRate: Int
@@ -103,12 +103,12 @@ struct MigrationBench: AsyncParsableCommand {
         _ = try a.purgeExpired()  // flush and compact: the shard as table files
         let shardBytes = Int(try a.shards().reduce(0) { $0 + $1.approximateBytes })
         var from = a, to = b, shard = 0
-        // The reference: a plain copy of the shard's table files, made durable. The
-        // disk's speed drifts a lot on shared machines, so it is measured before the
-        // moves, between the modes and after them, and the median taken.
+        // The reference: a plain copy of the shard's table files (the compacted
+        // source, before any move), made durable. The disk's speed drifts a lot on
+        // shared machines, so it is copied three times and the median taken.
         var copyRates: [Double] = []
-        func measureCopy() throws {
-            let copy = try timeTableFileCopy(from.path, dir + "/copy")
+        for _ in 0..<3 {
+            let copy = try timeTableFileCopy(a.path, dir + "/copy")
             try? FileManager.default.removeItem(atPath: dir + "/copy")
             copyRates.append(Double(copy.bytes) / 1_048_576 / copy.seconds)
         }
@@ -124,7 +124,6 @@ struct MigrationBench: AsyncParsableCommand {
                 b = try ShardEngine.open(at: toPath, options: engineOptions(mode))
                 (from, to) = (a, b)
             }
-            try measureCopy()
             let writer = PacedWriter(engines: [a, b], rate: max(1, writeRate), keySpace: keys, valueSize: valueSize)
             if writeRate > 0 {
                 writer.start()
@@ -157,7 +156,6 @@ struct MigrationBench: AsyncParsableCommand {
             results.append(ModeResult(bulk: mode.rawValue, bulkMBps: bulkRates, bulkToCopyRatio: 0,
                                       catchUpSeconds: catchUp, pauseMs: LatencySummary(millis: pauses)))
         }
-        try measureCopy()
         let fileCopyMBps = median(copyRates)
         for i in results.indices { results[i].bulkToCopyRatio = median(results[i].bulkMBps) / fileCopyMBps }
         return Result(shardBytes: shardBytes, keys: keys, fileCopyMBps: fileCopyMBps, fileCopyRuns: copyRates, modes: results,

@@ -212,6 +212,10 @@ struct StressLayout {
         var options = ShardEngineOptions()
         options.syncWrites = syncWrites
         options.writeBufferSize = 1 << 20
+        // Migrations copy in 64 KiB chunks: full chunks are ingested as table files
+        // (the default path at real sizes), a migration's last, smaller chunk goes in
+        // as a write batch — kills land in both.
+        options.migrationIngestMinBytes = 32 << 10
         let a = try ShardEngine.open(at: self.a, options: options)
         do { return (a, try ShardEngine.open(at: b, options: options)) } catch { a.close(); throw error }
     }
