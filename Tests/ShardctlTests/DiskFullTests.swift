@@ -58,6 +58,9 @@ final class DiskFullTests: ShardctlTestCase {
         try Data(repeating: 0xAB, count: 2 << 20).write(to: URL(fileURLWithPath: filler))
         let options = options(minimumFree: 2 << 20)
         let engine = try ShardEngine.create(at: root + "/instance", shards: 2, options: options)
+        // One write that would itself take free space under the reserve is refused whole.
+        XCTAssertEqual(code { try engine.put(Array("huge".utf8), [UInt8](repeating: 1, count: 5 << 20)) }, .diskFull)
+        XCTAssertNil(try engine.get("huge"))
         var acknowledged: [String: [UInt8]] = [:]
         var failure: ShardDBError?
         for i in 0..<10_000 {

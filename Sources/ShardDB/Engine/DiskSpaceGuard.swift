@@ -36,17 +36,19 @@ final class DiskSpaceGuard: @unchecked Sendable {
         guard minimumFreeBytes > 0 else { return }
         // Per-record overhead in the WAL and memtable, so deletes count too.
         if budget.wrappingSubtract(Int64(bytes) + 64, ordering: .relaxed).newValue > 0 { return }
-        try measure()
+        try measure(writing: bytes)
     }
 
-    private func measure() throws {
+    /// The write itself must fit above the reserve too (a bulk chunk ingested as a
+    /// table file can be tens of megabytes).
+    private func measure(writing bytes: Int) throws {
         var stats = statvfs()
         guard statvfs(path, &stats) == 0 else { return }  // cannot tell: let RocksDB decide
         let free = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
-        guard free >= minimumFreeBytes else {
+        guard free >= minimumFreeBytes &+ UInt64(max(0, bytes)) else {
             budget.store(0, ordering: .relaxed)
             throw ShardDBError(.diskFull,
-                "\(path): only \(free) bytes free on its filesystem, under the reserve of \(minimumFreeBytes) bytes (ShardEngineOptions.minimumFreeDiskBytes); nothing was written. Free space and retry")
+                "\(path): only \(free) bytes free on its filesystem; a write of \(bytes) bytes would go under the reserve of \(minimumFreeBytes) bytes (ShardEngineOptions.minimumFreeDiskBytes); nothing was written. Free space and retry")
         }
         budget.store(Int64(min((free - minimumFreeBytes) / 8, UInt64(Int64.max))), ordering: .relaxed)
     }
