@@ -6,20 +6,21 @@ import XCTest
 /// does this): the incoming bulk copy, ingested as table files, must not cut a
 /// hole in the changelog the outgoing migration tails from its snapshot.
 final class SourceAndTargetAtOnceTests: XCTestCase {
-    private func options(ingestMinBytes: Int) -> ShardEngineOptions {
+    /// Three instances in `dir`: the first with `shards` shards, two empty ones.
+    private func instances(_ dir: TemporaryDirectory, shards: Int, ingestMinBytes: Int) throws -> [ShardEngine] {
         var options = ShardEngineOptions.testing()
         options.migrationIngestMinBytes = ingestMinBytes
-        return options
+        let part = Partitioning.hash(keyGroups: 64)
+        return try ["a", "b", "c"].enumerated().map { index, name in
+            try ShardEngine.create(at: dir.path(name), shards: index == 0 ? shards : 0, partitioning: part, options: options)
+        }
     }
 
     private func tailWhileReceiving(ingestMinBytes: Int) async throws {
         let dir = TemporaryDirectory()
-        let options = options(ingestMinBytes: ingestMinBytes)
-        let part = Partitioning.hash(keyGroups: 64)
-        let a = try ShardEngine.create(at: dir.path("a"), shards: 2, partitioning: part, options: options)
-        let x = try ShardEngine.create(at: dir.path("x"), shards: 0, partitioning: part, options: options)
-        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: part, options: options)
-        defer { a.close(); x.close(); c.close() }
+        let all = try instances(dir, shards: 2, ingestMinBytes: ingestMinBytes)
+        let (a, x, c) = (all[0], all[1], all[2])
+        defer { all.forEach { $0.close() } }
         let value = String(repeating: "v", count: 1000)
         try a.write { batch in for i in 0..<4000 { try batch.put("k\(i)", value) } }
         let shards = try a.shards().map(\.id).sorted()
@@ -64,12 +65,9 @@ final class SourceAndTargetAtOnceTests: XCTestCase {
 
     private func parallelRescale(ingestMinBytes: Int) async throws {
         let dir = TemporaryDirectory()
-        let options = options(ingestMinBytes: ingestMinBytes)
-        let part = Partitioning.hash(keyGroups: 64)
-        let a = try ShardEngine.create(at: dir.path("a"), shards: 3, partitioning: part, options: options)
-        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: part, options: options)
-        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: part, options: options)
-        defer { a.close(); b.close(); c.close() }
+        let all = try instances(dir, shards: 3, ingestMinBytes: ingestMinBytes)
+        let (a, b, c) = (all[0], all[1], all[2])
+        defer { all.forEach { $0.close() } }
         let shards = try a.shards().map(\.id).sorted()
         _ = try await a.migrate(MigrationRequest(shard: shards[1]), to: b)
         _ = try await a.migrate(MigrationRequest(shard: shards[2]), to: c)
