@@ -7,7 +7,7 @@ import XCTest
 final class BulkChunkTests: XCTestCase {
     func testEntriesRoundTripThroughThePackedBuffer() throws {
         let entries: [(key: [UInt8], value: [UInt8])] = [([1, 2], [3]), ([4], []), ([], [5, 6, 7])]
-        let chunk = BulkChunk(entries: entries, lastKey: [4], done: false, bytes: 8)
+        let chunk = BulkChunk(entries: entries, lastKey: [4], done: false)
         XCTAssertEqual(chunk.count, 3)
         XCTAssertEqual(chunk.data, Data([1, 2, 3, 4, 5, 6, 7]))
         XCTAssertEqual(chunk.keyLengths, [2, 1, 0])
@@ -15,7 +15,7 @@ final class BulkChunkTests: XCTestCase {
         XCTAssertEqual(chunk.entries.map(\.key), entries.map(\.key))
         XCTAssertEqual(chunk.entries.map(\.value), entries.map(\.value))
         let rebuilt = try BulkChunk(data: chunk.data, keyLengths: chunk.keyLengths, valueLengths: chunk.valueLengths,
-                                    lastKey: [4], done: false, bytes: 8)
+                                    lastKey: [4], done: false)
         XCTAssertEqual(rebuilt, chunk)
     }
 
@@ -23,7 +23,7 @@ final class BulkChunkTests: XCTestCase {
         for (data, keys, values) in [(Data([1, 2, 3]), [UInt32(1)], [UInt32(1)]),   // data longer
                                      (Data([1]), [1], [1]),                          // lengths overrun
                                      (Data([1, 2]), [1, 1], [0])] {                 // counts differ
-            XCTAssertThrowsError(try BulkChunk(data: data, keyLengths: keys, valueLengths: values, lastKey: nil, done: true, bytes: 0)) {
+            XCTAssertThrowsError(try BulkChunk(data: data, keyLengths: keys, valueLengths: values, lastKey: nil, done: true)) {
                 XCTAssertEqual(($0 as? ShardDBError)?.code, .corruptedValue, "\($0)")
             }
         }

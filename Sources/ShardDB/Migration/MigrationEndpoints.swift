@@ -34,7 +34,8 @@ public struct BulkChunk: Sendable, Equatable {
     public var lastKey: [UInt8]? { didSet { encoded = nil } }
     /// True when the range is exhausted.
     public var done: Bool { didSet { encoded = nil } }
-    public var bytes: Int
+    /// Bytes of keys and values.
+    public var bytes: Int { data.count }
     /// The chunk as a transport received it, opaque to the engine: a transport
     /// that sends the chunk on forwards these bytes (and their checksum, end to
     /// end) instead of encoding the entries again. Changing the chunk drops it.
@@ -47,21 +48,19 @@ public struct BulkChunk: Sendable, Equatable {
         valueLengths = []
         lastKey = nil
         done = false
-        bytes = 0
     }
 
-    public init(entries: [(key: [UInt8], value: [UInt8])], lastKey: [UInt8]?, done: Bool, bytes: Int) {
+    public init(entries: [(key: [UInt8], value: [UInt8])], lastKey: [UInt8]?, done: Bool) {
         self.init(capacity: entries.reduce(0) { $0 + $1.key.count + $1.value.count })
         for entry in entries { entry.key.withUnsafeBytes { k in entry.value.withUnsafeBytes { append(key: k, value: $0) } } }
         self.lastKey = lastKey
         self.done = done
-        self.bytes = bytes
     }
 
     /// A chunk from its packed parts, as a transport received them.
     ///
     /// - throws: `.corruptedValue` when the lengths do not add up to the data.
-    public init(data: Data, keyLengths: [UInt32], valueLengths: [UInt32], lastKey: [UInt8]?, done: Bool, bytes: Int) throws {
+    public init(data: Data, keyLengths: [UInt32], valueLengths: [UInt32], lastKey: [UInt8]?, done: Bool) throws {
         guard keyLengths.count == valueLengths.count else {
             throw ShardDBError(.corruptedValue, "bulk chunk with \(keyLengths.count) keys and \(valueLengths.count) values")
         }
@@ -75,7 +74,6 @@ public struct BulkChunk: Sendable, Equatable {
         self.valueLengths = valueLengths
         self.lastKey = lastKey
         self.done = done
-        self.bytes = bytes
     }
 
     public var count: Int { keyLengths.count }
@@ -87,6 +85,13 @@ public struct BulkChunk: Sendable, Equatable {
         data.append(contentsOf: value)
         keyLengths.append(UInt32(key.count))
         valueLengths.append(UInt32(value.count))
+    }
+
+    /// The key of the last entry, if any (a copy).
+    public var lastEntryKey: [UInt8]? {
+        guard let keyCount = keyLengths.last, let valueCount = valueLengths.last else { return nil }
+        let end = data.endIndex - Int(valueCount)
+        return [UInt8](data[(end - Int(keyCount))..<end])
     }
 
     /// Visits every entry in order; the buffers must not escape `body`.

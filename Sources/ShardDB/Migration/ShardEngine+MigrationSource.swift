@@ -57,37 +57,26 @@ extension ShardEngine: MigrationSource {
         let now = clock.nowMilliseconds()
         // Packed in one buffer: no allocation per entry (the chunk may end one entry past maxBytes).
         var chunk = BulkChunk(capacity: min(maxBytes, 64 << 20) + 4096)
-        var bytes = 0
-        var lastCopied = false
-        var skippedLastKey: [UInt8]?  // an expired entry read last is not in the buffer
+        var skippedLastKey: [UInt8]?  // the last entry read, when it was expired (not in the buffer)
         var exhausted = true
         try storage(path) {
             let iterator = try database.makeIterator(in: shard.family, lowerBound: lower, upperBound: bounds.upper,
                                                      snapshot: snapshot, fillCache: false)
             iterator.seekToFirst()
             try iterator.forEach(batchBytes: 256 << 10) { key, value in
-                if bytes >= maxBytes { exhausted = false; return false }
+                if chunk.bytes >= maxBytes { exhausted = false; return false }
                 // Expired entries are not copied: they could never be read again.
                 if let (header, _) = ValueHeader.parse(value), header.isExpired(at: now) {
                     skippedLastKey = [UInt8](key)
-                    lastCopied = false
                     return true
                 }
                 chunk.append(key: key, value: value)
-                lastCopied = true
                 skippedLastKey = nil
-                bytes += key.count + value.count
                 return true
             }
         }
-        if lastCopied, let keyCount = chunk.keyLengths.last, let valueCount = chunk.valueLengths.last {
-            let end = chunk.data.endIndex - Int(valueCount)
-            chunk.lastKey = [UInt8](chunk.data[(end - Int(keyCount))..<end])
-        } else {
-            chunk.lastKey = skippedLastKey ?? after
-        }
+        chunk.lastKey = skippedLastKey ?? chunk.lastEntryKey ?? after
         chunk.done = exhausted
-        chunk.bytes = bytes
         try FailurePoints.hit("migration.source.bulk-chunk")
         return chunk
     }

@@ -181,19 +181,18 @@ extension WireBulkChunk {
         return crc.checksum
     }
 
-    /// `bytes` is the data's size, whatever the message says (it decides how the
-    /// target writes the chunk).
+    /// The chunk's size is its data's; the message's `bytes` field is not trusted
+    /// (the size decides how the target writes the chunk).
     ///
     /// - throws: `.corruptedValue` when the checksum does not match; `.invalidArgument`
     ///   (malformed) when the lengths do not add up to the data.
     func decoded() throws -> BulkChunk {
-        guard keyLengths.count == valueLengths.count else { throw malformed("bulk chunk with \(keyLengths.count) keys and \(valueLengths.count) values") }
         guard Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths) == crc32C else {
             throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch")
         }
         do {
             return try BulkChunk(data: data, keyLengths: keyLengths, valueLengths: valueLengths,
-                                 lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done, bytes: data.count)
+                                 lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done)
         } catch let error as ShardDBError {
             throw malformed(error.message)
         }
