@@ -145,13 +145,21 @@ public final class Database: @unchecked Sendable {
     /// - throws: ``RocksDBError`` `.invalidArgument` when it exists.
     @discardableResult
     public func createColumnFamily(named name: String, options: Options? = nil) throws -> ColumnFamily {
+        try createColumnFamily(named: name, options: options) { db, options in
+            try withStatus { rocksdb_create_column_family(db, options.pointer, name, $0) }!
+        }
+    }
+
+    /// Creates a column family through `create` (which returns the new C handle) and registers it.
+    func createColumnFamily(named name: String, options: Options?,
+                            _ create: (OpaquePointer, Options) throws -> OpaquePointer) throws -> ColumnFamily {
         let options = options ?? core.options[0]
         let slot: ColumnFamilySlot = try core.lock.withReadLock {
             guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
             if core.registry.withLock({ core.columnFamilies[name] }) != nil {
                 throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(name)' already exists")
             }
-            let handle = try withStatus { rocksdb_create_column_family(db, options.pointer, name, $0) }!
+            let handle = try create(db, options)
             let slot = ColumnFamilySlot(handle: handle)
             core.registry.withLock {
                 core.columnFamilies[name] = slot

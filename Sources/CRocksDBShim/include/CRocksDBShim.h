@@ -83,6 +83,46 @@ void sharddb_backup_engine_backup_files(rocksdb_backup_engine_t *be, uint32_t ba
 /// Ids of backups whose meta file could not be read (up to `capacity` in `ids`); returns how many there are.
 size_t sharddb_backup_engine_corrupted_backups(rocksdb_backup_engine_t *be, uint32_t *ids, size_t capacity);
 
+// --- Column family table files (column_family_files.cc). The 7.8 C API has no
+// Checkpoint::ExportColumnFamily and no DB::CreateColumnFamilyWithImport; a
+// whole-shard migration moves a shard's table files with them instead of
+// re-reading and re-writing every entry. Errors as in the C API (*errptr).
+
+/// One table file of an export: RocksDB's metadata an import needs back.
+typedef struct sharddb_table_file_t {
+  const char *directory;   ///< the folder holding the file
+  const char *name;        ///< the file's name in it ("000123.sst")
+  int level;               ///< the LSM level it sat in
+  uint64_t smallest_seqno;
+  uint64_t largest_seqno;
+  uint64_t size;           ///< bytes
+  uint64_t entries;        ///< entries, deletions included
+  uint64_t deletions;
+  /// Range tombstones in the file, read from its table properties (UINT64_MAX
+  /// when they could not be read). An import in 7.8 bounds each file by its
+  /// point keys only, so a range tombstone reaching past them is lost
+  /// (facebook/rocksdb#11252, fixed in 8.1): a caller must not import such files.
+  uint64_t range_deletions;
+} sharddb_table_file_t;
+
+/// Checkpoint::ExportColumnFamily: flushes the family, then hard-links (or copies,
+/// across file systems) its live table files into `directory`, which must not
+/// exist. Calls `visit` for each file; the strings live until it returns.
+void sharddb_export_column_family(rocksdb_t *db, rocksdb_column_family_handle_t *family,
+                                  const char *directory,
+                                  void (*visit)(void *context, const sharddb_table_file_t *file),
+                                  void *context, char **errptr);
+
+/// DB::CreateColumnFamilyWithImport: creates the family `name` holding exactly
+/// the `count` table files (each at its level, with its sequence numbers; the
+/// database's last sequence rises to the files' largest). `move_files` hard-links
+/// them in and removes the originals (copies when linking is not supported).
+/// Returns the new handle (destroy with rocksdb_column_family_handle_destroy),
+/// or NULL with *errptr set; on error the family does not exist.
+rocksdb_column_family_handle_t *sharddb_create_column_family_with_import(
+    rocksdb_t *db, const rocksdb_options_t *options, const char *name,
+    const sharddb_table_file_t *files, size_t count, unsigned char move_files, char **errptr);
+
 #ifdef __cplusplus
 }
 #endif
