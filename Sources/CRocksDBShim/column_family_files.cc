@@ -44,13 +44,18 @@ extern "C" void sharddb_export_column_family(rocksdb_t *db, rocksdb_column_famil
   std::unique_ptr<rocksdb::ExportImportFilesMetaData> metadata(raw_metadata);
   for (const auto &f : metadata->files) {
     std::string name = bare_name(f.name);
-    uint64_t range_deletions = UINT64_MAX;
+    // The export's metadata leaves the entry counts at 0 in 7.8: read the file's properties.
+    uint64_t entries = f.num_entries, deletions = f.num_deletions, range_deletions = UINT64_MAX;
     rocksdb::SstFileReader reader{rocksdb::Options()};
     if (reader.Open(f.db_path + "/" + name).ok()) {
-      if (auto properties = reader.GetTableProperties()) range_deletions = properties->num_range_deletions;
+      if (auto properties = reader.GetTableProperties()) {
+        entries = properties->num_entries;
+        deletions = properties->num_deletions;
+        range_deletions = properties->num_range_deletions;
+      }
     }
     sharddb_table_file_t file{f.db_path.c_str(), name.c_str(), f.level, f.smallest_seqno, f.largest_seqno,
-                              f.size, f.num_entries, f.num_deletions, range_deletions};
+                              f.size, entries, deletions, range_deletions};
     visit(context, &file);
   }
 }

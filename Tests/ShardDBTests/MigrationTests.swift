@@ -15,6 +15,16 @@ class MigrationTests: XCTestCase {
     /// Batches here (whatever the default), table files in the subclass: each path on purpose.
     class var ingestMinBytes: Int { .max }
 
+    /// How requests made with ``request(shard:range:mergeInto:id:)`` copy the bulk:
+    /// entries here, whole shards as table files in a subclass.
+    class var bulkTransfer: BulkTransfer { .entries }
+
+    class func request(shard: Int, range: ShardRange? = nil, mergeInto: Int? = nil, id: String? = nil) -> MigrationRequest {
+        var request = MigrationRequest(shard: shard, range: range, mergeInto: mergeInto, id: id)
+        request.bulkTransfer = bulkTransfer
+        return request
+    }
+
     private func engineOptions(clock: ManualClock = ManualClock()) -> ShardEngineOptions {
         var options = ShardEngineOptions.testing(clock: clock)
         options.migrationIngestMinBytes = Self.ingestMinBytes
@@ -56,7 +66,7 @@ class MigrationTests: XCTestCase {
         let oracle = try load(source, count: 2000)
         let moving = try source.shardDescriptors.first { $0.id == 1 }!
 
-        let report = try await source.migrate(MigrationRequest(shard: 1), to: target)
+        let report = try await source.migrate(Self.request(shard: 1), to: target)
         XCTAssertGreaterThan(report.keysCopied, 0)
         XCTAssertEqual(report.targetShard, 1)
 
@@ -82,7 +92,7 @@ class MigrationTests: XCTestCase {
         defer { source.close(); target.close() }
         let oracle = try load(source, count: 3000)
         // Shard 0 owns kg[0,128); move kg[64,128).
-        let report = try await source.migrate(MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(64, 128))), to: target)
+        let report = try await source.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(64, 128))), to: target)
         XCTAssertGreaterThan(report.keysCopied, 0)
         XCTAssertEqual(source.shardDescriptors.first { $0.id == 0 }?.range, .keyGroups(KeyGroupRange(0, 64)))
         XCTAssertTrue(source.shardDescriptors.contains { $0.range == .keyGroups(KeyGroupRange(64, 128)) && $0.state == .moved(to: target.path) })
@@ -101,8 +111,8 @@ class MigrationTests: XCTestCase {
         let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
         defer { source.close(); target.close() }
         let oracle = try load(source, count: 2000)
-        _ = try await source.migrate(MigrationRequest(shard: 1), to: target)  // target shard 1: kg[128,256)
-        _ = try await source.migrate(MigrationRequest(shard: 0, mergeInto: 1), to: target)  // scale-in: merge kg[0,128)
+        _ = try await source.migrate(Self.request(shard: 1), to: target)  // target shard 1: kg[128,256)
+        _ = try await source.migrate(Self.request(shard: 0, mergeInto: 1), to: target)  // scale-in: merge kg[0,128)
         XCTAssertEqual(target.shardDescriptors.filter { $0.state == .active }.map(\.range), [.keyGroups(KeyGroupRange(0, 256))])
         XCTAssertTrue(source.shardDescriptors.allSatisfy { $0.state != .active })
         XCTAssertEqual(try target.contents(), oracle)
@@ -119,7 +129,7 @@ class MigrationTests: XCTestCase {
             for i in 0..<20 { let k = bytes("\(letter)\(i)"); oracle[k] = bytes("v"); try source.put(k, bytes("v")) }
         }
         // Move [t, ∞) of shard 1, which owns [m, ∞).
-        _ = try await source.migrate(MigrationRequest(shard: 1, range: .keys(lower: bytes("t"), upper: nil)), to: target)
+        _ = try await source.migrate(Self.request(shard: 1, range: .keys(lower: bytes("t"), upper: nil)), to: target)
         XCTAssertEqual(target.shardDescriptors.map(\.range), [.keys(lower: bytes("t"), upper: nil)])
         for (key, value) in oracle { XCTAssertEqual(try read(key, [source, target]), value) }
         XCTAssertEqual(try target.keys().count, 7 * 20)
@@ -140,7 +150,7 @@ class MigrationTests: XCTestCase {
         }
         // During catch-up (after the bulk copy), delete [p, w): [p, t) stays on the source, [t, w) moves.
         let deleted = RangeDeleteProbe()
-        let report = try await source.migrate(MigrationRequest(shard: 1, range: .keys(lower: bytes("t"), upper: nil)), to: target) { progress in
+        let report = try await source.migrate(Self.request(shard: 1, range: .keys(lower: bytes("t"), upper: nil)), to: target) { progress in
             guard progress.phase == .catchUp, !deleted.fired else { return }
             deleted.fired = true
             do { try source.deleteRange(from: "p", to: "w") } catch { deleted.error = error }
@@ -165,7 +175,7 @@ class MigrationTests: XCTestCase {
         let member = oracle.keys.first { source.keyGroup(of: $0)! >= 128 }!
         let keyGroup = source.keyGroup(of: member)!
         let deleted = RangeDeleteProbe()
-        _ = try await source.migrate(MigrationRequest(shard: 1), to: target) { progress in
+        _ = try await source.migrate(Self.request(shard: 1), to: target) { progress in
             guard progress.phase == .catchUp, !deleted.fired else { return }
             deleted.fired = true
             do { try source.deleteRange(from: "k1", to: "k2", keyGroup: keyGroup) } catch { deleted.error = error }
@@ -192,7 +202,9 @@ class MigrationTests: XCTestCase {
         try source.put(bytes("long"), bytes("y"), ttl: .seconds(1000))
         try source.put(bytes("forever"), bytes("z"))
         clock.advance(milliseconds: 20_000)
-        let report = try await source.migrate(MigrationRequest(shard: 0), to: target)
+        var request = Self.request(shard: 0)
+        request.bulkTransfer = .entries  // table files carry expired entries as they are (tested apart)
+        let report = try await source.migrate(request, to: target)
         XCTAssertEqual(report.keysCopied, 2)
         XCTAssertNil(try target.get(bytes("short")))
         var expiry: Int64?
@@ -214,7 +226,7 @@ class MigrationTests: XCTestCase {
         writing.start()
         // Wait for the writer thread to get going (a handshake with a thread, not a wait for time to pass).
         while writer.writesCompleted < 500 && !writer.finished { try await Task.sleep(nanoseconds: 1_000_000) }
-        var request = MigrationRequest(shard: 0)
+        var request = Self.request(shard: 0)
         request.bulkChunkBytes = 16 << 10  // many chunks, so writes interleave with the bulk phase
         request.cutoverThreshold = 50
         let report = try await source.migrate(request, to: target)
@@ -236,16 +248,22 @@ class MigrationTests: XCTestCase {
     /// An injected failure at each step before the target commits leaves the
     /// source owning everything and no trace on the target, even after reopening.
     func testAbortAtEveryPhaseBoundaryLeavesNoTrace() async throws {
-        let points = ["migration.source.bulk-opened", "migration.target.prepare", "migration.source.bulk-chunk",
-                      "migration.target.bulk-chunk", "migration.target.changes", "migration.source.before-fence",
-                      "migration.source.fenced", "migration.target.before-commit"]
-        for point in points {
+        let common = ["migration.source.bulk-opened", "migration.target.prepare", "migration.target.changes",
+                      "migration.source.before-fence", "migration.source.fenced", "migration.target.before-commit"]
+        let cases: [(point: String, transfer: BulkTransfer)] =
+            common.flatMap { [($0, .entries), ($0, .tableFiles)] }
+            + [("migration.source.bulk-chunk", .entries), ("migration.target.bulk-chunk", .entries),
+               ("migration.source.tables-exported", .tableFiles), ("migration.target.tables-imported", .tableFiles)]
+        for (failurePoint, transfer) in cases {
+            let point = "\(failurePoint) (\(transfer.rawValue))"
             let dir = TemporaryDirectory()
             var (source, target) = try makePair(dir, shards: 2)
             let oracle = try load(source, count: 500)
-            FailurePoints.arm(point, action: .error)
+            FailurePoints.arm(failurePoint, action: .error)
             do {
-                _ = try await source.migrate(MigrationRequest(shard: 1), to: target)
+                var request = Self.request(shard: 1)
+                request.bulkTransfer = transfer
+                _ = try await source.migrate(request, to: target)
                 XCTFail("\(point): migration should fail")
             } catch let error as ShardDBError {
                 XCTAssertEqual(error.code, .injectedFailure, point)
@@ -259,11 +277,15 @@ class MigrationTests: XCTestCase {
             XCTAssertTrue(target.shardDescriptors.isEmpty, point)
             XCTAssertEqual(target.database.columnFamilyNames.filter { $0.hasPrefix("shard-") }, [], point)
             XCTAssertTrue(try target.migrationJournal().allSatisfy { !$0.isUnfinished }, point)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("source") + "/migration-export"), point)
             // Writes to the range work again on the source.
             let key = oracle.keys.first { source.recordedOwner(of: $0) == 1 }!
             try source.put(key, bytes("again"))
             // And the migration succeeds when retried.
-            _ = try await source.migrate(MigrationRequest(shard: 1), to: target)
+            var retry = Self.request(shard: 1)
+            retry.bulkTransfer = transfer
+            let report = try await source.migrate(retry, to: target)
+            XCTAssertEqual(report.bulkTransfer, transfer, point)
             XCTAssertEqual(try target.get(key), bytes("again"), point)
             source.close(); target.close()
         }
@@ -275,7 +297,7 @@ class MigrationTests: XCTestCase {
         let dir = TemporaryDirectory()
         var (source, target) = try makePair(dir, shards: 2)
         let oracle = try load(source, count: 500)
-        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 1, id: "m1"))
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "m1"))
         try source.prepareOutgoing(plan)
         let s = try source.openBulk(plan)
         _ = try target.prepareIncoming(plan, snapshotSequence: s)
@@ -324,37 +346,37 @@ class MigrationTests: XCTestCase {
             }
         }
         // A range the source does not own (shard 0 owns kg[0,128)).
-        await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(100, 200))))
+        await expect(.migrationConflict, Self.request(shard: 0, range: .keyGroups(KeyGroupRange(100, 200))))
         // A range in the middle of the shard.
-        await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(10, 20))))
+        await expect(.migrationConflict, Self.request(shard: 0, range: .keyGroups(KeyGroupRange(10, 20))))
         // A shard that does not exist.
-        await expect(.shardNotFound, MigrationRequest(shard: 9))
+        await expect(.shardNotFound, Self.request(shard: 9))
         // Chunks of no size (or less).
         for size in [0, -1, Int.min] {
-            var request = MigrationRequest(shard: 0)
+            var request = Self.request(shard: 0)
             request.bulkChunkBytes = size
             await expect(.invalidArgument, request)
         }
         // Source equal to target.
-        await expect(.migrationConflict, MigrationRequest(shard: 0), to: source)
+        await expect(.migrationConflict, Self.request(shard: 0), to: source)
         // Mismatched partitioning.
         let other = try ShardEngine.create(at: dir.path("other"), shards: 0, partitioning: .hash(keyGroups: 512), options: engineOptions())
-        await expect(.migrationConflict, MigrationRequest(shard: 0), to: other)
+        await expect(.migrationConflict, Self.request(shard: 0), to: other)
         other.close()
         // A target that already owns the range.
-        _ = try await source.migrate(MigrationRequest(shard: 1), to: target)
+        _ = try await source.migrate(Self.request(shard: 1), to: target)
         let third = try ShardEngine.create(at: dir.path("third"), shards: 2, partitioning: .hash(keyGroups: 256), options: engineOptions())
         do {
-            _ = try await third.migrate(MigrationRequest(shard: 1), to: target)
+            _ = try await third.migrate(Self.request(shard: 1), to: target)
             XCTFail("target already owns kg[128,256)")
         } catch let error as ShardDBError {
             XCTAssertEqual(error.code, .migrationConflict)
         }
         third.close()
         // Merge into a shard that is not adjacent: source shard 0 is kg[0,128); target shard 1 is kg[128,256) → adjacent; use a gap instead.
-        await expect(.migrationConflict, MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(0, 64)), mergeInto: 1))
+        await expect(.migrationConflict, Self.request(shard: 0, range: .keyGroups(KeyGroupRange(0, 64)), mergeInto: 1))
         // Overlapping concurrent migrations: a prepared one blocks another on the same range.
-        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "first"))
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 0, id: "first"))
         try source.prepareOutgoing(plan)
         var second = plan
         second.id = "second"
@@ -380,8 +402,9 @@ final class MigrationTestsWithIngestion: MigrationTests {
         defer { source.close(); target.close() }
         try source.write { batch in for i in 0..<3000 { try batch.put(bytes("k\(i)"), bytes("v\(i)")) } }
         let before = try target.latestSequenceNumber()
-        var request = MigrationRequest(shard: 0)
+        var request = Self.request(shard: 0)
         request.bulkChunkBytes = 8 << 10
+        request.bulkTransfer = .entries
         let report = try await source.migrate(request, to: target)
         XCTAssertEqual(report.keysCopied, 3000)
         // One progress write per chunk and a few journal writes: no sequence number per key.
@@ -478,4 +501,132 @@ final class OracleWriter: @unchecked Sendable {
 private final class RangeDeleteProbe: @unchecked Sendable {
     var fired = false
     var error: Error?
+}
+
+/// The same tests with the default bulk transfer: whole shards move as table files.
+final class MigrationTestsWithTableFiles: MigrationTests {
+    override class var bulkTransfer: BulkTransfer { .auto }
+
+    /// Table files carry entries that expired but were not compacted away yet; they
+    /// stay invisible on the target, and the expiries of live entries are unchanged.
+    func testTableFilesKeepExpiriesAndExpiredEntriesStayInvisible() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock()
+        let options = ShardEngineOptions.testing(clock: clock)
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 1, partitioning: .hash(keyGroups: 16), options: options)
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 16), options: options)
+        defer { source.close(); target.close() }
+        try source.put(bytes("short"), bytes("x"), ttl: .seconds(10))
+        try source.put(bytes("long"), bytes("y"), ttl: .seconds(1000))
+        try source.put(bytes("forever"), bytes("z"))
+        clock.advance(milliseconds: 20_000)
+        let report = try await source.migrate(MigrationRequest(shard: 0), to: target)
+        XCTAssertEqual(report.bulkTransfer, .tableFiles)
+        XCTAssertNil(try target.get(bytes("short")))
+        XCTAssertEqual(try target.getString("forever"), "z")
+        var entries: [String: Int64?] = [:]
+        try target.scan(ScanRequest()) { entry in
+            entries[String(decoding: entry.key, as: UTF8.self)] = entry.expiresAtMilliseconds
+            return true
+        }
+        XCTAssertEqual(entries, ["long": 1_700_000_000_000 + 1_000_000, "forever": nil])
+    }
+
+    /// A shard holding range tombstones moves as entries: RocksDB 7.8's import would
+    /// lose a tombstone reaching past its file's point keys (facebook/rocksdb#11252).
+    func testShardWithRangeTombstonesMovesAsEntries() async throws {
+        let dir = TemporaryDirectory()
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 1, partitioning: .hash(keyGroups: 1), options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 1), options: .testing())
+        defer { source.close(); target.close() }
+        try source.write { batch in for i in 0..<100 { try batch.put(bytes(String(format: "k%03d", i)), bytes("v")) } }
+        try source.database.flush(try source.database.columnFamily(named: "shard-0"))
+        try source.put(bytes("k001"), bytes("w"))
+        try source.deleteRange(from: "k050", to: "k060", keyGroup: 0)
+        // Asked for table files explicitly: refused, and nothing changes.
+        var request = MigrationRequest(shard: 0)
+        request.bulkTransfer = .tableFiles
+        do {
+            _ = try await source.migrate(request, to: target)
+            XCTFail("a shard with range tombstones moved as table files")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .migrationConflict, "\(error)")
+        }
+        XCTAssertEqual(try source.contents().count, 90)
+        XCTAssertTrue(target.shardDescriptors.isEmpty)
+        let report = try await source.migrate(MigrationRequest(shard: 0), to: target)
+        XCTAssertEqual(report.bulkTransfer, .entries)
+        XCTAssertNil(try target.get(bytes("k055")))
+        XCTAssertEqual(try target.getString("k001"), "w")
+        XCTAssertEqual(try target.contents().count, 90)
+    }
+
+    /// An import raises the target's sequence number with no log record. While the
+    /// target is itself the source of a migration that tails its changelog, whole
+    /// shards come in as entries instead, and that changelog stays gap-free.
+    func testTargetThatIsASourceTakesEntries() async throws {
+        let dir = TemporaryDirectory()
+        let a = try ShardEngine.create(at: dir.path("a"), shards: 2, partitioning: .hash(keyGroups: 16), options: .testing())
+        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: .hash(keyGroups: 16), options: .testing())
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: .hash(keyGroups: 16), options: .testing())
+        defer { a.close(); b.close(); c.close() }
+        try a.write { batch in for i in 0..<500 { try batch.put(bytes("k\(i)"), bytes("v\(i)")) } }
+        let first = try await a.migrate(MigrationRequest(shard: 1), to: b)
+        XCTAssertEqual(first.bulkTransfer, .tableFiles)
+
+        // B starts moving its shard 1 on to C: prepared and bulk opened at S.
+        let outgoing = try await MigrationCoordinator(source: b, target: c).makePlan(MigrationRequest(shard: 1, id: "b-to-c"))
+        try b.prepareOutgoing(outgoing)
+        let snapshot = try b.openBulk(outgoing)
+        let onB = (0..<500).map { bytes("k\($0)") }.filter { b.recordedOwner(of: $0) == 1 }
+        try b.put(onB[0], bytes("during"))
+
+        var request = MigrationRequest(shard: 0)
+        request.bulkTransfer = .tableFiles
+        do {
+            _ = try await a.migrate(request, to: b)
+            XCTFail("imported table files while an outgoing migration tails the changelog")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .migrationConflict, "\(error)")
+        }
+        let second = try await a.migrate(MigrationRequest(shard: 0), to: b)
+        XCTAssertEqual(second.bulkTransfer, .entries)
+        try b.put(onB[1], bytes("after"))
+
+        // B's outgoing changelog reads on from S+1 without a gap and holds both writes.
+        var keys: [[UInt8]] = []
+        var next = snapshot + 1
+        while true {
+            let chunk = try b.readChanges(outgoing, from: next, maxRecords: 10_000)
+            keys += chunk.records.map(\.key)
+            if chunk.nextSequence == next { break }
+            next = chunk.nextSequence
+        }
+        XCTAssertEqual(keys, [onB[0], onB[1]])
+        try b.abortOutgoing(outgoing)
+        XCTAssertEqual(try b.contents().count, 500)
+    }
+
+    /// Part of a shard moves as entries; asking for table files is refused before anything is copied.
+    func testSplitRefusesTableFiles() async throws {
+        let dir = TemporaryDirectory()
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 1, partitioning: .hash(keyGroups: 16), options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 16), options: .testing())
+        defer { source.close(); target.close() }
+        try source.write { batch in for i in 0..<200 { try batch.put(bytes("k\(i)"), bytes("v")) } }
+        var request = MigrationRequest(shard: 0, range: .keyGroups(KeyGroupRange(8, 16)))
+        request.bulkTransfer = .tableFiles
+        do {
+            _ = try await source.migrate(request, to: target)
+            XCTFail("part of a shard moved as table files")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .migrationConflict, "\(error)")
+        }
+        XCTAssertEqual(try source.contents().count, 200)
+        XCTAssertTrue(target.shardDescriptors.isEmpty)
+        request.bulkTransfer = .auto
+        let report = try await source.migrate(request, to: target)
+        XCTAssertEqual(report.bulkTransfer, .entries)
+        XCTAssertEqual(try source.contents().count + (try target.contents().count), 200)
+    }
 }

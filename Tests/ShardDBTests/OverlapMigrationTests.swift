@@ -304,6 +304,7 @@ final class OverlapMigrationTests: XCTestCase {
         let before = try target.latestSequenceNumber()
         var request = MigrationRequest(shard: 1)
         request.bulkChunkBytes = 64 << 10
+        request.bulkTransfer = .entries
         let report = try await source.migrate(request, to: target)
         XCTAssertGreaterThan(report.keysCopied, 2000)
         // A few metadata writes per chunk, not one sequence number per key.

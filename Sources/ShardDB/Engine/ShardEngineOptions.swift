@@ -54,6 +54,11 @@ public struct ShardEngineOptions: Sendable {
     /// in one buffer, ingestion copied 1.7–2x faster than batches under a steady
     /// write load (BENCHMARKS.md); `Int.max` turns it off.
     public var migrationIngestMinBytes = 1 << 20
+    /// A whole shard coming in as table files (``BulkTransfer/tableFiles``) is
+    /// hard-linked from the source's export when both are on one file system
+    /// (nothing is copied; RocksDB copies when linking fails). False copies the
+    /// files always: for a source on a disk that is to be retired, or to measure.
+    public var migrationLinkTableFiles = true
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")
 

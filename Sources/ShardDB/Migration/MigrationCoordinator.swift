@@ -25,6 +25,8 @@ public struct MigrationRequest: Sendable {
     public var maxCatchUpRounds = 200
     /// Remove the moved range from the source right after the cutover.
     public var cleanup = true
+    /// How the bulk phase copies the data.
+    public var bulkTransfer: BulkTransfer = .auto
 
     public init(shard: Int, range: ShardRange? = nil, mergeInto: Int? = nil, id: String? = nil) {
         self.shard = shard
@@ -32,6 +34,21 @@ public struct MigrationRequest: Sendable {
         self.mergeInto = mergeInto
         self.id = id
     }
+}
+
+/// How a migration's bulk phase copies the data (docs/MIGRATION.md, "Bulk copy").
+public enum BulkTransfer: String, Sendable, Codable, CaseIterable {
+    /// Table files when the move allows it, else entries.
+    case auto
+    /// The live entries of the snapshot, read in key order and written (or
+    /// ingested) on the target. Expired entries are left behind.
+    case entries
+    /// The shard's table files, hard-linked (or copied) into the target as they
+    /// are: a whole shard into a new shard, both engines on one machine, neither
+    /// holding range tombstones in the shard, the target not the source of a
+    /// migration in progress. Entries that expired but are not compacted away yet
+    /// travel too (invisible; the target's compactions drop them).
+    case tableFiles
 }
 
 /// Where a migration is, reported while it runs.
@@ -59,6 +76,8 @@ public struct MigrationReport: Sendable, Codable {
     public var changesApplied: Int
     public var snapshotSequence: UInt64
     public var finalSequence: UInt64
+    /// How the bulk phase copied: `entries` or `tableFiles` (`entries` when it resumed done).
+    public var bulkTransfer: BulkTransfer
     public var bulkSeconds: Double
     public var catchUpSeconds: Double
     /// How long reads and writes of the range were held (fence to source commit).
@@ -112,7 +131,18 @@ public struct MigrationCoordinator: Sendable {
             // Bulk copy.
             report(.bulkCopy)
             let bulkStart = Date()
-            if !resume.bulkDone {
+            var transfer = BulkTransfer.entries
+            if !resume.bulkDone, request.bulkTransfer != .entries, resume.bulkResumeKey == nil {
+                if try await copyTableFiles(plan, progress: &state) {
+                    transfer = .tableFiles
+                    report(.bulkCopy)
+                } else if request.bulkTransfer == .tableFiles {
+                    throw ShardDBError(.migrationConflict, "migration \(plan.id) cannot move \(plan.range) as table files "
+                        + "(it needs a whole shard into a new shard, both engines on this machine, no range tombstones in the shard, "
+                        + "and a target that is not the source of a migration in progress)")
+                }
+            }
+            if !resume.bulkDone && transfer == .entries {
                 // The source reads chunk n+1 while the target writes chunk n: at most two chunks in memory.
                 var chunk = try await source.readBulk(plan, after: resume.bulkResumeKey, maxBytes: request.bulkChunkBytes)
                 while true {
@@ -186,7 +216,7 @@ public struct MigrationCoordinator: Sendable {
             return MigrationReport(
                 id: plan.id, sourceShard: plan.sourceShard, targetShard: plan.targetShard, range: "\(plan.range)",
                 keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
-                snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkSeconds: bulkSeconds,
+                snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer, bulkSeconds: bulkSeconds,
                 catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
         } catch {
             if targetCommitted {
@@ -205,6 +235,27 @@ public struct MigrationCoordinator: Sendable {
             }
             throw error
         }
+    }
+
+    /// The bulk phase as table files (``BulkTransfer/tableFiles``); false when the
+    /// move or the endpoints do not allow it, and nothing was copied.
+    func copyTableFiles(_ plan: MigrationPlan, progress state: inout MigrationProgress) async throws -> Bool {
+        guard case .newShard = plan.shape, plan.overlap == nil,
+              let files = try await source.exportTableFiles(plan) else { return false }
+        let imported: Bool
+        do {
+            imported = try await target.importTableFiles(plan, files)
+        } catch {
+            try? await source.releaseTableFiles(plan)
+            throw error
+        }
+        try await source.releaseTableFiles(plan)
+        if imported {
+            state.keysCopied += files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) }
+            state.bytesCopied += files.reduce(0) { $0 + Int($1.size) }
+            logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
+        }
+        return imported
     }
 
     /// Validates the request against both shard maps and fixes the plan.

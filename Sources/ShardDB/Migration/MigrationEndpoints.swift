@@ -159,6 +159,13 @@ public protocol MigrationSource: Sendable {
     func prepareOutgoing(_ plan: MigrationPlan) async throws
     /// Takes the bulk snapshot; returns its sequence number S.
     func openBulk(_ plan: MigrationPlan) async throws -> UInt64
+    /// The plan's whole shard as table files, taken after the bulk snapshot (so
+    /// they hold at least everything up to S); nil when the plan moves part of a
+    /// shard or this endpoint cannot hand over files (the coordinator then copies
+    /// entries with ``readBulk(_:after:maxBytes:)``).
+    func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]?
+    /// Removes what ``exportTableFiles(_:)`` left, once the target took the files (or did not).
+    func releaseTableFiles(_ plan: MigrationPlan) async throws
     /// Up to `maxBytes` of live entries after `after` (a stored key), read from the snapshot.
     func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) async throws -> BulkChunk
     /// Changelog records of the range from sequence `from`.
@@ -182,6 +189,10 @@ public protocol MigrationTarget: Sendable {
     func describeInstance() async throws -> InstanceDescription
     /// Validates, creates the staging area and journals the plan; returns where to resume.
     func prepareIncoming(_ plan: MigrationPlan, snapshotSequence: UInt64) async throws -> IncomingState
+    /// Makes exported table files of a whole shard the staging area and marks the
+    /// bulk copy done; false when this target cannot take them now (the
+    /// coordinator then copies entries).
+    func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool
     func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws
     func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws
     /// Makes what is staged durable ahead of the cutover, so the commit's own
@@ -197,11 +208,16 @@ public protocol MigrationTarget: Sendable {
 extension MigrationSource {
     /// Default: nothing to prepare (the cutover then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
+    /// Default: no table files (a remote source: its files are on another machine).
+    public func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? { nil }
+    public func releaseTableFiles(_ plan: MigrationPlan) async throws {}
 }
 
 extension MigrationTarget {
     /// Default: nothing to prepare (the commit then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
+    /// Default: no table files (a remote target cannot read the source's files).
+    public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool { false }
 }
 
 /// In-memory state of migrations this engine takes part in.

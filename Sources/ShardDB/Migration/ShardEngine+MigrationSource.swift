@@ -39,14 +39,55 @@ extension ShardEngine: MigrationSource {
             if entry.phase == .bulkCopy { _ = try bulkSnapshot(plan) }
             return first
         }
-        let snapshot = try storage(path) { try database.snapshot() }
-        migrationRuntime.setSnapshot(plan.id, snapshot)
-        entry.phase = .bulkCopy
-        entry.snapshotSequence = snapshot.sequenceNumber
-        try writeJournal(entry)
+        // Under the shard-map lock: an incoming table-file import raises the sequence
+        // number without a log record, which this migration's changelog must not span
+        // (``importTableFiles(_:_:)`` refuses while an outgoing migration is open).
+        let snapshot: Snapshot = try shardMapLock.withLock { _ in
+            let snapshot = try storage(path) { try database.snapshot() }
+            migrationRuntime.setSnapshot(plan.id, snapshot)
+            entry.phase = .bulkCopy
+            entry.snapshotSequence = snapshot.sequenceNumber
+            try writeJournal(entry)
+            return snapshot
+        }
         try FailurePoints.hit("migration.source.bulk-opened")
         return snapshot.sequenceNumber
     }
+
+    public func exportTableFiles(_ plan: MigrationPlan) throws -> [TableFile]? {
+        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy,
+              entry.snapshotSequence != nil else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
+        }
+        let shard = try activeShard(plan.sourceShard)
+        guard shard.descriptor.range == plan.range, let family = shard.family else { return nil }  // part of a shard
+        let directory = tableExportDirectory(plan.id)
+        try? FileManager.default.removeItem(atPath: directory)
+        let files: [TableFile] = try storage(path) {
+            try FileManager.default.createDirectory(atPath: Self.tableExportFolder(path), withIntermediateDirectories: true)
+            // Flushes the family and hard-links its files: taken after the snapshot S,
+            // so they hold every write up to S (and perhaps some after it, which the
+            // catch-up from S+1 writes again, in order).
+            return try database.exportColumnFamily(family, to: directory)
+        }
+        try FailurePoints.hit("migration.source.tables-exported")
+        // RocksDB 7.8 loses a range tombstone that reaches past a file's point keys on
+        // import (facebook/rocksdb#11252): such a shard moves as entries.
+        guard !files.isEmpty, files.allSatisfy({ $0.rangeDeletions == 0 }) else {
+            releaseTableFiles(plan)
+            return nil
+        }
+        return files
+    }
+
+    public func releaseTableFiles(_ plan: MigrationPlan) {
+        try? FileManager.default.removeItem(atPath: tableExportDirectory(plan.id))
+    }
+
+    /// Where ``exportTableFiles(_:)`` puts a migration's files (hard links, on the
+    /// database's file system); removed once the target took them, and at open.
+    func tableExportDirectory(_ id: String) -> String { Self.tableExportFolder(path) + "/" + id }
+    static func tableExportFolder(_ path: String) -> String { path + "/migration-export" }
 
     public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) throws -> BulkChunk {
         guard maxBytes > 0 else { throw ShardDBError(.invalidArgument, "bulk chunks need a positive size, got \(maxBytes) bytes") }
@@ -221,6 +262,7 @@ extension ShardEngine: MigrationSource {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is committed; it cannot be aborted")
         }
         if let fence = migrationRuntime.fence(plan.id) { removeFence(fence, outcome: .released) }
+        releaseTableFiles(plan)
         entry.phase = .aborted
         try writeJournal(entry)
         migrationRuntime.clear(plan.id)
@@ -254,6 +296,12 @@ extension ShardEngine: MigrationSource {
     /// and compacts it so the space returns at once.
     func clearRange(_ range: ShardRange, in family: ColumnFamily, reclaim: Bool) throws {
         let bounds = range.storedBounds
+        try clearStored(from: bounds.lower, to: bounds.upper, in: family, reclaim: reclaim)
+    }
+
+    /// ``clearRange(_:in:reclaim:)`` for stored keys from `lower` up to `upper` (nil: no end).
+    func clearStored(from lower: [UInt8], to upperBound: [UInt8]?, in family: ColumnFamily, reclaim: Bool) throws {
+        let bounds = (lower: lower, upper: upperBound)
         let sentinel: [UInt8] = [UInt8](repeating: 0xFF, count: 8)
         let upper = bounds.upper ?? sentinel
         try database.deleteRange(from: bounds.lower, to: upper, in: family)
@@ -283,6 +331,7 @@ extension ShardEngine: MigrationSource {
     /// (an overlap's staging family, table files written for ingestion).
     func recoverMigrationsAtOpen() throws {
         try? FileManager.default.removeItem(atPath: path + "/migration-ingest")
+        try? FileManager.default.removeItem(atPath: Self.tableExportFolder(path))
         for name in database.columnFamilyNames where name.hasPrefix(Self.overlapFamilyPrefix) {
             let id = String(name.dropFirst(Self.overlapFamilyPrefix.count))
             if try migrationEntry(id)?.isUnfinished != true { try dropOverlapFamily(id) }

@@ -126,11 +126,70 @@ extension ShardEngine: MigrationTarget {
     /// sequence number of their own).
     func clearRangeIfOccupied(_ range: ShardRange, in family: ColumnFamily) throws {
         let bounds = range.storedBounds
-        let iterator = try database.makeIterator(in: family, lowerBound: bounds.lower, upperBound: bounds.upper)
+        if try isOccupied(family, from: bounds.lower, to: bounds.upper) { try clearRange(range, in: family, reclaim: false) }
+    }
+
+    public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) throws -> Bool {
+        guard var progress = try progressRecord(plan.id) else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
+        }
+        guard case .newShard = plan.shape, plan.overlap == nil, !files.isEmpty else { return false }
+        if progress.bulkDone { return true }
+        return try shardMapLock.withLock { _ -> Bool in
+            // The import raises this instance's sequence number to the files' largest
+            // without a log record: an outgoing migration tailing this changelog would
+            // meet a gap there. Its ``openBulk(_:)`` takes this lock too.
+            if let busy = try migrationJournal().first(where: {
+                $0.role == .source && [.bulkCopy, .fenced].contains($0.phase)
+            }) {
+                logger.info("bulk copy as entries: an outgoing migration reads this changelog",
+                            metadata: ["id": "\(plan.id)", "outgoing": "\(busy.plan.id)"])
+                return false
+            }
+            if let taken = table.shard(id: plan.targetShard) {
+                throw ShardDBError(.migrationConflict, "shard id \(plan.targetShard) is already used here (\(taken.descriptor.range))")
+            }
+            let name = "shard-\(plan.targetShard)"
+            try storage(path) {
+                // The staging family becomes the files: drop the empty (or stale) one first.
+                if database.columnFamilyNames.contains(name) { try database.dropColumnFamily(named: name) }
+                let (familyOptions, filter) = Self.shardOptions(base: try Self.baseOptions(options), shard: plan.targetShard, options: options)
+                shardFilters.withLock { $0[plan.targetShard] = filter }
+                let family: ColumnFamily
+                do {
+                    family = try database.createColumnFamily(named: name, options: familyOptions, importing: files,
+                                                                   moveFiles: options.migrationLinkTableFiles)
+                } catch {
+                    _ = try? stagingFamily(for: plan, create: true)  // back to an empty staging area
+                    throw error
+                }
+                // Keys outside the range never go live: a source that crashed before cleaning
+                // up after a split still holds the moved-out keys in this family's files.
+                let bounds = plan.range.storedBounds
+                if !bounds.lower.isEmpty, try isOccupied(family, from: [], to: bounds.lower) {
+                    try clearStored(from: [], to: bounds.lower, in: family, reclaim: false)
+                }
+                if let upper = bounds.upper, try isOccupied(family, from: upper, to: nil) {
+                    try clearStored(from: upper, to: nil, in: family, reclaim: false)
+                }
+            }
+            DurableFile.syncDirectory(path)  // the linked files' names
+            try FailurePoints.hit("migration.target.tables-imported")
+            progress.bulkDone = true
+            let batch = WriteBatch()
+            try batch.put(MigrationKeys.progress(plan.id), MetadataCoding.encode(progress), in: metadata)
+            try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+            return true
+        }
+    }
+
+    /// True when `family` holds a stored key from `lower` up to `upper`.
+    private func isOccupied(_ family: ColumnFamily, from lower: [UInt8], to upper: [UInt8]?) throws -> Bool {
+        let iterator = try database.makeIterator(in: family, lowerBound: lower, upperBound: upper)
         iterator.seekToFirst()
         let occupied = iterator.isValid
         try iterator.checkStatus()
-        if occupied { try clearRange(range, in: family, reclaim: false) }
+        return occupied
     }
 
     public func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) throws {

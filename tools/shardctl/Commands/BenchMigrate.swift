@@ -15,12 +15,28 @@ struct MigrationBench: AsyncParsableCommand {
             each cutover (p50/p99/max over runs), and the writer's latency during migrations against \
             a baseline with no migration, measured in the same run.
 
-            --bulk picks how the target writes bulk chunks: 'ingest' (table files ingested whole), \
-            'batch' (write batches through the WAL), or 'both' (--runs moves each way, ingestion first, \
-            the same instances reopened in between) to compare them in one run.
+            --bulk picks how the bulk phase copies: 'files' (the shard's table files, hard-linked \
+            into the target: the default for a whole shard on one file system), 'files-copy' (the \
+            table files copied, as across file systems), 'ingest' (entries read from the snapshot, \
+            written to table files on the target and ingested whole: the way for part of a shard \
+            or a remote peer), 'batch' (entries as write batches through the WAL), 'both' (ingest \
+            and batch) or 'all' (the four). With several, --runs moves are made each way, the same \
+            instances reopened in between, so they compare in one run.
             """)
 
-    enum BulkMode: String, ExpressibleByArgument, CaseIterable { case ingest, batch, both }
+    enum BulkMode: String, ExpressibleByArgument, CaseIterable {
+        case files, filesCopy = "files-copy", ingest, batch, both, all
+
+        /// The single modes this one stands for.
+        var modes: [BulkMode] {
+            switch self {
+            case .both: [.ingest, .batch]
+            case .all: [.files, .filesCopy, .ingest, .batch]
+            default: [self]
+            }
+        }
+        var transfer: BulkTransfer { self == .files || self == .filesCopy ? .tableFiles : .entries }
+    }
 
     @Option(name: .customLong("size-mb"), help: "Size of the shard to move.") var sizeMB = 1024
     @Option(name: .customLong("value-size"), help: "Value size in bytes.") var valueSize = 1000
@@ -28,7 +44,7 @@ struct MigrationBench: AsyncParsableCommand {
     @Option(help: "Migrations to run (alternating direction).") var runs = 5
     @Option(name: .customLong("baseline-seconds"), help: "Seconds of writes with no migration, for the baseline.") var baselineSeconds = 3.0
     @Option(help: "Work in this directory (default: a temporary one, removed afterwards).") var dir: String?
-    @Option(help: "How the target writes bulk chunks: ingest, batch or both.") var bulk: BulkMode = .ingest
+    @Option(help: "How the bulk phase copies: files, files-copy, ingest, batch, both (ingest and batch) or all.") var bulk: BulkMode = .files
     @Option(name: .customLong("chunk-mb"), help: "Bulk-copy chunk size in MiB.") var chunkMB = 8
     @Flag(help: "Print the results as JSON.") var json = false
 
@@ -88,12 +104,13 @@ struct MigrationBench: AsyncParsableCommand {
         var options = ShardEngineOptions()
         options.writeBufferSize = 64 << 20
         options.migrationIngestMinBytes = mode == .batch ? Int.max : 0
+        options.migrationLinkTableFiles = mode != .filesCopy
         return options
     }
 
     private func measure(in dir: String) async throws -> Result {
         try? FileManager.default.removeItem(atPath: dir)
-        let modes: [BulkMode] = bulk == .both ? [.ingest, .batch] : [bulk]
+        let modes = bulk.modes
         var a = try ShardEngine.create(at: dir + "/a", shards: 1, options: engineOptions(modes[0]))
         var b = try ShardEngine.create(at: dir + "/b", shards: 0, partitioning: a.partitioning, options: engineOptions(modes[0]))
         defer { a.close(); b.close() }
@@ -134,6 +151,7 @@ struct MigrationBench: AsyncParsableCommand {
                 writer.setPhase("migration")
                 var request = MigrationRequest(shard: shard)
                 request.bulkChunkBytes = chunkMB << 20
+                request.bulkTransfer = mode.transfer
                 let report = try await from.migrate(request, to: to) { p in
                     progress.update("\(mode.rawValue) run \(run + 1)/\(runs): \(p.phase.rawValue), \(formatBytes(p.bytesCopied)), lag \(p.lag)")
                 }

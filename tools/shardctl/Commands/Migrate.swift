@@ -38,6 +38,9 @@ struct Migrate: AsyncParsableCommand {
     var onConflict: MigrationConflictPolicy = .refuse
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
     @Option(name: .customLong("bulk-chunk-bytes"), help: "Bytes per bulk-copy chunk.") var bulkChunkBytes = 4 << 20
+    @Option(name: .customLong("bulk-transfer"),
+            help: "How the bulk phase copies: auto (a whole shard between directories as its table files, else entries), entries, or table-files (fail if it cannot).")
+    var bulkTransfer: BulkTransferArgument = .auto
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var remote: RemoteOptions
 
@@ -64,6 +67,7 @@ struct Migrate: AsyncParsableCommand {
             request.cleanup = !noCleanup
             request.onConflict = onConflict
             request.bulkChunkBytes = max(4096, bulkChunkBytes)
+            request.bulkTransfer = bulkTransfer.transfer
             var coordinator = MigrationCoordinator(source: source.endpoint, target: target.endpoint)
             coordinator.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
             let report = try await coordinator.migrate(request) { p in
@@ -75,8 +79,9 @@ struct Migrate: AsyncParsableCommand {
                 printJSON(report, pretty: true)
             } else {
                 print("migrated \(report.range) of shard \(report.sourceShard) to shard \(report.targetShard) of \(to)")
-                print(String(format: "copied %d keys (%@) in %.2f s, applied %d changes in %.2f s catch-up; write pause %.2f ms",
-                             report.keysCopied, formatBytes(report.bytesCopied), report.bulkSeconds, report.changesApplied,
+                print(String(format: "copied %d keys (%@) as %@ in %.2f s, applied %d changes in %.2f s catch-up; write pause %.2f ms",
+                             report.keysCopied, formatBytes(report.bytesCopied),
+                             report.bulkTransfer == .tableFiles ? "table files" : "entries", report.bulkSeconds, report.changesApplied,
                              report.catchUpSeconds, report.pauseMilliseconds))
             }
             await source.close()
@@ -119,3 +124,16 @@ func formatBytes(_ bytes: Int) -> String {
 }
 
 extension MigrationConflictPolicy: ExpressibleByArgument {}
+
+/// `--bulk-transfer` values.
+enum BulkTransferArgument: String, ExpressibleByArgument, CaseIterable {
+    case auto, entries, tableFiles = "table-files"
+
+    var transfer: BulkTransfer {
+        switch self {
+        case .auto: .auto
+        case .entries: .entries
+        case .tableFiles: .tableFiles
+        }
+    }
+}
