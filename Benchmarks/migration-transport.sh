@@ -3,6 +3,11 @@
 # in-process one, on the same data; and the cutover pause over repeated
 # cross-process moves. Prints one JSON object.
 #
+# The transport streams entries, so the ratio compares it with the in-process
+# move of entries (--bulk-transfer entries): the same work, one process or
+# three. The in-process default for a whole shard, its table files hard-linked
+# into the target, is reported beside it (inProcessTableFiles).
+#
 #   SHARDCTL=.build-server/debug/shardctl KEYS=200000 VALUE_BYTES=1000 Benchmarks/migration-transport.sh
 set -euo pipefail
 SHARDCTL=${SHARDCTL:-.build/release/shardctl}
@@ -27,11 +32,14 @@ for i in range(n):
 PY
 "$SHARDCTL" import "$WORK/a" --batch-size 5000 < "$WORK/data.tsv" >/dev/null
 cp -r "$WORK/a" "$WORK/a2"
+cp -r "$WORK/a" "$WORK/a3"
 "$SHARDCTL" init "$WORK/b" --shards 0 --like "$WORK/a" >/dev/null
+"$SHARDCTL" init "$WORK/b3" --shards 0 --like "$WORK/a" >/dev/null
 "$SHARDCTL" init "$WORK/c" --shards 0 --like "$WORK/a" >/dev/null
 
 # In-process: both directories opened by one shardctl.
-"$SHARDCTL" migrate --from "$WORK/a" --to "$WORK/b" --shard 1 --json > "$WORK/local.json"
+"$SHARDCTL" migrate --from "$WORK/a" --to "$WORK/b" --shard 1 --bulk-transfer entries --json > "$WORK/local.json"
+"$SHARDCTL" migrate --from "$WORK/a3" --to "$WORK/b3" --shard 1 --bulk-transfer table-files --json > "$WORK/files.json"
 
 # Cross-process: two servers, the coordinator in a third process.
 serve() {  # DIR -> prints the bound address
@@ -59,9 +67,10 @@ for i in $(seq 0 $((PAUSE_MOVES - 1))); do
         "$WORK/move.json" "$WORK/shard" >> "$WORK/pauses"
 done
 
-python3 - "$WORK/local.json" "$WORK/remote.json" "$WORK/pauses" <<'PY'
+python3 - "$WORK/local.json" "$WORK/remote.json" "$WORK/pauses" "$WORK/files.json" <<'PY'
 import json, sys
 local, remote = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+files = json.load(open(sys.argv[4]))
 pauses = sorted(float(x) for x in open(sys.argv[3]).read().split())
 def rate(r): return r["bytesCopied"] / r["bulkSeconds"] / 1e6
 def pct(p): return pauses[min(len(pauses) - 1, max(0, int(round(p / 100 * len(pauses) + 0.4999)) - 1))]
@@ -70,6 +79,9 @@ print(json.dumps({
     "inProcess": {"bulkMBps": round(rate(local), 1), "bulkSeconds": local["bulkSeconds"], "pauseMs": local["pauseMilliseconds"]},
     "crossProcess": {"bulkMBps": round(rate(remote), 1), "bulkSeconds": remote["bulkSeconds"], "pauseMs": remote["pauseMilliseconds"]},
     "crossOverInProcess": round(rate(remote) / rate(local), 3),
+    # The same shard moved in one process as table files (bytes are the files' sizes).
+    "inProcessTableFiles": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"], "pauseMs": files["pauseMilliseconds"]},
+    "crossBulkSecondsOverTableFiles": round(remote["bulkSeconds"] / max(files["bulkSeconds"], 1e-9), 1),
     "cutoverPauseMs": {"moves": len(pauses), "p50": pct(50), "p99": pct(99), "max": pauses[-1]},
 }, indent=2))
 PY

@@ -172,16 +172,24 @@ public final class Database: @unchecked Sendable {
 
     /// Drops a column family and its data. Handles to it throw `.closed` afterwards.
     public func dropColumnFamily(named name: String) throws {
-        // Exclusive: no call may be using the handle while it is destroyed.
-        try core.lock.withWriteLock {
+        // The drop itself (a durable manifest write) under the shared lock, so calls on
+        // other families go on meanwhile (RocksDB allows calls on a dropped family until
+        // its handle is destroyed); exclusive only to destroy the handle.
+        let slot: ColumnFamilySlot = try core.lock.withReadLock {
             guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
             guard let slot = core.registry.withLock({ core.columnFamilies[name] }), let handle = slot.handle else {
                 throw RocksDBError(kind: .notFound, message: "NotFound: column family '\(name)'")
             }
             try withStatus { rocksdb_drop_column_family(db, handle, $0) }
-            rocksdb_column_family_handle_destroy(handle)
+            return slot
+        }
+        core.lock.withWriteLock {
+            // Unless close() destroyed it in between (it was still registered).
+            if let handle = slot.handle { rocksdb_column_family_handle_destroy(handle) }
             slot.handle = nil
-            _ = core.registry.withLock { core.columnFamilies.removeValue(forKey: name) }
+            core.registry.withLock {
+                if core.columnFamilies[name] === slot { core.columnFamilies.removeValue(forKey: name) }
+            }
         }
     }
 

@@ -532,6 +532,35 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         XCTAssertEqual(entries, ["long": 1_700_000_000_000 + 1_000_000, "forever": nil])
     }
 
+    /// Table files are hard-linked into the target by default, copied with
+    /// `migrationLinkTableFiles` off; the data is the same either way.
+    func testTableFilesAreLinkedOrCopied() async throws {
+        for link in [true, false] {
+            let dir = TemporaryDirectory()
+            var options = ShardEngineOptions.testing()
+            options.migrationLinkTableFiles = link
+            let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: .hash(keyGroups: 16), options: options)
+            let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 16), options: options)
+            defer { source.close(); target.close() }
+            try source.write { batch in for i in 0..<2000 { try batch.put(bytes("k\(i)"), bytes("v\(i)")) } }
+            let moving = try source.contents().filter { source.recordedOwner(of: $0.key) == 1 }
+            var request = MigrationRequest(shard: 1)
+            request.cleanup = false  // the source keeps its files: linked ones are shared
+            let report = try await source.migrate(request, to: target)
+            XCTAssertEqual(report.bulkTransfer, .tableFiles)
+            XCTAssertEqual(try target.contents(), moving)
+            let tables = try FileManager.default.contentsOfDirectory(atPath: dir.path("target")).filter { $0.hasSuffix(".sst") }
+            XCTAssertFalse(tables.isEmpty)
+            let links = try tables.map { name -> Int in
+                try (FileManager.default.attributesOfItem(atPath: dir.path("target") + "/" + name)[.referenceCount] as? Int) ?? 0
+            }
+            XCTAssertEqual(links.max()! > 1, link, "link counts \(links)")
+            for folder in ["source/migration-export", "target/migration-import"] {
+                XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: dir.path(folder))) ?? [], [], folder)
+            }
+        }
+    }
+
     /// A shard holding range tombstones moves as entries: RocksDB 7.8's import would
     /// lose a tombstone reaching past its file's point keys (facebook/rocksdb#11252).
     func testShardWithRangeTombstonesMovesAsEntries() async throws {

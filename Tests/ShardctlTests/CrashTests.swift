@@ -8,10 +8,10 @@ import XCTest
 /// cycles (default 30); `make crash-test CYCLES=1000` runs the long one.
 final class CrashTests: ShardctlTestCase {
     static let failurePoints = [
-        "migration.source.prepare", "migration.source.bulk-opened", "migration.source.bulk-chunk",
+        "migration.source.prepare", "migration.source.bulk-opened", "migration.source.bulk-chunk", "migration.source.tables-exported",
         "migration.source.before-fence", "migration.source.fenced", "migration.source.before-commit",
         "migration.source.committed", "migration.source.before-cleanup",
-        "migration.target.prepare", "migration.target.bulk-ingested", "migration.target.bulk-chunk", "migration.target.changes",
+        "migration.target.prepare", "migration.target.bulk-ingested", "migration.target.tables-imported", "migration.target.bulk-chunk", "migration.target.changes",
         "migration.target.before-commit", "migration.target.committed",
         "checkpoint.begin", "checkpoint.after-cleanup", "checkpoint.before-backup", "checkpoint.copying",
         "checkpoint.after-backup", "checkpoint.after-stats",

@@ -53,6 +53,8 @@ final class MigrateCommandTests: ShardctlTestCase {
         XCTAssertEqual(report["targetShard"] as? Int, 1)
         XCTAssertEqual(report["range"] as? String, "kg[1024,2048)")
         XCTAssertEqual(report["keysCopied"] as? Int, shard1.count)
+        XCTAssertEqual(report["bulkTransfer"] as? String, "tableFiles", "a whole shard between directories")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a + "/migration-export/" + (report["id"] as? String ?? "")))
         for field in ["bytesCopied", "changesApplied", "snapshotSequence", "finalSequence"] {
             XCTAssertNotNil(report[field] as? Int, "\(field) in \(report)")
         }
@@ -75,6 +77,7 @@ final class MigrateCommandTests: ShardctlTestCase {
         let split = try shardctl(["migrate", "--from", a, "--to", b, "--shard", "0", "--range", "0..512", "--json"])
         let splitReport = try XCTUnwrap(JSONSerialization.jsonObject(with: split.stdoutData) as? [String: Any])
         XCTAssertEqual(splitReport["range"] as? String, "kg[0,512)")
+        XCTAssertEqual(splitReport["bulkTransfer"] as? String, "entries", "part of a shard")
         XCTAssertEqual(Set(try activeRanges(a)), ["kg[512,1024)", "kg[2048,3072)", "kg[3072,4096)"])
         XCTAssertEqual(Set(try activeRanges(b)), ["kg[0,512)", "kg[1024,2048)"])
         let kept = try shardEntries(a, shard: 0)

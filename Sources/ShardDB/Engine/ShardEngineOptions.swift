@@ -56,8 +56,9 @@ public struct ShardEngineOptions: Sendable {
     public var migrationIngestMinBytes = 1 << 20
     /// A whole shard coming in as table files (``BulkTransfer/tableFiles``) is
     /// hard-linked from the source's export when both are on one file system
-    /// (nothing is copied; RocksDB copies when linking fails). False copies the
-    /// files always: for a source on a disk that is to be retired, or to measure.
+    /// (nothing is copied), and copied (sendfile, fsync'd) when linking fails.
+    /// False copies the files always: for a source on a disk that is to be
+    /// retired, or to measure.
     public var migrationLinkTableFiles = true
     /// Where the engine logs (quiet: debug level for routine events).
     public var logger = Logger(label: "sharddb")

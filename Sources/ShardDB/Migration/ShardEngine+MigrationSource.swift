@@ -332,6 +332,7 @@ extension ShardEngine: MigrationSource {
     func recoverMigrationsAtOpen() throws {
         try? FileManager.default.removeItem(atPath: path + "/migration-ingest")
         try? FileManager.default.removeItem(atPath: Self.tableExportFolder(path))
+        try? FileManager.default.removeItem(atPath: Self.tableImportFolder(path))
         for name in database.columnFamilyNames where name.hasPrefix(Self.overlapFamilyPrefix) {
             let id = String(name.dropFirst(Self.overlapFamilyPrefix.count))
             if try migrationEntry(id)?.isUnfinished != true { try dropOverlapFamily(id) }

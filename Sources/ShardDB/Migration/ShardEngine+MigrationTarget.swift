@@ -135,17 +135,23 @@ extension ShardEngine: MigrationTarget {
         }
         guard case .newShard = plan.shape, plan.overlap == nil, !files.isEmpty else { return false }
         if progress.bulkDone { return true }
-        return try shardMapLock.withLock { _ -> Bool in
-            // The import raises this instance's sequence number to the files' largest
-            // without a log record: an outgoing migration tailing this changelog would
-            // meet a gap there. Its ``openBulk(_:)`` takes this lock too.
-            if let busy = try migrationJournal().first(where: {
-                $0.role == .source && [.bulkCopy, .fenced].contains($0.phase)
-            }) {
-                logger.info("bulk copy as entries: an outgoing migration reads this changelog",
-                            metadata: ["id": "\(plan.id)", "outgoing": "\(busy.plan.id)"])
+        // The import raises this instance's sequence number to the files' largest
+        // without a log record: an outgoing migration tailing this changelog would
+        // meet a gap there. Its ``openBulk(_:)`` takes the shard-map lock too.
+        func outgoingMigrationReadsChangelog() throws -> Bool {
+            guard let busy = try migrationJournal().first(where: { $0.role == .source && [.bulkCopy, .fenced].contains($0.phase) }) else {
                 return false
             }
+            logger.info("bulk copy as entries: an outgoing migration reads this changelog",
+                        metadata: ["id": "\(plan.id)", "outgoing": "\(busy.plan.id)"])
+            return true
+        }
+        if try outgoingMigrationReadsChangelog() { return false }
+        let staging = tableImportDirectory(plan.id)
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        let staged = try stageTableFiles(files, in: staging)
+        return try shardMapLock.withLock { _ -> Bool in
+            if try outgoingMigrationReadsChangelog() { return false }
             if let taken = table.shard(id: plan.targetShard) {
                 throw ShardDBError(.migrationConflict, "shard id \(plan.targetShard) is already used here (\(taken.descriptor.range))")
             }
@@ -157,8 +163,7 @@ extension ShardEngine: MigrationTarget {
                 shardFilters.withLock { $0[plan.targetShard] = filter }
                 let family: ColumnFamily
                 do {
-                    family = try database.createColumnFamily(named: name, options: familyOptions, importing: files,
-                                                                   moveFiles: options.migrationLinkTableFiles)
+                    family = try database.createColumnFamily(named: name, options: familyOptions, importing: staged, moveFiles: true)
                 } catch {
                     _ = try? stagingFamily(for: plan, create: true)  // back to an empty staging area
                     throw error
@@ -182,6 +187,34 @@ extension ShardEngine: MigrationTarget {
             return true
         }
     }
+
+    /// Brings exported table files onto this instance's file system, in `directory`:
+    /// hard links where ``ShardEngineOptions/migrationLinkTableFiles`` allows and the
+    /// file system can, else copies (sendfile, fsync'd). The import then links them in.
+    private func stageTableFiles(_ files: [TableFile], in directory: String) throws -> [TableFile] {
+        try? FileManager.default.removeItem(atPath: directory)
+        try storage(path) { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        var linkable = options.migrationLinkTableFiles
+        var staged: [TableFile] = []
+        for file in files {
+            let destination = directory + "/" + file.name
+            if linkable && link(file.path, destination) == 0 {
+                // Shared with the source's export: neither side ever changes a table file.
+            } else {
+                linkable = linkable && errno != EXDEV
+                try guardedWrite(bytes: Int(file.size)) { try DurableFile.copy(from: file.path, to: destination) }
+            }
+            var local = file
+            local.directory = directory
+            staged.append(local)
+        }
+        DurableFile.syncDirectory(directory)
+        return staged
+    }
+
+    /// Where ``importTableFiles(_:_:)`` stages a migration's files; removed after the import and at open.
+    func tableImportDirectory(_ id: String) -> String { Self.tableImportFolder(path) + "/" + id }
+    static func tableImportFolder(_ path: String) -> String { path + "/migration-import" }
 
     /// True when `family` holds a stored key from `lower` up to `upper`.
     private func isOccupied(_ family: ColumnFamily, from lower: [UInt8], to upper: [UInt8]?) throws -> Bool {

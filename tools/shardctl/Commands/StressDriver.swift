@@ -158,6 +158,11 @@ struct StressDriver {
         }
         if let adjacent, Bool.random(using: &random) { request.mergeInto = adjacent.id }
         request.bulkChunkBytes = 64 << 10
+        if range == whole && request.mergeInto == nil && Bool.random(using: &random) {
+            // Compacted, the shard sheds its range tombstones and moves as table files
+            // (a shard holding any moves as entries: docs/MIGRATION.md, "Bulk copy").
+            _ = try source.purgeExpired(shard: shard.id)
+        }
         let op = take()
         let detail = "\(from)->\(to) shard \(shard.id) \(range)" + (request.mergeInto.map { " merge into \($0)" } ?? "")
         let intent = OracleLine(type: .intent, op: op, kind: "migrate", instance: from, writes: [], detail: detail)

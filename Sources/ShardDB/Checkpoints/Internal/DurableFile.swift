@@ -32,6 +32,36 @@ enum DurableFile {
         syncDirectory((path as NSString).deletingLastPathComponent)
     }
 
+    /// Copies the file at `source` to `destination` (which must not exist) with
+    /// sendfile, the kernel copying page to page, and fsyncs the copy.
+    ///
+    /// - throws: ``ShardDBError`` `.notWritable` (the partial copy is removed).
+    static func copy(from source: String, to destination: String) throws {
+        func failure(_ what: String) -> ShardDBError {
+            ShardDBError(.notWritable, "cannot copy \(source) to \(destination): \(what): \(String(cString: strerror(errno)))")
+        }
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw failure("open") }
+        defer { close(input) }
+        var info = stat()
+        guard fstat(input, &info) == 0 else { throw failure("stat") }
+        let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw failure("create") }
+        var done = false
+        defer {
+            close(output)
+            if !done { unlink(destination) }
+        }
+        var remaining = Int(info.st_size)
+        while remaining > 0 {
+            let n = sendfile(output, input, nil, min(remaining, 1 << 30))
+            guard n > 0 else { throw failure("sendfile") }
+            remaining -= n
+        }
+        guard fsync(output) == 0 else { throw failure("fsync") }
+        done = true
+    }
+
     /// fsyncs a directory so renames and creations in it survive a power failure.
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
