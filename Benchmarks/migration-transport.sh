@@ -3,10 +3,10 @@
 # in-process one, on the same data; and the cutover pause over repeated
 # cross-process moves. Prints one JSON object.
 #
-# The transport streams entries, so the ratio compares it with the in-process
-# move of entries (--bulk-transfer entries): the same work, one process or
-# three. The in-process default for a whole shard, its table files hard-linked
-# into the target, is reported beside it (inProcessTableFiles).
+# Two ways to move the whole shard, each in one process and across three:
+# entries (--bulk-transfer entries: read, sent, written; crossOverInProcess
+# compares the same work), and table files (the default: hard-linked into a
+# target in the same process, streamed to one in another process).
 #
 #   SHARDCTL=.build-server/debug/shardctl KEYS=200000 VALUE_BYTES=1000 Benchmarks/migration-transport.sh
 set -euo pipefail
@@ -33,9 +33,11 @@ PY
 "$SHARDCTL" import "$WORK/a" --batch-size 5000 < "$WORK/data.tsv" >/dev/null
 cp -r "$WORK/a" "$WORK/a2"
 cp -r "$WORK/a" "$WORK/a3"
+cp -r "$WORK/a" "$WORK/a4"
 "$SHARDCTL" init "$WORK/b" --shards 0 --like "$WORK/a" >/dev/null
 "$SHARDCTL" init "$WORK/b3" --shards 0 --like "$WORK/a" >/dev/null
 "$SHARDCTL" init "$WORK/c" --shards 0 --like "$WORK/a" >/dev/null
+"$SHARDCTL" init "$WORK/d" --shards 0 --like "$WORK/a" >/dev/null
 
 # In-process: both directories opened by one shardctl.
 "$SHARDCTL" migrate --from "$WORK/a" --to "$WORK/b" --shard 1 --bulk-transfer entries --json > "$WORK/local.json"
@@ -53,7 +55,10 @@ serve() {  # DIR -> prints the bound address
 }
 SRC=$(serve "$WORK/a2" src)
 DST=$(serve "$WORK/c" dst)
-"$SHARDCTL" migrate --from "$SRC" --to "$DST" --shard 1 --token-file "$WORK/token" --json > "$WORK/remote.json"
+"$SHARDCTL" migrate --from "$SRC" --to "$DST" --shard 1 --bulk-transfer entries --token-file "$WORK/token" --json > "$WORK/remote.json"
+SRC2=$(serve "$WORK/a4" src2)
+DST2=$(serve "$WORK/d" dst2)
+"$SHARDCTL" migrate --from "$SRC2" --to "$DST2" --shard 1 --bulk-transfer table-files --token-file "$WORK/token" --json > "$WORK/remote-files.json"
 
 # Cutover pauses: move slices of shard 0 across, one at a time (each move has
 # its own fence, drain and two commits over the network).
@@ -67,10 +72,10 @@ for i in $(seq 0 $((PAUSE_MOVES - 1))); do
         "$WORK/move.json" "$WORK/shard" >> "$WORK/pauses"
 done
 
-python3 - "$WORK/local.json" "$WORK/remote.json" "$WORK/pauses" "$WORK/files.json" <<'PY'
+python3 - "$WORK/local.json" "$WORK/remote.json" "$WORK/pauses" "$WORK/files.json" "$WORK/remote-files.json" <<'PY'
 import json, sys
 local, remote = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-files = json.load(open(sys.argv[4]))
+files, remote_files = json.load(open(sys.argv[4])), json.load(open(sys.argv[5]))
 pauses = sorted(float(x) for x in open(sys.argv[3]).read().split())
 def rate(r): return r["bytesCopied"] / r["bulkSeconds"] / 1e6
 def pct(p): return pauses[min(len(pauses) - 1, max(0, int(round(p / 100 * len(pauses) + 0.4999)) - 1))]
@@ -79,9 +84,15 @@ print(json.dumps({
     "inProcess": {"bulkMBps": round(rate(local), 1), "bulkSeconds": local["bulkSeconds"], "pauseMs": local["pauseMilliseconds"]},
     "crossProcess": {"bulkMBps": round(rate(remote), 1), "bulkSeconds": remote["bulkSeconds"], "pauseMs": remote["pauseMilliseconds"]},
     "crossOverInProcess": round(rate(remote) / rate(local), 3),
-    # The same shard moved in one process as table files (bytes are the files' sizes).
-    "inProcessTableFiles": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"], "pauseMs": files["pauseMilliseconds"]},
-    "crossBulkSecondsOverTableFiles": round(remote["bulkSeconds"] / max(files["bulkSeconds"], 1e-9), 1),
+    # The same shard as table files (bytes are the files' sizes): linked in one process, streamed across.
+    "tableFiles": {
+        "bytesCopied": files["bytesCopied"],
+        "inProcess": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"], "pauseMs": files["pauseMilliseconds"]},
+        "crossProcess": {"bulkMBps": round(rate(remote_files), 1), "bulkSeconds": remote_files["bulkSeconds"],
+                         "pauseMs": remote_files["pauseMilliseconds"]},
+        "crossOverInProcess": round(rate(remote_files) / rate(files), 3),
+        "crossProcessOverEntriesInProcess": round(local["bulkSeconds"] / remote_files["bulkSeconds"], 3),
+    },
     "cutoverPauseMs": {"moves": len(pauses), "p50": pct(50), "p99": pct(99), "max": pauses[-1]},
 }, indent=2))
 PY

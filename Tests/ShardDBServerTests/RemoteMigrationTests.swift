@@ -37,6 +37,7 @@ final class RemoteMigrationTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
         XCTAssertGreaterThan(report["keysCopied"] as? Int ?? 0, 4000)
+        XCTAssertEqual(report["bulkTransfer"] as? String, "tableFiles", "a whole shard streams as its table files")
 
         try await Task.sleep(for: .milliseconds(200))  // writes after the cutover land on the target
         writer.cancel()
@@ -115,7 +116,8 @@ final class RemoteMigrationTests: XCTestCase {
         try await Task.sleep(for: .milliseconds(100))
         let migrate = Task.detached {
             try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
-                              "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536", "--json"])
+                              "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536",
+                              "--bulk-transfer", "entries", "--json"])
         }
         XCTAssertTrue(a.waitForExit(timeout: 20), "the failure point did not fire")
         try a.restart()
@@ -145,9 +147,11 @@ final class RemoteMigrationTests: XCTestCase {
     func testKilledPeerIsResolvedAfterRestart() async throws {
         let points: [(side: String, point: String)] = [
             ("source", "migration.source.bulk-chunk@2"),
+            ("source", "migration.source.tables-exported"),
             ("source", "migration.source.fenced"),
             ("source", "migration.source.before-commit"),
             ("target", "migration.target.bulk-chunk@2"),
+            ("target", "migration.target.tables-imported"),
             ("target", "migration.target.changes"),
             ("target", "migration.target.before-commit"),
             ("target", "migration.target.committed"),
@@ -176,6 +180,8 @@ final class RemoteMigrationTests: XCTestCase {
         try await Task.sleep(for: .milliseconds(100))
         let migrate = ["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
                        "--token-file", workspace.tokenFile, "--retry-seconds", "1", "--bulk-chunk-bytes", "65536"]
+            // Bulk chunks are points of the entries path; a whole shard otherwise moves as table files.
+            + (point.contains("bulk-chunk") ? ["--bulk-transfer", "entries"] : [])
         // Small chunks so the bulk phase has several.
         let first = try await shardctl(migrate + ["--json"])
         let victim = side == "source" ? a : b

@@ -159,6 +159,90 @@ final class TransportSecurityTests: XCTestCase {
         b.terminate()
     }
 
+    /// Table files sent by hand: names that are paths, corrupt and truncated
+    /// chunks, writes past the end and an incomplete file are refused; sent whole,
+    /// the files become the staging shard and the migration commits.
+    func testTableFileTransferRefusesBadNamesCorruptAndTruncatedFiles() async throws {
+        let workspace = try Workspace("TableFiles")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 2000), tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let source = try workspace.client(a.address, retry: .milliseconds(300))
+        let target = try workspace.client(b.address, retry: .milliseconds(300))
+        let from = try await source.describeInstance(), to = try await target.describeInstance()
+        let shard = try XCTUnwrap(from.shards.first { $0.id == 0 })
+        let plan = MigrationPlan(id: "files-test", sourceInstance: from.instanceID, targetInstance: to.instanceID,
+                                 sourceLocation: from.location, targetLocation: to.location, sourceShard: 0,
+                                 range: shard.range, shape: .newShard, targetShard: 0)
+        try await source.prepareOutgoing(plan)
+        let snapshot = try await source.openBulk(plan)
+        _ = try await target.prepareIncoming(plan, snapshotSequence: snapshot)
+        let exported = try await source.exportTableFiles(plan)
+        let files = try XCTUnwrap(exported)
+        XCTAssertFalse(files.isEmpty)
+        XCTAssertTrue(files.allSatisfy { $0.directory.isEmpty }, "a remote export names no local folder")
+
+        func expect(_ code: ShardDBError.Code, _ what: String, _ body: () async throws -> Void) async {
+            do { try await body(); XCTFail("\(what) accepted") } catch let error as ShardDBError {
+                XCTAssertEqual(error.code, code, "\(what): \(error)")
+            } catch { XCTFail("\(what): \(error)") }
+        }
+        for name in ["../../etc/passwd", "/etc/passwd", "000001.sst/..", "CURRENT", ""] {
+            await expect(.invalidArgument, "read \(name)") { _ = try await source.readTableFile(plan, name: name, offset: 0, maxBytes: 4096) }
+            await expect(.invalidArgument, "write \(name)") { try await target.writeTableFile(plan, name: name, offset: 0, Data([1])) }
+        }
+        await expect(.migrationConflict, "a file not exported") { _ = try await source.readTableFile(plan, name: "999999.sst", offset: 0, maxBytes: 4096) }
+        let first = files[0]
+        let head = try await source.readTableFile(plan, name: first.name, offset: 0, maxBytes: 4096)
+        await expect(.invalidArgument, "a write past the end") { try await target.writeTableFile(plan, name: first.name, offset: 10_000, head) }
+        var corrupt = WireTableFileChunk(head)
+        corrupt.crc32C ^= 1
+        do {
+            _ = try await target.stub.writeTableFile(.with { $0.plan = WireMigrationPlan(plan); $0.name = first.name; $0.chunk = corrupt })
+            XCTFail("corrupt chunk accepted")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .dataLoss, "\(error)")
+        }
+        // Truncated: the import refuses a file shorter than exported, and nothing goes live.
+        try await target.writeTableFile(plan, name: first.name, offset: 0, head)
+        await expect(.invalidArgument, "an incomplete file") { _ = try await target.importTableFiles(plan, files) }
+        let shardsBefore = try await target.describeInstance().shards.count
+        XCTAssertEqual(shardsBefore, 0)
+
+        // Sent whole (the first chunk again from 0: harmless), imported, caught up, committed.
+        for file in files {
+            var offset: UInt64 = 0
+            while offset < file.size {
+                let data = try await source.readTableFile(plan, name: file.name, offset: offset, maxBytes: 1 << 20)
+                try await target.writeTableFile(plan, name: file.name, offset: offset, data)
+                offset += UInt64(data.count)
+            }
+        }
+        let imported = try await target.importTableFiles(plan, files)
+        XCTAssertTrue(imported)
+        try await source.releaseTableFiles(plan)
+        let final = try await source.fenceOutgoing(plan)
+        var next = snapshot + 1
+        while next <= final {
+            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
+            try await target.applyChanges(plan, chunk)
+            next = chunk.nextSequence
+        }
+        try await target.commitIncoming(plan, finalSequence: final)
+        try await source.commitOutgoing(plan)
+        let moved = try await target.describeInstance().shards.filter { $0.state == .active }.map(\.range)
+        XCTAssertEqual(moved, [shard.range])
+        let key = try XCTUnwrap((0..<2000).map { "key-\($0)" }.first { name in
+            guard case .keyGroups(let groups) = shard.range else { return false }
+            return groups.contains(Array(name.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) })
+        })
+        let value = try await target.get(Array(key.utf8))
+        XCTAssertNotNil(value, key)
+        await source.close()
+        await target.close()
+        a.terminate()
+        b.terminate()
+    }
+
     private func sendRaw(_ bytes: [UInt8], to address: InstanceAddress) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         XCTAssertGreaterThanOrEqual(fd, 0)

@@ -171,8 +171,11 @@ class MigrationTests: XCTestCase {
         let (source, target) = try makePair(dir, shards: 2)
         defer { source.close(); target.close() }
         var oracle = try load(source, count: 3000)
-        // Shard 1 owns kg [128, 256); the key group of some key there moves with it.
-        let member = oracle.keys.first { source.keyGroup(of: $0)! >= 128 }!
+        // Shard 1 owns kg [128, 256); the key group of a key there in [k1, k2) moves with it
+        // (any key of the shard could name a group with nothing in that range).
+        let member = oracle.keys.sorted { $0.lexicographicallyPrecedes($1) }.first {
+            source.keyGroup(of: $0)! >= 128 && $0.starts(with: bytes("k1"))
+        }!
         let keyGroup = source.keyGroup(of: member)!
         let deleted = RangeDeleteProbe()
         _ = try await source.migrate(Self.request(shard: 1), to: target) { progress in

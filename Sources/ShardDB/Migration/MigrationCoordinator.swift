@@ -43,9 +43,9 @@ public enum BulkTransfer: String, Sendable, Codable, CaseIterable {
     /// The live entries of the snapshot, read in key order and written (or
     /// ingested) on the target. Expired entries are left behind.
     case entries
-    /// The shard's table files, hard-linked (or copied) into the target as they
-    /// are: a whole shard into a new shard, both engines on one machine, neither
-    /// holding range tombstones in the shard, the target not the source of a
+    /// The shard's table files as they are, hard-linked (or copied) into a target
+    /// in the same process, streamed to one in another: a whole shard into a new
+    /// shard, no range tombstones in the shard, the target not the source of a
     /// migration in progress. Entries that expired but are not compacted away yet
     /// travel too (invisible; the target's compactions drop them).
     case tableFiles
@@ -133,12 +133,20 @@ public struct MigrationCoordinator: Sendable {
             let bulkStart = Date()
             var transfer = BulkTransfer.entries
             if !resume.bulkDone, request.bulkTransfer != .entries, resume.bulkResumeKey == nil {
-                if try await copyTableFiles(plan, progress: &state) {
+                let before = state
+                let copied = try await copyTableFiles(plan, chunkBytes: request.bulkChunkBytes) { sent in
+                    state.bytesCopied = before.bytesCopied + sent
+                    report(.bulkCopy)
+                }
+                state.bytesCopied = before.bytesCopied
+                if let copied {
                     transfer = .tableFiles
+                    state.keysCopied += copied.keys
+                    state.bytesCopied += copied.bytes
                     report(.bulkCopy)
                 } else if request.bulkTransfer == .tableFiles {
                     throw ShardDBError(.migrationConflict, "migration \(plan.id) cannot move \(plan.range) as table files "
-                        + "(it needs a whole shard into a new shard, both engines on this machine, no range tombstones in the shard, "
+                        + "(it needs a whole shard into a new shard, no range tombstones in the shard, "
                         + "and a target that is not the source of a migration in progress)")
                 }
             }
@@ -237,25 +245,60 @@ public struct MigrationCoordinator: Sendable {
         }
     }
 
-    /// The bulk phase as table files (``BulkTransfer/tableFiles``); false when the
-    /// move or the endpoints do not allow it, and nothing was copied.
-    func copyTableFiles(_ plan: MigrationPlan, progress state: inout MigrationProgress) async throws -> Bool {
+    /// The bulk phase as table files (``BulkTransfer/tableFiles``): exported by the
+    /// source, then imported by the target from where they are (both engines in
+    /// this process) or after being sent in chunks of `chunkBytes` (`sent`
+    /// reports the bytes so far). Nil when the move or the endpoints do not allow
+    /// it, and nothing was imported.
+    func copyTableFiles(_ plan: MigrationPlan, chunkBytes: Int,
+                        sent: (Int) -> Void) async throws -> (keys: Int, bytes: Int)? {
         guard case .newShard = plan.shape, plan.overlap == nil,
-              let files = try await source.exportTableFiles(plan) else { return false }
+              let files = try await source.exportTableFiles(plan) else { return nil }
         let imported: Bool
         do {
-            imported = try await target.importTableFiles(plan, files)
+            let offered = source.exportsLocalTableFiles && target.importsLocalTableFiles
+                ? files : try await sendTableFiles(plan, files, chunkBytes: chunkBytes, sent: sent)
+            imported = try await target.importTableFiles(plan, offered)
         } catch {
             try? await source.releaseTableFiles(plan)
             throw error
         }
         try await source.releaseTableFiles(plan)
-        if imported {
-            state.keysCopied += files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) }
-            state.bytesCopied += files.reduce(0) { $0 + Int($1.size) }
-            logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
+        guard imported else { return nil }
+        logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
+        return (keys: files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) },
+                bytes: files.reduce(0) { $0 + Int($1.size) })
+    }
+
+    /// Copies each exported file to the target in chunks, reading chunk n+1 while
+    /// the target writes chunk n; returns the files as sent (no directory).
+    private func sendTableFiles(_ plan: MigrationPlan, _ files: [TableFile], chunkBytes: Int,
+                                sent: (Int) -> Void) async throws -> [TableFile] {
+        let chunkBytes = max(chunkBytes, 1 << 20)
+        var total = 0
+        for file in files {
+            var offset: UInt64 = 0
+            var data = try await source.readTableFile(plan, name: file.name, offset: 0, maxBytes: chunkBytes)
+            while offset < file.size {
+                try Task.checkCancellation()
+                guard !data.isEmpty else {
+                    throw ShardDBError(.corruptedValue, "table file \(file.name) ended at \(offset) of its \(file.size) bytes")
+                }
+                let current = data, at = offset, following = offset + UInt64(current.count)
+                async let next = following < file.size
+                    ? source.readTableFile(plan, name: file.name, offset: following, maxBytes: chunkBytes) : Data()
+                try await target.writeTableFile(plan, name: file.name, offset: at, current)
+                total += current.count
+                sent(total)
+                offset = following
+                data = try await next
+            }
         }
-        return imported
+        return files.map { file in
+            var sent = file
+            sent.directory = ""
+            return sent
+        }
     }
 
     /// Validates the request against both shard maps and fixes the plan.

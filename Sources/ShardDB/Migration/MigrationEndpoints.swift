@@ -20,6 +20,10 @@ public struct InstanceDescription: Sendable, Equatable {
     }
 }
 
+/// A table file of a whole shard's export, with the metadata an import needs
+/// back (the storage layer's type, named here for endpoints that do not import it).
+public typealias TableFile = RocksDB.TableFile
+
 /// Entries of the bulk phase, in stored form (key-group prefix, value header),
 /// packed: every key and value back to back in one buffer (key 0, value 0,
 /// key 1, ...) with their lengths beside it. A chunk of a hundred thousand
@@ -164,8 +168,13 @@ public protocol MigrationSource: Sendable {
     /// shard or this endpoint cannot hand over files (the coordinator then copies
     /// entries with ``readBulk(_:after:maxBytes:)``).
     func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]?
+    /// Up to `maxBytes` of an exported table file (by its name) from `offset`; empty past its end.
+    func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data
     /// Removes what ``exportTableFiles(_:)`` left, once the target took the files (or did not).
     func releaseTableFiles(_ plan: MigrationPlan) async throws
+    /// True when the exported files' paths can be opened in this process (an
+    /// engine here): a target in this process then takes them without a copy.
+    var exportsLocalTableFiles: Bool { get }
     /// Up to `maxBytes` of live entries after `after` (a stored key), read from the snapshot.
     func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) async throws -> BulkChunk
     /// Changelog records of the range from sequence `from`.
@@ -191,8 +200,15 @@ public protocol MigrationTarget: Sendable {
     func prepareIncoming(_ plan: MigrationPlan, snapshotSequence: UInt64) async throws -> IncomingState
     /// Makes exported table files of a whole shard the staging area and marks the
     /// bulk copy done; false when this target cannot take them now (the
-    /// coordinator then copies entries).
+    /// coordinator then copies entries). A file whose `directory` is empty was
+    /// sent whole with ``writeTableFile(_:name:offset:_:)``; others are read
+    /// from their path (an engine in the same process).
     func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool
+    /// Writes `data` at `offset` of a table file being sent for import (what
+    /// followed `offset` before is dropped, so a retry from any offset is harmless).
+    func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws
+    /// True when this target can open paths of the source's export (an engine in this process).
+    var importsLocalTableFiles: Bool { get }
     func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws
     func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws
     /// Makes what is staged durable ahead of the cutover, so the commit's own
@@ -208,16 +224,24 @@ public protocol MigrationTarget: Sendable {
 extension MigrationSource {
     /// Default: nothing to prepare (the cutover then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
-    /// Default: no table files (a remote source: its files are on another machine).
+    /// Default: no table files.
     public func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? { nil }
+    public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data {
+        throw ShardDBError(.migrationConflict, "this source exports no table files")
+    }
     public func releaseTableFiles(_ plan: MigrationPlan) async throws {}
+    public var exportsLocalTableFiles: Bool { false }
 }
 
 extension MigrationTarget {
     /// Default: nothing to prepare (the commit then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
-    /// Default: no table files (a remote target cannot read the source's files).
+    /// Default: no table files.
     public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool { false }
+    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws {
+        throw ShardDBError(.migrationConflict, "this target imports no table files")
+    }
+    public var importsLocalTableFiles: Bool { false }
 }
 
 /// In-memory state of migrations this engine takes part in.

@@ -80,6 +80,34 @@ extension ShardEngine: MigrationSource {
         return files
     }
 
+    public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) throws -> Data {
+        try Self.checkTableFileName(name)
+        guard maxBytes > 0 else { throw ShardDBError(.invalidArgument, "table file reads need a positive size, got \(maxBytes) bytes") }
+        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
+        }
+        guard let file = FileHandle(forReadingAtPath: tableExportDirectory(plan.id) + "/" + name) else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) has exported no table file \(name) here")
+        }
+        defer { try? file.close() }
+        return try storage(path) {
+            try file.seek(toOffset: offset)
+            return try file.read(upToCount: min(maxBytes, 64 << 20)) ?? Data()
+        }
+    }
+
+    public var exportsLocalTableFiles: Bool { true }
+
+    /// A table file's name as an export gives it (`000123.sst`): never a path.
+    ///
+    /// - throws: `.invalidArgument` for anything else.
+    static func checkTableFileName(_ name: String) throws {
+        let digits = name.hasSuffix(".sst") ? name.dropLast(4) : ""
+        guard !digits.isEmpty, digits.count <= 20, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }) else {
+            throw ShardDBError(.invalidArgument, "'\(name.prefix(80))' is not a table file name (digits, then .sst)")
+        }
+    }
+
     public func releaseTableFiles(_ plan: MigrationPlan) {
         try? FileManager.default.removeItem(atPath: tableExportDirectory(plan.id))
     }

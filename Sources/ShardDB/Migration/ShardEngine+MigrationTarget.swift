@@ -146,10 +146,17 @@ extension ShardEngine: MigrationTarget {
                         metadata: ["id": "\(plan.id)", "outgoing": "\(busy.plan.id)"])
             return true
         }
-        if try outgoingMigrationReadsChangelog() { return false }
         let staging = tableImportDirectory(plan.id)
         defer { try? FileManager.default.removeItem(atPath: staging) }
-        let staged = try stageTableFiles(files, in: staging)
+        if try outgoingMigrationReadsChangelog() { return false }
+        let staged: [TableFile]
+        if files.allSatisfy({ $0.directory.isEmpty }) {
+            staged = try checkSentTableFiles(files, in: staging)
+        } else if files.allSatisfy({ !$0.directory.isEmpty }) {
+            staged = try stageTableFiles(files, in: staging)
+        } else {
+            throw ShardDBError(.invalidArgument, "migration \(plan.id): some table files were sent, some are to be read")
+        }
         return try shardMapLock.withLock { _ -> Bool in
             if try outgoingMigrationReadsChangelog() { return false }
             if let taken = table.shard(id: plan.targetShard) {
@@ -211,6 +218,36 @@ extension ShardEngine: MigrationTarget {
         DurableFile.syncDirectory(directory)
         return staged
     }
+
+    /// The files ``writeTableFile(_:name:offset:_:)`` received, checked whole and made durable.
+    private func checkSentTableFiles(_ files: [TableFile], in directory: String) throws -> [TableFile] {
+        try files.map { file in
+            try Self.checkTableFileName(file.name)
+            let path = directory + "/" + file.name
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? nil
+            guard size == file.size else {
+                throw ShardDBError(.invalidArgument, "table file \(file.name) has \(size.map(String.init) ?? "no") bytes here, \(file.size) were exported")
+            }
+            try DurableFile.sync(path)
+            var local = file
+            local.directory = directory
+            return local
+        }
+    }
+
+    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) throws {
+        try Self.checkTableFileName(name)
+        guard try progressRecord(plan.id) != nil, case .newShard = plan.shape, plan.overlap == nil else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) takes no table files on this target")
+        }
+        let directory = tableImportDirectory(plan.id)
+        try guardedWrite(bytes: data.count) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try DurableFile.write(data, to: directory + "/" + name, at: offset)
+        }
+    }
+
+    public var importsLocalTableFiles: Bool { true }
 
     /// Where ``importTableFiles(_:_:)`` stages a migration's files; removed after the import and at open.
     func tableImportDirectory(_ id: String) -> String { Self.tableImportFolder(path) + "/" + id }

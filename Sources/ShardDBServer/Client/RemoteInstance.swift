@@ -203,6 +203,26 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         Task { await stream.cancel() }
     }
 
+    public func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? {
+        let list = try await retrying("exportTableFiles") { try await stub.exportTableFiles(planRequest(plan), options: options) }
+        return list.available ? list.files.map { $0.decoded() } : nil
+    }
+
+    public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data {
+        let request = WireReadTableFileRequest.with {
+            $0.plan = WireMigrationPlan(plan)
+            $0.name = name
+            $0.offset = offset
+            $0.maxBytes = UInt32(clamping: maxBytes)
+        }
+        // A chunk that fails its checksum here is read again.
+        return try await retrying("readTableFile") { try await stub.readTableFile(request, options: options).decoded() }
+    }
+
+    public func releaseTableFiles(_ plan: MigrationPlan) async throws {
+        _ = try await retrying("releaseTableFiles") { try await stub.releaseTableFiles(planRequest(plan), options: options) }
+    }
+
     public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) async throws -> ChangeChunk {
         let request = WireReadChangesRequest.with {
             $0.plan = WireMigrationPlan(plan)
@@ -253,6 +273,24 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         let wire = chunk.encoded as? WireBulkChunk ?? WireBulkChunk(chunk)
         let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = wire }
         _ = try await retrying("applyBulk") { try await stub.applyBulk(request, options: options) }
+    }
+
+    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws {
+        let request = WireWriteTableFileRequest.with {
+            $0.plan = WireMigrationPlan(plan)
+            $0.name = name
+            $0.offset = offset
+            $0.chunk = WireTableFileChunk(data)
+        }
+        _ = try await retrying("writeTableFile") { try await stub.writeTableFile(request, options: options) }
+    }
+
+    public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool {
+        let request = WireImportTableFilesRequest.with {
+            $0.plan = WireMigrationPlan(plan)
+            $0.files = files.map(WireTableFileInfo.init)
+        }
+        return try await retrying("importTableFiles") { try await stub.importTableFiles(request, options: options) }.imported
     }
 
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws {

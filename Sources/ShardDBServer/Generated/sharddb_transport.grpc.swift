@@ -90,6 +90,45 @@ internal enum WireShardInstance: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "ExportTableFiles" metadata.
+        internal enum ExportTableFiles: Sendable {
+            /// Request type for "ExportTableFiles".
+            internal typealias Input = WirePlanRequest
+            /// Response type for "ExportTableFiles".
+            internal typealias Output = WireTableFileList
+            /// Descriptor for "ExportTableFiles".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "ExportTableFiles",
+                type: .unary
+            )
+        }
+        /// Namespace for "ReadTableFile" metadata.
+        internal enum ReadTableFile: Sendable {
+            /// Request type for "ReadTableFile".
+            internal typealias Input = WireReadTableFileRequest
+            /// Response type for "ReadTableFile".
+            internal typealias Output = WireTableFileChunk
+            /// Descriptor for "ReadTableFile".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "ReadTableFile",
+                type: .unary
+            )
+        }
+        /// Namespace for "ReleaseTableFiles" metadata.
+        internal enum ReleaseTableFiles: Sendable {
+            /// Request type for "ReleaseTableFiles".
+            internal typealias Input = WirePlanRequest
+            /// Response type for "ReleaseTableFiles".
+            internal typealias Output = WireAck
+            /// Descriptor for "ReleaseTableFiles".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "ReleaseTableFiles",
+                type: .unary
+            )
+        }
         /// Namespace for "ReadChanges" metadata.
         internal enum ReadChanges: Sendable {
             /// Request type for "ReadChanges".
@@ -194,6 +233,32 @@ internal enum WireShardInstance: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "WriteTableFile" metadata.
+        internal enum WriteTableFile: Sendable {
+            /// Request type for "WriteTableFile".
+            internal typealias Input = WireWriteTableFileRequest
+            /// Response type for "WriteTableFile".
+            internal typealias Output = WireAck
+            /// Descriptor for "WriteTableFile".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "WriteTableFile",
+                type: .unary
+            )
+        }
+        /// Namespace for "ImportTableFiles" metadata.
+        internal enum ImportTableFiles: Sendable {
+            /// Request type for "ImportTableFiles".
+            internal typealias Input = WireImportTableFilesRequest
+            /// Response type for "ImportTableFiles".
+            internal typealias Output = WireImportTableFilesReply
+            /// Descriptor for "ImportTableFiles".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "ImportTableFiles",
+                type: .unary
+            )
+        }
         /// Namespace for "ApplyChanges" metadata.
         internal enum ApplyChanges: Sendable {
             /// Request type for "ApplyChanges".
@@ -279,6 +344,9 @@ internal enum WireShardInstance: Sendable {
             PrepareOutgoing.descriptor,
             OpenBulk.descriptor,
             ReadBulk.descriptor,
+            ExportTableFiles.descriptor,
+            ReadTableFile.descriptor,
+            ReleaseTableFiles.descriptor,
             ReadChanges.descriptor,
             PrepareCutover.descriptor,
             FenceOutgoing.descriptor,
@@ -287,6 +355,8 @@ internal enum WireShardInstance: Sendable {
             CleanupOutgoing.descriptor,
             PrepareIncoming.descriptor,
             ApplyBulk.descriptor,
+            WriteTableFile.descriptor,
+            ImportTableFiles.descriptor,
             ApplyChanges.descriptor,
             CommitIncoming.descriptor,
             AbortIncoming.descriptor,
@@ -397,6 +467,52 @@ extension WireShardInstance {
             request: GRPCCore.StreamingServerRequest<WireReadBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireBulkChunk>
+
+        /// Handle the "ExportTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A whole shard as table files: export, read them by offset, release.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WirePlanRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireTableFileList` messages.
+        func exportTableFiles(
+            request: GRPCCore.StreamingServerRequest<WirePlanRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireTableFileList>
+
+        /// Handle the "ReadTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireReadTableFileRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireTableFileChunk` messages.
+        func readTableFile(
+            request: GRPCCore.StreamingServerRequest<WireReadTableFileRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireTableFileChunk>
+
+        /// Handle the "ReleaseTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WirePlanRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireAck` messages.
+        func releaseTableFiles(
+            request: GRPCCore.StreamingServerRequest<WirePlanRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
 
         /// Handle the "ReadChanges" method.
         ///
@@ -517,6 +633,34 @@ extension WireShardInstance {
             request: GRPCCore.StreamingServerRequest<WireApplyBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
+        /// Handle the "WriteTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireWriteTableFileRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireAck` messages.
+        func writeTableFile(
+            request: GRPCCore.StreamingServerRequest<WireWriteTableFileRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
+        /// Handle the "ImportTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireImportTableFilesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireImportTableFilesReply` messages.
+        func importTableFiles(
+            request: GRPCCore.StreamingServerRequest<WireImportTableFilesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireImportTableFilesReply>
 
         /// Handle the "ApplyChanges" method.
         ///
@@ -694,6 +838,52 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireBulkChunk>
 
+        /// Handle the "ExportTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A whole shard as table files: export, read them by offset, release.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePlanRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireTableFileList` message.
+        func exportTableFiles(
+            request: GRPCCore.ServerRequest<WirePlanRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireTableFileList>
+
+        /// Handle the "ReadTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireReadTableFileRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireTableFileChunk` message.
+        func readTableFile(
+            request: GRPCCore.ServerRequest<WireReadTableFileRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireTableFileChunk>
+
+        /// Handle the "ReleaseTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePlanRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireAck` message.
+        func releaseTableFiles(
+            request: GRPCCore.ServerRequest<WirePlanRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireAck>
+
         /// Handle the "ReadChanges" method.
         ///
         /// - Parameters:
@@ -813,6 +1003,34 @@ extension WireShardInstance {
             request: GRPCCore.ServerRequest<WireApplyBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<WireAck>
+
+        /// Handle the "WriteTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireWriteTableFileRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireAck` message.
+        func writeTableFile(
+            request: GRPCCore.ServerRequest<WireWriteTableFileRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireAck>
+
+        /// Handle the "ImportTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireImportTableFilesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireImportTableFilesReply` message.
+        func importTableFiles(
+            request: GRPCCore.ServerRequest<WireImportTableFilesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireImportTableFilesReply>
 
         /// Handle the "ApplyChanges" method.
         ///
@@ -989,6 +1207,52 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws
 
+        /// Handle the "ExportTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A whole shard as table files: export, read them by offset, release.
+        ///
+        /// - Parameters:
+        ///   - request: A `WirePlanRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireTableFileList` to respond with.
+        func exportTableFiles(
+            request: WirePlanRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireTableFileList
+
+        /// Handle the "ReadTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `WireReadTableFileRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireTableFileChunk` to respond with.
+        func readTableFile(
+            request: WireReadTableFileRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireTableFileChunk
+
+        /// Handle the "ReleaseTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `WirePlanRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireAck` to respond with.
+        func releaseTableFiles(
+            request: WirePlanRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireAck
+
         /// Handle the "ReadChanges" method.
         ///
         /// - Parameters:
@@ -1109,6 +1373,34 @@ extension WireShardInstance {
             request: WireApplyBulkRequest,
             context: GRPCCore.ServerContext
         ) async throws -> WireAck
+
+        /// Handle the "WriteTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `WireWriteTableFileRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireAck` to respond with.
+        func writeTableFile(
+            request: WireWriteTableFileRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireAck
+
+        /// Handle the "ImportTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `WireImportTableFilesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireImportTableFilesReply` to respond with.
+        func importTableFiles(
+            request: WireImportTableFilesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireImportTableFilesReply
 
         /// Handle the "ApplyChanges" method.
         ///
@@ -1260,6 +1552,39 @@ extension WireShardInstance.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: WireShardInstance.Method.ExportTableFiles.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WirePlanRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireTableFileList>(),
+            handler: { request, context in
+                try await self.exportTableFiles(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: WireShardInstance.Method.ReadTableFile.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireReadTableFileRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireTableFileChunk>(),
+            handler: { request, context in
+                try await self.readTableFile(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: WireShardInstance.Method.ReleaseTableFiles.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WirePlanRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
+            handler: { request, context in
+                try await self.releaseTableFiles(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: WireShardInstance.Method.ReadChanges.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireReadChangesRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<WireChangeChunk>(),
@@ -1342,6 +1667,28 @@ extension WireShardInstance.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
             handler: { request, context in
                 try await self.applyBulk(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: WireShardInstance.Method.WriteTableFile.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireWriteTableFileRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
+            handler: { request, context in
+                try await self.writeTableFile(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: WireShardInstance.Method.ImportTableFiles.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireImportTableFilesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireImportTableFilesReply>(),
+            handler: { request, context in
+                try await self.importTableFiles(
                     request: request,
                     context: context
                 )
@@ -1474,6 +1821,39 @@ extension WireShardInstance.ServiceProtocol {
         return response
     }
 
+    internal func exportTableFiles(
+        request: GRPCCore.StreamingServerRequest<WirePlanRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireTableFileList> {
+        let response = try await self.exportTableFiles(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    internal func readTableFile(
+        request: GRPCCore.StreamingServerRequest<WireReadTableFileRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireTableFileChunk> {
+        let response = try await self.readTableFile(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    internal func releaseTableFiles(
+        request: GRPCCore.StreamingServerRequest<WirePlanRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireAck> {
+        let response = try await self.releaseTableFiles(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     internal func readChanges(
         request: GRPCCore.StreamingServerRequest<WireReadChangesRequest>,
         context: GRPCCore.ServerContext
@@ -1556,6 +1936,28 @@ extension WireShardInstance.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<WireAck> {
         let response = try await self.applyBulk(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    internal func writeTableFile(
+        request: GRPCCore.StreamingServerRequest<WireWriteTableFileRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireAck> {
+        let response = try await self.writeTableFile(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    internal func importTableFiles(
+        request: GRPCCore.StreamingServerRequest<WireImportTableFilesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireImportTableFilesReply> {
+        let response = try await self.importTableFiles(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1701,6 +2103,45 @@ extension WireShardInstance.SimpleServiceProtocol {
         )
     }
 
+    internal func exportTableFiles(
+        request: GRPCCore.ServerRequest<WirePlanRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireTableFileList> {
+        return GRPCCore.ServerResponse<WireTableFileList>(
+            message: try await self.exportTableFiles(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    internal func readTableFile(
+        request: GRPCCore.ServerRequest<WireReadTableFileRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireTableFileChunk> {
+        return GRPCCore.ServerResponse<WireTableFileChunk>(
+            message: try await self.readTableFile(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    internal func releaseTableFiles(
+        request: GRPCCore.ServerRequest<WirePlanRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireAck> {
+        return GRPCCore.ServerResponse<WireAck>(
+            message: try await self.releaseTableFiles(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
     internal func readChanges(
         request: GRPCCore.ServerRequest<WireReadChangesRequest>,
         context: GRPCCore.ServerContext
@@ -1802,6 +2243,32 @@ extension WireShardInstance.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<WireAck> {
         return GRPCCore.ServerResponse<WireAck>(
             message: try await self.applyBulk(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    internal func writeTableFile(
+        request: GRPCCore.ServerRequest<WireWriteTableFileRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireAck> {
+        return GRPCCore.ServerResponse<WireAck>(
+            message: try await self.writeTableFile(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    internal func importTableFiles(
+        request: GRPCCore.ServerRequest<WireImportTableFilesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireImportTableFilesReply> {
+        return GRPCCore.ServerResponse<WireImportTableFilesReply>(
+            message: try await self.importTableFiles(
                 request: request.message,
                 context: context
             ),
@@ -2001,6 +2468,67 @@ extension WireShardInstance {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireBulkChunk>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "ExportTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A whole shard as table files: export, read them by offset, release.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePlanRequest` message.
+        ///   - serializer: A serializer for `WirePlanRequest` messages.
+        ///   - deserializer: A deserializer for `WireTableFileList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func exportTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WirePlanRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePlanRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireTableFileList>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileList>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReadTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireReadTableFileRequest` message.
+        ///   - serializer: A serializer for `WireReadTableFileRequest` messages.
+        ///   - deserializer: A deserializer for `WireTableFileChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func readTableFile<Result>(
+            request: GRPCCore.ClientRequest<WireReadTableFileRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireReadTableFileRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireTableFileChunk>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileChunk>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReleaseTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePlanRequest` message.
+        ///   - serializer: A serializer for `WirePlanRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func releaseTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WirePlanRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePlanRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "ReadChanges" method.
         ///
         /// - Parameters:
@@ -2159,6 +2687,44 @@ extension WireShardInstance {
             deserializer: some GRPCCore.MessageDeserializer<WireAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "WriteTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireWriteTableFileRequest` message.
+        ///   - serializer: A serializer for `WireWriteTableFileRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func writeTableFile<Result>(
+            request: GRPCCore.ClientRequest<WireWriteTableFileRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireWriteTableFileRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ImportTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireImportTableFilesRequest` message.
+        ///   - serializer: A serializer for `WireImportTableFilesRequest` messages.
+        ///   - deserializer: A deserializer for `WireImportTableFilesReply` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func importTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WireImportTableFilesRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireImportTableFilesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireImportTableFilesReply>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireImportTableFilesReply>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ApplyChanges" method.
@@ -2453,6 +3019,100 @@ extension WireShardInstance {
             )
         }
 
+        /// Call the "ExportTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A whole shard as table files: export, read them by offset, release.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePlanRequest` message.
+        ///   - serializer: A serializer for `WirePlanRequest` messages.
+        ///   - deserializer: A deserializer for `WireTableFileList` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func exportTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WirePlanRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePlanRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireTableFileList>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileList>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireShardInstance.Method.ExportTableFiles.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReadTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireReadTableFileRequest` message.
+        ///   - serializer: A serializer for `WireReadTableFileRequest` messages.
+        ///   - deserializer: A deserializer for `WireTableFileChunk` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func readTableFile<Result>(
+            request: GRPCCore.ClientRequest<WireReadTableFileRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireReadTableFileRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireTableFileChunk>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileChunk>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireShardInstance.Method.ReadTableFile.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ReleaseTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePlanRequest` message.
+        ///   - serializer: A serializer for `WirePlanRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func releaseTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WirePlanRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePlanRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireShardInstance.Method.ReleaseTableFiles.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ReadChanges" method.
         ///
         /// - Parameters:
@@ -2692,6 +3352,66 @@ extension WireShardInstance {
             try await self.client.unary(
                 request: request,
                 descriptor: WireShardInstance.Method.ApplyBulk.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "WriteTableFile" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireWriteTableFileRequest` message.
+        ///   - serializer: A serializer for `WireWriteTableFileRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func writeTableFile<Result>(
+            request: GRPCCore.ClientRequest<WireWriteTableFileRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireWriteTableFileRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireShardInstance.Method.WriteTableFile.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ImportTableFiles" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireImportTableFilesRequest` message.
+        ///   - serializer: A serializer for `WireImportTableFilesRequest` messages.
+        ///   - deserializer: A deserializer for `WireImportTableFilesReply` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func importTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WireImportTableFilesRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireImportTableFilesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireImportTableFilesReply>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireImportTableFilesReply>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireShardInstance.Method.ImportTableFiles.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3015,6 +3735,85 @@ extension WireShardInstance.ClientProtocol {
         )
     }
 
+    /// Call the "ExportTableFiles" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A whole shard as table files: export, read them by offset, release.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WirePlanRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func exportTableFiles<Result>(
+        request: GRPCCore.ClientRequest<WirePlanRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.exportTableFiles(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WirePlanRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireTableFileList>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReadTableFile" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WireReadTableFileRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func readTableFile<Result>(
+        request: GRPCCore.ClientRequest<WireReadTableFileRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileChunk>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.readTableFile(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireReadTableFileRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireTableFileChunk>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReleaseTableFiles" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WirePlanRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func releaseTableFiles<Result>(
+        request: GRPCCore.ClientRequest<WirePlanRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.releaseTableFiles(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WirePlanRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ReadChanges" method.
     ///
     /// - Parameters:
@@ -3216,6 +4015,56 @@ extension WireShardInstance.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<WireApplyBulkRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WriteTableFile" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WireWriteTableFileRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func writeTableFile<Result>(
+        request: GRPCCore.ClientRequest<WireWriteTableFileRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.writeTableFile(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireWriteTableFileRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportTableFiles" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WireImportTableFilesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func importTableFiles<Result>(
+        request: GRPCCore.ClientRequest<WireImportTableFilesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireImportTableFilesReply>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.importTableFiles(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireImportTableFilesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireImportTableFilesReply>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3526,6 +4375,97 @@ extension WireShardInstance.ClientProtocol {
         )
     }
 
+    /// Call the "ExportTableFiles" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A whole shard as table files: export, read them by offset, release.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func exportTableFiles<Result>(
+        _ message: WirePlanRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileList>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WirePlanRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.exportTableFiles(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReadTableFile" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func readTableFile<Result>(
+        _ message: WireReadTableFileRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireTableFileChunk>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WireReadTableFileRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.readTableFile(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReleaseTableFiles" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func releaseTableFiles<Result>(
+        _ message: WirePlanRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WirePlanRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.releaseTableFiles(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ReadChanges" method.
     ///
     /// - Parameters:
@@ -3758,6 +4698,64 @@ extension WireShardInstance.ClientProtocol {
             metadata: metadata
         )
         return try await self.applyBulk(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WriteTableFile" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func writeTableFile<Result>(
+        _ message: WireWriteTableFileRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WireWriteTableFileRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.writeTableFile(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportTableFiles" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func importTableFiles<Result>(
+        _ message: WireImportTableFilesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireImportTableFilesReply>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WireImportTableFilesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.importTableFiles(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -61,6 +61,32 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         }
     }
 
+    func exportTableFiles(request: WirePlanRequest, context: ServerContext) async throws -> WireTableFileList {
+        let plan = try plan(request.plan)
+        let files = try await call { try engine.exportTableFiles(plan) }
+        return .with { list in
+            if let files {
+                list.available = true
+                list.files = files.map(WireTableFileInfo.init)
+            }
+        }
+    }
+
+    func readTableFile(request: WireReadTableFileRequest, context: ServerContext) async throws -> WireTableFileChunk {
+        let plan = try plan(request.plan)
+        let name = request.name, offset = request.offset
+        let maxBytes = Int(min(max(request.maxBytes, 4096), 32 << 20))
+        let data = try await call { try engine.readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes) }
+        if let rateLimiter { try await rateLimiter.acquire(data.count) }
+        return WireTableFileChunk(data)
+    }
+
+    func releaseTableFiles(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        try await call { engine.releaseTableFiles(plan) }
+        return WireAck()
+    }
+
     func readChanges(request: WireReadChangesRequest, response: RPCWriter<WireChangeChunk>, context: ServerContext) async throws {
         let plan = try plan(request.plan)
         let from = request.from
@@ -134,6 +160,22 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         do { chunk = try request.chunk.decoded() } catch { throw ErrorMapping.rpcError(error) }
         try await call { try engine.applyBulk(plan, chunk) }
         return WireAck()
+    }
+
+    func writeTableFile(request: WireWriteTableFileRequest, context: ServerContext) async throws -> WireAck {
+        let plan = try plan(request.plan)
+        let name = request.name, offset = request.offset
+        let data: Data
+        do { data = try request.chunk.decoded() } catch { throw ErrorMapping.rpcError(error) }
+        try await call { try engine.writeTableFile(plan, name: name, offset: offset, data) }
+        return WireAck()
+    }
+
+    func importTableFiles(request: WireImportTableFilesRequest, context: ServerContext) async throws -> WireImportTableFilesReply {
+        let plan = try plan(request.plan)
+        let files = request.files.map { $0.decoded() }
+        let imported = try await call { try engine.importTableFiles(plan, files) }
+        return .with { $0.imported = imported }
     }
 
     func applyChanges(request: WireApplyChangesRequest, context: ServerContext) async throws -> WireAck {

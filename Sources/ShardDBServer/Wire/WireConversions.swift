@@ -258,3 +258,44 @@ extension WireChangeChunk {
         return try records.map { try $0.decoded() }
     }
 }
+
+// MARK: Table files
+
+extension WireTableFileInfo {
+    init(_ file: TableFile) {
+        self.init()
+        name = file.name
+        level = Int32(clamping: file.level)
+        smallestSequence = file.smallestSequence
+        largestSequence = file.largestSequence
+        size = file.size
+        entries = file.entries
+        deletions = file.deletions
+        rangeDeletions = file.rangeDeletions
+    }
+
+    /// The file as sent: no directory (its bytes come with WriteTableFile).
+    func decoded() -> TableFile {
+        TableFile(directory: "", name: name, level: Int(level), smallestSequence: smallestSequence,
+                  largestSequence: largestSequence, size: size, entries: entries, deletions: deletions,
+                  rangeDeletions: rangeDeletions)
+    }
+}
+
+extension WireTableFileChunk {
+    init(_ data: Data) {
+        self.init()
+        self.data = data
+        var crc = CRC32C()
+        crc.update(data)
+        crc32C = crc.checksum
+    }
+
+    /// - throws: `.corruptedValue` when the checksum does not match.
+    func decoded() throws -> Data {
+        var crc = CRC32C()
+        crc.update(data)
+        guard crc.checksum == crc32C else { throw ShardDBError(.corruptedValue, "table file chunk checksum mismatch") }
+        return data
+    }
+}

@@ -39,7 +39,7 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
     @Option(name: .customLong("bulk-chunk-bytes"), help: "Bytes per bulk-copy chunk.") var bulkChunkBytes = 4 << 20
     @Option(name: .customLong("bulk-transfer"),
-            help: "How the bulk phase copies: auto (a whole shard between directories as its table files, else entries), entries, or table-files (fail if it cannot).")
+            help: "How the bulk phase copies: auto (a whole shard as its table files when it can, else entries), entries, or table-files (fail if it cannot).")
     var bulkTransfer: BulkTransferArgument = .auto
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var remote: RemoteOptions

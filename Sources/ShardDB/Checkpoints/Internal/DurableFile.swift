@@ -62,6 +62,43 @@ enum DurableFile {
         done = true
     }
 
+    /// Writes `data` at `offset` of the file at `path` (created if missing), dropping
+    /// whatever followed `offset`; `offset` must not be past the file's end.
+    ///
+    /// - throws: ``ShardDBError`` `.notWritable`, `.invalidArgument` for an offset past the end.
+    static func write(_ data: Data, to path: String, at offset: UInt64) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ShardDBError(.notWritable, "cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw ShardDBError(.notWritable, "cannot stat \(path): \(String(cString: strerror(errno)))") }
+        guard offset <= UInt64(info.st_size) else {
+            throw ShardDBError(.invalidArgument, "write at \(offset) of \(path), which has \(info.st_size) bytes")
+        }
+        guard ftruncate(fd, off_t(offset)) == 0 else { throw ShardDBError(.notWritable, "cannot truncate \(path): \(String(cString: strerror(errno)))") }
+        try data.withUnsafeBytes { buffer in
+            var done = 0
+            while done < buffer.count {
+                let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+                guard n > 0 else { throw ShardDBError(.notWritable, "cannot write \(path): \(String(cString: strerror(errno)))") }
+                done += n
+            }
+        }
+    }
+
+    /// fsyncs a file.
+    ///
+    /// - throws: ``ShardDBError`` `.notWritable`.
+    static func sync(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0, fsync(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if fd >= 0 { close(fd) }
+            throw ShardDBError(.notWritable, "cannot sync \(path): \(reason)")
+        }
+        close(fd)
+    }
+
     /// fsyncs a directory so renames and creations in it survive a power failure.
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
