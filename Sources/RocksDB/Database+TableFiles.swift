@@ -94,6 +94,16 @@ extension Database {
         guard !files.isEmpty else {
             throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: no table files to import into '\(name)'")
         }
+        // RocksDB trusts the metadata: a level past the options' writes a manifest no
+        // open accepts again, a negative one aborts the process (7.8, asserts on).
+        let levels = Int(rocksdb_options_get_num_levels((options ?? core.options[0]).pointer))
+        for file in files {
+            guard (0..<levels).contains(file.level), file.smallestSequence <= file.largestSequence,
+                  !file.name.contains("/") else {
+                throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: table file '\(file.name)' at level \(file.level), "
+                    + "sequences \(file.smallestSequence)...\(file.largestSequence) (levels 0..<\(levels))")
+            }
+        }
         // C copies of the strings for the call (a family can have thousands of files).
         let strings = files.flatMap { [strdup($0.directory), strdup($0.name)] }
         defer { strings.forEach { free($0) } }

@@ -80,6 +80,19 @@ final class TableFileTransferTests: XCTestCase {
         XCTAssertThrowsError(try db.createColumnFamily(named: "taken", importing: files, moveFiles: false)) { error in
             XCTAssertEqual((error as? RocksDBError)?.kind, .invalidArgument, "\(error)")
         }
+        // Metadata RocksDB would trust: a level past the options' (a manifest no open
+        // accepts again), a negative one (an assertion), sequences upside down.
+        for bad in [50, 7, -1] {
+            var file = files[0]
+            file.level = bad
+            XCTAssertThrowsError(try db.createColumnFamily(named: "bad", importing: [file], moveFiles: false)) { error in
+                XCTAssertEqual((error as? RocksDBError)?.kind, .invalidArgument, "level \(bad): \(error)")
+            }
+        }
+        var upsideDown = files[0]
+        upsideDown.smallestSequence = upsideDown.largestSequence + 1
+        XCTAssertThrowsError(try db.createColumnFamily(named: "bad", importing: [upsideDown], moveFiles: false))
+        XCTAssertFalse(db.columnFamilyNames.contains("bad"))
         // An empty family exports no files.
         let empty = try db.exportColumnFamily(try db.columnFamily(named: "taken"), to: dir.path("export-empty"))
         XCTAssertEqual(empty, [])

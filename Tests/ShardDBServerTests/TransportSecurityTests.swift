@@ -190,9 +190,18 @@ final class TransportSecurityTests: XCTestCase {
             await expect(.invalidArgument, "read \(name)") { _ = try await source.readTableFile(plan, name: name, offset: 0, maxBytes: 4096) }
             await expect(.invalidArgument, "write \(name)") { try await target.writeTableFile(plan, name: name, offset: 0, Data([1])) }
         }
+        // Ids that are paths never reach a folder: refused on the wire.
+        var escaping = plan
+        escaping.id = ".."
+        await expect(.invalidArgument, "release with id ..") { try await source.releaseTableFiles(escaping) }
         await expect(.migrationConflict, "a file not exported") { _ = try await source.readTableFile(plan, name: "999999.sst", offset: 0, maxBytes: 4096) }
         let first = files[0]
         let head = try await source.readTableFile(plan, name: first.name, offset: 0, maxBytes: 4096)
+        // Offsets past the end (up to the largest the wire can carry) read nothing; the server stays up.
+        for offset in [first.size, first.size + 1, UInt64(Int64.max), UInt64.max] {
+            let past = try await source.readTableFile(plan, name: first.name, offset: offset, maxBytes: 4096)
+            XCTAssertTrue(past.isEmpty, "offset \(offset)")
+        }
         await expect(.invalidArgument, "a write past the end") { try await target.writeTableFile(plan, name: first.name, offset: 10_000, head) }
         var corrupt = WireTableFileChunk(head)
         corrupt.crc32C ^= 1
@@ -209,14 +218,24 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertEqual(shardsBefore, 0)
 
         // Sent whole (the first chunk again from 0: harmless), imported, caught up, committed.
-        for file in files {
-            var offset: UInt64 = 0
-            while offset < file.size {
-                let data = try await source.readTableFile(plan, name: file.name, offset: offset, maxBytes: 1 << 20)
-                try await target.writeTableFile(plan, name: file.name, offset: offset, data)
-                offset += UInt64(data.count)
+        func sendAll() async throws {
+            for file in files {
+                var offset: UInt64 = 0
+                while offset < file.size {
+                    let data = try await source.readTableFile(plan, name: file.name, offset: offset, maxBytes: 1 << 20)
+                    try await target.writeTableFile(plan, name: file.name, offset: offset, data)
+                    offset += UInt64(data.count)
+                }
             }
         }
+        // Metadata RocksDB would trust is refused, complete files or not (a failed
+        // import drops what was sent: it is sent again).
+        try await sendAll()
+        var misplaced = files
+        misplaced[0].level = 50
+        // (RocksDB's refusal, as a storage error naming the file and level.)
+        await expect(.storage, "a file at level 50") { _ = try await target.importTableFiles(plan, misplaced) }
+        try await sendAll()
         let imported = try await target.importTableFiles(plan, files)
         XCTAssertTrue(imported)
         try await source.releaseTableFiles(plan)

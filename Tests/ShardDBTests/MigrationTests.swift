@@ -639,6 +639,84 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         XCTAssertEqual(try b.contents().count, 500)
     }
 
+    /// A second import of the same migration (a retried call that waited on the
+    /// shard-map lock while the first one imported) answers true and keeps the
+    /// imported data; ids that could name folders are refused; an abort removes
+    /// files sent for an import.
+    func testRepeatedImportKeepsTheDataAndBadIdsAreRefused() async throws {
+        let dir = TemporaryDirectory()
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: .hash(keyGroups: 16), options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 16), options: .testing())
+        defer { source.close(); target.close() }
+        try source.write { batch in for i in 0..<1000 { try batch.put(bytes("k\(i)"), bytes("v\(i)")) } }
+        let moving = try source.contents().filter { source.recordedOwner(of: $0.key) == 1 }
+
+        for id in ["..", "../x", "a/b", "", String(repeating: "x", count: 65)] {
+            var plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 1))
+            plan.id = id
+            XCTAssertThrowsError(try source.prepareOutgoing(plan), id) { XCTAssertEqual(($0 as? ShardDBError)?.code, .invalidArgument, "\($0)") }
+            XCTAssertThrowsError(try target.prepareIncoming(plan, snapshotSequence: 1), id) {
+                XCTAssertEqual(($0 as? ShardDBError)?.code, .invalidArgument, "\($0)")
+            }
+            source.releaseTableFiles(plan)  // never a folder outside migration-export
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path("source") + "/CURRENT"))
+        do {
+            var request = MigrationRequest(shard: 1)
+            request.id = "../../escape"
+            _ = try await source.migrate(request, to: target)
+            XCTFail("a path as migration id")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .invalidArgument)
+        }
+
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 1, id: "twice"))
+        try source.prepareOutgoing(plan)
+        let snapshot = try source.openBulk(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
+        let files = try XCTUnwrap(try source.exportTableFiles(plan))
+        // Both calls start while the lock is held, so both pass the first check of
+        // the progress before either imports (when the threads get there in time;
+        // either way both must answer true and the data must be there).
+        let results = LockedResults()
+        let started = DispatchGroup()
+        target.shardMapLock.withLock { _ in
+            for _ in 0..<2 {
+                started.enter()
+                Thread {
+                    started.leave()
+                    results.append(Result { try target.importTableFiles(plan, files) })
+                }.start()
+            }
+            started.wait()
+            usleep(100_000)
+        }
+        while results.count < 2 { usleep(1_000) }
+        XCTAssertEqual(results.values.map { (try? $0.get()) ?? false }, [true, true], "\(results.values)")
+        source.releaseTableFiles(plan)
+        let final = try source.fenceOutgoing(plan)
+        var next = snapshot + 1
+        while next <= final {
+            let chunk = try source.readChanges(plan, from: next, maxRecords: 10_000)
+            try target.applyChanges(plan, chunk)
+            if chunk.nextSequence == next { break }
+            next = chunk.nextSequence
+        }
+        try target.commitIncoming(plan, finalSequence: final)
+        try source.commitOutgoing(plan)
+        XCTAssertEqual(try target.contents(), moving)
+
+        // Files sent for an import and then abandoned go with the abort.
+        let other = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "abandoned"))
+        try source.prepareOutgoing(other)
+        _ = try target.prepareIncoming(other, snapshotSequence: try source.openBulk(other))
+        try target.writeTableFile(other, name: "000007.sst", offset: 0, Data([1, 2, 3]))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path("target") + "/migration-import/abandoned/000007.sst"))
+        try target.abortIncoming(other)
+        try source.abortOutgoing(other)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("target") + "/migration-import/abandoned"))
+    }
+
     /// Part of a shard moves as entries; asking for table files is refused before anything is copied.
     func testSplitRefusesTableFiles() async throws {
         let dir = TemporaryDirectory()
@@ -661,4 +739,13 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         XCTAssertEqual(report.bulkTransfer, .entries)
         XCTAssertEqual(try source.contents().count + (try target.contents().count), 200)
     }
+}
+
+/// Results collected from several threads.
+final class LockedResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<Bool, Error>] = []
+    func append(_ result: Result<Bool, Error>) { lock.lock(); results.append(result); lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return results.count }
+    var values: [Result<Bool, Error>] { lock.lock(); defer { lock.unlock() }; return results }
 }

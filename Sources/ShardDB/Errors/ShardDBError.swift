@@ -61,6 +61,9 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
         case checkpointCorrupted
         /// A restore target that exists and is not an empty directory.
         case targetNotEmpty
+        /// A migration peer cannot take a shard's table files (a version without
+        /// them); the coordinator copies entries instead.
+        case tableFilesUnsupported
         /// A failure point armed by a test fired (see ``FailurePoints``).
         case injectedFailure
         /// A changelog reader found a hole in the sequence: writes that bypassed the

@@ -109,6 +109,7 @@ public struct MigrationCoordinator: Sendable {
     ///   `.shardNotFound`, or the error that aborted it.
     public func migrate(_ request: MigrationRequest,
                         progress: @escaping @Sendable (MigrationProgress) -> Void = { _ in }) async throws -> MigrationReport {
+        if let id = request.id { try MigrationPlan.checkID(id) }
         guard request.bulkChunkBytes > 0 else {
             throw ShardDBError(.invalidArgument, "bulkChunkBytes must be positive, got \(request.bulkChunkBytes)")
         }
@@ -259,6 +260,10 @@ public struct MigrationCoordinator: Sendable {
             let offered = source.exportsLocalTableFiles && target.importsLocalTableFiles
                 ? files : try await sendTableFiles(plan, files, chunkBytes: chunkBytes, sent: sent)
             imported = try await target.importTableFiles(plan, offered)
+        } catch let error as ShardDBError where error.code == .tableFilesUnsupported {
+            logger.info("bulk copy as entries: \(error.message)", metadata: ["id": "\(plan.id)"])
+            try? await source.releaseTableFiles(plan)
+            return nil
         } catch {
             try? await source.releaseTableFiles(plan)
             throw error

@@ -224,24 +224,11 @@ public protocol MigrationTarget: Sendable {
 extension MigrationSource {
     /// Default: nothing to prepare (the cutover then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
-    /// Default: no table files.
-    public func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? { nil }
-    public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data {
-        throw ShardDBError(.migrationConflict, "this source exports no table files")
-    }
-    public func releaseTableFiles(_ plan: MigrationPlan) async throws {}
-    public var exportsLocalTableFiles: Bool { false }
 }
 
 extension MigrationTarget {
     /// Default: nothing to prepare (the commit then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
-    /// Default: no table files.
-    public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool { false }
-    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws {
-        throw ShardDBError(.migrationConflict, "this target imports no table files")
-    }
-    public var importsLocalTableFiles: Bool { false }
 }
 
 /// In-memory state of migrations this engine takes part in.

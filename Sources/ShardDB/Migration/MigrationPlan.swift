@@ -27,6 +27,8 @@ public struct MigrationPlan: Sendable, Equatable, Codable {
         case mergeInto(shard: Int)
     }
 
+    /// Names the migration in both journals and in file names (its export and import
+    /// folders): 1–64 letters, digits, `-` and `_` (``checkID(_:)``).
     public var id: String
     public var sourceInstance: String
     public var targetInstance: String
@@ -96,6 +98,20 @@ extension ShardRange: Codable {
         case let .keys(lower, upper):
             try c.encode(ByteText.hex(lower), forKey: .lower)
             try c.encodeIfPresent(upper.map { ByteText.hex($0) }, forKey: .upper)
+        }
+    }
+}
+
+extension MigrationPlan {
+    /// Refuses a migration id that is not 1–64 letters, digits, `-` or `_`: the id
+    /// names folders (`migration-export/<id>`), so it must never be a path.
+    ///
+    /// - throws: `.invalidArgument`.
+    public static func checkID(_ id: String) throws {
+        guard (1...64).contains(id.utf8.count),
+              id.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (48...57).contains($0)
+                                   || (65...90).contains($0) || (97...122).contains($0) }) else {
+            throw ShardDBError(.invalidArgument, "migration id '\(id.prefix(80))' is not 1-64 letters, digits, '-' or '_'")
         }
     }
 }

@@ -9,6 +9,7 @@ extension ShardEngine: MigrationSource {
 
     public func prepareOutgoing(_ plan: MigrationPlan) throws {
         try FailurePoints.hit("migration.source.prepare")
+        try MigrationPlan.checkID(plan.id)
         guard plan.sourceInstance == instanceID else {
             throw ShardDBError(.migrationConflict, "plan \(plan.id) is for source \(plan.sourceInstance), not this instance (\(instanceID))")
         }
@@ -61,7 +62,7 @@ extension ShardEngine: MigrationSource {
         }
         let shard = try activeShard(plan.sourceShard)
         guard shard.descriptor.range == plan.range, let family = shard.family else { return nil }  // part of a shard
-        let directory = tableExportDirectory(plan.id)
+        let directory = try tableExportDirectory(plan.id)
         try? FileManager.default.removeItem(atPath: directory)
         let files: [TableFile] = try storage(path) {
             try FileManager.default.createDirectory(atPath: Self.tableExportFolder(path), withIntermediateDirectories: true)
@@ -86,11 +87,12 @@ extension ShardEngine: MigrationSource {
         guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
         }
-        guard let file = FileHandle(forReadingAtPath: tableExportDirectory(plan.id) + "/" + name) else {
+        guard let file = FileHandle(forReadingAtPath: try tableExportDirectory(plan.id) + "/" + name) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has exported no table file \(name) here")
         }
         defer { try? file.close() }
         return try storage(path) {
+            guard offset < (try file.seekToEnd()) else { return Data() }  // past the end: nothing (never a trap)
             try file.seek(toOffset: offset)
             return try file.read(upToCount: min(maxBytes, 64 << 20)) ?? Data()
         }
@@ -109,12 +111,19 @@ extension ShardEngine: MigrationSource {
     }
 
     public func releaseTableFiles(_ plan: MigrationPlan) {
-        try? FileManager.default.removeItem(atPath: tableExportDirectory(plan.id))
+        guard let directory = try? tableExportDirectory(plan.id) else { return }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// Where ``exportTableFiles(_:)`` puts a migration's files (hard links, on the
-    /// database's file system); removed once the target took them, and at open.
-    func tableExportDirectory(_ id: String) -> String { Self.tableExportFolder(path) + "/" + id }
+    /// database's file system); removed once the target took them, at the
+    /// migration's end, and at open.
+    ///
+    /// - throws: `.invalidArgument` for an id that could name another folder.
+    func tableExportDirectory(_ id: String) throws -> String {
+        try MigrationPlan.checkID(id)
+        return Self.tableExportFolder(path) + "/" + id
+    }
     static func tableExportFolder(_ path: String) -> String { path + "/migration-export" }
 
     public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) throws -> BulkChunk {
@@ -226,6 +235,7 @@ extension ShardEngine: MigrationSource {
         }
         try FailurePoints.hit("migration.source.before-commit")
         try shardMapLock.withLock { _ in try commitOutgoingLocked(plan, entry: &entry) }
+        releaseTableFiles(plan)  // normally gone already; not when a coordinator died after the import
         logger.debug("migration committed (source)", metadata: ["id": "\(plan.id)", "movedTo": "\(plan.targetLocation)"])
         try FailurePoints.hit("migration.source.committed")
     }

@@ -4,6 +4,7 @@ import RocksDB
 extension ShardEngine: MigrationTarget {
     public func prepareIncoming(_ plan: MigrationPlan, snapshotSequence: UInt64) throws -> IncomingState {
         try FailurePoints.hit("migration.target.prepare")
+        try MigrationPlan.checkID(plan.id)
         // Validation and the journal entry that reserves the new shard's id, as one
         // step of the shard map (a concurrent outgoing commit picks ids too).
         return try shardMapLock.withLock { _ in try prepareIncomingLocked(plan, snapshotSequence: snapshotSequence) }
@@ -146,7 +147,7 @@ extension ShardEngine: MigrationTarget {
                         metadata: ["id": "\(plan.id)", "outgoing": "\(busy.plan.id)"])
             return true
         }
-        let staging = tableImportDirectory(plan.id)
+        let staging = try tableImportDirectory(plan.id)
         defer { try? FileManager.default.removeItem(atPath: staging) }
         if try outgoingMigrationReadsChangelog() { return false }
         let staged: [TableFile]
@@ -158,6 +159,13 @@ extension ShardEngine: MigrationTarget {
             throw ShardDBError(.invalidArgument, "migration \(plan.id): some table files were sent, some are to be read")
         }
         return try shardMapLock.withLock { _ -> Bool in
+            // Again under the lock: a call that waited here behind one that imported (a
+            // retried RPC) must not drop the family that call made the staging area.
+            guard let current = try progressRecord(plan.id) else {
+                throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
+            }
+            if current.bulkDone { return true }
+            progress = current
             if try outgoingMigrationReadsChangelog() { return false }
             if let taken = table.shard(id: plan.targetShard) {
                 throw ShardDBError(.migrationConflict, "shard id \(plan.targetShard) is already used here (\(taken.descriptor.range))")
@@ -237,10 +245,10 @@ extension ShardEngine: MigrationTarget {
 
     public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) throws {
         try Self.checkTableFileName(name)
-        guard try progressRecord(plan.id) != nil, case .newShard = plan.shape, plan.overlap == nil else {
-            throw ShardDBError(.migrationConflict, "migration \(plan.id) takes no table files on this target")
+        guard let progress = try progressRecord(plan.id), !progress.bulkDone, case .newShard = plan.shape, plan.overlap == nil else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) takes no table files on this target now")
         }
-        let directory = tableImportDirectory(plan.id)
+        let directory = try tableImportDirectory(plan.id)
         try guardedWrite(bytes: data.count) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try DurableFile.write(data, to: directory + "/" + name, at: offset)
@@ -250,7 +258,12 @@ extension ShardEngine: MigrationTarget {
     public var importsLocalTableFiles: Bool { true }
 
     /// Where ``importTableFiles(_:_:)`` stages a migration's files; removed after the import and at open.
-    func tableImportDirectory(_ id: String) -> String { Self.tableImportFolder(path) + "/" + id }
+    ///
+    /// - throws: `.invalidArgument` for an id that could name another folder.
+    func tableImportDirectory(_ id: String) throws -> String {
+        try MigrationPlan.checkID(id)
+        return Self.tableImportFolder(path) + "/" + id
+    }
     static func tableImportFolder(_ path: String) -> String { path + "/migration-import" }
 
     /// True when `family` holds a stored key from `lower` up to `upper`.
@@ -401,6 +414,8 @@ extension ShardEngine: MigrationTarget {
         }
         try FailurePoints.hit("migration.target.before-commit")
         try shardMapLock.withLock { _ in try commitIncomingLocked(plan, finalSequence: finalSequence, entry: &entry) }
+        // Table files sent for an import that did not happen (the bulk went as entries).
+        if let sent = try? tableImportDirectory(plan.id) { try? FileManager.default.removeItem(atPath: sent) }
         if plan.overlap != nil {
             // The commit is durable: failing here would send the coordinator down the
             // roll-back path for a migration that committed (and leave the source
@@ -558,6 +573,7 @@ extension ShardEngine: MigrationTarget {
             }
         }
         try dropOverlapFamily(plan.id)
+        if let sent = try? tableImportDirectory(plan.id) { try? FileManager.default.removeItem(atPath: sent) }
         let batch = WriteBatch()
         try batch.delete(MigrationKeys.progress(plan.id), in: metadata)
         entry.phase = .aborted

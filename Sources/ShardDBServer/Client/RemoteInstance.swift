@@ -203,10 +203,20 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         Task { await stream.cancel() }
     }
 
+    /// Nil also from a server that predates table files (the coordinator then copies entries).
     public func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? {
-        let list = try await retrying("exportTableFiles") { try await stub.exportTableFiles(planRequest(plan), options: options) }
-        return list.available ? list.files.map { $0.decoded() } : nil
+        do {
+            let list = try await retrying("exportTableFiles") { try await stub.exportTableFiles(planRequest(plan), options: options) }
+            return list.available ? list.files.map { $0.decoded() } : nil
+        } catch let error as RPCError where error.code == .unimplemented {
+            return nil
+        }
     }
+
+    /// The files are on another machine: they travel with ``readTableFile(_:name:offset:maxBytes:)``.
+    public var exportsLocalTableFiles: Bool { false }
+    /// This process cannot hand the peer a path: files reach it with ``writeTableFile(_:name:offset:_:)``.
+    public var importsLocalTableFiles: Bool { false }
 
     public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data {
         let request = WireReadTableFileRequest.with {
@@ -282,7 +292,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             $0.offset = offset
             $0.chunk = WireTableFileChunk(data)
         }
-        _ = try await retrying("writeTableFile") { try await stub.writeTableFile(request, options: options) }
+        do {
+            _ = try await retrying("writeTableFile") { try await stub.writeTableFile(request, options: options) }
+        } catch let error as RPCError where error.code == .unimplemented {
+            throw ShardDBError(.tableFilesUnsupported, "\(address) takes no table files (an older version)")
+        }
     }
 
     public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool {
@@ -290,7 +304,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             $0.plan = WireMigrationPlan(plan)
             $0.files = files.map(WireTableFileInfo.init)
         }
-        return try await retrying("importTableFiles") { try await stub.importTableFiles(request, options: options) }.imported
+        do {
+            return try await retrying("importTableFiles") { try await stub.importTableFiles(request, options: options) }.imported
+        } catch let error as RPCError where error.code == .unimplemented {
+            return false
+        }
     }
 
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws {

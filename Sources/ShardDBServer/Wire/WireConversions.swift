@@ -88,6 +88,7 @@ extension WireMigrationPlan {
 
     func decoded() throws -> MigrationPlan {
         guard !id.isEmpty, hasRange else { throw malformed("migration plan without id or range") }
+        do { try MigrationPlan.checkID(id) } catch let error as ShardDBError { throw malformed(error.message) }
         var policy: MigrationConflictPolicy?
         if hasOnConflict {
             guard let known = MigrationConflictPolicy(rawValue: onConflict) else {
