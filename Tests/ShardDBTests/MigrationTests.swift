@@ -675,9 +675,9 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         let snapshot = try source.openBulk(plan)
         _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
         let files = try XCTUnwrap(try source.exportTableFiles(plan))
-        // Both calls start while the lock is held, so both pass the first check of
-        // the progress before either imports (when the threads get there in time;
-        // either way both must answer true and the data must be there).
+        // Both calls start while the shard-map lock is held (when the threads get
+        // there in time, both are past their first look at the progress before
+        // either imports); either way both must answer true and the data must be there.
         let results = LockedResults()
         let started = DispatchGroup()
         target.shardMapLock.withLock { _ in

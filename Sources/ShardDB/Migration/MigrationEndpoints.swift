@@ -234,6 +234,8 @@ extension MigrationTarget {
 /// In-memory state of migrations this engine takes part in.
 final class MigrationRuntime: @unchecked Sendable {
     private let lock = NSLock()
+    /// Held through a table-file import (``ShardEngine/importTableFiles(_:_:)``).
+    let importLock = NSLock()
     private var snapshots: [String: Snapshot] = [:]
     private var readers: [String: ChangelogReader] = [:]
     private var fences: [String: Fence] = [:]

@@ -131,6 +131,14 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) throws -> Bool {
+        // One import at a time here: a retried call (its first try still running)
+        // waits, then finds the bulk copy done, instead of racing for the staging folder.
+        migrationRuntime.importLock.lock()
+        defer { migrationRuntime.importLock.unlock() }
+        return try importTableFilesAlone(plan, files)
+    }
+
+    private func importTableFilesAlone(_ plan: MigrationPlan, _ files: [TableFile]) throws -> Bool {
         guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
