@@ -34,7 +34,7 @@ demo: deps
 bench-smoke: deps
 	$(SWIFT) build --product shardctl
 	Benchmarks/smoke.sh .build/debug/shardctl
-	.build/debug/shardctl bench migrate --size-mb 4 --runs 2 --write-rate 500 --baseline-seconds 0.2 >/dev/null
+	.build/debug/shardctl bench migrate --size-mb 4 --runs 2 --write-rate 500 --baseline-seconds 0.2 --bulk all >/dev/null
 	.build/debug/shardctl bench checkpoint --size-mb 4 --write-rate 200 >/dev/null
 	.build/debug/shardctl bench ttl --num 2000 --rounds 1 >/dev/null
 	cd Benchmarks && $(SWIFT) build
