@@ -547,20 +547,32 @@ final class MigrationTestsWithTableFiles: MigrationTests {
             defer { source.close(); target.close() }
             try source.write { batch in for i in 0..<2000 { try batch.put(bytes("k\(i)"), bytes("v\(i)")) } }
             let moving = try source.contents().filter { source.recordedOwner(of: $0.key) == 1 }
-            var request = MigrationRequest(shard: 1)
-            request.cleanup = false  // the source keeps its files: linked ones are shared
-            let report = try await source.migrate(request, to: target)
-            XCTAssertEqual(report.bulkTransfer, .tableFiles)
-            XCTAssertEqual(try target.contents(), moving)
-            let tables = try FileManager.default.contentsOfDirectory(atPath: dir.path("target")).filter { $0.hasSuffix(".sst") }
-            XCTAssertFalse(tables.isEmpty)
-            let links = try tables.map { name -> Int in
-                try (FileManager.default.attributesOfItem(atPath: dir.path("target") + "/" + name)[.referenceCount] as? Int) ?? 0
+            // The protocol by hand, to see the exported files before the import takes them.
+            let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 1, id: "files"))
+            try source.prepareOutgoing(plan)
+            _ = try target.prepareIncoming(plan, snapshotSequence: try source.openBulk(plan))
+            let files = try XCTUnwrap(try source.exportTableFiles(plan))
+            func inode(_ path: String) throws -> Int {
+                try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? Int, path)
             }
-            XCTAssertEqual(links.max()! > 1, link, "link counts \(links)")
+            let exported = Set(try files.map { try inode($0.path) })
+            XCTAssertTrue(try target.importTableFiles(plan, files))
+            source.releaseTableFiles(plan)
+            // Linked: the target's table files are the export's inodes; copied: none of them.
+            let tables = try FileManager.default.contentsOfDirectory(atPath: dir.path("target")).filter { $0.hasSuffix(".sst") }
+            let imported = Set(try tables.map { try inode(dir.path("target") + "/" + $0) })
+            XCTAssertEqual(!imported.isDisjoint(with: exported), link, "link \(link): exported \(exported), target \(imported)")
+            let staging = try target.database.columnFamily(named: "shard-1")
+            var staged = 0
+            let iterator = try target.database.makeIterator(in: staging)
+            iterator.seekToFirst()
+            while iterator.isValid { staged += 1; iterator.next() }
+            XCTAssertEqual(staged, moving.count)
             for folder in ["source/migration-export", "target/migration-import"] {
                 XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: dir.path(folder))) ?? [], [], folder)
             }
+            try target.abortIncoming(plan)
+            try source.abortOutgoing(plan)
         }
     }
 

@@ -268,7 +268,8 @@ public struct MigrationCoordinator: Sendable {
             try? await source.releaseTableFiles(plan)
             throw error
         }
-        try await source.releaseTableFiles(plan)
+        // Best effort: the source's commit (or its next open) removes the export too.
+        try? await source.releaseTableFiles(plan)
         guard imported else { return nil }
         logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
         return (keys: files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) },
