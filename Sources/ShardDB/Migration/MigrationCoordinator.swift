@@ -301,9 +301,9 @@ public struct MigrationCoordinator: Sendable {
             }
         }
         return files.map { file in
-            var sent = file
-            sent.directory = ""
-            return sent
+            var delivered = file
+            delivered.directory = ""  // its bytes are in the target's import folder
+            return delivered
         }
     }
 

@@ -167,8 +167,8 @@ extension ShardEngine: MigrationTarget {
             throw ShardDBError(.invalidArgument, "migration \(plan.id): some table files were sent, some are to be read")
         }
         return try shardMapLock.withLock { _ -> Bool in
-            // Again under the lock: a call that waited here behind one that imported (a
-            // retried RPC) must not drop the family that call made the staging area.
+            // Again under the lock: the progress may have changed while the files were
+            // staged (an abort removed it), and a family marked done is never dropped.
             guard let current = try progressRecord(plan.id) else {
                 throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
             }
