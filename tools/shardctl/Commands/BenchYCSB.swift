@@ -137,8 +137,7 @@ struct YCSBRunner {
 
         // Load: each thread inserts every threads-th record.
         let loadTallies = try runThreads(threads) { index -> ThreadTally in
-            var random = BenchRandom(seed: seed &+ UInt64(index) &* 0x9E37_79B9)
-            var values = BenchValues(random: &random, minimumSize: YCSBWorkload.recordSize)
+            var values = BenchValues(minimumSize: YCSBWorkload.recordSize)
             var tally = ThreadTally()
             tally.start = monotonicNanoseconds()
             var now = tally.start
@@ -159,7 +158,7 @@ struct YCSBRunner {
         let operationCount = self.operationCount
         let runTallies = try runThreads(threads) { index -> [ThreadTally] in
             var random = BenchRandom(seed: seed &+ 0x5EED &+ UInt64(index) &* 0x9E37_79B9)
-            var values = BenchValues(random: &random, minimumSize: YCSBWorkload.recordSize)
+            var values = BenchValues(minimumSize: YCSBWorkload.recordSize)
             var scrambled = ZipfianGenerator(items: Self.scrambledItemCount, zetan: Self.scrambledZetan)
             var latest = ZipfianGenerator(items: recordCount)
             var tallies = Array(repeating: ThreadTally(), count: YCSBWorkload.Operation.allCases.count)
