@@ -64,6 +64,17 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertGreaterThan(found, 0, "the second run reads what the first wrote")
     }
 
+    /// As in db_bench, a thread's keys depend only on `--seed` and its index, so a
+    /// readrandom after a fillrandom (another process) reads only keys the fill
+    /// wrote: the two tools then do the same work (BENCHMARKS.md).
+    func testReadRandomAfterFillRandomFindsEveryKey() throws {
+        _ = try report(["--num", "3000", "--threads", "2", "--seed", "17", "--benchmarks", "fillrandom"])
+        let (_, reads) = try report(["--num", "3000", "--threads", "2", "--seed", "17", "--benchmarks", "readrandom",
+                                     "--use_existing_db"])
+        XCTAssertEqual(reads.first?["ops"] as? Int, 6000)
+        XCTAssertEqual(reads.first?["found"] as? Int, 6000, "every read looks up a key the fill wrote")
+    }
+
     func testSeekRandomAndYCSBWorkloads() throws {
         let (_, seeks) = try report(["--num", "1000", "--benchmarks", "fillrandom,seekrandom"])
         try assertMeasured(seeks[1])

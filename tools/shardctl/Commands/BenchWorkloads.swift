@@ -65,13 +65,9 @@ struct BenchRandom: RandomNumberGenerator {
 /// size (each 100-byte piece is 50 random printable bytes written twice), so
 /// compression works as hard as for db_bench. Values are slices of it.
 ///
-/// Like db_bench's `RandomGenerator`, it draws from a generator of its own with
-/// a fixed seed, never from the thread's key generator: a thread's key sequence
-/// is then the same in every workload run with the same `--seed`, as in
-/// db_bench, so a readrandom after a fillrandom looks up the keys the fill
-/// wrote (db_bench finds all of them; drawing values from the key generator
-/// shifted ShardDB's sequence and made a third of its reads misses, which cost
-/// more: a miss searches every level).
+/// Like db_bench's `RandomGenerator`, it has a generator of its own with a fixed
+/// seed, so a thread's key sequence is the same in every workload run with the
+/// same `--seed` and a readrandom after a fillrandom reads what the fill wrote.
 struct BenchValues {
     private let data: [UInt8]
     private var position = 0
