@@ -31,10 +31,14 @@ public final class Options: @unchecked Sendable {
 
     /// A copy of `other`, including its table options, but without its
     /// compaction filter (set one per column family).
+    ///
+    /// The copy shares `other`'s table factory, and so its block cache: column
+    /// families opened with copies of one `Options` share one cache (RocksDB
+    /// holds the factory, so it outlives both objects).
     public init(copying other: Options) {
         pointer = rocksdb_options_create_copy(other.pointer)
         rocksdb_options_set_compaction_filter(pointer, nil)
-        if let settings = other.tableSettings { setTableSettings(settings) }
+        tableSettings = other.tableSettings
     }
 
     deinit {

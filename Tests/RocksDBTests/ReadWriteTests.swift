@@ -199,3 +199,28 @@ final class ReadWriteTests: XCTestCase {
         XCTAssertEqual(Options(copying: Options()).tableSettings, nil)
     }
 }
+
+final class SharedBlockCacheTests: XCTestCase {
+    /// Column families opened with copies of one `Options` share its block cache:
+    /// reading one family's blocks shows in the other's cache usage, and the
+    /// capacity is the one cache's, not one per family.
+    func testCopiedOptionsShareOneBlockCache() throws {
+        let dir = TemporaryDirectory()
+        let base = Options()
+        base.createIfMissing = true
+        base.createMissingColumnFamilies = true
+        base.setTableSettings(.init(blockCacheBytes: 4 << 20))
+        let db = try Database.open(at: dir.path("db"), options: base,
+                                   columnFamilies: ["a": Options(copying: base), "b": Options(copying: base)])
+        defer { db.close() }
+        let a = try db.columnFamily(named: "a"), b = try db.columnFamily(named: "b")
+        for i in 0..<2000 { try db.put("key-\(i)", String(repeating: "v", count: 200), in: a) }
+        try db.flush(a)
+        func usage(_ family: ColumnFamily) throws -> Int { Int(try db.property("rocksdb.block-cache-usage", in: family) ?? "") ?? -1 }
+        let before = try usage(b)
+        for i in 0..<2000 { _ = try db.get("key-\(i)", in: a) }
+        XCTAssertGreaterThan(try usage(b), before + 100_000, "b's cache holds the blocks read from a")
+        XCTAssertEqual(try usage(a), try usage(b))
+        XCTAssertEqual(try db.property("rocksdb.block-cache-capacity", in: b), "\(4 << 20)")
+    }
+}
