@@ -141,6 +141,46 @@ final class RemoteMigrationTests: XCTestCase {
         XCTAssertEqual(b.terminate(), 0)
     }
 
+    /// The target dies (kill -9) while bulk chunks stream to it, some sent and
+    /// not yet acknowledged, and comes back while `shardctl migrate` retries: the
+    /// new stream sends the unacknowledged chunks again (applying one twice is
+    /// harmless) and the move completes with every acknowledged write on the target.
+    func testTargetRestartDuringBulkStreamResumes() async throws {
+        let workspace = try Workspace("TargetRestart")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
+                                 tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
+                                 failpoints: "migration.target.bulk-chunk=kill@5")
+        let client = RoutingClient(workspace: workspace, peers: [a.address, b.address])
+        let writer = startWriter(client, via: a.address)
+        try await Task.sleep(for: .milliseconds(100))
+        let migrate = Task.detached {
+            try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
+                              "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536",
+                              "--bulk-transfer", "entries", "--json"])
+        }
+        XCTAssertTrue(b.waitForExit(timeout: 20), "the failure point did not fire")
+        try b.restart()
+        let result = try await migrate.value
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(report?["bulkTransfer"] as? String, "entries")
+        try await Task.sleep(for: .milliseconds(100))  // writes after the cutover land on the target
+        writer.cancel()
+        _ = await writer.value
+
+        let source = try workspace.client(a.address), target = try workspace.client(b.address)
+        try await assertOwnership([source, target])
+        var expected = await client.acknowledged
+        for i in 0..<8000 where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 400) }
+        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
+        await client.close()
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
     /// One side dies (kill -9 at a failure point) mid-migration; after a
     /// restart, resolving leaves every key group with exactly one owner and
     /// every acknowledged write readable; a second migration then succeeds.

@@ -106,17 +106,35 @@ final class TransportSecurityTests: XCTestCase {
                 XCTAssertEqual(error.code, code, "\(name): \(error)")
             }
         }
+        // On the stream too: the corrupt chunk is refused, not applied.
+        let corruptRequest = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = corrupt }
+        do {
+            try await target.stub.applyBulkStream(requestProducer: { writer in
+                try await writer.write(corruptRequest)
+            }, onResponse: { response in
+                for try await _ in response.messages { XCTFail("a corrupt chunk was acknowledged") }
+            })
+            XCTFail("corrupt chunk accepted on the stream")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .dataLoss, "\(error)")
+        }
         let resume = try await target.prepareIncoming(plan, snapshotSequence: snapshot).bulkResumeKey
         XCTAssertNil(resume, "nothing staged")
 
-        // The bulk copy, then two rounds of changes; the first round sent again changes nothing.
-        var after: [UInt8]? = nil
-        while true {
-            let chunk = try await source.readBulk(plan, after: after, maxBytes: 64 << 10)
-            try await target.applyBulk(plan, chunk)
-            after = chunk.lastKey ?? after
-            if chunk.done { break }
-        }
+        // The bulk copy (streamed: several chunks in flight, each acknowledged in order),
+        // then two rounds of changes; the first round sent again changes nothing.
+        let sent = LockedChunks(), acknowledged = LockedChunks()
+        try await target.applyBulk(plan, chunks: {
+            let last = sent.chunks.last
+            if last?.done == true { return nil }
+            let chunk = try await source.readBulk(plan, after: last?.lastKey, maxBytes: 16 << 10)
+            sent.append(chunk)
+            return chunk
+        }, applied: { acknowledged.append($0) })
+        XCTAssertGreaterThan(sent.chunks.count, 3)
+        XCTAssertEqual(acknowledged.chunks, sent.chunks, "every chunk acknowledged once, in order")
+        let staged = try await target.prepareIncoming(plan, snapshotSequence: snapshot)
+        XCTAssertTrue(staged.bulkDone)
         try await source.put(Array(key.utf8), Array("old".utf8))
         let first = try await source.readChanges(plan, from: snapshot + 1, maxRecords: 1000)
         try await target.applyChanges(plan, first)
@@ -281,4 +299,12 @@ final class TransportSecurityTests: XCTestCase {
         var sink = [UInt8](repeating: 0, count: 4096)
         _ = recv(fd, &sink, sink.count, 0)
     }
+}
+
+/// Chunks a test collects from concurrent closures.
+final class LockedChunks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [BulkChunk] = []
+    var chunks: [BulkChunk] { lock.withLock { stored } }
+    func append(_ chunk: BulkChunk) { lock.withLock { stored.append(chunk) } }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// What to migrate.
 public struct MigrationRequest: Sendable {
@@ -136,10 +137,11 @@ public struct MigrationCoordinator: Sendable {
             if !resume.bulkDone, request.bulkTransfer != .entries, resume.bulkResumeKey == nil {
                 let before = state
                 let copied = try await copyTableFiles(plan, chunkBytes: request.bulkChunkBytes) { sent in
-                    state.bytesCopied = before.bytesCopied + sent
-                    report(.bulkCopy)
+                    var now = before
+                    now.bytesCopied += sent
+                    now.elapsedSeconds = Date().timeIntervalSince(started)
+                    progress(now)
                 }
-                state.bytesCopied = before.bytesCopied
                 if let copied {
                     transfer = .tableFiles
                     state.keysCopied += copied.keys
@@ -152,21 +154,21 @@ public struct MigrationCoordinator: Sendable {
                 }
             }
             if !resume.bulkDone && transfer == .entries {
-                // The source reads chunk n+1 while the target writes chunk n: at most two chunks in memory.
-                var chunk = try await source.readBulk(plan, after: resume.bulkResumeKey, maxBytes: request.bulkChunkBytes)
-                while true {
-                    try Task.checkCancellation()
-                    let current = chunk
-                    let after = current.lastKey ?? resume.bulkResumeKey
-                    async let following = current.done
-                        ? nil : source.readBulk(plan, after: after, maxBytes: request.bulkChunkBytes)
-                    try await target.applyBulk(plan, current)
-                    state.keysCopied += current.count
-                    state.bytesCopied += current.bytes
-                    report(.bulkCopy)
-                    guard let next = try await following else { break }
-                    chunk = next
+                // The target pulls the chunks: in-process it writes chunk n while the
+                // source reads n+1; across processes a few more are in flight.
+                let reader = BulkChunkReader(source: source, plan: plan, after: resume.bulkResumeKey,
+                                             maxBytes: request.bulkChunkBytes)
+                let copied = Mutex(state)
+                try await target.applyBulk(plan, chunks: { try await reader.next() }) { chunk in
+                    var now = copied.withLock { copied in
+                        copied.keysCopied += chunk.count
+                        copied.bytesCopied += chunk.bytes
+                        return copied
+                    }
+                    now.elapsedSeconds = Date().timeIntervalSince(started)
+                    progress(now)
                 }
+                state = copied.withLock { $0 }
             }
             let bulkSeconds = Date().timeIntervalSince(bulkStart)
 
@@ -252,7 +254,7 @@ public struct MigrationCoordinator: Sendable {
     /// reports the bytes so far). Nil when the move or the endpoints do not allow
     /// it, and nothing was imported.
     func copyTableFiles(_ plan: MigrationPlan, chunkBytes: Int,
-                        sent: (Int) -> Void) async throws -> (keys: Int, bytes: Int)? {
+                        sent: @escaping @Sendable (Int) -> Void) async throws -> (keys: Int, bytes: Int)? {
         guard case .newShard = plan.shape, plan.overlap == nil,
               let files = try await source.exportTableFiles(plan) else { return nil }
         let imported: Bool
@@ -276,29 +278,18 @@ public struct MigrationCoordinator: Sendable {
                 bytes: files.reduce(0) { $0 + Int($1.size) })
     }
 
-    /// Copies each exported file to the target in chunks, reading chunk n+1 while
-    /// the target writes chunk n; returns the files as sent (no directory).
+    /// Copies each exported file to the target in pieces of `chunkBytes` (the
+    /// target pulls them as ``MigrationTarget/writeTableFiles(_:pieces:written:)``
+    /// allows); returns the files as sent (no directory).
     private func sendTableFiles(_ plan: MigrationPlan, _ files: [TableFile], chunkBytes: Int,
-                                sent: (Int) -> Void) async throws -> [TableFile] {
-        let chunkBytes = max(chunkBytes, 1 << 20)
-        var total = 0
-        for file in files {
-            var offset: UInt64 = 0
-            var data = try await source.readTableFile(plan, name: file.name, offset: 0, maxBytes: chunkBytes)
-            while offset < file.size {
-                try Task.checkCancellation()
-                guard !data.isEmpty else {
-                    throw ShardDBError(.corruptedValue, "table file \(file.name) ended at \(offset) of its \(file.size) bytes")
-                }
-                let current = data, at = offset, following = offset + UInt64(current.count)
-                async let next = following < file.size
-                    ? source.readTableFile(plan, name: file.name, offset: following, maxBytes: chunkBytes) : Data()
-                try await target.writeTableFile(plan, name: file.name, offset: at, current)
-                total += current.count
-                sent(total)
-                offset = following
-                data = try await next
-            }
+                                sent: @escaping @Sendable (Int) -> Void) async throws -> [TableFile] {
+        let reader = TableFileReader(source: source, plan: plan, files: files, maxBytes: max(chunkBytes, 1 << 20))
+        let total = Mutex(0)
+        try await target.writeTableFiles(plan, pieces: { try await reader.next() }) { piece in
+            sent(total.withLock { total in
+                total += piece.data.count
+                return total
+            })
         }
         return files.map { file in
             var delivered = file

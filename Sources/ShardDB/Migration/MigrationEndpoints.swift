@@ -155,6 +155,19 @@ public struct IncomingState: Sendable, Equatable {
     }
 }
 
+/// Bytes of an exported table file on their way to a target in another process.
+public struct TableFilePiece: Sendable, Equatable {
+    public var name: String
+    public var offset: UInt64
+    public var data: Data
+
+    public init(name: String, offset: UInt64, data: Data) {
+        self.name = name
+        self.offset = offset
+        self.data = data
+    }
+}
+
 /// The source side of a migration. ``ShardEngine`` implements it in-process;
 /// a network transport implements it by forwarding each call to a remote engine.
 public protocol MigrationSource: Sendable {
@@ -210,6 +223,19 @@ public protocol MigrationTarget: Sendable {
     /// True when this target can open paths of the source's export (an engine in this process).
     var importsLocalTableFiles: Bool { get }
     func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws
+    /// Applies the chunks `next` returns, in order, until it returns nil, and
+    /// calls `applied` with each once it is applied (durable here). `next` is
+    /// never called while a call of it is running. The default applies them one
+    /// by one with ``applyBulk(_:_:)`` while `next` fetches the following one;
+    /// a target in another process keeps a few chunks in flight instead, so it
+    /// receives chunk n+1 while it writes chunk n.
+    func applyBulk(_ plan: MigrationPlan, chunks next: @escaping @Sendable () async throws -> BulkChunk?,
+                   applied: @escaping @Sendable (BulkChunk) -> Void) async throws
+    /// Writes the pieces `next` returns, in order, with ``writeTableFile(_:name:offset:_:)``
+    /// semantics, until it returns nil; `written` is called with each once it is
+    /// written. Pipelined as ``applyBulk(_:chunks:applied:)``.
+    func writeTableFiles(_ plan: MigrationPlan, pieces next: @escaping @Sendable () async throws -> TableFilePiece?,
+                         written: @escaping @Sendable (TableFilePiece) -> Void) async throws
     func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws
     /// Makes what is staged durable ahead of the cutover, so the commit's own
     /// durable write has little left to sync.

@@ -31,6 +31,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         public var bulkChunksPerStream = 64
         /// Bulk chunks read ahead of the target.
         public var bulkPrefetch = 2
+        /// Bulk chunks (or table file pieces) sent to a target and not yet acknowledged, at most.
+        public var bulkInFlight = 3
 
         public init() {}
     }
@@ -285,18 +287,148 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         _ = try await retrying("applyBulk") { try await stub.applyBulk(request, options: options) }
     }
 
+    /// Streams the chunks with ``Configuration/bulkInFlight`` of them unacknowledged at most.
+    public func applyBulk(_ plan: MigrationPlan, chunks next: @escaping @Sendable () async throws -> BulkChunk?,
+                          applied: @escaping @Sendable (BulkChunk) -> Void) async throws {
+        let wirePlan = WireMigrationPlan(plan)
+        let stub = self.stub, options = self.options
+        try await streamInOrder("applyBulkStream", next: next, done: applied, request: { chunk in
+            WireApplyBulkRequest.with {
+                $0.plan = wirePlan
+                $0.chunk = chunk.encoded as? WireBulkChunk ?? WireBulkChunk(chunk)
+            }
+        }, call: { producer, onResponse in
+            try await stub.applyBulkStream(options: options, requestProducer: producer, onResponse: onResponse)
+        }, unary: { try await self.applyBulk(plan, $0) })
+    }
+
     public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws {
-        let request = WireWriteTableFileRequest.with {
-            $0.plan = WireMigrationPlan(plan)
-            $0.name = name
-            $0.offset = offset
-            $0.chunk = WireTableFileChunk(data)
-        }
+        let request = Self.writeTableFileRequest(WireMigrationPlan(plan), TableFilePiece(name: name, offset: offset, data: data))
         do {
             _ = try await retrying("writeTableFile") { try await stub.writeTableFile(request, options: options) }
         } catch let error as RPCError where error.code == .unimplemented {
             throw ShardDBError(.tableFilesUnsupported, "\(address) takes no table files (an older version)")
         }
+    }
+
+    /// Streams the pieces as ``applyBulk(_:chunks:applied:)`` streams chunks.
+    public func writeTableFiles(_ plan: MigrationPlan, pieces next: @escaping @Sendable () async throws -> TableFilePiece?,
+                                written: @escaping @Sendable (TableFilePiece) -> Void) async throws {
+        let wirePlan = WireMigrationPlan(plan)
+        let stub = self.stub, options = self.options
+        try await streamInOrder("writeTableFileStream", next: next, done: written, request: { piece in
+            Self.writeTableFileRequest(wirePlan, piece)
+        }, call: { producer, onResponse in
+            try await stub.writeTableFileStream(options: options, requestProducer: producer, onResponse: onResponse)
+        }, unary: { try await self.writeTableFile(plan, name: $0.name, offset: $0.offset, $0.data) })
+    }
+
+    private static func writeTableFileRequest(_ plan: WireMigrationPlan, _ piece: TableFilePiece) -> WireWriteTableFileRequest {
+        .with {
+            $0.plan = plan
+            $0.name = piece.name
+            $0.offset = piece.offset
+            $0.chunk = WireTableFileChunk(piece.data)
+        }
+    }
+
+    /// Sends what `next` returns on client streams of ``Configuration/bulkChunksPerStream``
+    /// items, each answered by one `Ack` in order once the peer applied it, and
+    /// calls `done` per acknowledged item. At most ``Configuration/bulkInFlight``
+    /// items are unacknowledged, and they are kept: when a stream fails in
+    /// transport, a new one sends them again first (applying an item twice is
+    /// harmless: the peer's calls are idempotent and in order), within the retry
+    /// window. Errors `next` throws end the call as they are. A peer that does
+    /// not know the stream gets one `unary` call per item instead.
+    private func streamInOrder<Item: Sendable, Request: Sendable>(
+        _ what: String,
+        next: @escaping @Sendable () async throws -> Item?,
+        done: @escaping @Sendable (Item) -> Void,
+        request: @escaping @Sendable (Item) -> Request,
+        call: @escaping @Sendable (_ producer: @escaping @Sendable (RPCWriter<Request>) async throws -> Void,
+                                   _ onResponse: @escaping @Sendable (StreamingClientResponse<WireAck>) async throws -> Void)
+            async throws -> Void,
+        unary: ((Item) async throws -> Void)? = nil
+    ) async throws {
+        let state = LockedValue(InOrderStream<Item>())
+        let perStream = max(1, configuration.bulkChunksPerStream), inFlight = max(1, configuration.bulkInFlight)
+        while !state.value.finished {
+            do {
+                try await retrying(what) {
+                    let window = StreamWindow(limit: inFlight)
+                    try await call({ writer in
+                        var sent = 0
+                        for item in state.value.unacknowledged {
+                            try await window.acquire()
+                            try await writer.write(request(item))
+                            sent += 1
+                        }
+                        while sent < perStream && !state.value.exhausted {
+                            try Task.checkCancellation()
+                            try await window.acquire()
+                            let item: Item?
+                            do { item = try await next() } catch {
+                                state.update { $0.sourceFailure = error }
+                                throw error
+                            }
+                            guard let item else {
+                                state.update { $0.exhausted = true }
+                                break
+                            }
+                            state.update { $0.unacknowledged.append(item) }
+                            try await writer.write(request(item))
+                            sent += 1
+                        }
+                    }, { response in
+                        do {
+                            for try await _ in response.messages {
+                                guard let item = state.update({ $0.unacknowledged.isEmpty ? nil : $0.unacknowledged.removeFirst() }) else {
+                                    throw RPCError(code: .internalError, message: "more acknowledgements than items sent")
+                                }
+                                await window.release()
+                                done(item)
+                            }
+                        } catch {
+                            await window.close()
+                            throw error
+                        }
+                        await window.close()
+                    })
+                    if let failure = state.value.sourceFailure { throw SourceFailure(error: failure) }
+                    // A stream that ended with items unacknowledged was cut short: send them again.
+                    guard state.value.unacknowledged.isEmpty else {
+                        throw RPCError(code: .unavailable, message: "stream ended before every item was acknowledged")
+                    }
+                }
+            } catch let failure as SourceFailure {
+                throw failure.error
+            } catch let error as RPCError where error.code == .unimplemented && state.value.sourceFailure == nil {
+                // A peer without the stream: one call per item, in order.
+                guard let unary else { throw error }
+                while true {
+                    var pending = state.update { $0.unacknowledged.first }
+                    if pending == nil { pending = try await nextUnlessExhausted(state, next) }
+                    guard let item = pending else { break }
+                    try await unary(item)
+                    state.update { if !$0.unacknowledged.isEmpty { $0.unacknowledged.removeFirst() } }
+                    done(item)
+                }
+                return
+            } catch {
+                if let failure = state.value.sourceFailure { throw failure }
+                throw error
+            }
+        }
+    }
+
+    private func nextUnlessExhausted<Item>(_ state: LockedValue<InOrderStream<Item>>,
+                                           _ next: () async throws -> Item?) async throws -> Item? {
+        guard !state.value.exhausted else { return nil }
+        guard let item = try await next() else {
+            state.update { $0.exhausted = true }
+            return nil
+        }
+        return item
     }
 
     public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool {
@@ -379,5 +511,53 @@ final class BulkStream: @unchecked Sendable {
     func cancel() async {
         await pipe.close()
         reader?.cancel()
+    }
+}
+
+/// What ``RemoteInstance/streamInOrder`` keeps across the streams of one call.
+struct InOrderStream<Item> {
+    /// Sent and not yet acknowledged, in order.
+    var unacknowledged: [Item] = []
+    /// `next` returned nil.
+    var exhausted = false
+    /// What `next` threw (not retried).
+    var sourceFailure: Error?
+
+    var finished: Bool { exhausted && unacknowledged.isEmpty }
+}
+
+/// An error of the item source, carried through the retry loop untouched.
+private struct SourceFailure: Error {
+    let error: Error
+}
+
+/// Bounds the unacknowledged items of one stream: the producer acquires before
+/// each send, each acknowledgement releases; closing wakes and fails a waiting producer.
+actor StreamWindow {
+    private let limit: Int
+    private var taken = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var closed = false
+
+    init(limit: Int) { self.limit = limit }
+
+    /// - throws: `CancellationError` once the stream is closed.
+    func acquire() async throws {
+        while taken >= limit && !closed {
+            await withCheckedContinuation { waiters.append($0) }
+        }
+        if closed { throw CancellationError() }
+        taken += 1
+    }
+
+    func release() {
+        taken = max(0, taken - 1)
+        if !waiters.isEmpty { waiters.removeFirst().resume() }
+    }
+
+    func close() {
+        closed = true
+        waiters.forEach { $0.resume() }
+        waiters = []
     }
 }

@@ -233,6 +233,19 @@ internal enum WireShardInstance: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ApplyBulkStream" metadata.
+        internal enum ApplyBulkStream: Sendable {
+            /// Request type for "ApplyBulkStream".
+            internal typealias Input = WireApplyBulkRequest
+            /// Response type for "ApplyBulkStream".
+            internal typealias Output = WireAck
+            /// Descriptor for "ApplyBulkStream".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "ApplyBulkStream",
+                type: .bidirectionalStreaming
+            )
+        }
         /// Namespace for "WriteTableFile" metadata.
         internal enum WriteTableFile: Sendable {
             /// Request type for "WriteTableFile".
@@ -244,6 +257,19 @@ internal enum WireShardInstance: Sendable {
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
                 method: "WriteTableFile",
                 type: .unary
+            )
+        }
+        /// Namespace for "WriteTableFileStream" metadata.
+        internal enum WriteTableFileStream: Sendable {
+            /// Request type for "WriteTableFileStream".
+            internal typealias Input = WireWriteTableFileRequest
+            /// Response type for "WriteTableFileStream".
+            internal typealias Output = WireAck
+            /// Descriptor for "WriteTableFileStream".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "WriteTableFileStream",
+                type: .bidirectionalStreaming
             )
         }
         /// Namespace for "ImportTableFiles" metadata.
@@ -355,7 +381,9 @@ internal enum WireShardInstance: Sendable {
             CleanupOutgoing.descriptor,
             PrepareIncoming.descriptor,
             ApplyBulk.descriptor,
+            ApplyBulkStream.descriptor,
             WriteTableFile.descriptor,
+            WriteTableFileStream.descriptor,
             ImportTableFiles.descriptor,
             ApplyChanges.descriptor,
             CommitIncoming.descriptor,
@@ -634,6 +662,25 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
 
+        /// Handle the "ApplyBulkStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+        /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireApplyBulkRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireAck` messages.
+        func applyBulkStream(
+            request: GRPCCore.StreamingServerRequest<WireApplyBulkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
         /// Handle the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -644,6 +691,24 @@ extension WireShardInstance {
         ///     to an internal error.
         /// - Returns: A streaming response of `WireAck` messages.
         func writeTableFile(
+            request: GRPCCore.StreamingServerRequest<WireWriteTableFileRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
+        /// Handle the "WriteTableFileStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Table file chunks in order on one stream, an Ack for each once it is written.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireWriteTableFileRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireAck` messages.
+        func writeTableFileStream(
             request: GRPCCore.StreamingServerRequest<WireWriteTableFileRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
@@ -1004,6 +1069,25 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<WireAck>
 
+        /// Handle the "ApplyBulkStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+        /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireApplyBulkRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireAck` messages.
+        func applyBulkStream(
+            request: GRPCCore.StreamingServerRequest<WireApplyBulkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
         /// Handle the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -1017,6 +1101,24 @@ extension WireShardInstance {
             request: GRPCCore.ServerRequest<WireWriteTableFileRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<WireAck>
+
+        /// Handle the "WriteTableFileStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Table file chunks in order on one stream, an Ack for each once it is written.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireWriteTableFileRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireAck` messages.
+        func writeTableFileStream(
+            request: GRPCCore.StreamingServerRequest<WireWriteTableFileRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
 
         /// Handle the "ImportTableFiles" method.
         ///
@@ -1374,6 +1476,26 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws -> WireAck
 
+        /// Handle the "ApplyBulkStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+        /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `WireApplyBulkRequest` messages.
+        ///   - response: A response stream of `WireAck` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func applyBulkStream(
+            request: GRPCCore.RPCAsyncSequence<WireApplyBulkRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<WireAck>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
         /// Handle the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -1387,6 +1509,25 @@ extension WireShardInstance {
             request: WireWriteTableFileRequest,
             context: GRPCCore.ServerContext
         ) async throws -> WireAck
+
+        /// Handle the "WriteTableFileStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Table file chunks in order on one stream, an Ack for each once it is written.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `WireWriteTableFileRequest` messages.
+        ///   - response: A response stream of `WireAck` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func writeTableFileStream(
+            request: GRPCCore.RPCAsyncSequence<WireWriteTableFileRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<WireAck>,
+            context: GRPCCore.ServerContext
+        ) async throws
 
         /// Handle the "ImportTableFiles" method.
         ///
@@ -1673,11 +1814,33 @@ extension WireShardInstance.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: WireShardInstance.Method.ApplyBulkStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireApplyBulkRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
+            handler: { request, context in
+                try await self.applyBulkStream(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: WireShardInstance.Method.WriteTableFile.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireWriteTableFileRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
             handler: { request, context in
                 try await self.writeTableFile(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: WireShardInstance.Method.WriteTableFileStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireWriteTableFileRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
+            handler: { request, context in
+                try await self.writeTableFileStream(
                     request: request,
                     context: context
                 )
@@ -2250,6 +2413,23 @@ extension WireShardInstance.SimpleServiceProtocol {
         )
     }
 
+    internal func applyBulkStream(
+        request: GRPCCore.StreamingServerRequest<WireApplyBulkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireAck> {
+        return GRPCCore.StreamingServerResponse<WireAck>(
+            metadata: [:],
+            producer: { writer in
+                try await self.applyBulkStream(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
     internal func writeTableFile(
         request: GRPCCore.ServerRequest<WireWriteTableFileRequest>,
         context: GRPCCore.ServerContext
@@ -2260,6 +2440,23 @@ extension WireShardInstance.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    internal func writeTableFileStream(
+        request: GRPCCore.StreamingServerRequest<WireWriteTableFileRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireAck> {
+        return GRPCCore.StreamingServerResponse<WireAck>(
+            metadata: [:],
+            producer: { writer in
+                try await self.writeTableFileStream(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 
@@ -2689,6 +2886,30 @@ extension WireShardInstance {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "ApplyBulkStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+        /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `WireApplyBulkRequest` messages.
+        ///   - serializer: A serializer for `WireApplyBulkRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func applyBulkStream<Result>(
+            request: GRPCCore.StreamingClientRequest<WireApplyBulkRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireApplyBulkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -2706,6 +2927,29 @@ extension WireShardInstance {
             deserializer: some GRPCCore.MessageDeserializer<WireAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "WriteTableFileStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Table file chunks in order on one stream, an Ack for each once it is written.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `WireWriteTableFileRequest` messages.
+        ///   - serializer: A serializer for `WireWriteTableFileRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func writeTableFileStream<Result>(
+            request: GRPCCore.StreamingClientRequest<WireWriteTableFileRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireWriteTableFileRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ImportTableFiles" method.
@@ -3359,6 +3603,39 @@ extension WireShardInstance {
             )
         }
 
+        /// Call the "ApplyBulkStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+        /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `WireApplyBulkRequest` messages.
+        ///   - serializer: A serializer for `WireApplyBulkRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func applyBulkStream<Result>(
+            request: GRPCCore.StreamingClientRequest<WireApplyBulkRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireApplyBulkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: WireShardInstance.Method.ApplyBulkStream.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -3382,6 +3659,38 @@ extension WireShardInstance {
             try await self.client.unary(
                 request: request,
                 descriptor: WireShardInstance.Method.WriteTableFile.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "WriteTableFileStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Table file chunks in order on one stream, an Ack for each once it is written.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `WireWriteTableFileRequest` messages.
+        ///   - serializer: A serializer for `WireWriteTableFileRequest` messages.
+        ///   - deserializer: A deserializer for `WireAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func writeTableFileStream<Result>(
+            request: GRPCCore.StreamingClientRequest<WireWriteTableFileRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireWriteTableFileRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: WireShardInstance.Method.WriteTableFileStream.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -4020,6 +4329,34 @@ extension WireShardInstance.ClientProtocol {
         )
     }
 
+    /// Call the "ApplyBulkStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+    /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `WireApplyBulkRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func applyBulkStream<Result>(
+        request: GRPCCore.StreamingClientRequest<WireApplyBulkRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.applyBulkStream(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireApplyBulkRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "WriteTableFile" method.
     ///
     /// - Parameters:
@@ -4037,6 +4374,33 @@ extension WireShardInstance.ClientProtocol {
         }
     ) async throws -> Result where Result: Sendable {
         try await self.writeTableFile(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireWriteTableFileRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WriteTableFileStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Table file chunks in order on one stream, an Ack for each once it is written.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `WireWriteTableFileRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func writeTableFileStream<Result>(
+        request: GRPCCore.StreamingClientRequest<WireWriteTableFileRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.writeTableFileStream(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<WireWriteTableFileRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
@@ -4704,6 +5068,39 @@ extension WireShardInstance.ClientProtocol {
         )
     }
 
+    /// Call the "ApplyBulkStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk chunks in order on one stream, an Ack for each once it is applied
+    /// > (durable), so the target receives chunk n+1 while it writes chunk n.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func applyBulkStream<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<WireApplyBulkRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<WireApplyBulkRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.applyBulkStream(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "WriteTableFile" method.
     ///
     /// - Parameters:
@@ -4727,6 +5124,38 @@ extension WireShardInstance.ClientProtocol {
             metadata: metadata
         )
         return try await self.writeTableFile(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WriteTableFileStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Table file chunks in order on one stream, an Ack for each once it is written.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func writeTableFileStream<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<WireWriteTableFileRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<WireWriteTableFileRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.writeTableFileStream(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -162,6 +162,25 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         return WireAck()
     }
 
+    /// Applies the stream's chunks in order and acknowledges each once applied; the
+    /// transport keeps receiving the next ones meanwhile (the client bounds how many).
+    func applyBulkStream(request: RPCAsyncSequence<WireApplyBulkRequest, any Error>, response: RPCWriter<WireAck>,
+                         context: ServerContext) async throws {
+        for try await message in request {
+            _ = try await applyBulk(request: message, context: context)
+            try await response.write(WireAck())
+        }
+    }
+
+    /// Writes the stream's table file pieces in order and acknowledges each once written.
+    func writeTableFileStream(request: RPCAsyncSequence<WireWriteTableFileRequest, any Error>, response: RPCWriter<WireAck>,
+                              context: ServerContext) async throws {
+        for try await message in request {
+            _ = try await writeTableFile(request: message, context: context)
+            try await response.write(WireAck())
+        }
+    }
+
     func writeTableFile(request: WireWriteTableFileRequest, context: ServerContext) async throws -> WireAck {
         let plan = try plan(request.plan)
         let name = request.name, offset = request.offset

@@ -1,0 +1,96 @@
+import Foundation
+
+extension MigrationTarget {
+    /// Default: one chunk at a time with ``applyBulk(_:_:)``, fetching chunk n+1
+    /// while chunk n is written (at most two chunks in memory).
+    public func applyBulk(_ plan: MigrationPlan, chunks next: @escaping @Sendable () async throws -> BulkChunk?,
+                          applied: @escaping @Sendable (BulkChunk) -> Void) async throws {
+        try await Self.pipelined(next: next, done: applied) { try await self.applyBulk(plan, $0) }
+    }
+
+    /// Default: one piece at a time with ``writeTableFile(_:name:offset:_:)``, fetching the next meanwhile.
+    public func writeTableFiles(_ plan: MigrationPlan, pieces next: @escaping @Sendable () async throws -> TableFilePiece?,
+                                written: @escaping @Sendable (TableFilePiece) -> Void) async throws {
+        try await Self.pipelined(next: next, done: written) {
+            try await self.writeTableFile(plan, name: $0.name, offset: $0.offset, $0.data)
+        }
+    }
+
+    private static func pipelined<Item: Sendable>(next: @escaping @Sendable () async throws -> Item?,
+                                                  done: (Item) -> Void,
+                                                  _ apply: (Item) async throws -> Void) async throws {
+        var item = try await next()
+        while let current = item {
+            try Task.checkCancellation()
+            async let following = next()
+            try await apply(current)
+            done(current)
+            item = try await following
+        }
+    }
+}
+
+/// The entries of a migration's snapshot, chunk after chunk, as
+/// ``MigrationTarget/applyBulk(_:chunks:applied:)`` pulls them.
+actor BulkChunkReader {
+    private let source: any MigrationSource
+    private let plan: MigrationPlan
+    private let maxBytes: Int
+    private var after: [UInt8]?
+    private var finished = false
+
+    init(source: any MigrationSource, plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) {
+        self.source = source
+        self.plan = plan
+        self.after = after
+        self.maxBytes = maxBytes
+    }
+
+    /// The chunk after the last one returned; nil after the one marked done.
+    func next() async throws -> BulkChunk? {
+        guard !finished else { return nil }
+        try Task.checkCancellation()
+        let chunk = try await source.readBulk(plan, after: after, maxBytes: maxBytes)
+        after = chunk.lastKey ?? after
+        finished = chunk.done
+        return chunk
+    }
+}
+
+/// Exported table files in pieces of `maxBytes`, file after file, as
+/// ``MigrationTarget/writeTableFiles(_:pieces:written:)`` pulls them.
+actor TableFileReader {
+    private let source: any MigrationSource
+    private let plan: MigrationPlan
+    private let files: [TableFile]
+    private let maxBytes: Int
+    private var file = 0
+    private var offset: UInt64 = 0
+
+    init(source: any MigrationSource, plan: MigrationPlan, files: [TableFile], maxBytes: Int) {
+        self.source = source
+        self.plan = plan
+        self.files = files
+        self.maxBytes = maxBytes
+    }
+
+    /// The next piece; nil once every file is read to its size.
+    ///
+    /// - throws: `.corruptedValue` when a file ends before its exported size.
+    func next() async throws -> TableFilePiece? {
+        while file < files.count && offset >= files[file].size {
+            file += 1
+            offset = 0
+        }
+        guard file < files.count else { return nil }
+        try Task.checkCancellation()
+        let current = files[file]
+        let data = try await source.readTableFile(plan, name: current.name, offset: offset, maxBytes: maxBytes)
+        guard !data.isEmpty else {
+            throw ShardDBError(.corruptedValue, "table file \(current.name) ended at \(offset) of its \(current.size) bytes")
+        }
+        let piece = TableFilePiece(name: current.name, offset: offset, data: data)
+        offset += UInt64(data.count)
+        return piece
+    }
+}
