@@ -5,15 +5,17 @@
 #
 # Two ways to move the whole shard, each in one process and across three:
 # entries (--bulk-transfer entries: read, sent, written; crossOverInProcess
-# compares the same work), and table files (the default: hard-linked into a
-# target in the same process, streamed to one in another process).
+# compares the same work, in ROUNDS alternating pairs on fresh copies), and
+# table files (the default: hard-linked into a target in the same process,
+# streamed to one in another process).
 #
-#   SHARDCTL=.build-server/debug/shardctl KEYS=200000 VALUE_BYTES=1000 Benchmarks/migration-transport.sh
+#   SHARDCTL=.build/release/shardctl KEYS=400000 VALUE_BYTES=1000 ROUNDS=5 Benchmarks/migration-transport.sh
 set -euo pipefail
 SHARDCTL=${SHARDCTL:-.build/release/shardctl}
 KEYS=${KEYS:-200000}
 VALUE_BYTES=${VALUE_BYTES:-1000}
 PAUSE_MOVES=${PAUSE_MOVES:-20}
+ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d)
 cleanup() { for f in "$WORK"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -31,20 +33,9 @@ for i in range(n):
     print(f"key-{i:09d}\t{block[o:o + size]}")
 PY
 "$SHARDCTL" import "$WORK/a" --batch-size 5000 < "$WORK/data.tsv" >/dev/null
-cp -r "$WORK/a" "$WORK/a2"
-cp -r "$WORK/a" "$WORK/a3"
-cp -r "$WORK/a" "$WORK/a4"
-"$SHARDCTL" init "$WORK/b" --shards 0 --like "$WORK/a" >/dev/null
-"$SHARDCTL" init "$WORK/b3" --shards 0 --like "$WORK/a" >/dev/null
-"$SHARDCTL" init "$WORK/c" --shards 0 --like "$WORK/a" >/dev/null
-"$SHARDCTL" init "$WORK/d" --shards 0 --like "$WORK/a" >/dev/null
+"$SHARDCTL" init "$WORK/empty" --shards 0 --like "$WORK/a" >/dev/null
 
-# In-process: both directories opened by one shardctl.
-"$SHARDCTL" migrate --from "$WORK/a" --to "$WORK/b" --shard 1 --bulk-transfer entries --json > "$WORK/local.json"
-"$SHARDCTL" migrate --from "$WORK/a3" --to "$WORK/b3" --shard 1 --bulk-transfer table-files --json > "$WORK/files.json"
-
-# Cross-process: two servers, the coordinator in a third process.
-serve() {  # DIR -> prints the bound address
+serve() {  # DIR NAME -> prints the bound address
     "$SHARDCTL" serve "$1" --token-file "$WORK/token" > "$WORK/$2.out" 2>/dev/null &
     echo $! > "$WORK/$2.pid"  # (this runs in a command substitution: a variable would not survive)
     for _ in $(seq 100); do
@@ -53,12 +44,37 @@ serve() {  # DIR -> prints the bound address
     done
     echo "serve $1 did not start" >&2; exit 1
 }
+stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null || true; rm -f "$WORK/$1.pid"; }
+
+# One move of shard 1 (TRANSFER: entries or table-files) on fresh copies: in one
+# process (both directories opened by one shardctl), or across three (two
+# servers, the coordinator in a third).
+move() {  # WHERE TRANSFER OUT
+    local from="$WORK/from" to="$WORK/to"
+    rm -rf "$from" "$to"; cp -r "$WORK/a" "$from"; cp -r "$WORK/empty" "$to"
+    if [ "$1" = in ]; then
+        "$SHARDCTL" migrate --from "$from" --to "$to" --shard 1 --bulk-transfer "$2" --json > "$3"
+    else
+        local src dst
+        src=$(serve "$from" src); dst=$(serve "$to" dst)
+        "$SHARDCTL" migrate --from "$src" --to "$dst" --shard 1 --bulk-transfer "$2" --token-file "$WORK/token" --json > "$3"
+        stop src; stop dst
+    fi
+}
+
+# Entries in ROUNDS pairs, the order swapped every round (the ratio is the
+# median of the pairs' ratios: this machine's speed drifts between runs).
+for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then move in entries "$WORK/local-$r.json"; move cross entries "$WORK/remote-$r.json"
+    else move cross entries "$WORK/remote-$r.json"; move in entries "$WORK/local-$r.json"; fi
+done
+move in table-files "$WORK/files.json"
+move cross table-files "$WORK/remote-files.json"
+
+# Servers for the pause moves.
+cp -r "$WORK/a" "$WORK/a2"; cp -r "$WORK/empty" "$WORK/c"
 SRC=$(serve "$WORK/a2" src)
 DST=$(serve "$WORK/c" dst)
-"$SHARDCTL" migrate --from "$SRC" --to "$DST" --shard 1 --bulk-transfer entries --token-file "$WORK/token" --json > "$WORK/remote.json"
-SRC2=$(serve "$WORK/a4" src2)
-DST2=$(serve "$WORK/d" dst2)
-"$SHARDCTL" migrate --from "$SRC2" --to "$DST2" --shard 1 --bulk-transfer table-files --token-file "$WORK/token" --json > "$WORK/remote-files.json"
 
 # Cutover pauses: move slices of shard 0 across, one at a time (each move has
 # its own fence, drain and two commits over the network).
@@ -72,26 +88,29 @@ for i in $(seq 0 $((PAUSE_MOVES - 1))); do
         "$WORK/move.json" "$WORK/shard" >> "$WORK/pauses"
 done
 
-python3 - "$WORK/local.json" "$WORK/remote.json" "$WORK/pauses" "$WORK/files.json" "$WORK/remote-files.json" <<'PY'
-import json, sys
-local, remote = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-files, remote_files = json.load(open(sys.argv[4])), json.load(open(sys.argv[5]))
-pauses = sorted(float(x) for x in open(sys.argv[3]).read().split())
+python3 - "$WORK" "$ROUNDS" <<'PY'
+import json, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+load = lambda name: json.load(open(f"{work}/{name}.json"))
+local = [load(f"local-{r}") for r in range(1, rounds + 1)]
+remote = [load(f"remote-{r}") for r in range(1, rounds + 1)]
+files, remote_files = load("files"), load("remote-files")
+pauses = sorted(float(x) for x in open(f"{work}/pauses").read().split())
 def rate(r): return r["bytesCopied"] / r["bulkSeconds"] / 1e6
 def pct(p): return pauses[min(len(pauses) - 1, max(0, int(round(p / 100 * len(pauses) + 0.4999)) - 1))]
+median = statistics.median
 print(json.dumps({
-    "bytesCopied": remote["bytesCopied"], "keysCopied": remote["keysCopied"],
-    "inProcess": {"bulkMBps": round(rate(local), 1), "bulkSeconds": local["bulkSeconds"], "pauseMs": local["pauseMilliseconds"]},
-    "crossProcess": {"bulkMBps": round(rate(remote), 1), "bulkSeconds": remote["bulkSeconds"], "pauseMs": remote["pauseMilliseconds"]},
-    "crossOverInProcess": round(rate(remote) / rate(local), 3),
+    "bytesCopied": remote[0]["bytesCopied"], "keysCopied": remote[0]["keysCopied"], "rounds": rounds,
+    # Medians over the rounds; the ratio is the median of each round's own ratio.
+    "inProcess": {"bulkMBps": round(median(map(rate, local)), 1), "perRound": [round(rate(r), 1) for r in local]},
+    "crossProcess": {"bulkMBps": round(median(map(rate, remote)), 1), "perRound": [round(rate(r), 1) for r in remote]},
+    "crossOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, remote)), 3),
     # The same shard as table files (bytes are the files' sizes): linked in one process, streamed across.
     "tableFiles": {
         "bytesCopied": files["bytesCopied"],
-        "inProcess": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"], "pauseMs": files["pauseMilliseconds"]},
-        "crossProcess": {"bulkMBps": round(rate(remote_files), 1), "bulkSeconds": remote_files["bulkSeconds"],
-                         "pauseMs": remote_files["pauseMilliseconds"]},
-        "crossOverInProcess": round(rate(remote_files) / rate(files), 3),
-        "crossProcessOverEntriesInProcess": round(local["bulkSeconds"] / remote_files["bulkSeconds"], 3),
+        "inProcess": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"]},
+        "crossProcess": {"bulkMBps": round(rate(remote_files), 1), "bulkSeconds": remote_files["bulkSeconds"]},
+        "crossProcessOverEntriesInProcess": round(median(r["bulkSeconds"] for r in local) / remote_files["bulkSeconds"], 3),
     },
     "cutoverPauseMs": {"moves": len(pauses), "p50": pct(50), "p99": pct(99), "max": pauses[-1]},
 }, indent=2))
