@@ -107,38 +107,7 @@ final class RemoteMigrationTests: XCTestCase {
     /// acknowledged key from a new snapshot, the catch-up from the first one, and
     /// every acknowledged write is on the target after the move.
     func testSourceRestartDuringBulkResumes() async throws {
-        let workspace = try Workspace("SourceRestart")
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
-                                 tokenFile: workspace.tokenFile, failpoints: "migration.source.bulk-chunk=kill@4")
-        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
-        let client = RoutingClient(workspace: workspace, peers: [a.address, b.address])
-        let writer = startWriter(client, via: a.address)
-        try await Task.sleep(for: .milliseconds(100))
-        let migrate = Task.detached {
-            try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
-                              "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536",
-                              "--bulk-transfer", "entries", "--json"])
-        }
-        XCTAssertTrue(a.waitForExit(timeout: 20), "the failure point did not fire")
-        try a.restart()
-        let result = try await migrate.value
-        XCTAssertEqual(result.status, 0, result.stderr)
-        try await Task.sleep(for: .milliseconds(100))  // writes after the cutover land on the target
-        writer.cancel()
-        _ = await writer.value
-
-        let source = try workspace.client(a.address), target = try workspace.client(b.address)
-        try await assertOwnership([source, target])
-        let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }.count
-        XCTAssertEqual(targetShards, 1)
-        var expected = await client.acknowledged
-        for i in 0..<8000 where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 400) }
-        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
-        await client.close()
-        await source.close()
-        await target.close()
-        XCTAssertEqual(a.terminate(), 0)
-        XCTAssertEqual(b.terminate(), 0)
+        try await assertBulkSurvivesRestart(of: "source", at: "migration.source.bulk-chunk=kill@4")
     }
 
     /// The target dies (kill -9) while bulk chunks stream to it, some sent and
@@ -146,11 +115,18 @@ final class RemoteMigrationTests: XCTestCase {
     /// new stream sends the unacknowledged chunks again (applying one twice is
     /// harmless) and the move completes with every acknowledged write on the target.
     func testTargetRestartDuringBulkStreamResumes() async throws {
-        let workspace = try Workspace("TargetRestart")
+        try await assertBulkSurvivesRestart(of: "target", at: "migration.target.bulk-chunk=kill@5")
+    }
+
+    /// Moves shard 0 as entries under load while `side` is killed at `failpoint`
+    /// and restarted; the one `shardctl migrate` (retrying) must complete with one
+    /// new shard on the target and every acknowledged write readable.
+    private func assertBulkSurvivesRestart(of side: String, at failpoint: String) async throws {
+        let workspace = try Workspace(side == "source" ? "SourceRestart" : "TargetRestart")
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
-                                 tokenFile: workspace.tokenFile)
+                                 tokenFile: workspace.tokenFile, failpoints: side == "source" ? failpoint : nil)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
-                                 failpoints: "migration.target.bulk-chunk=kill@5")
+                                 failpoints: side == "target" ? failpoint : nil)
         let client = RoutingClient(workspace: workspace, peers: [a.address, b.address])
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
@@ -159,8 +135,9 @@ final class RemoteMigrationTests: XCTestCase {
                               "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536",
                               "--bulk-transfer", "entries", "--json"])
         }
-        XCTAssertTrue(b.waitForExit(timeout: 20), "the failure point did not fire")
-        try b.restart()
+        let victim = side == "source" ? a : b
+        XCTAssertTrue(victim.waitForExit(timeout: 20), "the failure point did not fire")
+        try victim.restart()
         let result = try await migrate.value
         XCTAssertEqual(result.status, 0, result.stderr)
         let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
@@ -171,6 +148,8 @@ final class RemoteMigrationTests: XCTestCase {
 
         let source = try workspace.client(a.address), target = try workspace.client(b.address)
         try await assertOwnership([source, target])
+        let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }.count
+        XCTAssertEqual(targetShards, 1)
         var expected = await client.acknowledged
         for i in 0..<8000 where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 400) }
         try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
