@@ -355,6 +355,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         while !state.value.finished {
             do {
                 try await retrying(what) {
+                    // What `next` threw may come back from the call as a transport error: never retried.
+                    if let failure = state.value.sourceFailure { throw SourceFailure(error: failure) }
                     let window = StreamWindow(limit: inFlight)
                     try await call({ writer in
                         var sent = 0
