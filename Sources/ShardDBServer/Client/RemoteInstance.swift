@@ -348,7 +348,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         call: @escaping @Sendable (_ producer: @escaping @Sendable (RPCWriter<Request>) async throws -> Void,
                                    _ onResponse: @escaping @Sendable (StreamingClientResponse<WireAck>) async throws -> Void)
             async throws -> Void,
-        unary: ((Item) async throws -> Void)? = nil
+        unary: @escaping @Sendable (Item) async throws -> Void
     ) async throws {
         let state = LockedValue(InOrderStream<Item>())
         let perStream = max(1, configuration.bulkChunksPerStream), inFlight = max(1, configuration.bulkInFlight)
@@ -405,14 +405,17 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             } catch let failure as SourceFailure {
                 throw failure.error
             } catch let error as RPCError where error.code == .unimplemented && state.value.sourceFailure == nil {
-                // A peer without the stream: one call per item, in order.
-                guard let unary else { throw error }
-                while true {
-                    var pending = state.update { $0.unacknowledged.first }
-                    if pending == nil { pending = try await nextUnlessExhausted(state, next) }
-                    guard let item = pending else { break }
+                // A peer without the stream: one call per item, in order, those already taken first.
+                let taken = state.update { state in
+                    defer { state.unacknowledged = [] }
+                    return state.unacknowledged
+                }
+                for item in taken {
                     try await unary(item)
-                    state.update { if !$0.unacknowledged.isEmpty { $0.unacknowledged.removeFirst() } }
+                    done(item)
+                }
+                while !state.value.exhausted, let item = try await next() {
+                    try await unary(item)
                     done(item)
                 }
                 return
@@ -421,16 +424,6 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 throw error
             }
         }
-    }
-
-    private func nextUnlessExhausted<Item>(_ state: LockedValue<InOrderStream<Item>>,
-                                           _ next: () async throws -> Item?) async throws -> Item? {
-        guard !state.value.exhausted else { return nil }
-        guard let item = try await next() else {
-            state.update { $0.exhausted = true }
-            return nil
-        }
-        return item
     }
 
     public func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool {
