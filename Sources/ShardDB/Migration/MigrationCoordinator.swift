@@ -28,6 +28,8 @@ public struct MigrationRequest: Sendable {
     public var cleanup = true
     /// How the bulk phase copies the data.
     public var bulkTransfer: BulkTransfer = .auto
+    /// Which way bulk entries travel between two other processes.
+    public var bulkRoute: BulkRoute = .direct
 
     public init(shard: Int, range: ShardRange? = nil, mergeInto: Int? = nil, id: String? = nil) {
         self.shard = shard
@@ -50,6 +52,17 @@ public enum BulkTransfer: String, Sendable, Codable, CaseIterable {
     /// migration in progress. Entries that expired but are not compacted away yet
     /// travel too (invisible; the target's compactions drop them).
     case tableFiles
+}
+
+/// Which way a bulk copy of entries travels when source and target are both
+/// in other processes than the coordinator (docs/TRANSPORT.md, "Direct bulk copy").
+public enum BulkRoute: String, Sendable, Codable, CaseIterable {
+    /// The target reads the chunks from the source itself
+    /// (``MigrationTarget/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``);
+    /// relayed when it cannot.
+    case direct
+    /// The coordinator reads each chunk from the source and sends it to the target.
+    case relay
 }
 
 /// Where a migration is, reported while it runs.
@@ -79,6 +92,10 @@ public struct MigrationReport: Sendable, Codable {
     public var finalSequence: UInt64
     /// How the bulk phase copied: `entries` or `tableFiles` (`entries` when it resumed done).
     public var bulkTransfer: BulkTransfer
+    /// How entries travelled between two other processes: `direct` (the target
+    /// pulled them from the source) or `relay` (through the coordinator); nil
+    /// when no entries were copied between two other processes.
+    public var bulkRoute: BulkRoute?
     public var bulkSeconds: Double
     public var catchUpSeconds: Double
     /// How long reads and writes of the range were held (fence to source commit).
@@ -153,10 +170,32 @@ public struct MigrationCoordinator: Sendable {
                         + "and a target that is not the source of a migration in progress)")
                 }
             }
-            if !resume.bulkDone && transfer == .entries {
+            var pulled = false
+            var relayAfter = resume.bulkResumeKey
+            if !resume.bulkDone && transfer == .entries && request.bulkRoute == .direct, let address = source.peerAddress {
+                // The target reads the chunks from the source itself: they cross the network once.
+                let copied = Mutex((state: state, after: relayAfter))
+                pulled = try await target.pullBulk(plan, fromSourceAt: address, after: relayAfter,
+                                                   maxBytes: request.bulkChunkBytes) { chunk in
+                    var now = copied.withLock { copied in
+                        copied.state.keysCopied += chunk.keys
+                        copied.state.bytesCopied += chunk.bytes
+                        copied.after = chunk.lastKey ?? copied.after
+                        return copied.state
+                    }
+                    now.elapsedSeconds = Date().timeIntervalSince(started)
+                    progress(now)
+                }
+                (state, relayAfter) = copied.withLock { $0 }
+                if !pulled {
+                    // Possibly after some pulled chunks (the source became unreachable from the target).
+                    logger.info("bulk copy relayed: the target cannot pull from \(address)", metadata: ["id": "\(plan.id)"])
+                }
+            }
+            if !resume.bulkDone && transfer == .entries && !pulled {
                 // The target pulls the chunks: in-process it writes chunk n while the
                 // source reads n+1; across processes a few more are in flight.
-                let reader = BulkChunkReader(source: source, plan: plan, after: resume.bulkResumeKey,
+                let reader = BulkChunkReader(source: source, plan: plan, after: relayAfter,
                                              maxBytes: request.bulkChunkBytes)
                 let copied = Mutex(state)
                 try await target.applyBulk(plan, chunks: { try await reader.next() }) { chunk in
@@ -171,6 +210,8 @@ public struct MigrationCoordinator: Sendable {
                 state = copied.withLock { $0 }
             }
             let bulkSeconds = Date().timeIntervalSince(bulkStart)
+            let route: BulkRoute? = pulled ? .direct
+                : !resume.bulkDone && transfer == .entries && source.peerAddress != nil ? .relay : nil
 
             // Catch-up.
             report(.catchUp)
@@ -227,7 +268,8 @@ public struct MigrationCoordinator: Sendable {
             return MigrationReport(
                 id: plan.id, sourceShard: plan.sourceShard, targetShard: plan.targetShard, range: "\(plan.range)",
                 keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
-                snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer, bulkSeconds: bulkSeconds,
+                snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer,
+                bulkRoute: route, bulkSeconds: bulkSeconds,
                 catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
         } catch {
             if targetCommitted {

@@ -204,6 +204,11 @@ public protocol MigrationSource: Sendable {
     /// Removes the moved range's data from the source.
     func cleanupOutgoing(_ plan: MigrationPlan) async throws
     func migrationEntry(_ id: String) async throws -> MigrationJournalEntry?
+    /// Where a target in another process can reach this source itself (the
+    /// address this process reached it at), so that it pulls the bulk copy
+    /// directly (``MigrationTarget/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``);
+    /// nil when only this process can reach it.
+    var peerAddress: String? { get }
 }
 
 /// The target side of a migration.
@@ -236,6 +241,16 @@ public protocol MigrationTarget: Sendable {
     /// written. Pipelined as ``applyBulk(_:chunks:applied:)``.
     func writeTableFiles(_ plan: MigrationPlan, pieces next: @escaping @Sendable () async throws -> TableFilePiece?,
                          written: @escaping @Sendable (TableFilePiece) -> Void) async throws
+    /// Copies the bulk phase's entries after `after` straight from the source at
+    /// `address` (``MigrationSource/peerAddress``), which this target reaches
+    /// and authenticates to with credentials of its own, calling `applied` with
+    /// each chunk once it is applied; the entries then cross the network once
+    /// instead of passing through the coordinator. Returns false, having copied
+    /// nothing, when this target cannot do so (not another process, no
+    /// credentials for peers, the source unreachable from it, or a server that
+    /// predates this call): the coordinator then relays the chunks.
+    func pullBulk(_ plan: MigrationPlan, fromSourceAt address: String, after: [UInt8]?, maxBytes: Int,
+                  applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool
     func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws
     /// Makes what is staged durable ahead of the cutover, so the commit's own
     /// durable write has little left to sync.
@@ -250,11 +265,32 @@ public protocol MigrationTarget: Sendable {
 extension MigrationSource {
     /// Default: nothing to prepare (the cutover then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
+    /// Default: nil (an engine in this process: no target elsewhere can reach it).
+    public var peerAddress: String? { nil }
 }
 
 extension MigrationTarget {
     /// Default: nothing to prepare (the commit then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
+    /// Default: false (the coordinator relays the chunks).
+    public func pullBulk(_ plan: MigrationPlan, fromSourceAt address: String, after: [UInt8]?, maxBytes: Int,
+                         applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool { false }
+}
+
+/// One bulk chunk a target pulled from the source and applied (durable there).
+public struct BulkPullProgress: Sendable, Equatable {
+    public var keys: Int
+    public var bytes: Int
+    /// The last stored key the chunk covered; a new pull resumes after it.
+    public var lastKey: [UInt8]?
+    public var done: Bool
+
+    public init(keys: Int, bytes: Int, lastKey: [UInt8]?, done: Bool) {
+        self.keys = keys
+        self.bytes = bytes
+        self.lastKey = lastKey
+        self.done = done
+    }
 }
 
 /// In-memory state of migrations this engine takes part in.

@@ -302,6 +302,49 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         }, unary: { try await self.applyBulk(plan, $0) })
     }
 
+    /// The address this client reaches the instance at, for a target that pulls the bulk copy itself.
+    public var peerAddress: String? { address.description }
+
+    /// Asks the instance to pull the bulk copy from the source at `address`
+    /// itself, in calls of ``Configuration/bulkChunksPerStream`` chunks, each
+    /// call resuming after the last key the previous one reported. False when
+    /// the instance cannot (no credentials for peers, the source unreachable or
+    /// refusing it, a server without the call), possibly after some chunks:
+    /// `applied` has reported those, and the coordinator relays from there.
+    public func pullBulk(_ plan: MigrationPlan, fromSourceAt address: String, after: [UInt8]?, maxBytes: Int,
+                         applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool {
+        let position = LockedValue<(after: [UInt8]?, done: Bool)>((after, false))
+        let wirePlan = WireMigrationPlan(plan)
+        do {
+            while !position.value.done {
+                try await retrying("pullBulk") {
+                    var request = WirePullBulkRequest()
+                    request.plan = wirePlan
+                    request.sourceAddress = address
+                    if let after = position.value.after { request.after = Data(after) }
+                    request.maxChunkBytes = UInt32(clamping: maxBytes)
+                    request.maxChunks = UInt32(configuration.bulkChunksPerStream)
+                    try await stub.pullBulk(request, options: options) { response in
+                        for try await message in response.messages {
+                            let chunk = BulkPullProgress(keys: Int(message.keys), bytes: Int(message.bytes),
+                                                         lastKey: message.hasLastKey ? [UInt8](message.lastKey) : nil,
+                                                         done: message.done)
+                            position.update { position in
+                                position.after = chunk.lastKey ?? position.after
+                                position.done = chunk.done
+                            }
+                            applied(chunk)
+                        }
+                    }
+                }
+            }
+            return true
+        } catch let error as RPCError where error.code == .unimplemented || error.code == .failedPrecondition {
+            // Engine errors arrive as ShardDBError: an RPCError here is the transport's answer.
+            return false
+        }
+    }
+
     public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws {
         let request = Self.writeTableFileRequest(WireMigrationPlan(plan), TableFilePiece(name: name, offset: offset, data: data))
         do {

@@ -246,6 +246,19 @@ internal enum WireShardInstance: Sendable {
                 type: .bidirectionalStreaming
             )
         }
+        /// Namespace for "PullBulk" metadata.
+        internal enum PullBulk: Sendable {
+            /// Request type for "PullBulk".
+            internal typealias Input = WirePullBulkRequest
+            /// Response type for "PullBulk".
+            internal typealias Output = WirePullBulkProgress
+            /// Descriptor for "PullBulk".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "PullBulk",
+                type: .serverStreaming
+            )
+        }
         /// Namespace for "WriteTableFile" metadata.
         internal enum WriteTableFile: Sendable {
             /// Request type for "WriteTableFile".
@@ -382,6 +395,7 @@ internal enum WireShardInstance: Sendable {
             PrepareIncoming.descriptor,
             ApplyBulk.descriptor,
             ApplyBulkStream.descriptor,
+            PullBulk.descriptor,
             WriteTableFile.descriptor,
             WriteTableFileStream.descriptor,
             ImportTableFiles.descriptor,
@@ -680,6 +694,26 @@ extension WireShardInstance {
             request: GRPCCore.StreamingServerRequest<WireApplyBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
+        /// Handle the "PullBulk" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+        /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+        /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WirePullBulkRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WirePullBulkProgress` messages.
+        func pullBulk(
+            request: GRPCCore.StreamingServerRequest<WirePullBulkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress>
 
         /// Handle the "WriteTableFile" method.
         ///
@@ -1087,6 +1121,26 @@ extension WireShardInstance {
             request: GRPCCore.StreamingServerRequest<WireApplyBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireAck>
+
+        /// Handle the "PullBulk" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+        /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+        /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePullBulkRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WirePullBulkProgress` messages.
+        func pullBulk(
+            request: GRPCCore.ServerRequest<WirePullBulkRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress>
 
         /// Handle the "WriteTableFile" method.
         ///
@@ -1496,6 +1550,27 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws
 
+        /// Handle the "PullBulk" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+        /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+        /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+        ///
+        /// - Parameters:
+        ///   - request: A `WirePullBulkRequest` message.
+        ///   - response: A response stream of `WirePullBulkProgress` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func pullBulk(
+            request: WirePullBulkRequest,
+            response: GRPCCore.RPCWriter<WirePullBulkProgress>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
         /// Handle the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -1825,6 +1900,17 @@ extension WireShardInstance.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: WireShardInstance.Method.PullBulk.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WirePullBulkRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WirePullBulkProgress>(),
+            handler: { request, context in
+                try await self.pullBulk(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: WireShardInstance.Method.WriteTableFile.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireWriteTableFileRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
@@ -2103,6 +2189,17 @@ extension WireShardInstance.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    internal func pullBulk(
+        request: GRPCCore.StreamingServerRequest<WirePullBulkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress> {
+        let response = try await self.pullBulk(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 
     internal func writeTableFile(
@@ -2422,6 +2519,23 @@ extension WireShardInstance.SimpleServiceProtocol {
             producer: { writer in
                 try await self.applyBulkStream(
                     request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    internal func pullBulk(
+        request: GRPCCore.ServerRequest<WirePullBulkRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress> {
+        return GRPCCore.StreamingServerResponse<WirePullBulkProgress>(
+            metadata: [:],
+            producer: { writer in
+                try await self.pullBulk(
+                    request: request.message,
                     response: writer,
                     context: context
                 )
@@ -2908,6 +3022,31 @@ extension WireShardInstance {
             deserializer: some GRPCCore.MessageDeserializer<WireAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PullBulk" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+        /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+        /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePullBulkRequest` message.
+        ///   - serializer: A serializer for `WirePullBulkRequest` messages.
+        ///   - deserializer: A deserializer for `WirePullBulkProgress` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func pullBulk<Result>(
+            request: GRPCCore.ClientRequest<WirePullBulkRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePullBulkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WirePullBulkProgress>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullBulkProgress>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "WriteTableFile" method.
@@ -3636,6 +3775,40 @@ extension WireShardInstance {
             )
         }
 
+        /// Call the "PullBulk" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+        /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+        /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePullBulkRequest` message.
+        ///   - serializer: A serializer for `WirePullBulkRequest` messages.
+        ///   - deserializer: A deserializer for `WirePullBulkProgress` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func pullBulk<Result>(
+            request: GRPCCore.ClientRequest<WirePullBulkRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePullBulkRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WirePullBulkProgress>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullBulkProgress>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: WireShardInstance.Method.PullBulk.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -4352,6 +4525,35 @@ extension WireShardInstance.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<WireApplyBulkRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PullBulk" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+    /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+    /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WirePullBulkRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func pullBulk<Result>(
+        request: GRPCCore.ClientRequest<WirePullBulkRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullBulkProgress>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.pullBulk(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WirePullBulkRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WirePullBulkProgress>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5095,6 +5297,39 @@ extension WireShardInstance.ClientProtocol {
             producer: producer
         )
         return try await self.applyBulkStream(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PullBulk" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The bulk copy pulled by the target from the source (PullBulkRequest);
+    /// > FAILED_PRECONDITION when it cannot reach or authenticate to the source
+    /// > (the coordinator then relays the chunks with ReadBulk and ApplyBulkStream).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func pullBulk<Result>(
+        _ message: WirePullBulkRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullBulkProgress>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WirePullBulkRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.pullBulk(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -501,6 +501,83 @@ nonisolated struct WireReadBulkRequest: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// The target copies the bulk phase itself: it connects to the source at
+/// `source_address` with its own credentials and applies the chunks it reads
+/// there, so the entries do not pass through the coordinator's process.
+nonisolated struct WirePullBulkRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var plan: WireMigrationPlan {
+    get {_storage._plan ?? WireMigrationPlan()}
+    set {_uniqueStorage()._plan = newValue}
+  }
+  /// Returns true if `plan` has been explicitly set.
+  var hasPlan: Bool {_storage._plan != nil}
+  /// Clears the value of `plan`. Subsequent reads from it will return its default value.
+  mutating func clearPlan() {_uniqueStorage()._plan = nil}
+
+  var sourceAddress: String {
+    get {_storage._sourceAddress}
+    set {_uniqueStorage()._sourceAddress = newValue}
+  }
+
+  var after: Data {
+    get {_storage._after ?? Data()}
+    set {_uniqueStorage()._after = newValue}
+  }
+  /// Returns true if `after` has been explicitly set.
+  var hasAfter: Bool {_storage._after != nil}
+  /// Clears the value of `after`. Subsequent reads from it will return its default value.
+  mutating func clearAfter() {_uniqueStorage()._after = nil}
+
+  var maxChunkBytes: UInt32 {
+    get {_storage._maxChunkBytes}
+    set {_uniqueStorage()._maxChunkBytes = newValue}
+  }
+
+  /// Chunks per call; the coordinator calls again after the last key reported.
+  var maxChunks: UInt32 {
+    get {_storage._maxChunks}
+    set {_uniqueStorage()._maxChunks = newValue}
+  }
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One chunk applied (durable) on the target.
+nonisolated struct WirePullBulkProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var keys: UInt64 = 0
+
+  var bytes: UInt64 = 0
+
+  var lastKey: Data {
+    get {_lastKey ?? Data()}
+    set {_lastKey = newValue}
+  }
+  /// Returns true if `lastKey` has been explicitly set.
+  var hasLastKey: Bool {self._lastKey != nil}
+  /// Clears the value of `lastKey`. Subsequent reads from it will return its default value.
+  mutating func clearLastKey() {self._lastKey = nil}
+
+  var done: Bool = false
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _lastKey: Data? = nil
+}
+
 /// Entries packed: `data` is key0 value0 key1 value1 ..., cut by the lengths.
 nonisolated struct WireBulkChunk: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1760,6 +1837,153 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PullBulkRequest"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0")
+
+  fileprivate class _StorageClass {
+    var _plan: WireMigrationPlan? = nil
+    var _sourceAddress: String = String()
+    var _after: Data? = nil
+    var _maxChunkBytes: UInt32 = 0
+    var _maxChunks: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _plan = source._plan
+      _sourceAddress = source._sourceAddress
+      _after = source._after
+      _maxChunkBytes = source._maxChunkBytes
+      _maxChunks = source._maxChunks
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._plan) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._sourceAddress) }()
+        case 3: try { try decoder.decodeSingularBytesField(value: &_storage._after) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunks) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._plan {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._sourceAddress.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sourceAddress, fieldNumber: 2)
+      }
+      try { if let v = _storage._after {
+        try visitor.visitSingularBytesField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._maxChunkBytes != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxChunkBytes, fieldNumber: 4)
+      }
+      if _storage._maxChunks != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxChunks, fieldNumber: 5)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: WirePullBulkRequest, rhs: WirePullBulkRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._plan != rhs_storage._plan {return false}
+        if _storage._sourceAddress != rhs_storage._sourceAddress {return false}
+        if _storage._after != rhs_storage._after {return false}
+        if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
+        if _storage._maxChunks != rhs_storage._maxChunks {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PullBulkProgress"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0\u{1}bytes\0\u{3}last_key\0\u{1}done\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.keys) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self._lastKey) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.keys != 0 {
+      try visitor.visitSingularUInt64Field(value: self.keys, fieldNumber: 1)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 2)
+    }
+    try { if let v = self._lastKey {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 3)
+    } }()
+    if self.done != false {
+      try visitor.visitSingularBoolField(value: self.done, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: WirePullBulkProgress, rhs: WirePullBulkProgress) -> Bool {
+    if lhs.keys != rhs.keys {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs._lastKey != rhs._lastKey {return false}
+    if lhs.done != rhs.done {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

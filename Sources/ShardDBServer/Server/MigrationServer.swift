@@ -30,14 +30,22 @@ public final class MigrationServer: Sendable {
         public var advertisedAddress: String?
         /// Caps the bytes per second of bulk copies read from this instance.
         public var bulkRateLimit: ByteRate?
+        /// How this instance, as a migration target, authenticates to the source
+        /// to pull a bulk copy itself. By default the server's own secret over
+        /// plaintext (the peers of one deployment share it) when it serves
+        /// without TLS, and none with TLS; without credentials the coordinator
+        /// relays the chunks.
+        public var peers: PeerCredentials?
 
         public init(listen: InstanceAddress = InstanceAddress(host: "127.0.0.1", port: 0), secret: SharedSecret?,
-                    tls: ServerTLS? = nil, advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil) {
+                    tls: ServerTLS? = nil, advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil,
+                    peers: PeerCredentials? = nil) {
             self.listen = listen
             self.secret = secret
             self.tls = tls
             self.advertisedAddress = advertisedAddress
             self.bulkRateLimit = bulkRateLimit
+            self.peers = peers ?? (tls == nil ? secret.map { PeerCredentials(secret: $0) } : nil)
         }
     }
 
@@ -66,7 +74,8 @@ public final class MigrationServer: Sendable {
             })
         let location = self.location
         let service = ShardInstanceService(engine: engine, location: { location.value },
-                                           rateLimiter: configuration.bulkRateLimit.map(BulkRateLimiter.init))
+                                           rateLimiter: configuration.bulkRateLimit.map(BulkRateLimiter.init),
+                                           peers: configuration.peers)
         server = GRPCServer(transport: transport, services: [service], interceptors: [
             CallAuthentication(secret: configuration.secret,
                                verifiesClientCertificates: configuration.tls?.clientCertificateAuthority != nil),

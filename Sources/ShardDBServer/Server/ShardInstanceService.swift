@@ -11,13 +11,16 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
     /// What `describe` reports as the instance's location (the server's address).
     let location: @Sendable () -> String
     let rateLimiter: BulkRateLimiter?
+    /// How this instance authenticates to a source it pulls a bulk copy from; nil: it does not pull.
+    let peers: PeerCredentials?
+    let pullGate = PullGate()
 
     /// Runs `body` on a blocking thread, turning engine errors into RPC errors.
     private func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         do { return try await blocking(body) } catch { throw ErrorMapping.rpcError(error) }
     }
 
-    private func plan(_ wire: WireMigrationPlan) throws -> MigrationPlan {
+    func plan(_ wire: WireMigrationPlan) throws -> MigrationPlan {
         do { return try wire.decoded() } catch { throw ErrorMapping.rpcError(error) }
     }
 

@@ -41,6 +41,9 @@ struct Migrate: AsyncParsableCommand {
     @Option(name: .customLong("bulk-transfer"),
             help: "How the bulk phase copies: auto (a whole shard as its table files when it can, else entries), entries, or table-files (fail if it cannot).")
     var bulkTransfer: BulkTransferArgument = .auto
+    @Option(name: .customLong("bulk-route"),
+            help: "Between two servers, how entries travel: direct (the target reads them from the source itself, relayed when it cannot) or relay (through this process).")
+    var bulkRoute: BulkRoute = .direct
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var remote: RemoteOptions
 
@@ -68,6 +71,7 @@ struct Migrate: AsyncParsableCommand {
             request.onConflict = onConflict
             request.bulkChunkBytes = max(4096, bulkChunkBytes)
             request.bulkTransfer = bulkTransfer.transfer
+            request.bulkRoute = bulkRoute
             var coordinator = MigrationCoordinator(source: source.endpoint, target: target.endpoint)
             coordinator.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
             let report = try await coordinator.migrate(request) { p in
@@ -81,7 +85,9 @@ struct Migrate: AsyncParsableCommand {
                 print("migrated \(report.range) of shard \(report.sourceShard) to shard \(report.targetShard) of \(to)")
                 print(String(format: "copied %d keys (%@) as %@ in %.2f s, applied %d changes in %.2f s catch-up; write pause %.2f ms",
                              report.keysCopied, formatBytes(report.bytesCopied),
-                             report.bulkTransfer == .tableFiles ? "table files" : "entries", report.bulkSeconds, report.changesApplied,
+                             report.bulkTransfer == .tableFiles ? "table files"
+                                 : report.bulkRoute.map { "entries (\($0.rawValue))" } ?? "entries",
+                             report.bulkSeconds, report.changesApplied,
                              report.catchUpSeconds, report.pauseMilliseconds))
             }
             await source.close()
@@ -124,6 +130,7 @@ func formatBytes(_ bytes: Int) -> String {
 }
 
 extension MigrationConflictPolicy: ExpressibleByArgument {}
+extension BulkRoute: ExpressibleByArgument {}
 
 /// `--bulk-transfer` values.
 enum BulkTransferArgument: String, ExpressibleByArgument, CaseIterable {
