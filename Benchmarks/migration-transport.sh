@@ -5,9 +5,12 @@
 #
 # Two ways to move the whole shard, each in one process and across three:
 # entries (--bulk-transfer entries: read, sent, written; crossOverInProcess
-# compares the same work, in ROUNDS alternating pairs on fresh copies), and
-# table files (the default: hard-linked into a target in the same process,
-# streamed to one in another process).
+# compares the same work, in ROUNDS rounds of one move each way on fresh
+# copies, the order rotating), and table files (the default: hard-linked into a
+# target in the same process, streamed to one in another process). Across
+# processes, entries go direct (the target pulls them from the source: the
+# default) and, for comparison, relayed through the coordinator
+# (--bulk-route relay: relayOverInProcess).
 #
 #   SHARDCTL=.build/release/shardctl KEYS=400000 VALUE_BYTES=1000 ROUNDS=5 Benchmarks/migration-transport.sh
 set -euo pipefail
@@ -55,7 +58,7 @@ stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null 
 # One move of shard 1 (TRANSFER: entries or table-files) on fresh copies: in one
 # process (both directories opened by one shardctl), or across three (two
 # servers, the coordinator in a third).
-move() {  # WHERE TRANSFER OUT
+move() {  # WHERE(in|direct|relay) TRANSFER OUT
     local from="$WORK/from" to="$WORK/to"
     rm -rf "$from" "$to"; cp -r "$WORK/a" "$from"; cp -r "$WORK/empty" "$to"
     if [ "$1" = in ]; then
@@ -63,19 +66,28 @@ move() {  # WHERE TRANSFER OUT
     else
         local src dst
         src=$(serve "$from" src); dst=$(serve "$to" dst)
-        "$SHARDCTL" migrate --from "$src" --to "$dst" --shard 1 --bulk-transfer "$2" --token-file "$WORK/token" --json > "$3"
+        "$SHARDCTL" migrate --from "$src" --to "$dst" --shard 1 --bulk-transfer "$2" --bulk-route "$1" \
+            --token-file "$WORK/token" --json > "$3"
         stop src; stop dst
     fi
 }
 
-# Entries in ROUNDS pairs, the order swapped every round (the ratio is the
-# median of the pairs' ratios: this machine's speed drifts between runs).
+# Entries in ROUNDS rounds of one move each way, the order rotating every
+# round (the ratios are medians of each round's own ratio: this machine's
+# speed drifts between runs).
 for r in $(seq 1 "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then move in entries "$WORK/local-$r.json"; move cross entries "$WORK/remote-$r.json"
-    else move cross entries "$WORK/remote-$r.json"; move in entries "$WORK/local-$r.json"; fi
+    case $((r % 3)) in
+        1) order="in direct relay" ;;
+        2) order="direct relay in" ;;
+        0) order="relay in direct" ;;
+    esac
+    for where in $order; do
+        case $where in in) out=local ;; direct) out=remote ;; relay) out=relay ;; esac
+        move "$where" entries "$WORK/$out-$r.json"
+    done
 done
 move in table-files "$WORK/files.json"
-move cross table-files "$WORK/remote-files.json"
+move direct table-files "$WORK/remote-files.json"
 
 # Servers for the pause moves.
 cp -r "$WORK/a" "$WORK/a2"; cp -r "$WORK/empty" "$WORK/c"
@@ -100,6 +112,8 @@ work, rounds = sys.argv[1], int(sys.argv[2])
 load = lambda name: json.load(open(f"{work}/{name}.json"))
 local = [load(f"local-{r}") for r in range(1, rounds + 1)]
 remote = [load(f"remote-{r}") for r in range(1, rounds + 1)]
+relay = [load(f"relay-{r}") for r in range(1, rounds + 1)]
+assert all(r.get("bulkRoute") == "direct" for r in remote), [r.get("bulkRoute") for r in remote]
 files, remote_files = load("files"), load("remote-files")
 pauses = sorted(float(x) for x in open(f"{work}/pauses").read().split())
 def rate(r): return r["bytesCopied"] / r["bulkSeconds"] / 1e6
@@ -111,6 +125,8 @@ print(json.dumps({
     "inProcess": {"bulkMBps": round(median(map(rate, local)), 1), "perRound": [round(rate(r), 1) for r in local]},
     "crossProcess": {"bulkMBps": round(median(map(rate, remote)), 1), "perRound": [round(rate(r), 1) for r in remote]},
     "crossOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, remote)), 3),
+    "relayed": {"bulkMBps": round(median(map(rate, relay)), 1), "perRound": [round(rate(r), 1) for r in relay]},
+    "relayOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, relay)), 3),
     # The same shard as table files (bytes are the files' sizes): linked in one process, streamed across.
     "tableFiles": {
         "bytesCopied": files["bytesCopied"],

@@ -23,6 +23,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-ca"), help: "Require client certificates signed by this CA (PEM); needs --tls-cert.") var tlsCA: String?
     @Option(name: .customLong("rate-limit"), help: "Cap on bulk-copy bytes read from this instance, e.g. 200MB/s.") var rateLimit: String?
     @Option(help: "HOST:PORT peers should record for this instance (default: the bound address).") var advertise: String?
+    @Option(name: .customLong("peer-token-file"),
+            help: "Secret this instance presents when, as a migration target, it pulls a bulk copy from the source itself (default: --token-file when serving without TLS; without one the coordinator relays the copy).")
+    var peerTokenFile: String?
 
     func run() async throws {
         let (configuration, engine) = try failing { () throws -> (MigrationServer.Configuration, ShardEngine) in
@@ -41,7 +44,8 @@ struct Serve: AsyncParsableCommand {
             let tls = try tlsCert.map { try ServerTLS(certificateChain: $0, privateKey: tlsKey!, clientCertificateAuthority: tlsCA) }
             let configuration = MigrationServer.Configuration(
                 listen: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls, advertisedAddress: advertise,
-                bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) })
+                bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) },
+                peers: try peerTokenFile.map { PeerCredentials(secret: try SharedSecret(contentsOf: $0)) })
             return (configuration, try ShardEngine.open(at: instance.directory, options: instance.engineOptions()))
         }
         let server = MigrationServer(engine: engine, configuration: configuration)
