@@ -1,6 +1,6 @@
 import Foundation
 import ShardDB
-import ShardDBServer
+@testable import ShardDBServer
 import XCTest
 
 /// The direct bulk copy between two `shardctl serve` processes: the target
@@ -119,6 +119,74 @@ final class DirectBulkTests: XCTestCase {
         await target.close()
         await bystander.close()
         for process in [a, b, c] { XCTAssertEqual(process.terminate(), 0) }
+    }
+}
+
+extension DirectBulkTests {
+    /// A whole shard's table files, pulled by the target in several calls of two
+    /// 1 MiB pieces each (each call resuming where the previous one reported),
+    /// arrive whole: the import checks every size, and every value reads back.
+    func testTableFilesArePulledInSeveralCallsAndPieces() async throws {
+        let workspace = try Workspace("DirectTableFiles")
+        let dir = workspace.path("a")
+        var generator = SplitMix(seed: 11)
+        var expected: [String: String] = [:]
+        do {
+            let engine = try ShardEngine.create(at: dir, shards: 1)
+            defer { engine.close() }
+            let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+            for start in stride(from: 0, to: 16_000, by: 1000) {
+                try engine.write { batch in
+                    for i in start..<start + 1000 {
+                        // Random letters: snappy cannot shrink the files below several MiB.
+                        let value = String(decoding: (0..<400).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
+                        if i % 9 == 0 { expected["key-\(i)"] = value }
+                        try batch.put("key-\(i)", value)
+                    }
+                }
+            }
+            try engine.purgeExpired()  // flushed and compacted: the table files hold every key once
+        }
+        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let source = try workspace.client(a.address)
+        var configuration = RemoteInstance.Configuration()
+        configuration.bulkChunksPerStream = 2
+        configuration.retryWindow = .seconds(2)
+        let target = try RemoteInstance(address: b.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+
+        var request = MigrationRequest(shard: 0)
+        request.bulkTransfer = .tableFiles
+        request.bulkChunkBytes = 1 << 20
+        let report = try await MigrationCoordinator(source: source, target: target).migrate(request)
+        XCTAssertEqual(report.bulkTransfer, .tableFiles)
+        XCTAssertEqual(report.bulkRoute, .direct)
+        XCTAssertGreaterThan(report.bytesCopied, 5 << 20, "too small to need several calls")
+        XCTAssertEqual(report.keysCopied, 16_000)
+        for (key, value) in expected {
+            let stored = try await target.get(Array(key.utf8))
+            XCTAssertEqual(stored.map { String(decoding: $0, as: UTF8.self) }, value, key)
+        }
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
+    /// The pieces of one pull call: within the budget, file after file, resuming mid-file.
+    func testPullPiecesFollowFilesAndBudget() {
+        func file(_ name: String, _ size: UInt64) -> TableFile {
+            TableFile(directory: "", name: name, level: 6, smallestSequence: 0, largestSequence: 0, size: size,
+                      entries: 1, deletions: 0, rangeDeletions: 0)
+        }
+        let files = [file("000001.sst", 2500), file("000002.sst", 0), file("000003.sst", 1000)]
+        let all = ShardInstanceService.pieces(of: files, from: 0, at: 0, chunkBytes: 1000, budget: .max)
+        XCTAssertEqual(all.map { [$0.file, Int($0.offset), $0.length] },
+                       [[0, 0, 1000], [0, 1000, 1000], [0, 2000, 500], [2, 0, 1000]])
+        let budgeted = ShardInstanceService.pieces(of: files, from: 0, at: 1500, chunkBytes: 1000, budget: 1200)
+        XCTAssertEqual(budgeted.map { [$0.file, Int($0.offset), $0.length] }, [[0, 1500, 1000], [2, 0, 200]])
+        XCTAssertTrue(ShardInstanceService.pieces(of: files, from: 2, at: 1000, chunkBytes: 1000, budget: 10).isEmpty)
+        XCTAssertTrue(ShardInstanceService.pieces(of: files, from: 3, at: 0, chunkBytes: 1000, budget: 10).isEmpty)
     }
 }
 

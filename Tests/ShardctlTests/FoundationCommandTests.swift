@@ -132,6 +132,30 @@ final class FoundationCommandTests: ShardctlTestCase {
         XCTAssertEqual(try exported(dir), [Array("session".utf8): Array("token".utf8)])
     }
 
+    /// A reader that went away (`shardctl get ... | head -c 5`) ends shardctl
+    /// quietly with status 141, as SIGPIPE ends a C tool: no trap, no backtrace.
+    func testClosedStandardOutputEndsQuietly() throws {
+        let dir = path("instance")
+        try shardctl(["init", dir])
+        try shardctl(["put", dir, "k", String(repeating: "v", count: 1000)])
+        for arguments in [["get", dir, "k"], ["get", dir, "k", "--json"], ["scan", dir]] {
+            let process = Process()
+            process.executableURL = try ShardctlProcess.executable
+            process.arguments = arguments
+            let output = Pipe(), errors = Pipe()
+            try output.fileHandleForReading.close()  // no reader: the first write fails (EPIPE)
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationReason, .exit, "\(arguments): \(stderr)")
+            XCTAssertEqual(process.terminationStatus, 141, "\(arguments): \(stderr)")
+            XCTAssertFalse(stderr.contains("Fatal error"), stderr)
+        }
+        XCTAssertEqual(try shardctl(["get", dir, "k"]).stdout.count, 1001, "nothing stored changed")
+    }
+
     func testScanFilters() throws {
         let dir = path("ranged")
         try shardctl(["init", dir, "--split-points", "g,n"])

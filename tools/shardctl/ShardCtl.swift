@@ -11,7 +11,8 @@ struct ShardCtl: AsyncParsableCommand {
             into shards (one column family per shard). Commands that open an instance need it not \
             to be open in another process.
 
-            Exit status: 0 on success; 1 when 'get' finds no value; 2 on any error (one line on stderr).
+            Exit status: 0 on success; 1 when 'get' finds no value; 2 on any error (one line on stderr); \
+            141 when the reader of its output went away (`shardctl scan DIR | head`).
             """,
         subcommands: [
             Init.self, Info.self, Put.self, Get.self, Delete.self, DeleteRange.self, Scan.self,

@@ -92,9 +92,9 @@ public struct MigrationReport: Sendable, Codable {
     public var finalSequence: UInt64
     /// How the bulk phase copied: `entries` or `tableFiles` (`entries` when it resumed done).
     public var bulkTransfer: BulkTransfer
-    /// How entries travelled between two other processes: `direct` (the target
-    /// pulled them from the source) or `relay` (through the coordinator); nil
-    /// when no entries were copied between two other processes.
+    /// How the bulk copy travelled between two other processes: `direct` (the
+    /// target pulled the entries or table files from the source) or `relay`
+    /// (through the coordinator); nil when nothing was copied between two other processes.
     public var bulkRoute: BulkRoute?
     public var bulkSeconds: Double
     public var catchUpSeconds: Double
@@ -151,9 +151,10 @@ public struct MigrationCoordinator: Sendable {
             report(.bulkCopy)
             let bulkStart = Date()
             var transfer = BulkTransfer.entries
+            var route: BulkRoute?
             if !resume.bulkDone, request.bulkTransfer != .entries, resume.bulkResumeKey == nil {
                 let before = state
-                let copied = try await copyTableFiles(plan, chunkBytes: request.bulkChunkBytes) { sent in
+                let copied = try await copyTableFiles(plan, chunkBytes: request.bulkChunkBytes, route: request.bulkRoute) { sent in
                     var now = before
                     now.bytesCopied += sent
                     now.elapsedSeconds = Date().timeIntervalSince(started)
@@ -161,6 +162,7 @@ public struct MigrationCoordinator: Sendable {
                 }
                 if let copied {
                     transfer = .tableFiles
+                    route = copied.route
                     state.keysCopied += copied.keys
                     state.bytesCopied += copied.bytes
                     report(.bulkCopy)
@@ -210,8 +212,7 @@ public struct MigrationCoordinator: Sendable {
                 state = copied.withLock { $0 }
             }
             let bulkSeconds = Date().timeIntervalSince(bulkStart)
-            let route: BulkRoute? = pulled ? .direct
-                : !resume.bulkDone && transfer == .entries && source.peerAddress != nil ? .relay : nil
+            if transfer == .entries && !resume.bulkDone && source.peerAddress != nil { route = pulled ? .direct : .relay }
 
             // Catch-up.
             report(.catchUp)
@@ -295,14 +296,28 @@ public struct MigrationCoordinator: Sendable {
     /// this process) or after being sent in chunks of `chunkBytes` (`sent`
     /// reports the bytes so far). Nil when the move or the endpoints do not allow
     /// it, and nothing was imported.
-    func copyTableFiles(_ plan: MigrationPlan, chunkBytes: Int,
-                        sent: @escaping @Sendable (Int) -> Void) async throws -> (keys: Int, bytes: Int)? {
+    func copyTableFiles(_ plan: MigrationPlan, chunkBytes: Int, route requested: BulkRoute,
+                        sent: @escaping @Sendable (Int) -> Void) async throws -> (keys: Int, bytes: Int, route: BulkRoute?)? {
         guard case .newShard = plan.shape, plan.overlap == nil,
               let files = try await source.exportTableFiles(plan) else { return nil }
         let imported: Bool
+        var route: BulkRoute?
         do {
-            let offered = source.exportsLocalTableFiles && target.importsLocalTableFiles
-                ? files : try await sendTableFiles(plan, files, chunkBytes: chunkBytes, sent: sent)
+            let offered: [TableFile]
+            if source.exportsLocalTableFiles && target.importsLocalTableFiles {
+                offered = files
+            } else {
+                let total = Mutex(0)
+                if requested == .direct, let address = source.peerAddress,
+                   try await target.pullTableFiles(plan, files, fromSourceAt: address, chunkBytes: max(chunkBytes, 1 << 20),
+                                                   written: { piece in sent(total.withLock { $0 += piece; return $0 }) }) {
+                    route = .direct
+                    offered = Self.delivered(files)
+                } else {
+                    if source.peerAddress != nil { route = .relay }
+                    offered = try await sendTableFiles(plan, files, chunkBytes: chunkBytes, sent: sent)
+                }
+            }
             imported = try await target.importTableFiles(plan, offered)
         } catch let error as ShardDBError where error.code == .tableFilesUnsupported {
             logger.info("bulk copy as entries: \(error.message)", metadata: ["id": "\(plan.id)"])
@@ -317,7 +332,7 @@ public struct MigrationCoordinator: Sendable {
         guard imported else { return nil }
         logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
         return (keys: files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) },
-                bytes: files.reduce(0) { $0 + Int($1.size) })
+                bytes: files.reduce(0) { $0 + Int($1.size) }, route: route)
     }
 
     /// Copies each exported file to the target in pieces of `chunkBytes` (the
@@ -333,9 +348,14 @@ public struct MigrationCoordinator: Sendable {
                 return total
             })
         }
-        return files.map { file in
+        return Self.delivered(files)
+    }
+
+    /// The files as the target holds them once sent: no directory (their bytes are in its import folder).
+    private static func delivered(_ files: [TableFile]) -> [TableFile] {
+        files.map { file in
             var delivered = file
-            delivered.directory = ""  // its bytes are in the target's import folder
+            delivered.directory = ""
             return delivered
         }
     }

@@ -225,6 +225,14 @@ public protocol MigrationTarget: Sendable {
     /// Writes `data` at `offset` of a table file being sent for import (what
     /// followed `offset` before is dropped, so a retry from any offset is harmless).
     func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws
+    /// Copies the exported `files` straight from the source at `address`
+    /// (``MigrationSource/peerAddress``) with ``writeTableFile(_:name:offset:_:)``
+    /// semantics, calling `written` with the bytes of each piece once written, as
+    /// ``pullBulk(_:fromSourceAt:after:maxBytes:applied:)`` does for entries.
+    /// False when this target cannot (the coordinator then sends the files itself,
+    /// from their start).
+    func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
+                        written: @escaping @Sendable (Int) -> Void) async throws -> Bool
     /// True when this target can open paths of the source's export (an engine in this process).
     var importsLocalTableFiles: Bool { get }
     func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws
@@ -275,6 +283,9 @@ extension MigrationTarget {
     /// Default: false (the coordinator relays the chunks).
     public func pullBulk(_ plan: MigrationPlan, fromSourceAt address: String, after: [UInt8]?, maxBytes: Int,
                          applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool { false }
+    /// Default: false (the coordinator sends the files).
+    public func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
+                               written: @escaping @Sendable (Int) -> Void) async throws -> Bool { false }
 }
 
 /// One bulk chunk a target pulled from the source and applied (durable there).

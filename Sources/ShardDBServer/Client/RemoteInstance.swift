@@ -345,6 +345,41 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         }
     }
 
+    /// Asks the instance to copy the exported `files` from the source at
+    /// `address` itself, about 256 MiB per call, each call resuming at the
+    /// file and offset the previous one reported. False as for
+    /// ``pullBulk(_:fromSourceAt:after:maxBytes:applied:)``.
+    public func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
+                               written: @escaping @Sendable (Int) -> Void) async throws -> Bool {
+        guard !files.isEmpty else { return true }
+        let position = LockedValue<(file: UInt32, offset: UInt64, done: Bool)>((0, 0, false))
+        let wirePlan = WireMigrationPlan(plan)
+        let wireFiles = files.map(WireTableFileInfo.init)
+        let callBytes = UInt64(max(chunkBytes, 1) * configuration.bulkChunksPerStream)
+        do {
+            while !position.value.done {
+                try await retrying("pullTableFiles") {
+                    var request = WirePullTableFilesRequest()
+                    request.plan = wirePlan
+                    request.sourceAddress = address
+                    request.files = wireFiles
+                    (request.resumeFile, request.resumeOffset) = (position.value.file, position.value.offset)
+                    request.maxChunkBytes = UInt32(clamping: chunkBytes)
+                    request.maxCallBytes = callBytes
+                    try await stub.pullTableFiles(request, options: options) { response in
+                        for try await message in response.messages {
+                            position.value = (message.file, message.offset, message.done)
+                            if message.bytes > 0 { written(Int(message.bytes)) }
+                        }
+                    }
+                }
+            }
+            return true
+        } catch let error as RPCError where error.code == .unimplemented || error.code == .failedPrecondition {
+            return false
+        }
+    }
+
     public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws {
         let request = Self.writeTableFileRequest(WireMigrationPlan(plan), TableFilePiece(name: name, offset: offset, data: data))
         do {

@@ -259,6 +259,19 @@ internal enum WireShardInstance: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "PullTableFiles" metadata.
+        internal enum PullTableFiles: Sendable {
+            /// Request type for "PullTableFiles".
+            internal typealias Input = WirePullTableFilesRequest
+            /// Response type for "PullTableFiles".
+            internal typealias Output = WirePullTableFilesProgress
+            /// Descriptor for "PullTableFiles".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "sharddb.transport.v1.ShardInstance"),
+                method: "PullTableFiles",
+                type: .serverStreaming
+            )
+        }
         /// Namespace for "WriteTableFile" metadata.
         internal enum WriteTableFile: Sendable {
             /// Request type for "WriteTableFile".
@@ -396,6 +409,7 @@ internal enum WireShardInstance: Sendable {
             ApplyBulk.descriptor,
             ApplyBulkStream.descriptor,
             PullBulk.descriptor,
+            PullTableFiles.descriptor,
             WriteTableFile.descriptor,
             WriteTableFileStream.descriptor,
             ImportTableFiles.descriptor,
@@ -714,6 +728,24 @@ extension WireShardInstance {
             request: GRPCCore.StreamingServerRequest<WirePullBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress>
+
+        /// Handle the "PullTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same for the table files of a whole shard (ImportTableFiles follows).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WirePullTableFilesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WirePullTableFilesProgress` messages.
+        func pullTableFiles(
+            request: GRPCCore.StreamingServerRequest<WirePullTableFilesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WirePullTableFilesProgress>
 
         /// Handle the "WriteTableFile" method.
         ///
@@ -1141,6 +1173,24 @@ extension WireShardInstance {
             request: GRPCCore.ServerRequest<WirePullBulkRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress>
+
+        /// Handle the "PullTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same for the table files of a whole shard (ImportTableFiles follows).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePullTableFilesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WirePullTableFilesProgress` messages.
+        func pullTableFiles(
+            request: GRPCCore.ServerRequest<WirePullTableFilesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WirePullTableFilesProgress>
 
         /// Handle the "WriteTableFile" method.
         ///
@@ -1571,6 +1621,25 @@ extension WireShardInstance {
             context: GRPCCore.ServerContext
         ) async throws
 
+        /// Handle the "PullTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same for the table files of a whole shard (ImportTableFiles follows).
+        ///
+        /// - Parameters:
+        ///   - request: A `WirePullTableFilesRequest` message.
+        ///   - response: A response stream of `WirePullTableFilesProgress` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func pullTableFiles(
+            request: WirePullTableFilesRequest,
+            response: GRPCCore.RPCWriter<WirePullTableFilesProgress>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
         /// Handle the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -1911,6 +1980,17 @@ extension WireShardInstance.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: WireShardInstance.Method.PullTableFiles.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WirePullTableFilesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WirePullTableFilesProgress>(),
+            handler: { request, context in
+                try await self.pullTableFiles(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: WireShardInstance.Method.WriteTableFile.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireWriteTableFileRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<WireAck>(),
@@ -2196,6 +2276,17 @@ extension WireShardInstance.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<WirePullBulkProgress> {
         let response = try await self.pullBulk(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    internal func pullTableFiles(
+        request: GRPCCore.StreamingServerRequest<WirePullTableFilesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WirePullTableFilesProgress> {
+        let response = try await self.pullTableFiles(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2535,6 +2626,23 @@ extension WireShardInstance.SimpleServiceProtocol {
             metadata: [:],
             producer: { writer in
                 try await self.pullBulk(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    internal func pullTableFiles(
+        request: GRPCCore.ServerRequest<WirePullTableFilesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WirePullTableFilesProgress> {
+        return GRPCCore.StreamingServerResponse<WirePullTableFilesProgress>(
+            metadata: [:],
+            producer: { writer in
+                try await self.pullTableFiles(
                     request: request.message,
                     response: writer,
                     context: context
@@ -3047,6 +3155,29 @@ extension WireShardInstance {
             deserializer: some GRPCCore.MessageDeserializer<WirePullBulkProgress>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullBulkProgress>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PullTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same for the table files of a whole shard (ImportTableFiles follows).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePullTableFilesRequest` message.
+        ///   - serializer: A serializer for `WirePullTableFilesRequest` messages.
+        ///   - deserializer: A deserializer for `WirePullTableFilesProgress` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func pullTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WirePullTableFilesRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePullTableFilesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WirePullTableFilesProgress>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullTableFilesProgress>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "WriteTableFile" method.
@@ -3809,6 +3940,38 @@ extension WireShardInstance {
             )
         }
 
+        /// Call the "PullTableFiles" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same for the table files of a whole shard (ImportTableFiles follows).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WirePullTableFilesRequest` message.
+        ///   - serializer: A serializer for `WirePullTableFilesRequest` messages.
+        ///   - deserializer: A deserializer for `WirePullTableFilesProgress` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func pullTableFiles<Result>(
+            request: GRPCCore.ClientRequest<WirePullTableFilesRequest>,
+            serializer: some GRPCCore.MessageSerializer<WirePullTableFilesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WirePullTableFilesProgress>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullTableFilesProgress>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: WireShardInstance.Method.PullTableFiles.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "WriteTableFile" method.
         ///
         /// - Parameters:
@@ -4554,6 +4717,33 @@ extension WireShardInstance.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<WirePullBulkRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<WirePullBulkProgress>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PullTableFiles" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same for the table files of a whole shard (ImportTableFiles follows).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WirePullTableFilesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func pullTableFiles<Result>(
+        request: GRPCCore.ClientRequest<WirePullTableFilesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullTableFilesProgress>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.pullTableFiles(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WirePullTableFilesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WirePullTableFilesProgress>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5330,6 +5520,37 @@ extension WireShardInstance.ClientProtocol {
             metadata: metadata
         )
         return try await self.pullBulk(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PullTableFiles" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same for the table files of a whole shard (ImportTableFiles follows).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func pullTableFiles<Result>(
+        _ message: WirePullTableFilesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullTableFilesProgress>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WirePullTableFilesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.pullTableFiles(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -578,6 +578,80 @@ nonisolated struct WirePullBulkProgress: Sendable {
   fileprivate var _lastKey: Data? = nil
 }
 
+/// The target copies exported table files itself from the source at
+/// `source_address` (ReadTableFile there, written as WriteTableFile would),
+/// from `files[resume_file]` at `resume_offset`, about `max_call_bytes` per call.
+nonisolated struct WirePullTableFilesRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var plan: WireMigrationPlan {
+    get {_storage._plan ?? WireMigrationPlan()}
+    set {_uniqueStorage()._plan = newValue}
+  }
+  /// Returns true if `plan` has been explicitly set.
+  var hasPlan: Bool {_storage._plan != nil}
+  /// Clears the value of `plan`. Subsequent reads from it will return its default value.
+  mutating func clearPlan() {_uniqueStorage()._plan = nil}
+
+  var sourceAddress: String {
+    get {_storage._sourceAddress}
+    set {_uniqueStorage()._sourceAddress = newValue}
+  }
+
+  var files: [WireTableFileInfo] {
+    get {_storage._files}
+    set {_uniqueStorage()._files = newValue}
+  }
+
+  var resumeFile: UInt32 {
+    get {_storage._resumeFile}
+    set {_uniqueStorage()._resumeFile = newValue}
+  }
+
+  var resumeOffset: UInt64 {
+    get {_storage._resumeOffset}
+    set {_uniqueStorage()._resumeOffset = newValue}
+  }
+
+  var maxChunkBytes: UInt32 {
+    get {_storage._maxChunkBytes}
+    set {_uniqueStorage()._maxChunkBytes = newValue}
+  }
+
+  var maxCallBytes: UInt64 {
+    get {_storage._maxCallBytes}
+    set {_uniqueStorage()._maxCallBytes = newValue}
+  }
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A piece written (durable) on the target: `files[file]` holds its first
+/// `offset` bytes; `done` once every file is whole.
+nonisolated struct WirePullTableFilesProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var file: UInt32 = 0
+
+  var offset: UInt64 = 0
+
+  var bytes: UInt64 = 0
+
+  var done: Bool = false
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
 /// Entries packed: `data` is key0 value0 key1 value1 ..., cut by the lengths.
 nonisolated struct WireBulkChunk: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1983,6 +2057,163 @@ nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.keys != rhs.keys {return false}
     if lhs.bytes != rhs.bytes {return false}
     if lhs._lastKey != rhs._lastKey {return false}
+    if lhs.done != rhs.done {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PullTableFilesRequest"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}files\0\u{3}resume_file\0\u{3}resume_offset\0\u{3}max_chunk_bytes\0\u{3}max_call_bytes\0")
+
+  fileprivate class _StorageClass {
+    var _plan: WireMigrationPlan? = nil
+    var _sourceAddress: String = String()
+    var _files: [WireTableFileInfo] = []
+    var _resumeFile: UInt32 = 0
+    var _resumeOffset: UInt64 = 0
+    var _maxChunkBytes: UInt32 = 0
+    var _maxCallBytes: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _plan = source._plan
+      _sourceAddress = source._sourceAddress
+      _files = source._files
+      _resumeFile = source._resumeFile
+      _resumeOffset = source._resumeOffset
+      _maxChunkBytes = source._maxChunkBytes
+      _maxCallBytes = source._maxCallBytes
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._plan) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._sourceAddress) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._files) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._resumeFile) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._resumeOffset) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._maxCallBytes) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._plan {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._sourceAddress.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._sourceAddress, fieldNumber: 2)
+      }
+      if !_storage._files.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._files, fieldNumber: 3)
+      }
+      if _storage._resumeFile != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._resumeFile, fieldNumber: 4)
+      }
+      if _storage._resumeOffset != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._resumeOffset, fieldNumber: 5)
+      }
+      if _storage._maxChunkBytes != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxChunkBytes, fieldNumber: 6)
+      }
+      if _storage._maxCallBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._maxCallBytes, fieldNumber: 7)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: WirePullTableFilesRequest, rhs: WirePullTableFilesRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._plan != rhs_storage._plan {return false}
+        if _storage._sourceAddress != rhs_storage._sourceAddress {return false}
+        if _storage._files != rhs_storage._files {return false}
+        if _storage._resumeFile != rhs_storage._resumeFile {return false}
+        if _storage._resumeOffset != rhs_storage._resumeOffset {return false}
+        if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
+        if _storage._maxCallBytes != rhs_storage._maxCallBytes {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PullTableFilesProgress"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}file\0\u{1}offset\0\u{1}bytes\0\u{1}done\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.file) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.file != 0 {
+      try visitor.visitSingularUInt32Field(value: self.file, fieldNumber: 1)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 2)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 3)
+    }
+    if self.done != false {
+      try visitor.visitSingularBoolField(value: self.done, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: WirePullTableFilesProgress, rhs: WirePullTableFilesProgress) -> Bool {
+    if lhs.file != rhs.file {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.bytes != rhs.bytes {return false}
     if lhs.done != rhs.done {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

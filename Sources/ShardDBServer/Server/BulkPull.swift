@@ -52,17 +52,104 @@ extension ShardInstanceService {
     /// reporting each once it is durable.
     func pullBulk(request: WirePullBulkRequest, response: RPCWriter<WirePullBulkProgress>, context: ServerContext) async throws {
         let plan = try plan(request.plan)
-        guard let peers else {
-            throw RPCError(code: .failedPrecondition, message: "this instance has no credentials for peers: it cannot pull from the source")
-        }
-        guard let address = InstanceAddress(parsing: request.sourceAddress) else {
-            throw RPCError(code: .invalidArgument, message: "source address '\(request.sourceAddress)' is not HOST:PORT")
-        }
         let maxBytes = Int(min(max(request.maxChunkBytes, 4096), 32 << 20))
         let maxChunks = max(1, Int(min(request.maxChunks, 4096)))
         await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
+        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks) { source in
+            try await pull(plan, from: source, after: request.hasAfter ? [UInt8](request.after) : nil,
+                           maxBytes: maxBytes, maxChunks: maxChunks, response: response)
+        }
+    }
 
+    /// The target side of ``RemoteInstance/pullTableFiles(_:_:fromSourceAt:chunkBytes:written:)``:
+    /// reads the files' pieces from the source (the next read in flight while a
+    /// piece is written) and writes them as ``ShardEngine/writeTableFile(_:name:offset:_:)``,
+    /// reporting each once written, until `max_call_bytes` or the last file's end.
+    func pullTableFiles(request: WirePullTableFilesRequest, response: RPCWriter<WirePullTableFilesProgress>,
+                        context: ServerContext) async throws {
+        let plan = try plan(request.plan)
+        let files = request.files.map { $0.decoded() }
+        guard Int(request.resumeFile) < files.count || (files.isEmpty && request.resumeFile == 0) else {
+            throw RPCError(code: .invalidArgument, message: "resume file \(request.resumeFile) of \(files.count) files")
+        }
+        let chunkBytes = Int(min(max(request.maxChunkBytes, 1 << 16), 32 << 20))
+        let callBytes = max(UInt64(chunkBytes), request.maxCallBytes)
+        await pullGate.enter(plan.id)
+        defer { Task { await pullGate.leave(plan.id) } }
+        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: 1) { source in
+            let pieces = Self.pieces(of: files, from: Int(request.resumeFile), at: request.resumeOffset,
+                                     chunkBytes: chunkBytes, budget: callBytes)
+            @Sendable func read(_ index: Int) async throws -> Data? {
+                guard index < pieces.count else { return nil }
+                let piece = pieces[index]
+                // (A server reads at least 4 KiB: a shorter piece may come back longer.)
+                let data = try await source.readTableFile(plan, name: files[piece.file].name, offset: piece.offset, maxBytes: piece.length)
+                guard data.count >= piece.length else {
+                    throw ShardDBError(.corruptedValue, "table file \(files[piece.file].name) of migration \(plan.id): "
+                        + "\(data.count) bytes at \(piece.offset), expected \(piece.length) (the export changed?)")
+                }
+                return data.count == piece.length ? data : data.prefix(piece.length)
+            }
+            var index = 0
+            var data = try await read(0)
+            if pieces.isEmpty {
+                // Nothing left (a resume at the end): report where it stands.
+                try await response.write(.with { $0.file = UInt32(max(files.count - 1, 0)); $0.offset = files.last?.size ?? 0; $0.done = true })
+                return
+            }
+            while let current = data {
+                try Task.checkCancellation()
+                let piece = pieces[index], name = files[piece.file].name, nextIndex = index + 1
+                async let following = read(nextIndex)
+                try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current) }
+                let end = piece.offset + UInt64(piece.length)
+                let last = piece.file == files.count - 1 && end >= files[piece.file].size
+                try await response.write(.with { progress in
+                    // Past a file's end: the next position is the next file's start.
+                    let whole = end >= files[piece.file].size && !last
+                    progress.file = UInt32(whole ? piece.file + 1 : piece.file)
+                    progress.offset = whole ? 0 : end
+                    progress.bytes = UInt64(piece.length)
+                    progress.done = last
+                })
+                index += 1
+                data = try await following
+            }
+        }
+    }
+
+    /// The pieces to copy, in order, from file `file` at `offset`: at most
+    /// `chunkBytes` each and `budget` in all.
+    static func pieces(of files: [TableFile], from file: Int, at offset: UInt64, chunkBytes: Int,
+                       budget: UInt64) -> [(file: Int, offset: UInt64, length: Int)] {
+        var pieces: [(file: Int, offset: UInt64, length: Int)] = []
+        var budget = budget, file = file, offset = offset
+        while file < files.count && budget > 0 {
+            if offset >= files[file].size {
+                file += 1
+                offset = 0
+                continue
+            }
+            let length = Int(min(UInt64(chunkBytes), files[file].size - offset, budget))
+            pieces.append((file, offset, length))
+            offset += UInt64(length)
+            budget -= UInt64(length)
+        }
+        return pieces
+    }
+
+    /// Connects to the source at `text` and runs `body` with it, once the
+    /// instance answering there proved to be the plan's source; the refusals
+    /// the coordinator falls back on are `failedPrecondition` without engine metadata.
+    private func withSource(at text: String, of plan: MigrationPlan, chunksPerStream: Int,
+                            _ body: (RemoteInstance) async throws -> Void) async throws {
+        guard let peers else {
+            throw RPCError(code: .failedPrecondition, message: "this instance has no credentials for peers: it cannot pull from the source")
+        }
+        guard let address = InstanceAddress(parsing: text) else {
+            throw RPCError(code: .invalidArgument, message: "source address '\(text)' is not HOST:PORT")
+        }
         // The first call with a short retry window: a source this instance cannot
         // reach or that refuses it makes the coordinator relay instead.
         var probeConfiguration = RemoteInstance.Configuration()
@@ -81,14 +168,12 @@ extension ShardInstanceService {
             throw RPCError(code: .failedPrecondition,
                            message: "\(address) is instance \(sourceID), not the source \(plan.sourceInstance) of migration \(plan.id)")
         }
-
         var configuration = RemoteInstance.Configuration()
         configuration.retryWindow = peers.retryWindow
-        configuration.bulkChunksPerStream = maxChunks
+        configuration.bulkChunksPerStream = chunksPerStream
         let source = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
         do {
-            try await pull(plan, from: source, after: request.hasAfter ? [UInt8](request.after) : nil,
-                           maxBytes: maxBytes, maxChunks: maxChunks, response: response)
+            try await body(source)
             await source.close()
         } catch {
             await source.close()

@@ -51,8 +51,8 @@ struct Get: AsyncParsableCommand {
         if json {
             printJSON(JSONRecord(key: Array(key.utf8), value: value, expiresAt: nil, shard: nil))
         } else {
-            FileHandle.standardOutput.write(Data(value))
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            writeStandardOutput(Data(value))
+            writeStandardOutput(Data("\n".utf8))
         }
     }
 }

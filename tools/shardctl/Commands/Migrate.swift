@@ -85,8 +85,8 @@ struct Migrate: AsyncParsableCommand {
                 print("migrated \(report.range) of shard \(report.sourceShard) to shard \(report.targetShard) of \(to)")
                 print(String(format: "copied %d keys (%@) as %@ in %.2f s, applied %d changes in %.2f s catch-up; write pause %.2f ms",
                              report.keysCopied, formatBytes(report.bytesCopied),
-                             report.bulkTransfer == .tableFiles ? "table files"
-                                 : report.bulkRoute.map { "entries (\($0.rawValue))" } ?? "entries",
+                             (report.bulkTransfer == .tableFiles ? "table files" : "entries")
+                                 + (report.bulkRoute.map { " (\($0.rawValue))" } ?? ""),
                              report.bulkSeconds, report.changesApplied,
                              report.catchUpSeconds, report.pauseMilliseconds))
             }

@@ -62,7 +62,7 @@ final class BufferedOutput {
     }
 
     func flush() {
-        FileHandle.standardOutput.write(buffer)
+        writeStandardOutput(buffer)
         buffer.removeAll(keepingCapacity: true)
     }
 }

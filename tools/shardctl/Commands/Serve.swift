@@ -67,6 +67,6 @@ struct Serve: AsyncParsableCommand {
         try? await server.run()
         signals.forEach { $0.cancel() }
         engine.close()
-        FileHandle.standardError.write(Data("shardctl: stopped serving \(bound)\n".utf8))
+        writeStandardError(Data("shardctl: stopped serving \(bound)\n".utf8))
     }
 }

@@ -101,7 +101,7 @@ struct Stress: AsyncParsableCommand {
         }
         let checkpoints = Self.checkCheckpoints(layout: layout, oracle: oracle, pendingThrough: through, problems: &problems)
         guard problems.isEmpty else {
-            for problem in problems { FileHandle.standardError.write(Data("shardctl: error: stress verify: \(problem)\n".utf8)) }
+            for problem in problems { writeStandardError(Data("shardctl: error: stress verify: \(problem)\n".utf8)) }
             throw ExitCode(2)
         }
         try failing { try writer.append(OracleLine(type: .recovered, through: through, lost: lost), durable: true) }

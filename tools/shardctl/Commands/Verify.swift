@@ -21,7 +21,7 @@ struct Verify: ParsableCommand {
         let report = try instance.withEngine { try $0.verifyIntegrity() }
         guard report.isIntact else {
             for problem in report.problems {
-                FileHandle.standardError.write(Data("shardctl: error: \(instance.directory): \(problem)\n".utf8))
+                writeStandardError(Data("shardctl: error: \(instance.directory): \(problem)\n".utf8))
             }
             throw ExitCode(2)
         }

@@ -63,7 +63,7 @@ func failing<R>(_ body: () throws -> R) throws -> R {
 
 func fail(_ message: String) -> Never {
     let line = message.split(separator: "\n").first.map(String.init) ?? message
-    FileHandle.standardError.write(Data("shardctl: error: \(line)\n".utf8))
+    writeStandardError(Data("shardctl: error: \(line)\n".utf8))
     Foundation.exit(2)
 }
 
@@ -72,8 +72,8 @@ func printJSON<T: Encodable>(_ value: T, pretty: Bool = false) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
     let data = (try? encoder.encode(value)) ?? Data("null".utf8)
-    FileHandle.standardOutput.write(data)
-    FileHandle.standardOutput.write(Data("\n".utf8))
+    writeStandardOutput(data)
+    writeStandardOutput(Data("\n".utf8))
 }
 
 /// Parses a TTL given in seconds on the command line.
@@ -99,11 +99,23 @@ final class ProgressLine {
         let now = Date()
         guard force || now.timeIntervalSince(last) >= 0.1 else { return }
         last = now
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(text())".utf8))
+        writeStandardError(Data("\r\u{1B}[K\(text())".utf8))
     }
 
     func finish() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        writeStandardError(Data("\r\u{1B}[K".utf8))
     }
+}
+
+/// Writes to standard output. A reader that went away (`shardctl get ... | head -c 5`)
+/// ends the process quietly with status 141, as SIGPIPE ends a C tool, instead
+/// of trapping in Foundation's non-throwing `write(_:)`.
+func writeStandardOutput(_ data: Data) {
+    do { try FileHandle.standardOutput.write(contentsOf: data) } catch { Foundation.exit(141) }
+}
+
+/// Writes to standard error; a closed standard error is ignored.
+func writeStandardError(_ data: Data) {
+    try? FileHandle.standardError.write(contentsOf: data)
 }
