@@ -91,17 +91,28 @@ extension ShardInstanceService {
                 }
                 return data.count == piece.length ? data : data.prefix(piece.length)
             }
-            var index = 0
-            var data = try await read(0)
             if pieces.isEmpty {
                 // Nothing left (a resume at the end): report where it stands.
                 try await response.write(.with { $0.file = UInt32(max(files.count - 1, 0)); $0.offset = files.last?.size ?? 0; $0.done = true })
                 return
             }
-            while let current = data {
+            // A few reads in flight: each is a round trip to the source, and one
+            // at a time leaves both ends waiting on it.
+            var reads: [Task<Data?, Error>] = []
+            defer { reads.forEach { $0.cancel() } }
+            var requested = 0
+            func refill() {
+                while requested < pieces.count && reads.count < Self.tableFileReadsInFlight {
+                    let index = requested
+                    reads.append(Task { try await read(index) })
+                    requested += 1
+                }
+            }
+            for piece in pieces {
                 try Task.checkCancellation()
-                let piece = pieces[index], name = files[piece.file].name, nextIndex = index + 1
-                async let following = read(nextIndex)
+                refill()
+                guard let current = try await reads.removeFirst().value else { break }
+                let name = files[piece.file].name
                 try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current) }
                 let end = piece.offset + UInt64(piece.length)
                 let last = piece.file == files.count - 1 && end >= files[piece.file].size
@@ -113,11 +124,12 @@ extension ShardInstanceService {
                     progress.bytes = UInt64(piece.length)
                     progress.done = last
                 })
-                index += 1
-                data = try await following
             }
         }
     }
+
+    /// Table file pieces read from the source ahead of the one being written.
+    static let tableFileReadsInFlight = 3
 
     /// The pieces to copy, in order, from file `file` at `offset`: at most
     /// `chunkBytes` each and `budget` in all.
