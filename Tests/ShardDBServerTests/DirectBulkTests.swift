@@ -33,6 +33,17 @@ final class DirectBulkTests: XCTestCase {
         try await assertOwnership([source, target], file: file, line: line)
     }
 
+    /// ``assertMoved(keys:valueSize:from:to:)`` through new clients, then stops both servers.
+    private func assertMovedAndStop(keys: Int, valueSize: Int, workspace: Workspace, source a: ServeProcess, target b: ServeProcess,
+                                    file: StaticString = #filePath, line: UInt = #line) async throws {
+        let source = try workspace.client(a.address), target = try workspace.client(b.address)
+        try await assertMoved(keys: keys, valueSize: valueSize, from: source, to: target, file: file, line: line)
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0, file: file, line: line)
+        XCTAssertEqual(b.terminate(), 0, file: file, line: line)
+    }
+
     /// With the shared token the target pulls (report: direct); `--bulk-route relay`
     /// sends the same kind of move through the coordinator (report: relay).
     func testTargetPullsTheBulkCopyUnlessToldToRelay() async throws {
@@ -56,16 +67,11 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("bulk-route"), bad.stderr)
 
-        let source = try workspace.client(a.address), target = try workspace.client(b.address)
-        try await assertMoved(keys: 6000, valueSize: 300, from: source, to: target)
-        await source.close()
-        await target.close()
-        XCTAssertEqual(a.terminate(), 0)
-        XCTAssertEqual(b.terminate(), 0)
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
 
     /// A target whose peer token the source refuses cannot pull: the coordinator
-    /// relays the copy, and the source read and changed nothing for the refused calls.
+    /// relays the copy instead, and the move completes.
     func testTargetRefusedByTheSourceFallsBackToTheRelay() async throws {
         let workspace = try Workspace("DirectBulkRefused")
         let wrongToken = workspace.path("wrong-token")
@@ -80,12 +86,7 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(report?["bulkRoute"] as? String, "relay")
         XCTAssertGreaterThan(report?["keysCopied"] as? Int ?? 0, 1000)
 
-        let source = try workspace.client(a.address), target = try workspace.client(b.address)
-        try await assertMoved(keys: 4000, valueSize: 200, from: source, to: target)
-        await source.close()
-        await target.close()
-        XCTAssertEqual(a.terminate(), 0)
-        XCTAssertEqual(b.terminate(), 0)
+        try await assertMovedAndStop(keys: 4000, valueSize: 200, workspace: workspace, source: a, target: b)
     }
 
     /// A coordinator that names the wrong instance as the source's address (here a
