@@ -61,6 +61,7 @@ stop() { kill "$(cat "$WORK/$1.pid")"; wait "$(cat "$WORK/$1.pid")" 2>/dev/null 
 move() {  # WHERE(in|direct|relay) TRANSFER OUT
     local from="$WORK/from" to="$WORK/to"
     rm -rf "$from" "$to"; cp -r "$WORK/a" "$from"; cp -r "$WORK/empty" "$to"
+    sync  # the copy's dirty pages are written back before the move, not during it
     if [ "$1" = in ]; then
         "$SHARDCTL" migrate --from "$from" --to "$to" --shard 1 --bulk-transfer "$2" --json > "$3"
     else
