@@ -28,7 +28,7 @@ public struct MigrationRequest: Sendable {
     public var cleanup = true
     /// How the bulk phase copies the data.
     public var bulkTransfer: BulkTransfer = .auto
-    /// Which way bulk entries travel between two other processes.
+    /// Which way the bulk copy (entries or table files) travels between two other processes.
     public var bulkRoute: BulkRoute = .direct
 
     public init(shard: Int, range: ShardRange? = nil, mergeInto: Int? = nil, id: String? = nil) {
@@ -54,14 +54,16 @@ public enum BulkTransfer: String, Sendable, Codable, CaseIterable {
     case tableFiles
 }
 
-/// Which way a bulk copy of entries travels when source and target are both
-/// in other processes than the coordinator (docs/TRANSPORT.md, "Direct bulk copy").
+/// Which way a bulk copy (entries or table files) travels when source and
+/// target are both in other processes than the coordinator (docs/TRANSPORT.md,
+/// "Direct bulk copy").
 public enum BulkRoute: String, Sendable, Codable, CaseIterable {
-    /// The target reads the chunks from the source itself
-    /// (``MigrationTarget/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``);
+    /// The target reads the chunks or files from the source itself
+    /// (``MigrationTarget/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``,
+    /// ``MigrationTarget/pullTableFiles(_:_:fromSourceAt:chunkBytes:written:)``);
     /// relayed when it cannot.
     case direct
-    /// The coordinator reads each chunk from the source and sends it to the target.
+    /// The coordinator reads each chunk or piece from the source and sends it to the target.
     case relay
 }
 
