@@ -12,9 +12,11 @@ final class TransportTLSTests: XCTestCase {
         try await Task.detached { try Shardctl.run(arguments) }.value
     }
 
-    private func mutualTLSServer(_ directory: String, _ ca: TestCertificates, _ identity: TestCertificates.Identity) throws -> ServeProcess {
+    private func mutualTLSServer(_ directory: String, _ ca: TestCertificates, _ identity: TestCertificates.Identity,
+                                 peer: TestCertificates.Identity? = nil) throws -> ServeProcess {
         try ServeProcess(directory: directory, tokenFile: nil,
-                         extra: ["--tls-cert", identity.certificate, "--tls-key", identity.key, "--tls-ca", ca.authority])
+                         extra: ["--tls-cert", identity.certificate, "--tls-key", identity.key, "--tls-ca", ca.authority]
+                            + (peer.map { ["--peer-tls-cert", $0.certificate, "--peer-tls-key", $0.key] } ?? []))
     }
 
     private func client(_ address: InstanceAddress, ca: TestCertificates, identity: TestCertificates.Identity?) throws -> RemoteInstance {
@@ -30,7 +32,8 @@ final class TransportTLSTests: XCTestCase {
         let ca = try TestCertificates(in: workspace.root, name: "trusted")
         let serverIdentity = try ca.server(), clientIdentity = try ca.client()
         let a = try mutualTLSServer(try workspace.makeInstance("a", shards: 2, keys: 4000), ca, serverIdentity)
-        let b = try mutualTLSServer(try workspace.makeEmpty("b"), ca, serverIdentity)
+        // The target presents a client certificate of the same CA to the source, so it pulls the copy itself.
+        let b = try mutualTLSServer(try workspace.makeEmpty("b"), ca, serverIdentity, peer: clientIdentity)
         let credentials = ["--tls-ca", ca.authority, "--tls-cert", clientIdentity.certificate, "--tls-key", clientIdentity.key]
 
         let result = try await shardctl(["migrate", "--from", a.address.description, "--to", b.address.description,
@@ -38,6 +41,7 @@ final class TransportTLSTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
         XCTAssertGreaterThan(report["keysCopied"] as? Int ?? 0, 1000)
+        XCTAssertEqual(report["bulkRoute"] as? String, "direct")
 
         let put = try await shardctl(["put", "--remote", b.address.description] + credentials + ["tls-key", "tls-value"])
         XCTAssertEqual(put.status, 0, put.stderr)
@@ -56,6 +60,15 @@ final class TransportTLSTests: XCTestCase {
             XCTAssertEqual(value.map { String(decoding: $0, as: UTF8.self) }, "value-\(i)-" + String(repeating: "x", count: 100))
         }
         XCTAssertGreaterThan(onTarget, 50)
+
+        // Without a peer certificate the TLS-only target cannot pull: the copy is relayed.
+        let c = try mutualTLSServer(try workspace.makeEmpty("c"), ca, serverIdentity)
+        let relayed = try await shardctl(["migrate", "--from", a.address.description, "--to", c.address.description,
+                                          "--shard", "0", "--bulk-transfer", "entries", "--json"] + credentials)
+        XCTAssertEqual(relayed.status, 0, relayed.stderr)
+        let relayReport = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(relayed.stdout.utf8)) as? [String: Any], relayed.stdout)
+        XCTAssertEqual(relayReport["bulkRoute"] as? String, "relay")
+        XCTAssertEqual(c.terminate(), 0)
         await source.close()
         await target.close()
         XCTAssertEqual(a.terminate(), 0)

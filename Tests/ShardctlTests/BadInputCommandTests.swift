@@ -299,6 +299,11 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["migrate", "--from", inst, "--to", twin, "--shard", "0", "--merge-into", "1", "--on-conflict", "source-wins"], "not the merge target"),
             Case(["migrate", "--from", inst, "--to", missing, "--shard", "0"], "does not exist"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-transfer", "zip"], status: 64, "invalid for '--bulk-transfer"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-route", "sideways"], status: 64, "invalid for '--bulk-route"),
+            // serve: peer credentials for pulling a bulk copy
+            Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem")], "--peer-tls-cert and --peer-tls-key go together"),
+            Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem"), "--peer-tls-key", p("k.pem")], "needs --tls-ca"),
+            Case(["serve", inst, "--peer-token-file", missing + "/token"], "give --token-file"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "0..512", "--bulk-transfer", "table-files"],
                  "as table files"),
             Case(["migrate", "--from", inst, "--to", empty, "--shard", "0"], "holds no ShardDB instance"),

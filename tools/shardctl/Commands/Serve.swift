@@ -26,6 +26,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("peer-token-file"),
             help: "Secret this instance presents when, as a migration target, it pulls a bulk copy from the source itself (default: --token-file when serving without TLS; without one the coordinator relays the copy).")
     var peerTokenFile: String?
+    @Option(name: .customLong("peer-tls-cert"),
+            help: "Client certificate (PEM) this instance presents, over TLS, to a source it pulls a bulk copy from; with --peer-tls-key, the source verified against --tls-ca.")
+    var peerTLSCert: String?
+    @Option(name: .customLong("peer-tls-key"), help: "Private key (PEM) of --peer-tls-cert.") var peerTLSKey: String?
 
     func run() async throws {
         let (configuration, engine) = try failing { () throws -> (MigrationServer.Configuration, ShardEngine) in
@@ -41,11 +45,23 @@ struct Serve: AsyncParsableCommand {
             guard tokenFile != nil || tlsCA != nil else {
                 throw ShardDBError(.invalidArgument, "give --token-file, or --tls-ca to authenticate clients by certificate")
             }
+            guard (peerTLSCert == nil) == (peerTLSKey == nil) else {
+                throw ShardDBError(.invalidArgument, "--peer-tls-cert and --peer-tls-key go together")
+            }
+            guard peerTLSCert == nil || tlsCA != nil else {
+                throw ShardDBError(.invalidArgument, "--peer-tls-cert needs --tls-ca (the CA that signed the sources' certificates)")
+            }
             let tls = try tlsCert.map { try ServerTLS(certificateChain: $0, privateKey: tlsKey!, clientCertificateAuthority: tlsCA) }
+            let secret = try tokenFile.map { try SharedSecret(contentsOf: $0) }
+            let peerSecret = try peerTokenFile.map { try SharedSecret(contentsOf: $0) }
+            var peers = peerSecret.map { PeerCredentials(secret: $0) }
+            if let peerTLSCert, let peerTLSKey {
+                peers = PeerCredentials(secret: peerSecret ?? secret,
+                                        tls: try ClientTLS(certificateAuthority: tlsCA, certificateChain: peerTLSCert, privateKey: peerTLSKey))
+            }
             let configuration = MigrationServer.Configuration(
-                listen: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls, advertisedAddress: advertise,
-                bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) },
-                peers: try peerTokenFile.map { PeerCredentials(secret: try SharedSecret(contentsOf: $0)) })
+                listen: address, secret: secret, tls: tls, advertisedAddress: advertise,
+                bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) }, peers: peers)
             return (configuration, try ShardEngine.open(at: instance.directory, options: instance.engineOptions()))
         }
         let server = MigrationServer(engine: engine, configuration: configuration)
