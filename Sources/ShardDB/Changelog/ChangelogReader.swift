@@ -169,7 +169,7 @@ public final class ChangelogReader {
             let end = first + UInt64(count)
             guard end > nextSequence else { return }  // every record already looked at
             var stoppedAt: UInt64?
-            try decode {
+            _ = try decode {  // the header was read above
                 try WriteBatchDecoder.decode(bytes) { sequence, record in
                     guard stoppedAt == nil, sequence >= nextSequence, let change = try change(sequence, record) else { return }
                     if records.count >= limit {

@@ -50,7 +50,7 @@ public enum FailurePoints {
 
     /// Arms `name`: its `nth` hit (from 1) performs `action`, once.
     public static func arm(_ name: String, action: Action, nth: Int = 1) {
-        _ = table.withLock { $0[name] = Armed(action: action, remainingSkips: max(0, nth - 1)) }
+        table.withLock { $0[name] = Armed(action: action, remainingSkips: max(0, nth - 1)) }
         anyArmed.store(true, ordering: .releasing)
     }
 
