@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import ShardDB
 @testable import ShardDBServer
 import XCTest
@@ -171,6 +172,51 @@ extension DirectBulkTests {
         await source.close()
         await target.close()
         XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
+    /// Malformed pull requests (only a client of its own could send them) are
+    /// refused with `invalidArgument` before anything is read or written: a
+    /// source address that is not HOST:PORT, a resume position past the file list.
+    func testMalformedPullRequestsAreRefused() async throws {
+        let workspace = try Workspace("DirectBulkMalformed")
+        let b = try ServeProcess(directory: try workspace.makeInstance("b", shards: 1, keys: 50), tokenFile: workspace.tokenFile)
+        let target = try workspace.client(b.address)
+        let before = try await target.describeInstance()
+        let plan = WireMigrationPlan(MigrationPlan(
+            id: "m-malformed", sourceInstance: "elsewhere", targetInstance: before.instanceID, sourceLocation: "127.0.0.1:1",
+            targetLocation: b.address.description, sourceShard: 0, range: .keyGroups(KeyGroupRange(0, 16)), shape: .newShard,
+            targetShard: 1))
+        func assertRefused(_ what: String, saying expected: String, _ call: () async throws -> Void) async {
+            do {
+                try await call()
+                XCTFail("\(what) was accepted")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, .invalidArgument, "\(what): \(error)")
+                XCTAssertTrue(error.message.contains(expected), "\(what): \(error.message)")
+            } catch {
+                XCTFail("\(what): \(error)")
+            }
+        }
+        await assertRefused("a source address without a port", saying: "is not HOST:PORT") {
+            var request = WirePullBulkRequest()
+            request.plan = plan
+            request.sourceAddress = "/var/lib/shard"
+            try await target.stub.pullBulk(request) { response in for try await _ in response.messages {} }
+        }
+        await assertRefused("a resume file past the list", saying: "resume file 5 of 1 files") {
+            var request = WirePullTableFilesRequest()
+            request.plan = plan
+            request.sourceAddress = "127.0.0.1:1"
+            request.files = [WireTableFileInfo(TableFile(directory: "", name: "000001.sst", level: 6, smallestSequence: 0,
+                                                         largestSequence: 0, size: 10, entries: 1, deletions: 0, rangeDeletions: 0))]
+            request.resumeFile = 5
+            try await target.stub.pullTableFiles(request) { response in for try await _ in response.messages {} }
+        }
+        let after = try await target.describeInstance()
+        XCTAssertEqual(after.shards, before.shards)
+        XCTAssertEqual(after.unfinishedMigrations, before.unfinishedMigrations)
+        await target.close()
         XCTAssertEqual(b.terminate(), 0)
     }
 

@@ -315,7 +315,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                          applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool {
         let position = LockedValue<(after: [UInt8]?, done: Bool)>((after, false))
         let wirePlan = WireMigrationPlan(plan)
-        do {
+        return try await unlessPullRefused {
             while !position.value.done {
                 try await retrying("pullBulk") {
                     var request = WirePullBulkRequest()
@@ -338,10 +338,6 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     }
                 }
             }
-            return true
-        } catch let error as RPCError where error.code == .unimplemented || error.code == .failedPrecondition {
-            // Engine errors arrive as ShardDBError: an RPCError here is the transport's answer.
-            return false
         }
     }
 
@@ -356,7 +352,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         let wirePlan = WireMigrationPlan(plan)
         let wireFiles = files.map(WireTableFileInfo.init)
         let callBytes = UInt64(max(chunkBytes, 1) * configuration.bulkChunksPerStream)
-        do {
+        return try await unlessPullRefused {
             while !position.value.done {
                 try await retrying("pullTableFiles") {
                     var request = WirePullTableFilesRequest()
@@ -374,6 +370,16 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs a pull; false when the instance answered that it cannot pull (no
+    /// credentials for peers, the source unreachable, refusing it or another
+    /// instance: FAILED_PRECONDITION) or does not know the call (UNIMPLEMENTED).
+    /// Engine errors arrive as ``ShardDBError``, so an `RPCError` here is the transport's answer.
+    private func unlessPullRefused(_ pull: () async throws -> Void) async throws -> Bool {
+        do {
+            try await pull()
             return true
         } catch let error as RPCError where error.code == .unimplemented || error.code == .failedPrecondition {
             return false
