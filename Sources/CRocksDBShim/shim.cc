@@ -7,12 +7,15 @@
 #include <rocksdb/iterator.h>
 #include <rocksdb/perf_level.h>
 #include <rocksdb/snapshot.h>
+#include <rocksdb/write_batch.h>
 
 // These mirror the C API's private wrapper structs (rocksdb/db/c.cc, 7.8):
 // each holds exactly one pointer to the C++ object.
 struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
 struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
 struct rocksdb_t { rocksdb::DB *rep; };
+struct rocksdb_writeoptions_t { rocksdb::WriteOptions rep; };
+struct rocksdb_column_family_handle_t { rocksdb::ColumnFamilyHandle *rep; };
 
 // Whether the calling thread's perf level has been chosen through the shim.
 static thread_local bool perf_level_chosen = false;
@@ -60,6 +63,52 @@ extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer
 
 extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
   rocksdb::Status s = db->rep->VerifyChecksum();
+  if (s.ok()) return;
+  if (*errptr != nullptr) free(*errptr);
+  *errptr = strdup(s.ToString().c_str());
+}
+
+namespace {
+// The write batch sharddb_put_parts_cf reuses on this thread. `busy` guards
+// against a nested call on the same thread (nothing RocksDB calls back during a
+// write does that today; a nested call gets a batch of its own).
+struct ReusedBatch {
+  rocksdb::WriteBatch batch;
+  bool busy = false;
+};
+thread_local ReusedBatch reused_batch;
+// A batch that grew past this for one big entry is dropped rather than kept per thread.
+constexpr size_t kReusedBatchMaxBytes = 1 << 20;
+
+rocksdb::Status put_parts(rocksdb::WriteBatch &batch, rocksdb_t *db, const rocksdb_writeoptions_t *options,
+                          rocksdb_column_family_handle_t *family, const rocksdb::Slice (&key)[2],
+                          const rocksdb::Slice (&value)[2]) {
+  rocksdb::Status s = batch.Put(family->rep, rocksdb::SliceParts(key, 2), rocksdb::SliceParts(value, 2));
+  if (!s.ok()) return s;
+  return db->rep->Write(options->rep, &batch);
+}
+}  // namespace
+
+extern "C" void sharddb_put_parts_cf(rocksdb_t *db, const rocksdb_writeoptions_t *options,
+                                     rocksdb_column_family_handle_t *family,
+                                     const char *key_head, size_t key_head_length,
+                                     const char *key, size_t key_length,
+                                     const char *value_head, size_t value_head_length,
+                                     const char *value, size_t value_length, char **errptr) {
+  const rocksdb::Slice key_parts[2] = {rocksdb::Slice(key_head, key_head_length), rocksdb::Slice(key, key_length)};
+  const rocksdb::Slice value_parts[2] = {rocksdb::Slice(value_head, value_head_length), rocksdb::Slice(value, value_length)};
+  rocksdb::Status s;
+  ReusedBatch &reused = reused_batch;
+  if (reused.busy) {
+    rocksdb::WriteBatch batch;
+    s = put_parts(batch, db, options, family, key_parts, value_parts);
+  } else {
+    reused.busy = true;
+    reused.batch.Clear();
+    s = put_parts(reused.batch, db, options, family, key_parts, value_parts);
+    if (reused.batch.GetDataSize() > kReusedBatchMaxBytes) reused.batch = rocksdb::WriteBatch();
+    reused.busy = false;
+  }
   if (s.ok()) return;
   if (*errptr != nullptr) free(*errptr);
   *errptr = strdup(s.ToString().c_str());

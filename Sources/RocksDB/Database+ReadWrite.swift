@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import CRocksDB
+import CRocksDBShim
 
 extension Database {
     // MARK: Writes
@@ -27,10 +28,25 @@ extension Database {
 
     @usableFromInline
     func putRaw(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: WriteOptions?) throws {
+        try put(keyParts: (UnsafeRawBufferPointer(start: nil, count: 0), key),
+                valueParts: (UnsafeRawBufferPointer(start: nil, count: 0), value), in: family, options: options)
+    }
+
+    /// Stores `keyParts.0 + keyParts.1` -> `valueParts.0 + valueParts.1`, the
+    /// parts joined by RocksDB as it encodes the write: a caller that prefixes
+    /// keys or values needs no temporary copy. Either part may be empty.
+    ///
+    /// Every put goes through here: one C call per put, on a write batch the
+    /// calling thread reuses (the C API's `rocksdb_put_cf` allocates one per call).
+    public func put(keyParts: (UnsafeRawBufferPointer, UnsafeRawBufferPointer),
+                    valueParts: (UnsafeRawBufferPointer, UnsafeRawBufferPointer),
+                    in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
         let writeOptions = (options ?? defaultWriteOptions).pointer
         try withHandle(family) { db, cf in
             try withStatus {
-                rocksdb_put_cf(db, writeOptions, cf, key.cPointer, key.count, value.cPointer, value.count, $0)
+                sharddb_put_parts_cf(db, writeOptions, cf,
+                                     keyParts.0.cPointer, keyParts.0.count, keyParts.1.cPointer, keyParts.1.count,
+                                     valueParts.0.cPointer, valueParts.0.count, valueParts.1.cPointer, valueParts.1.count, $0)
             }
         }
     }

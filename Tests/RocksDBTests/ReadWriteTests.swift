@@ -155,6 +155,71 @@ final class ReadWriteTests: XCTestCase {
         XCTAssertEqual(text(try db.get(bytes("k0099"), in: family)), "r2")
     }
 
+    func testPutInParts() throws {
+        func put(_ keyHead: String, _ key: String, _ valueHead: String, _ value: String, in family: ColumnFamily? = nil,
+                 options: WriteOptions? = nil) throws {
+            try bytes(keyHead).withUnsafeBytes { kh in
+                try bytes(key).withUnsafeBytes { k in
+                    try bytes(valueHead).withUnsafeBytes { vh in
+                        try bytes(value).withUnsafeBytes { v in
+                            try db.put(keyParts: (kh, k), valueParts: (vh, v), in: family, options: options)
+                        }
+                    }
+                }
+            }
+        }
+        // The parts are joined; either may be empty.
+        try put("pre", "fix", "head", "er")
+        XCTAssertEqual(text(try db.get("prefix")), "header")
+        try put("", "k", "", "v")
+        XCTAssertEqual(text(try db.get("k")), "v")
+        try put("only-head", "", "only-head", "")
+        XCTAssertEqual(text(try db.get("only-head")), "only-head")
+        try put("", "", "", "")
+        XCTAssertEqual(try db.get([UInt8]()), [])
+        let family = try db.createColumnFamily(named: "cf")
+        try put("a", "b", "c", "d", in: family)
+        XCTAssertEqual(text(try db.get(bytes("ab"), in: family)), "cd")
+        XCTAssertNil(try db.get("ab"))
+
+        // A put larger than the batch a thread keeps, then small ones again.
+        let large = [UInt8]((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try bytes("big").withUnsafeBytes { k in
+            try large.withUnsafeBytes { v in
+                try db.put(keyParts: (UnsafeRawBufferPointer(start: nil, count: 0), k), valueParts: (v, UnsafeRawBufferPointer(start: nil, count: 0)))
+            }
+        }
+        try put("after", "-big", "small", "")
+        XCTAssertEqual(try db.get("big"), large)
+        XCTAssertEqual(text(try db.get("after-big")), "small")
+
+        // RocksDB's own refusal comes back as a typed error, and writes go on after it.
+        XCTAssertThrowsError(try put("x", "y", "z", "", options: WriteOptions(sync: true, disableWAL: true))) { error in
+            XCTAssertEqual((error as? RocksDBError)?.kind, .invalidArgument, "\(error)")
+        }
+        XCTAssertNil(try db.get("xy"))
+        try put("x", "y", "z", "")
+        XCTAssertEqual(text(try db.get("xy")), "z")
+
+        // Each thread reuses a batch of its own: concurrent puts stay separate.
+        let failures = LockedCount()
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            for i in 0..<500 {
+                do { try put("t\(thread)-", "\(i)", "v\(thread)-", "\(i)") } catch { failures.increment() }
+            }
+        }
+        XCTAssertEqual(failures.value, 0)
+        for thread in 0..<4 {
+            for i in stride(from: 0, to: 500, by: 7) { XCTAssertEqual(text(try db.get("t\(thread)-\(i)")), "v\(thread)-\(i)") }
+        }
+
+        // A dropped family is refused before RocksDB is called.
+        try db.dropColumnFamily(named: "cf")
+        XCTAssertThrowsError(try put("a", "b", "c", "d", in: family)) { error in
+            XCTAssertEqual((error as? RocksDBError)?.kind, .closed, "\(error)")
+        }
+    }
+
     func testWriteOptions() throws {
         try db.put("synced", "v", options: WriteOptions(sync: true))
         try db.put("unlogged", "v", options: WriteOptions(disableWAL: true))
@@ -223,4 +288,12 @@ final class SharedBlockCacheTests: XCTestCase {
         XCTAssertEqual(try usage(a), try usage(b))
         XCTAssertEqual(try db.property("rocksdb.block-cache-capacity", in: b), "\(4 << 20)")
     }
+}
+
+/// A counter several threads bump.
+private final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.withLock { count } }
+    func increment() { lock.withLock { count += 1 } }
 }

@@ -49,6 +49,21 @@ void sharddb_perf_level_default_once(int level);
 /// names the damaged file. Errors as in the C API (*errptr, rocksdb_free).
 void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr);
 
+/// Put of one entry whose key and value each come in two parts (either part
+/// may be empty: NULL with length 0), concatenated by RocksDB as it encodes the
+/// write batch (WriteBatch::Put with SliceParts). Same semantics and errors as
+/// rocksdb_put_cf. Why: rocksdb_put_cf goes through DB::Put, which builds a
+/// fresh WriteBatch per call (a heap allocation for its buffer, freed after the
+/// write; db_bench reuses one batch), and a caller that prefixes the key or the
+/// value (ShardDB: key group and value header) has to concatenate them into a
+/// temporary first. This reuses one batch per thread and takes the parts as they are.
+void sharddb_put_parts_cf(rocksdb_t *db, const rocksdb_writeoptions_t *options,
+                          rocksdb_column_family_handle_t *family,
+                          const char *key_head, size_t key_head_length,
+                          const char *key, size_t key_length,
+                          const char *value_head, size_t value_head_length,
+                          const char *value, size_t value_length, char **errptr);
+
 // --- BackupEngine (backup_engine.cc). The 7.8 C API cannot attach app metadata,
 // report the new backup's id, delete one backup, garbage-collect, verify
 // checksums (rocksdb_backup_engine_verify_backup checks sizes only) or list a

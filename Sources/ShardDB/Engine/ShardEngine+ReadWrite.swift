@@ -27,11 +27,15 @@ extension ShardEngine {
         try Self.validate(value: value)
         try routedWrite(key) { shard, keyGroup in
             let header = try valueHeader(ttl: ttl, shard: shard)
-            try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
-                try withStoredValue(header, value) { storedValue in
-                    try guardedWrite(bytes: storedKey.count + storedValue.count) {
-                        try database.put(storedKey, storedValue, in: shard.family, options: writeOptions)
-                    }
+            // The key's prefix and the value's header go to RocksDB as parts of their
+            // own, so neither the key nor the value is copied on the way.
+            try withUnsafeTemporaryAllocation(byteCount: 2 + ValueHeader.maxEncodedSize, alignment: 1) { scratch in
+                let prefix = KeyEncoding.writePrefix(keyGroup, into: scratch)
+                let headerBytes = UnsafeMutableRawBufferPointer(rebasing: scratch[prefix.count ..< prefix.count + header.encodedSize])
+                header.encode(into: headerBytes)
+                try guardedWrite(bytes: prefix.count + key.count + headerBytes.count + value.count) {
+                    try database.put(keyParts: (prefix, key), valueParts: (UnsafeRawBufferPointer(headerBytes), value),
+                                     in: shard.family, options: writeOptions)
                 }
             }
         }

@@ -21,13 +21,23 @@ enum KeyEncoding {
     static func withStoredKey<R>(_ key: UnsafeRawBufferPointer, keyGroup: Int?, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         guard let keyGroup else { return try body(key) }
         return try withUnsafeTemporaryAllocation(byteCount: key.count + 2, alignment: 1) { buffer in
-            buffer[0] = UInt8(truncatingIfNeeded: keyGroup >> 8)
-            buffer[1] = UInt8(truncatingIfNeeded: keyGroup)
+            _ = writePrefix(keyGroup, into: buffer)
             if key.count > 0 {
                 UnsafeMutableRawBufferPointer(rebasing: buffer[2...]).copyMemory(from: key)
             }
             return try body(UnsafeRawBufferPointer(buffer))
         }
+    }
+
+    /// Writes the prefix of a stored key at the start of `buffer` (at least 2
+    /// bytes): the key group's 2 bytes under hash partitioning, nothing under
+    /// range partitioning. Returns the bytes written.
+    @inline(__always)
+    static func writePrefix(_ keyGroup: Int?, into buffer: UnsafeMutableRawBufferPointer) -> UnsafeRawBufferPointer {
+        guard let keyGroup else { return UnsafeRawBufferPointer(start: buffer.baseAddress, count: 0) }
+        buffer[0] = UInt8(truncatingIfNeeded: keyGroup >> 8)
+        buffer[1] = UInt8(truncatingIfNeeded: keyGroup)
+        return UnsafeRawBufferPointer(rebasing: buffer[..<2])
     }
 
     /// The user key inside a stored key.

@@ -29,6 +29,9 @@ public struct ValueHeader: Sendable, Equatable {
         self.writtenAtMilliseconds = writtenAtMilliseconds
     }
 
+    /// The largest header: version, flags, expiry and write time.
+    static let maxEncodedSize = 18
+
     /// Encoded size of this header.
     @inline(__always)
     public var encodedSize: Int { 2 + (expiresAtMilliseconds == nil ? 0 : 8) + (writtenAtMilliseconds == nil ? 0 : 8) }
