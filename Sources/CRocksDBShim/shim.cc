@@ -15,6 +15,8 @@ struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
 struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
 struct rocksdb_t { rocksdb::DB *rep; };
 struct rocksdb_writeoptions_t { rocksdb::WriteOptions rep; };
+// (c.cc's rocksdb_readoptions_t has two Slices after `rep`, which the shim does not use.)
+struct rocksdb_readoptions_t { rocksdb::ReadOptions rep; };
 struct rocksdb_column_family_handle_t { rocksdb::ColumnFamilyHandle *rep; };
 
 // Whether the calling thread's perf level has been chosen through the shim.
@@ -112,4 +114,41 @@ extern "C" void sharddb_put_parts_cf(rocksdb_t *db, const rocksdb_writeoptions_t
   if (s.ok()) return;
   if (*errptr != nullptr) free(*errptr);
   *errptr = strdup(s.ToString().c_str());
+}
+
+namespace {
+// The pinnable slice sharddb_get_pinned_begin reuses on this thread, and whether
+// a read holds it now.
+thread_local rocksdb::PinnableSlice reused_slice;
+thread_local bool reused_slice_held = false;
+}  // namespace
+
+extern "C" int sharddb_get_pinned_begin(rocksdb_t *db, const rocksdb_readoptions_t *options,
+                                        rocksdb_column_family_handle_t *family, const char *key, size_t key_length,
+                                        void **slice, const char **value, size_t *length, char **errptr) {
+  rocksdb::PinnableSlice *target = reused_slice_held ? new rocksdb::PinnableSlice() : &reused_slice;
+  if (target == &reused_slice) reused_slice_held = true;
+  rocksdb::Status s = db->rep->Get(options->rep, family->rep, rocksdb::Slice(key, key_length), target);
+  if (s.ok()) {
+    *slice = target;
+    *value = target->data();
+    *length = target->size();
+    return 1;
+  }
+  sharddb_get_pinned_end(target);
+  if (!s.IsNotFound()) {
+    if (*errptr != nullptr) free(*errptr);
+    *errptr = strdup(s.ToString().c_str());
+  }
+  return 0;
+}
+
+extern "C" void sharddb_get_pinned_end(void *slice) {
+  auto *target = static_cast<rocksdb::PinnableSlice *>(slice);
+  if (target == &reused_slice) {
+    reused_slice.Reset();
+    reused_slice_held = false;
+  } else {
+    delete target;
+  }
 }

@@ -130,12 +130,17 @@ extension Database {
         let readOptions = (options ?? defaultReadOptions).pointer
         try withHandle(family) { db, cf in
             try options?.checkSnapshot()
-            let pinned = try withStatus { rocksdb_get_pinned_cf(db, readOptions, cf, key.cPointer, key.count, $0) }
-            guard let pinned else { return }
-            defer { rocksdb_pinnableslice_destroy(pinned) }
+            // The value stays pinned in a slice this thread reuses (no heap-allocated
+            // pinnable slice per read) until the end call below.
+            var slice: UnsafeMutableRawPointer?
+            var value: UnsafePointer<CChar>?
             var length = 0
-            let data = rocksdb_pinnableslice_value(pinned, &length)
-            try body(UnsafeRawBufferPointer(start: data, count: length))
+            let found = try withStatus {
+                sharddb_get_pinned_begin(db, readOptions, cf, key.cPointer, key.count, &slice, &value, &length, $0)
+            }
+            guard found != 0 else { return }
+            defer { sharddb_get_pinned_end(slice) }
+            try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(value), count: length))
         }
     }
 

@@ -59,6 +59,33 @@ final class ReadWriteTests: XCTestCase {
         }
     }
 
+    func testNestedPinnedReadsKeepEachValue() throws {
+        // A read inside another read's body gets a slice of its own: the outer
+        // value must stay intact while the inner one is read and released.
+        let outer = [UInt8]((0..<5000).map { UInt8(truncatingIfNeeded: $0) })
+        let inner = [UInt8](repeating: 0xAB, count: 3000)
+        try db.put(bytes("outer"), outer)
+        try db.put(bytes("inner"), inner)
+        for round in 0..<2 {  // from the memtable, then from table files
+            let seen: (Bool, Bool, Bool)? = try db.withValue(forKey: bytes("outer")) { outerValue in
+                let innerSeen = try db.withValue(forKey: bytes("inner")) { innerValue in
+                    innerValue.elementsEqual(inner) && outerValue.elementsEqual(outer)
+                }
+                let missing = try db.withValue(forKey: bytes("absent")) { _ in true }
+                return (innerSeen == true, outerValue.elementsEqual(outer), missing == nil)
+            }
+            XCTAssertEqual(seen.map { [$0.0, $0.1, $0.2] }, [true, true, true], "round \(round)")
+            try db.flush()
+        }
+        // A body that throws releases its value; later reads see the right data.
+        struct BodyError: Error {}
+        for _ in 0..<3 {
+            XCTAssertThrowsError(try db.withValue(forKey: bytes("inner")) { _ in throw BodyError() })
+        }
+        XCTAssertEqual(try db.get(bytes("outer")), outer)
+        XCTAssertEqual(try db.withValue(forKey: bytes("inner")) { $0.elementsEqual(inner) }, true)
+    }
+
     func testMultiGetIncludingMissingKeys() throws {
         let family = try db.createColumnFamily(named: "cf")
         for i in stride(from: 0, to: 20, by: 2) {

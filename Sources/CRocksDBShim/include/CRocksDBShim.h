@@ -64,6 +64,22 @@ void sharddb_put_parts_cf(rocksdb_t *db, const rocksdb_writeoptions_t *options,
                           const char *value_head, size_t value_head_length,
                           const char *value, size_t value_length, char **errptr);
 
+/// Point read into a pinnable slice the calling thread reuses. Returns 1 when
+/// the key was found, with *value and *length set; the value stays valid (pinned
+/// in the block cache or memtable) until sharddb_get_pinned_end(*slice), which
+/// must then be called exactly once on the same thread. Returns 0 when the key
+/// is absent or on an error (*errptr, as rocksdb_get_pinned_cf); then there is
+/// nothing to end. A read made while this thread's slice is still held (a
+/// nested read) gets a heap-allocated slice instead, so nesting is safe. Why:
+/// rocksdb_get_pinned_cf heap-allocates the rocksdb_pinnableslice_t it
+/// returns, once per read; db_bench reuses one PinnableSlice.
+int sharddb_get_pinned_begin(rocksdb_t *db, const rocksdb_readoptions_t *options,
+                             rocksdb_column_family_handle_t *family, const char *key, size_t key_length,
+                             void **slice, const char **value, size_t *length, char **errptr);
+
+/// Releases what sharddb_get_pinned_begin pinned.
+void sharddb_get_pinned_end(void *slice);
+
 // --- BackupEngine (backup_engine.cc). The 7.8 C API cannot attach app metadata,
 // report the new backup's id, delete one backup, garbage-collect, verify
 // checksums (rocksdb_backup_engine_verify_backup checks sizes only) or list a
