@@ -9,8 +9,8 @@
 #include <rocksdb/snapshot.h>
 #include <rocksdb/write_batch.h>
 
-// These mirror the C API's private wrapper structs (rocksdb/db/c.cc, 7.8):
-// each holds exactly one pointer to the C++ object.
+// These mirror the C API's private wrapper structs (rocksdb/db/c.cc, 7.8): each
+// holds the C++ object, or a pointer to it, as its first member (`rep`).
 struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
 struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
 struct rocksdb_t { rocksdb::DB *rep; };
