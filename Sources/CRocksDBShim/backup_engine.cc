@@ -3,6 +3,7 @@
 // backup's app metadata and file list, list corrupt backups.
 // See include/CRocksDBShim.h for the contracts.
 #include "CRocksDBShim.h"
+#include "c_api_mirror.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -11,19 +12,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/utilities/backup_engine.h>
 
-// Mirrors of the C API's private wrapper structs (rocksdb/db/c.cc, 7.8).
-struct rocksdb_t { rocksdb::DB *rep; };
-struct rocksdb_backup_engine_t { rocksdb::BackupEngine *rep; };
-
-namespace {
-// As c.cc's SaveError: a malloc'd copy of the status text, freed with rocksdb_free.
-bool save_error(char **errptr, const rocksdb::Status &s) {
-  if (s.ok()) return false;
-  if (*errptr != nullptr) free(*errptr);
-  *errptr = strdup(s.ToString().c_str());
-  return true;
-}
-}  // namespace
+using sharddb_shim::save_error;
 
 extern "C" uint32_t sharddb_backup_engine_create_backup(
     rocksdb_backup_engine_t *be, rocksdb_t *db, unsigned char flush_before_backup,

@@ -1,6 +1,7 @@
 // Export and import of a column family's table files, which the 7.8 C API
 // lacks. See include/CRocksDBShim.h for the contracts.
 #include "CRocksDBShim.h"
+#include "c_api_mirror.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -13,19 +14,9 @@
 #include <rocksdb/table_properties.h>
 #include <rocksdb/utilities/checkpoint.h>
 
-// Mirrors of the C API's private wrapper structs (rocksdb/db/c.cc, 7.8).
-struct rocksdb_t { rocksdb::DB *rep; };
-struct rocksdb_column_family_handle_t { rocksdb::ColumnFamilyHandle *rep; };
-struct rocksdb_options_t { rocksdb::Options rep; };
+using sharddb_shim::save_error;
 
 namespace {
-bool save_error(char **errptr, const rocksdb::Status &s) {
-  if (s.ok()) return false;
-  if (*errptr != nullptr) free(*errptr);
-  *errptr = strdup(s.ToString().c_str());
-  return true;
-}
-
 // LiveFileMetaData names a file "/000123.sst" relative to its db_path.
 std::string bare_name(const std::string &name) {
   return !name.empty() && name[0] == '/' ? name.substr(1) : name;

@@ -1,5 +1,6 @@
 // See include/CRocksDBShim.h for why each function exists.
 #include "CRocksDBShim.h"
+#include "c_api_mirror.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -9,15 +10,7 @@
 #include <rocksdb/snapshot.h>
 #include <rocksdb/write_batch.h>
 
-// These mirror the C API's private wrapper structs (rocksdb/db/c.cc, 7.8): each
-// holds the C++ object, or a pointer to it, as its first member (`rep`).
-struct rocksdb_snapshot_t { const rocksdb::Snapshot *rep; };
-struct rocksdb_iterator_t { rocksdb::Iterator *rep; };
-struct rocksdb_t { rocksdb::DB *rep; };
-struct rocksdb_writeoptions_t { rocksdb::WriteOptions rep; };
-// (c.cc's rocksdb_readoptions_t has two Slices after `rep`, which the shim does not use.)
-struct rocksdb_readoptions_t { rocksdb::ReadOptions rep; };
-struct rocksdb_column_family_handle_t { rocksdb::ColumnFamilyHandle *rep; };
+using sharddb_shim::save_error;
 
 // Whether the calling thread's perf level has been chosen through the shim.
 static thread_local bool perf_level_chosen = false;
@@ -64,10 +57,7 @@ extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer
 }
 
 extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
-  rocksdb::Status s = db->rep->VerifyChecksum();
-  if (s.ok()) return;
-  if (*errptr != nullptr) free(*errptr);
-  *errptr = strdup(s.ToString().c_str());
+  save_error(errptr, db->rep->VerifyChecksum());
 }
 
 namespace {
@@ -111,9 +101,7 @@ extern "C" void sharddb_put_parts_cf(rocksdb_t *db, const rocksdb_writeoptions_t
     if (reused.batch.GetDataSize() > kReusedBatchMaxBytes) reused.batch = rocksdb::WriteBatch();
     reused.busy = false;
   }
-  if (s.ok()) return;
-  if (*errptr != nullptr) free(*errptr);
-  *errptr = strdup(s.ToString().c_str());
+  save_error(errptr, s);
 }
 
 namespace {
@@ -136,10 +124,7 @@ extern "C" int sharddb_get_pinned_begin(rocksdb_t *db, const rocksdb_readoptions
     return 1;
   }
   sharddb_get_pinned_end(target);
-  if (!s.IsNotFound()) {
-    if (*errptr != nullptr) free(*errptr);
-    *errptr = strdup(s.ToString().c_str());
-  }
+  if (!s.IsNotFound()) save_error(errptr, s);
   return 0;
 }
 
