@@ -1,3 +1,4 @@
+import Foundation
 import RocksDB
 
 /// A shard's record with its current size and TTL metrics.
@@ -67,6 +68,55 @@ extension ShardEngine {
         for shard in shards {
             guard let family = shard.family else { continue }
             try storage(path) { try database.flush(family) }
+        }
+    }
+
+    /// Waits until no shard has a flush or a compaction pending or running: the
+    /// state db_bench's `waitforcompaction` waits for, so a measurement or a
+    /// maintenance step that follows does not share the machine with work the
+    /// writes before it left behind. (RocksDB 7.8's C API has no `WaitForCompact`;
+    /// this reads the four properties db_bench reads, every few milliseconds.)
+    ///
+    /// ```swift
+    /// try engine.flush()
+    /// guard try engine.waitForBackgroundWork(timeoutSeconds: 60) else { print("still compacting") }
+    /// ```
+    ///
+    /// - parameters:
+    ///   - timeoutSeconds: how long to wait at most; 0 only looks.
+    /// - returns: true once nothing is pending or running; false when the timeout passed first.
+    /// - throws: ``ShardDBError``: `.invalidArgument` for a negative or non-finite
+    ///   timeout, `.closed`, `.storage`.
+    public func waitForBackgroundWork(timeoutSeconds: Double = 600) throws -> Bool {
+        guard timeoutSeconds.isFinite, timeoutSeconds >= 0 else {
+            throw ShardDBError(.invalidArgument, "the wait for background work needs a timeout of 0 seconds or more, got \(timeoutSeconds)")
+        }
+        let deadline = ContinuousClock.now + .milliseconds(Int64((timeoutSeconds * 1000).rounded(.up)))
+        while true {
+            if try !hasBackgroundWork() { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            usleep(Self.backgroundWorkPollMicroseconds)
+        }
+    }
+
+    static let backgroundWorkPollMicroseconds: UInt32 = 5_000
+
+    /// Whether any shard has a memtable waiting to be flushed or a compaction
+    /// waiting to run, or the database is running either (those two are database-wide).
+    func hasBackgroundWork() throws -> Bool {
+        try storage(path) {
+            for shard in orderedActiveShards(table) {
+                guard let family = shard.family else { continue }
+                for name in ["rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending"]
+                where try database.integerProperty(name, in: family) ?? 0 > 0 {
+                    return true
+                }
+            }
+            for name in ["rocksdb.num-running-flushes", "rocksdb.num-running-compactions"]
+            where try database.integerProperty(name) ?? 0 > 0 {
+                return true
+            }
+            return false
         }
     }
 
