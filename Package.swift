@@ -78,7 +78,7 @@ let package = Package(
             path: "tools/shardctl",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
-        .testTarget(name: "RocksDBTests", dependencies: ["RocksDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "RocksDBTests", dependencies: ["RocksDB", "CRocksDBShim"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardDBTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardctlTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
@@ -21,6 +23,7 @@ struct rocksdb_options_t { rocksdb::Options rep; };
 struct rocksdb_writeoptions_t { rocksdb::WriteOptions rep; };
 struct rocksdb_readoptions_t { rocksdb::ReadOptions rep; };
 struct rocksdb_backup_engine_t { rocksdb::BackupEngine *rep; };
+struct rocksdb_cache_t { std::shared_ptr<rocksdb::Cache> rep; };
 
 namespace sharddb_shim {
 // As c.cc's SaveError: on an error, a malloc'd copy of the status text in

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import CRocksDB
+import CRocksDBShim
 
 /// Database and column-family options (`rocksdb_options_t`).
 ///
@@ -110,7 +111,10 @@ public final class Options: @unchecked Sendable {
     /// Table (block-based) settings. The block cache is created here and
     /// freed with these options.
     public struct TableSettings: Sendable, Equatable {
-        /// LRU block cache capacity in bytes; 0 disables the block cache.
+        /// LRU block cache capacity in bytes; 0 disables the block cache. Its
+        /// block buffers are allocated in size classes (at most 12.5% above a
+        /// block's size, counted against the capacity), so a block evicted for
+        /// another leaves memory the allocator reuses as it is.
         public var blockCacheBytes: Int
         /// Bloom filter bits per key; 0 disables the filter.
         public var bloomBitsPerKey: Double
@@ -131,7 +135,7 @@ public final class Options: @unchecked Sendable {
         rocksdb_block_based_options_set_block_size(table, settings.blockSize)
         var cache: OpaquePointer? = nil
         if settings.blockCacheBytes > 0 {
-            cache = rocksdb_cache_create_lru(settings.blockCacheBytes)
+            cache = sharddb_cache_create_lru(settings.blockCacheBytes)
             rocksdb_block_based_options_set_block_cache(table, cache)
         } else {
             rocksdb_block_based_options_set_no_block_cache(table, 1)

@@ -1,4 +1,5 @@
 import Foundation
+import CRocksDBShim
 import RocksDB
 import XCTest
 
@@ -314,6 +315,48 @@ final class SharedBlockCacheTests: XCTestCase {
         XCTAssertGreaterThan(try usage(b), before + 100_000, "b's cache holds the blocks read from a")
         XCTAssertEqual(try usage(a), try usage(b))
         XCTAssertEqual(try db.property("rocksdb.block-cache-capacity", in: b), "\(4 << 20)")
+    }
+
+    /// The cache's block buffers come in size classes: reads through a cache far
+    /// smaller than the data (every block evicted and loaded again, blocks of many
+    /// sizes) return every value intact, and the cache charges the rounded sizes
+    /// without passing its capacity.
+    func testBlocksInSizeClassesReadBackThroughASmallCache() throws {
+        let dir = TemporaryDirectory()
+        let options = Options()
+        options.createIfMissing = true
+        options.setCompression(.none)
+        options.setTableSettings(.init(blockCacheBytes: 64 << 10, blockSize: 4096))
+        let db = try Database.open(at: dir.path("db"), options: options)
+        defer { db.close() }
+        func value(_ i: Int) -> [UInt8] { (0..<(50 + i % 251)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) } }
+        for i in 0..<4000 { try db.put(Array("key-\(i)".utf8), value(i)) }
+        try db.flush()
+        for round in 0..<2 {
+            for i in stride(from: round, to: 4000, by: 7) { XCTAssertEqual(try db.get("key-\(i)"), value(i)) }
+        }
+        let usage = Int(try db.property("rocksdb.block-cache-usage") ?? "") ?? -1
+        XCTAssertGreaterThan(usage, 4096)
+        XCTAssertLessThanOrEqual(usage, 64 << 10)
+    }
+
+    func testBlockSizeClasses() {
+        // Below 1 KiB: as asked.
+        XCTAssertEqual(sharddb_block_size_class(0), 0)
+        XCTAssertEqual(sharddb_block_size_class(1023), 1023)
+        // From 1 KiB: up to the next eighth of the power of two below.
+        XCTAssertEqual(sharddb_block_size_class(1024), 1024)
+        XCTAssertEqual(sharddb_block_size_class(1025), 1152)
+        XCTAssertEqual(sharddb_block_size_class(3967), 4096)
+        XCTAssertEqual(sharddb_block_size_class(3985), 4096)
+        XCTAssertEqual(sharddb_block_size_class(4096), 4096)
+        XCTAssertEqual(sharddb_block_size_class(4097), 4608)
+        XCTAssertEqual(sharddb_block_size_class(16_383), 16_384)
+        for size in [1024, 1500, 4000, 5000, 65_537, 1 << 20, (1 << 20) + 1] {
+            let rounded = sharddb_block_size_class(size)
+            XCTAssertGreaterThanOrEqual(rounded, size)
+            XCTAssertLessThanOrEqual(Double(rounded), Double(size) * 1.125)
+        }
     }
 }
 

@@ -80,6 +80,19 @@ int sharddb_get_pinned_begin(rocksdb_t *db, const rocksdb_readoptions_t *options
 /// Releases what sharddb_get_pinned_begin pinned.
 void sharddb_get_pinned_end(void *slice);
 
+// --- Block cache (block_cache.cc). The 7.8 C API can give an LRU cache only
+// a jemalloc allocator (absent from Debian's build), not one of its own.
+
+/// An LRU block cache of `capacity` bytes with no high-priority pool (RocksDB's
+/// defaults otherwise) whose block buffers come in size classes (sharddb_block_size_class), so a block
+/// evicted from the cache leaves a chunk malloc can hand to the next block
+/// read. Destroy with rocksdb_cache_destroy.
+rocksdb_cache_t *sharddb_cache_create_lru(size_t capacity);
+
+/// The size a block buffer of `size` bytes is allocated with: sizes from 1 KiB
+/// up rounded to an eighth of their power of two; smaller ones unchanged.
+size_t sharddb_block_size_class(size_t size);
+
 // --- BackupEngine (backup_engine.cc). The 7.8 C API cannot attach app metadata,
 // report the new backup's id, delete one backup, garbage-collect, verify
 // checksums (rocksdb_backup_engine_verify_backup checks sizes only) or list a
