@@ -51,6 +51,39 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(settings["keySize"] as? Int, 16)
     }
 
+    /// db_bench's waitforcompaction between workloads: a row of its own with no
+    /// operations, and the workload after it reads everything the fill wrote.
+    func testWaitForCompactionSettlesBetweenWorkloads() throws {
+        let (_, results) = try report(["--num", "3000", "--write_buffer_size", "65536",
+                                       "--benchmarks", "fillrandom,waitforcompaction,readrandom"])
+        XCTAssertEqual(results.map { $0["name"] as? String }, ["fillrandom", "waitforcompaction", "readrandom"])
+        XCTAssertEqual(results[1]["ops"] as? Int, 0)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(results[1]["seconds"] as? Double), 0)
+        try assertMeasured(results[2])
+        XCTAssertEqual(results[2]["found"] as? Int, 3000)
+    }
+
+    /// `--histogram false`, as db_bench without --histogram: the same operations
+    /// counted, no latencies reported, and --duration still ends the run.
+    func testUntimedOperationsReportNoLatencies() throws {
+        let (settings, results) = try report(["--num", "3000", "--threads", "2", "--histogram=false",
+                                              "--benchmarks", "fillrandom,readrandom,readwhilewriting"])
+        XCTAssertEqual(settings["histogram"] as? Bool, false)
+        XCTAssertEqual(results.map { $0["ops"] as? Int }, [6000, 6000, 6000])
+        XCTAssertEqual(results[1]["found"] as? Int, 6000)
+        for result in results {
+            XCTAssertNil(result["latencyMicros"], "\(result)")
+            XCTAssertGreaterThan(try XCTUnwrap(result["opsPerSecond"] as? Double), 0)
+        }
+        let timed = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("timed").path, "--num", "1000000",
+                                      "--histogram", "0", "--duration", "1", "--benchmarks", "fillrandom", "--json"])
+        XCTAssertEqual(timed.status, 0, timed.stderr)
+        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(timed.stdout.utf8)) as? [String: Any])
+        let result = try XCTUnwrap((document["results"] as? [[String: Any]])?.first)
+        XCTAssertLessThan(try XCTUnwrap(result["ops"] as? Int), 1_000_000, "--duration 1 ends the fill early")
+        XCTAssertLessThan(try XCTUnwrap(result["seconds"] as? Double), 5)
+    }
+
     func testOptionsMapAndExistingDatabaseIsReused() throws {
         let (settings, _) = try report(["--num", "1000", "--benchmarks", "fillrandom", "--compression_type", "none",
                                         "--bloom_bits", "10", "--cache_size", "0", "--write_buffer_size", "1048576",
@@ -101,6 +134,7 @@ final class BenchCommandTests: XCTestCase {
             ["--benchmarks", "readrandom", "--workload", "ycsb-a"],
             ["--options", "no_such_option=1"],
             ["--benchmarks", "seekrandom", "--partitioning", "hash"],
+            ["--benchmarks", "fillrandom", "--histogram", "maybe"],
         ]
         for arguments in cases {
             let result = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("bad").path] + arguments)

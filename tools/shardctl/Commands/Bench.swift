@@ -23,8 +23,9 @@ struct WorkloadBench: ParsableCommand {
         abstract: "Measure ShardDB with db_bench's workloads and flags, or YCSB's core workloads.",
         discussion: """
             db_bench workloads (--benchmarks, comma-separated, run in order on one database): \
-            fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting. \
-            As in db_bench, each thread does --num writes or --reads reads; fill* start from a \
+            fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting; \
+            waitforcompaction is no measurement: it waits until no flush or compaction is pending \
+            or running, so the workload after it starts on a settled database. As in db_bench, each thread does --num writes or --reads reads; fill* start from a \
             fresh database; readwhilewriting runs --threads readers plus one writer and reports \
             the reads. YCSB (--workload ycsb-a ... ycsb-f): load --recordcount 1 KB records, then \
             run --operationcount operations with YCSB's proportions and request distributions.
@@ -86,6 +87,10 @@ struct WorkloadBench: ParsableCommand {
 
     @Flag(name: .customLong("sync"), help: "fsync the WAL on every write.")
     var sync = false
+
+    @Option(name: .customLong("histogram"),
+            help: "true (or 1): time every operation for the latency percentiles. false (or 0): read the clock once per 64 operations and report no latencies, as db_bench does unless --histogram (db_bench workloads; YCSB always times).")
+    var histogram = "true"
 
     @Option(name: .customLong("seed"), parsing: .unconditional, help: "Seed of the per-thread generators (0: from the clock).")
     var seed: UInt64 = 0
@@ -196,6 +201,13 @@ struct WorkloadBench: ParsableCommand {
         case let other: throw invalid("unknown --partitioning '\(other)' (hash or range)")
         }
 
+        let timesEachOperation: Bool
+        switch histogram {
+        case "true", "1": timesEachOperation = true
+        case "false", "0": timesEachOperation = false
+        case let other: throw invalid("--histogram takes true or false (or 1 or 0), not '\(other)'")
+        }
+
         engineOptions.writeBufferSize = writeBufferSize
         engineOptions.compression = compression
         engineOptions.tableSettings = .init(blockCacheBytes: max(0, cacheSize), bloomBitsPerKey: Double(max(0, bloomBits)),
@@ -213,7 +225,7 @@ struct WorkloadBench: ParsableCommand {
             duration: duration, seed: seed == 0 ? UInt64(DispatchTime.now().uptimeNanoseconds) : seed,
             shards: shards, partitioning: "\(scheme)", compression: compressionType, writeBufferSize: writeBufferSize,
             cacheSize: cacheSize, bloomBits: bloomBits, blockSize: blockSize, disableWAL: disableWAL, sync: sync,
-            useExistingDB: useExistingDB, rocksDBOptions: engineOptions.rocksDBOptions ?? "")
+            histogram: timesEachOperation, useExistingDB: useExistingDB, rocksDBOptions: engineOptions.rocksDBOptions ?? "")
         return BenchPlan(workloads: workloads, ycsb: ycsb, settings: settings, partitioning: scheme, engineOptions: engineOptions)
     }
 }
@@ -245,6 +257,8 @@ struct BenchSettings: Encodable {
     var blockSize: Int
     var disableWAL: Bool
     var sync: Bool
+    /// Whether every operation of the db_bench workloads was timed (latencies reported).
+    var histogram: Bool
     var useExistingDB: Bool
     var rocksDBOptions: String
 }

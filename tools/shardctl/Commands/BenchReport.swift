@@ -11,7 +11,8 @@ struct BenchResult: Encodable {
     var seconds: Double
     var opsPerSecond: Double
     var mbPerSecond: Double
-    var latencyMicros: Latency
+    /// Absent when no operation was timed (`--histogram false`, waitforcompaction).
+    var latencyMicros: Latency?
     /// Reads that found a value (readrandom, readwhilewriting, seekrandom).
     var found: Int?
     /// Writes by readwhilewriting's background writer (not counted in `ops`).
@@ -42,8 +43,9 @@ struct BenchResult: Encodable {
         opsPerSecond = seconds > 0 ? Double(ops) / seconds : 0
         mbPerSecond = seconds > 0 ? Double(bytes) / 1_048_576 / seconds : 0
         func micros(_ nanoseconds: UInt64) -> Double { (Double(nanoseconds) / 1000 * 100).rounded() / 100 }
-        latencyMicros = Latency(p50: micros(histogram.valueAtPercentile(50)), p99: micros(histogram.valueAtPercentile(99)),
-                                p999: micros(histogram.valueAtPercentile(99.9)), max: micros(histogram.max))
+        latencyMicros = histogram.totalCount == 0 ? nil
+            : Latency(p50: micros(histogram.valueAtPercentile(50)), p99: micros(histogram.valueAtPercentile(99)),
+                      p999: micros(histogram.valueAtPercentile(99.9)), max: micros(histogram.max))
     }
 }
 
@@ -64,13 +66,15 @@ struct BenchReport: Encodable {
             }.joined(separator: " ")
         }
         if header { print(line(columns)) }
+        func latency(_ field: KeyPath<BenchResult.Latency, Double>) -> String {
+            result.latencyMicros.map { String(format: "%.2f", $0[keyPath: field]) } ?? "-"
+        }
         var found = result.found.map { "\($0)" } ?? "-"
         if let writes = result.backgroundWrites { found += " (+\(writes) writes)" }
         print(line([
             result.name, "\(result.threads)", "\(result.ops)", String(format: "%.2f", result.seconds),
             String(format: "%.0f", result.opsPerSecond), String(format: "%.1f", result.mbPerSecond),
-            String(format: "%.2f", result.latencyMicros.p50), String(format: "%.2f", result.latencyMicros.p99),
-            String(format: "%.2f", result.latencyMicros.p999), found,
+            latency(\.p50), latency(\.p99), latency(\.p999), found,
         ]))
         fflush(stdout)
     }

@@ -6,6 +6,9 @@ import Synchronization
 /// db_bench's workloads, by db_bench's names.
 enum BenchWorkload: String, CaseIterable {
     case fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting
+    /// Not a measurement: waits until no flush or compaction is pending or running,
+    /// so the workload after it starts on a settled database (db_bench's name).
+    case waitforcompaction
 
     /// db_bench recreates the database before these.
     var needsFreshDatabase: Bool { self == .fillseq || self == .fillrandom }
@@ -115,12 +118,18 @@ struct ThreadTally {
     /// readwhilewriting's background writer: not part of the reported result.
     var isBackgroundWriter = false
 
-    /// Records one operation that started at `begin` (ns) and returns the time now.
+    /// Whether every operation is timed; without it there are no latencies.
+    var timesEachOperation = true
+
+    /// Records one operation that started at `begin` (ns) and returns the time
+    /// now; untimed, the time is read only every 64th operation (enough for
+    /// `--duration`) and `begin` returned otherwise.
     @inline(__always)
     mutating func record(since begin: UInt64) -> UInt64 {
+        ops += 1
+        guard timesEachOperation else { return ops & 63 == 0 ? monotonicNanoseconds() : begin }
         let now = monotonicNanoseconds()
         _ = histogram.record(max(1, now &- begin))
-        ops += 1
         return now
     }
 }
@@ -202,7 +211,11 @@ final class BenchDriver: @unchecked Sendable {
             throw ShardDBError(.invalidArgument, "\(workload.rawValue) needs key-ordered shards: use --partitioning range")
         }
         let s = settings
-        let threads = workload == .readwhilewriting ? s.threads + 1 : s.threads
+        let threads = switch workload {
+        case .readwhilewriting: s.threads + 1
+        case .waitforcompaction: 1
+        default: s.threads
+        }
         let deadline: UInt64? = s.duration > 0 ? UInt64(s.duration) * 1_000_000_000 : nil
         let readersDone = BenchCounter()
         let tallies = try runThreads(threads) { index in
@@ -213,6 +226,7 @@ final class BenchDriver: @unchecked Sendable {
             case .readrandom: return try self.readRandom(engine, ops: s.reads, deadline: deadline, random: &random)
             case .readseq: return try self.readSequential(engine, entries: s.reads)
             case .seekrandom: return try self.seekRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+            case .waitforcompaction: return try self.waitForCompaction(engine)
             case .readwhilewriting:
                 if index == 0 {
                     // db_bench's background writer: writes until every reader is done; not reported.
@@ -238,12 +252,24 @@ final class BenchDriver: @unchecked Sendable {
 
     // MARK: Workloads (one thread each)
 
+    /// Waits for the background work the workloads before left (up to an hour):
+    /// no operations, the time waited.
+    func waitForCompaction(_ engine: ShardEngine) throws -> ThreadTally {
+        var tally = ThreadTally()
+        tally.start = monotonicNanoseconds()
+        guard try engine.waitForBackgroundWork(timeoutSeconds: 3600) else {
+            throw ShardDBError(.storage, "waitforcompaction: flushes or compactions still running after an hour")
+        }
+        tally.finish = monotonicNanoseconds()
+        return tally
+    }
+
     /// Puts `ops` keys (sequential, or uniform over `0..<num`), or until `deadline` / `stop()`.
     func write(_ engine: ShardEngine, sequential: Bool, ops: Int, deadline: UInt64?, random: inout BenchRandom,
                stop: () -> Bool = { false }) throws -> ThreadTally {
         let s = settings
         var values = BenchValues(minimumSize: s.valueSize)
-        var tally = ThreadTally()
+        var tally = ThreadTally(timesEachOperation: s.histogram)
         let key = BenchKeys.buffer(size: s.keySize)
         defer { key.deallocate() }
         let storedKey = UnsafeRawBufferPointer(key)
@@ -258,14 +284,14 @@ final class BenchDriver: @unchecked Sendable {
             i += 1
         }
         tally.bytes = tally.ops * (s.keySize + s.valueSize)
-        tally.finish = now
+        tally.finish = monotonicNanoseconds()
         return tally
     }
 
     /// Point reads of keys uniform over `0..<num`, zero-copy (db_bench reads into a pinnable slice).
     func readRandom(_ engine: ShardEngine, ops: Int, deadline: UInt64?, random: inout BenchRandom) throws -> ThreadTally {
         let s = settings
-        var tally = ThreadTally()
+        var tally = ThreadTally(timesEachOperation: s.histogram)
         let key = BenchKeys.buffer(size: s.keySize)
         defer { key.deallocate() }
         let storedKey = UnsafeRawBufferPointer(key)
@@ -282,7 +308,7 @@ final class BenchDriver: @unchecked Sendable {
             now = tally.record(since: now)
             i += 1
         }
-        tally.finish = now
+        tally.finish = monotonicNanoseconds()
         return tally
     }
 
@@ -315,7 +341,7 @@ final class BenchDriver: @unchecked Sendable {
     /// reading the entry found there.
     func seekRandom(_ engine: ShardEngine, ops: Int, deadline: UInt64?, random: inout BenchRandom) throws -> ThreadTally {
         let s = settings
-        var tally = ThreadTally()
+        var tally = ThreadTally(timesEachOperation: s.histogram)
         tally.start = monotonicNanoseconds()
         var now = tally.start
         var i = 0
@@ -330,7 +356,7 @@ final class BenchDriver: @unchecked Sendable {
             now = tally.record(since: now)
             i += 1
         }
-        tally.finish = now
+        tally.finish = monotonicNanoseconds()
         return tally
     }
 }
