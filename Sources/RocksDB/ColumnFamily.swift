@@ -12,9 +12,13 @@ public final class ColumnFamily: @unchecked Sendable {
     /// The database this family belongs to.
     public let database: Database
     let slot: ColumnFamilySlot
+    /// `database`'s identity, which every call checks without touching the
+    /// database object's reference count (a shared cache line under many readers).
+    let databaseIdentity: ObjectIdentifier
 
     init(database: Database, name: String, id: UInt32, slot: ColumnFamilySlot) {
         self.database = database
+        self.databaseIdentity = ObjectIdentifier(database)
         self.name = name
         self.id = id
         self.slot = slot

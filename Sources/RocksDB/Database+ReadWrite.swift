@@ -127,7 +127,9 @@ extension Database {
     @usableFromInline
     func readPinned(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: ReadOptions?,
                     _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let readOptions = (options ?? defaultReadOptions).pointer
+        // (Not `(options ?? defaultReadOptions)`: that retains the shared default
+        // options object on every read, a cache line every reading thread writes.)
+        let readOptions = options?.pointer ?? defaultReadOptions.pointer
         try withHandle(family) { db, cf in
             try options?.checkSnapshot()
             // The value stays pinned in a slice this thread reuses (no heap-allocated

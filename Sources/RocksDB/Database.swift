@@ -213,7 +213,7 @@ public final class Database: @unchecked Sendable {
             guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
             let familyHandle: OpaquePointer
             if let family {
-                guard family.database === self else {
+                guard family.databaseIdentity == ObjectIdentifier(self) else {
                     throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(family.name)' belongs to another database")
                 }
                 guard let h = family.slot.handle else { throw RocksDBError.closed("column family '\(family.name)'") }
