@@ -25,14 +25,15 @@ struct WorkloadBench: ParsableCommand {
             db_bench workloads (--benchmarks, comma-separated, run in order on one database): \
             fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting; \
             waitforcompaction is no measurement: it waits until no flush or compaction is pending \
-            or running, so the workload after it starts on a settled database. As in db_bench, each thread does --num writes or --reads reads; fill* start from a \
-            fresh database; readwhilewriting runs --threads readers plus one writer and reports \
-            the reads. YCSB (--workload ycsb-a ... ycsb-f): load --recordcount 1 KB records, then \
-            run --operationcount operations with YCSB's proportions and request distributions.
+            or running, so the workload after it starts on a settled database. As in db_bench, \
+            each thread does --num writes or --reads reads; fill* start from a fresh database; \
+            readwhilewriting runs --threads readers plus one writer and reports the reads. \
+            YCSB (--workload ycsb-a ... ycsb-f): load --recordcount 1 KB records, then run \
+            --operationcount operations with YCSB's proportions and request distributions.
 
-            Reports ops/s, MB/s and latency percentiles (HdrHistogram) per workload, as a table \
-            or --json. The engine has one shard by default (--shards) so it compares with \
-            db_bench's single column family. seekrandom and ycsb-e need key-ordered scans, so \
+            Reports ops/s, MB/s and latency percentiles (HdrHistogram; none with --histogram false) \
+            per workload, as a table or --json. The engine has one shard by default (--shards) so \
+            it compares with db_bench's single column family. seekrandom and ycsb-e need key-ordered scans, so \
             they use range partitioning unless --partitioning says otherwise.
             """)
 
