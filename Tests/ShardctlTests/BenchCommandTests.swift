@@ -75,10 +75,10 @@ final class BenchCommandTests: XCTestCase {
             XCTAssertNil(result["latencyMicros"], "\(result)")
             XCTAssertGreaterThan(try XCTUnwrap(result["opsPerSecond"] as? Double), 0)
         }
-        let timed = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("timed").path, "--num", "1000000",
+        let byDuration = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("by-duration").path, "--num", "1000000",
                                       "--histogram", "0", "--duration", "1", "--benchmarks", "fillrandom", "--json"])
-        XCTAssertEqual(timed.status, 0, timed.stderr)
-        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(timed.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(byDuration.status, 0, byDuration.stderr)
+        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(byDuration.stdout.utf8)) as? [String: Any])
         let result = try XCTUnwrap((document["results"] as? [[String: Any]])?.first)
         XCTAssertLessThan(try XCTUnwrap(result["ops"] as? Int), 1_000_000, "--duration 1 ends the fill early")
         XCTAssertLessThan(try XCTUnwrap(result["seconds"] as? Double), 5)
