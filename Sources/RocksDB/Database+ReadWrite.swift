@@ -41,7 +41,7 @@ extension Database {
     public func put(keyParts: (UnsafeRawBufferPointer, UnsafeRawBufferPointer),
                     valueParts: (UnsafeRawBufferPointer, UnsafeRawBufferPointer),
                     in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
-        let writeOptions = (options ?? defaultWriteOptions).pointer
+        let writeOptions = options?.pointer ?? defaultWriteOptions.pointer
         try withHandle(family) { db, cf in
             try withStatus {
                 sharddb_put_parts_cf(db, writeOptions, cf,
@@ -59,7 +59,7 @@ extension Database {
 
     @usableFromInline
     func deleteRaw(_ key: UnsafeRawBufferPointer, _ family: ColumnFamily?, _ options: WriteOptions?) throws {
-        let writeOptions = (options ?? defaultWriteOptions).pointer
+        let writeOptions = options?.pointer ?? defaultWriteOptions.pointer
         try withHandle(family) { db, cf in
             try withStatus { rocksdb_delete_cf(db, writeOptions, cf, key.cPointer, key.count, $0) }
         }
@@ -67,7 +67,7 @@ extension Database {
 
     /// Removes every key in `[begin, end)`.
     public func deleteRange(from begin: some ContiguousBytes, to end: some ContiguousBytes, in family: ColumnFamily? = nil, options: WriteOptions? = nil) throws {
-        let writeOptions = (options ?? defaultWriteOptions).pointer
+        let writeOptions = options?.pointer ?? defaultWriteOptions.pointer
         try begin.withUnsafeBytes { b in
             try end.withUnsafeBytes { e in
                 try withHandle(family) { db, cf in
@@ -79,7 +79,7 @@ extension Database {
 
     /// Applies every operation of `batch` atomically.
     public func write(_ batch: WriteBatch, options: WriteOptions? = nil) throws {
-        let writeOptions = (options ?? defaultWriteOptions).pointer
+        let writeOptions = options?.pointer ?? defaultWriteOptions.pointer
         try withHandle { db in
             // Under the shared lock, so no family can be dropped between this check and the write.
             for slot in batch.familySlots.values where slot.handle == nil { throw RocksDBError.closed("column family") }
@@ -150,7 +150,7 @@ extension Database {
     /// batched MultiGet); nil where a key is absent.
     public func multiGet<Key: ContiguousBytes>(_ keys: [Key], in family: ColumnFamily? = nil, options: ReadOptions? = nil) throws -> [[UInt8]?] {
         if keys.isEmpty { return [] }
-        let readOptions = (options ?? defaultReadOptions).pointer
+        let readOptions = options?.pointer ?? defaultReadOptions.pointer
         // Copy the keys into one buffer so their pointers stay valid for the call.
         var flat: [UInt8] = []
         var ranges: [Range<Int>] = []

@@ -29,6 +29,8 @@ import CRocksDB
 /// ```
 public final class Database: @unchecked Sendable {
     let core: DatabaseCore
+    /// `core.lock` for the calls every read and write makes (no reference count per call).
+    let closeGuard: UnretainedReadWriteLock
     /// The path the database was opened at.
     public let path: String
     /// Shared by reads and writes that pass no options of their own.
@@ -40,6 +42,7 @@ public final class Database: @unchecked Sendable {
 
     private init(core: DatabaseCore, path: String, threadPerfLevel: PerfLevel?) {
         self.core = core
+        self.closeGuard = core.lock.unretained
         self.path = path
         self.threadPerfLevel = threadPerfLevel
         self.defaultReadOptions = ReadOptions()
@@ -199,7 +202,7 @@ public final class Database: @unchecked Sendable {
     @usableFromInline
     func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
-        return try core.lock.withReadLock {
+        return try closeGuard.withReadLock {
             guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
             return try body(handle)
         }
@@ -209,7 +212,7 @@ public final class Database: @unchecked Sendable {
     @usableFromInline
     func withHandle<R>(_ family: ColumnFamily?, _ body: (OpaquePointer, OpaquePointer) throws -> R) throws -> R {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
-        return try core.lock.withReadLock {
+        return try closeGuard.withReadLock {
             guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
             let familyHandle: OpaquePointer
             if let family {

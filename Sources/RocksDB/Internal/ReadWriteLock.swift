@@ -9,7 +9,7 @@ import Darwin
 /// never used while, or after, the C objects behind it are destroyed. Public
 /// because the engine above uses the same primitive for its write gate.
 public final class ReadWriteLock: @unchecked Sendable {
-    private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
+    @usableFromInline let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
 
     /// - parameter preferWriters: a waiting writer blocks new readers (glibc's
     ///   default lets a steady stream of readers starve writers).
@@ -34,14 +34,21 @@ public final class ReadWriteLock: @unchecked Sendable {
         rwlock.deallocate()
     }
 
-    @inline(__always)
+    /// The pthread lock itself, for hot paths: a copy costs no reference count
+    /// (calling a method of the class from a stored property retains the lock
+    /// object for the call, an atomic write to a line every thread shares).
+    /// Valid only while this lock lives; its holder keeps the class instance.
+    @inlinable
+    public var unretained: UnretainedReadWriteLock { UnretainedReadWriteLock(rwlock: rwlock) }
+
+    @inlinable @inline(__always)
     public func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_rwlock_rdlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func withWriteLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_rwlock_wrlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
@@ -68,6 +75,22 @@ final class PThreadMutex: @unchecked Sendable {
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
+/// A ``ReadWriteLock``'s pthread lock without a reference to its owner (see
+/// ``ReadWriteLock/unretained``): whoever stores one also keeps the
+/// ``ReadWriteLock`` it came from.
+public struct UnretainedReadWriteLock: @unchecked Sendable {
+    @usableFromInline let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    @inlinable init(rwlock: UnsafeMutablePointer<pthread_rwlock_t>) { self.rwlock = rwlock }
+
+    @inlinable @inline(__always)
+    public func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_rdlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 }

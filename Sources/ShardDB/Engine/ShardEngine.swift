@@ -265,7 +265,7 @@ public final class ShardEngine: @unchecked Sendable {
         while true {
             do {
                 return try writeGate.withReadLock {
-                    let (shard, keyGroup) = try table.locate(key)
+                    let (shard, keyGroup) = try locate(key)
                     return try body(shard, keyGroup)
                 }
             } catch let hit as FenceHit {
@@ -279,12 +279,20 @@ public final class ShardEngine: @unchecked Sendable {
     func routedRead<R>(_ key: UnsafeRawBufferPointer, _ body: (Shard, Int?) throws -> R) throws -> R {
         while true {
             do {
-                let (shard, keyGroup) = try table.locate(key)
+                let (shard, keyGroup) = try locate(key)
                 return try body(shard, keyGroup)
             } catch let hit as FenceHit {
                 try waitOut(hit.fence)
             }
         }
+    }
+
+    /// The shard owning `key` and its key group, looked up under the routing lock:
+    /// unlike `table.locate(key)` this does not take a reference to the table
+    /// (an atomic write, per operation, to a line every thread shares).
+    @inline(__always)
+    func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
+        try routing.withLock { table throws -> (Shard, Int?) in try table.locate(key) }
     }
 
     /// Waits until a fence is resolved; afterwards the routing table tells the new owner.
