@@ -454,7 +454,9 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                             try await window.acquire()
                             let item: Item?
                             do { item = try await next() } catch {
-                                state.update { $0.sourceFailure = error }
+                                // Cancelled because the call ended (the peer answered UNIMPLEMENTED, or the
+                                // connection dropped): the call's own error decides; `next` is asked again.
+                                if !Task.isCancelled { state.update { $0.sourceFailure = error } }
                                 throw error
                             }
                             guard let item else {
