@@ -90,6 +90,55 @@ final class DirectBulkTests: XCTestCase {
         try await assertMovedAndStop(keys: 4000, valueSize: 200, workspace: workspace, source: a, target: b)
     }
 
+    /// A target from before the streaming and pulling calls (its server answers them
+    /// UNIMPLEMENTED): the coordinator relays entries with one ApplyBulk call per
+    /// chunk and table files with one WriteTableFile call per piece, and both moves
+    /// complete with every key on the target.
+    func testTargetWithoutStreamsOrPullsTakesTheCopyOneCallPerChunk() async throws {
+        let workspace = try Workspace("DirectBulkUnary")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
+                                 omitRPCs: ["PullBulk", "PullTableFiles", "ApplyBulkStream", "WriteTableFileStream"])
+        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile,
+                      "--bulk-chunk-bytes", "65536"]
+
+        let (entries, entriesReport) = try await migrate(common + ["--shard", "0", "--bulk-transfer", "entries"])
+        XCTAssertEqual(entries.status, 0, entries.stderr)
+        XCTAssertEqual(entriesReport?["bulkTransfer"] as? String, "entries")
+        XCTAssertEqual(entriesReport?["bulkRoute"] as? String, "relay")
+        XCTAssertGreaterThan(entriesReport?["keysCopied"] as? Int ?? 0, 1000)
+
+        let (files, filesReport) = try await migrate(common + ["--shard", "1", "--bulk-transfer", "table-files"])
+        XCTAssertEqual(files.status, 0, files.stderr)
+        XCTAssertEqual(filesReport?["bulkTransfer"] as? String, "tableFiles")
+        XCTAssertEqual(filesReport?["bulkRoute"] as? String, "relay")
+
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
+    /// A source from before table files (no ExportTableFiles): a move that may use
+    /// either copies entries instead, and one that demands table files is refused
+    /// before anything moves.
+    func testSourceWithoutTableFilesMovesEntries() async throws {
+        let workspace = try Workspace("DirectBulkNoExport")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile, omitRPCs: ["ExportTableFiles"])
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile]
+
+        let (refused, _) = try await migrate(common + ["--shard", "1", "--bulk-transfer", "table-files"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("table files"), refused.stderr)
+
+        let (moved, report) = try await migrate(common + ["--shard", "0"])
+        XCTAssertEqual(moved.status, 0, moved.stderr)
+        XCTAssertEqual(report?["bulkTransfer"] as? String, "entries")
+        XCTAssertGreaterThan(report?["keysCopied"] as? Int ?? 0, 1000)
+
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
     /// A coordinator that names the wrong instance as the source's address (here a
     /// third instance with the same token): the target checks who answers there,
     /// refuses to pull from it, and the copy is relayed from the real source;

@@ -48,26 +48,30 @@ final class ServeProcess {
     let tokenFile: String?
     /// Further `serve` arguments (TLS), kept across restarts.
     let extra: [String]
+    /// RPCs the server answers UNIMPLEMENTED, as an older version would (`SHARDDB_SERVER_OMIT_RPCS`), kept across restarts.
+    let omitRPCs: [String]
     private(set) var process: Process
     private(set) var address: InstanceAddress
 
     /// Starts serving `directory` on `listen` (port 0: a free one), with failure points armed by `failpoints`.
     init(directory: String, tokenFile: String?, listen: String = "127.0.0.1:0", failpoints: String? = nil,
-         extra: [String] = []) throws {
+         extra: [String] = [], omitRPCs: [String] = []) throws {
         self.directory = directory
         self.tokenFile = tokenFile
         self.extra = extra
+        self.omitRPCs = omitRPCs
         (process, address) = try Self.launch(directory: directory, tokenFile: tokenFile, listen: listen,
-                                             failpoints: failpoints, extra: extra)
+                                             failpoints: failpoints, extra: extra, omitRPCs: omitRPCs)
     }
 
     private static func launch(directory: String, tokenFile: String?, listen: String, failpoints: String?,
-                               extra: [String]) throws -> (Process, InstanceAddress) {
+                               extra: [String], omitRPCs: [String]) throws -> (Process, InstanceAddress) {
         let process = Process()
         process.executableURL = try Shardctl.executable
         process.arguments = ["serve", directory, "--listen", listen] + (tokenFile.map { ["--token-file", $0] } ?? []) + extra
         var environment = ProcessInfo.processInfo.environment
         environment["SHARDDB_FAILPOINTS"] = failpoints ?? ""
+        environment["SHARDDB_SERVER_OMIT_RPCS"] = omitRPCs.joined(separator: ",")
         process.environment = environment
         let out = Pipe()
         process.standardOutput = out
@@ -113,7 +117,7 @@ final class ServeProcess {
         for _ in 0..<50 {
             do {
                 (process, address) = try Self.launch(directory: directory, tokenFile: tokenFile, listen: address.description,
-                                                     failpoints: nil, extra: extra)
+                                                     failpoints: nil, extra: extra, omitRPCs: omitRPCs)
                 return
             } catch {
                 lastError = error  // the port or the directory lock may linger for a moment

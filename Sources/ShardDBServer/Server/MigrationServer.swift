@@ -76,7 +76,9 @@ public final class MigrationServer: Sendable {
         let service = ShardInstanceService(engine: engine, location: { location.value },
                                            rateLimiter: configuration.bulkRateLimit.map(BulkRateLimiter.init),
                                            peers: configuration.peers)
-        server = GRPCServer(transport: transport, services: [service], interceptors: [
+        let omitted = Self.omittedMethods(ProcessInfo.processInfo.environment["SHARDDB_SERVER_OMIT_RPCS"])
+        let registered: any RegistrableRPCService = omitted.isEmpty ? service : WithoutMethods(service: service, omitted: omitted)
+        server = GRPCServer(transport: transport, services: [registered], interceptors: [
             CallAuthentication(secret: configuration.secret,
                                verifiesClientCertificates: configuration.tls?.clientCertificateAuthority != nil),
         ])
@@ -126,6 +128,29 @@ public final class MigrationServer: Sendable {
     public func shutdown() async {
         server.beginGracefulShutdown()
         _ = try? await serving.value?.value
+    }
+}
+
+extension MigrationServer {
+    /// The method names (`ApplyBulkStream`, `PullBulk`, ...) in `SHARDDB_SERVER_OMIT_RPCS`, a
+    /// comma-separated list: for compatibility tests, the server then answers them UNIMPLEMENTED,
+    /// as a version from before them would (docs/FAILURE_POINTS.md).
+    static func omittedMethods(_ spec: String?) -> Set<String> {
+        guard let spec else { return [] }
+        return Set(spec.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+    }
+}
+
+/// A service registered without some of its methods (see ``MigrationServer/omittedMethods(_:)``).
+struct WithoutMethods: RegistrableRPCService {
+    let service: any RegistrableRPCService
+    let omitted: Set<String>
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        service.registerMethods(with: &router)
+        for method in router.methods where omitted.contains(method.method) {
+            _ = router.removeHandler(forMethod: method)
+        }
     }
 }
 
