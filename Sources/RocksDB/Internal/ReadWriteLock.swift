@@ -43,9 +43,7 @@ public final class ReadWriteLock: @unchecked Sendable {
 
     @inlinable @inline(__always)
     public func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_rwlock_rdlock(rwlock)
-        defer { pthread_rwlock_unlock(rwlock) }
-        return try body()
+        try unretained.withReadLock(body)
     }
 
     @inlinable @inline(__always)
