@@ -67,9 +67,12 @@ final class BenchCommandTests: XCTestCase {
     /// counted, no latencies reported, and --duration still ends the run.
     func testUntimedOperationsReportNoLatencies() throws {
         let (settings, results) = try report(["--num", "3000", "--threads", "2", "--histogram=false",
-                                              "--benchmarks", "fillrandom,readrandom,readwhilewriting"])
+                                              "--benchmarks", "fillrandom,readrandom,readwhilewriting,readseq"])
         XCTAssertEqual(settings["histogram"] as? Bool, false)
-        XCTAssertEqual(results.map { $0["ops"] as? Int }, [6000, 6000, 6000])
+        XCTAssertEqual(results.prefix(3).map { $0["ops"] as? Int }, [6000, 6000, 6000])
+        // readseq: one pass per thread over the distinct keys the random fill left.
+        let passes = try XCTUnwrap(results[3]["ops"] as? Int)
+        XCTAssertTrue(passes > 0 && passes <= 6000 && passes % 2 == 0, "\(results[3])")
         XCTAssertEqual(results[1]["found"] as? Int, 6000)
         for result in results {
             XCTAssertNil(result["latencyMicros"], "\(result)")
@@ -82,6 +85,19 @@ final class BenchCommandTests: XCTestCase {
         let result = try XCTUnwrap((document["results"] as? [[String: Any]])?.first)
         XCTAssertLessThan(try XCTUnwrap(result["ops"] as? Int), 1_000_000, "--duration 1 ends the fill early")
         XCTAssertLessThan(try XCTUnwrap(result["seconds"] as? Double), 5)
+    }
+
+    /// As db_bench's --duration: the seconds decide, not --num / --reads, so a
+    /// short count runs on (over the same keys) until the time is up.
+    func testDurationOutlastsTheCount() throws {
+        let (_, results) = try report(["--num", "500", "--duration", "1", "--histogram", "0",
+                                       "--benchmarks", "fillrandom,readrandom"])
+        XCTAssertEqual(results.map { $0["name"] as? String }, ["fillrandom", "readrandom"])
+        for result in results {
+            XCTAssertGreaterThan(try XCTUnwrap(result["ops"] as? Int), 500, "\(result)")
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(result["seconds"] as? Double), 1.0, "\(result)")
+        }
+        XCTAssertEqual(results[1]["found"] as? Int, results[1]["ops"] as? Int, "every read looks up one of the 500 keys written")
     }
 
     func testOptionsMapAndExistingDatabaseIsReused() throws {

@@ -216,16 +216,19 @@ final class BenchDriver: @unchecked Sendable {
         case .waitforcompaction: 1
         default: s.threads
         }
+        // With --duration the random workloads run until the deadline, whatever
+        // --num or --reads say (db_bench's Duration: its seconds override the count).
         let deadline: UInt64? = s.duration > 0 ? UInt64(s.duration) * 1_000_000_000 : nil
+        let writes = deadline == nil ? s.num : .max, reads = deadline == nil ? s.reads : .max
         let readersDone = BenchCounter()
         let tallies = try runThreads(threads) { index in
             var random = BenchRandom(seed: s.seed &+ UInt64(index) &* 0x9E37_79B9)
             switch workload {
             case .fillseq: return try self.write(engine, sequential: true, ops: s.num, deadline: nil, random: &random)
-            case .fillrandom, .overwrite: return try self.write(engine, sequential: false, ops: s.num, deadline: deadline, random: &random)
-            case .readrandom: return try self.readRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+            case .fillrandom, .overwrite: return try self.write(engine, sequential: false, ops: writes, deadline: deadline, random: &random)
+            case .readrandom: return try self.readRandom(engine, ops: reads, deadline: deadline, random: &random)
             case .readseq: return try self.readSequential(engine, entries: s.reads)
-            case .seekrandom: return try self.seekRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+            case .seekrandom: return try self.seekRandom(engine, ops: reads, deadline: deadline, random: &random)
             case .waitforcompaction: return try self.waitForCompaction(engine)
             case .readwhilewriting:
                 if index == 0 {
@@ -237,7 +240,7 @@ final class BenchDriver: @unchecked Sendable {
                     return tally
                 }
                 defer { readersDone.value.add(1, ordering: .relaxed) }
-                return try self.readRandom(engine, ops: s.reads, deadline: deadline, random: &random)
+                return try self.readRandom(engine, ops: reads, deadline: deadline, random: &random)
             }
         }
         let measured = tallies.filter { !$0.isBackgroundWriter }
@@ -312,27 +315,32 @@ final class BenchDriver: @unchecked Sendable {
         return tally
     }
 
-    /// One ordered pass over up to `entries` entries (db_bench's readseq); latency is recorded per
-    /// entry as the mean of each run of 1024, since timing every entry would cost more than reading it.
+    /// One ordered pass over up to `entries` entries (db_bench's readseq); latency (unless
+    /// `--histogram false`) is recorded per entry as the mean of each run of 1024, since
+    /// timing every entry would cost more than reading it.
     func readSequential(_ engine: ShardEngine, entries: Int) throws -> ThreadTally {
-        var tally = ThreadTally()
+        let timed = settings.histogram
+        var tally = ThreadTally(timesEachOperation: timed)
         tally.start = monotonicNanoseconds()
         var chunkStart = tally.start
-        var inChunk: UInt64 = 0
+        var inChunk: UInt64 = 0, count = 0
         try engine.scan(ScanRequest(limit: entries)) { entry in
             tally.bytes &+= entry.key.count &+ entry.value.count
+            count &+= 1
             inChunk &+= 1
             if inChunk == 1024 {
-                let now = monotonicNanoseconds()
-                _ = tally.histogram.record(max(1, (now &- chunkStart) / 1024), count: 1024)
-                chunkStart = now
+                if timed {
+                    let now = monotonicNanoseconds()
+                    _ = tally.histogram.record(max(1, (now &- chunkStart) / 1024), count: 1024)
+                    chunkStart = now
+                }
                 inChunk = 0
             }
             return true
         }
         let now = monotonicNanoseconds()
-        if inChunk > 0 { _ = tally.histogram.record(max(1, (now &- chunkStart) / inChunk), count: inChunk) }
-        tally.ops = Int(tally.histogram.totalCount)
+        if timed, inChunk > 0 { _ = tally.histogram.record(max(1, (now &- chunkStart) / inChunk), count: inChunk) }
+        tally.ops = count
         tally.finish = now
         return tally
     }
