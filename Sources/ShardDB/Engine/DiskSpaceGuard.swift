@@ -45,7 +45,9 @@ final class DiskSpaceGuard: @unchecked Sendable {
         var stats = statvfs()
         guard statvfs(path, &stats) == 0 else { return }  // cannot tell: let RocksDB decide
         let free = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
-        guard free >= minimumFreeBytes &+ UInt64(max(0, bytes)) else {
+        // Saturating: a reserve near UInt64.max must refuse, not wrap around to a small need.
+        let (sum, overflow) = minimumFreeBytes.addingReportingOverflow(UInt64(max(0, bytes)))
+        guard free >= (overflow ? .max : sum) else {
             budget.store(0, ordering: .relaxed)
             throw ShardDBError(.diskFull,
                 "\(path): only \(free) bytes free on its filesystem; a write of \(bytes) bytes would go under the reserve of \(minimumFreeBytes) bytes (ShardEngineOptions.minimumFreeDiskBytes); nothing was written. Free space and retry")
