@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `shardctl`: inspect and operate ShardDB instances.
 @main
@@ -12,7 +13,8 @@ struct ShardCtl: AsyncParsableCommand {
             to be open in another process.
 
             Exit status: 0 on success; 1 when 'get' finds no value; 2 on any error (one line on stderr); \
-            141 when the reader of its output went away (`shardctl scan DIR | head`).
+            64 when the command line itself is wrong (an unknown option, a missing argument: also one \
+            line); 141 when the reader of its output went away (`shardctl scan DIR | head`).
             """,
         subcommands: [
             Init.self, Info.self, Put.self, Get.self, Delete.self, DeleteRange.self, Scan.self,
@@ -21,4 +23,26 @@ struct ShardCtl: AsyncParsableCommand {
             Stress.self, Verify.self, SalvageWAL.self,
         ]
     )
+
+    /// As swift-argument-parser's own entry point, except that a usage error (an
+    /// unknown option, a missing argument, a value that does not parse) is one
+    /// line on stderr like every other error, still with status 64 (EX_USAGE),
+    /// instead of the error followed by the usage screen.
+    static func main() async {
+        do {
+            var command = try await asyncParseAsRoot(nil)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let status = exitCode(for: error)
+            // --help, and the exit codes the commands throw themselves, as the parser does.
+            if status == .success || error is ExitCode || error is CleanExit { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            writeStandardError(Data("shardctl: error: \(message) (see --help)\n".utf8))
+            exitNow(status.rawValue)
+        }
+    }
 }

@@ -64,12 +64,17 @@ struct KeyTargetOptions: ParsableArguments {
     @Option(help: "HOST:PORT of a live instance ('shardctl serve') instead of a directory.") var remote: String?
     @OptionGroup var remoteOptions: RemoteOptions
     @Flag(name: .long, help: "Log engine events to stderr.") var verbose = false
+    @Option(name: .long, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off; not with --remote).")
+    var minFreeDiskBytes: UInt64?
     @Argument(help: "The instance's data directory (unless --remote), then the operands.") var operands: [String] = []
 
     func split(expecting names: [String]) throws -> (Location, [String]) {
         if let remote {
             guard let address = InstanceAddress(parsing: remote) else { throw ShardDBError(.invalidArgument, "--remote '\(remote)' is not HOST:PORT") }
             guard operands.count == names.count else { throw ShardDBError(.invalidArgument, "expected \(names.joined(separator: " ")) after --remote") }
+            guard minFreeDiskBytes == nil else {
+                throw ShardDBError(.invalidArgument, "--min-free-disk-bytes applies to a directory; the instance at --remote has its own ('shardctl serve')")
+            }
             return (.remote(address), operands)
         }
         guard operands.count == names.count + 1 else {
@@ -81,6 +86,7 @@ struct KeyTargetOptions: ParsableArguments {
     func instance(_ directory: String) throws -> InstanceOptions {
         var options = try InstanceOptions.parse([directory])
         options.verbose = verbose
+        options.minFreeDiskBytes = minFreeDiskBytes
         return options
     }
 
