@@ -20,6 +20,6 @@ struct SalvageWAL: ParsableCommand {
     func run() throws {
         let dropped = try failing { try ShardEngine.salvageWriteAheadLog(at: instance.directory, options: instance.engineOptions()) }
         if dropped.isEmpty { print("nothing dropped: every write-ahead log replayed completely") }
-        for record in dropped { print("dropped: \(record)") }
+        for record in dropped { print("dropped: \(record.file): \(record.bytes) bytes (\(record.reason))") }
     }
 }
