@@ -1,15 +1,18 @@
 // BackupEngine functions the 7.8 C API lacks: create with app metadata and
 // the new id, delete one backup, garbage-collect, verify with checksums, read a
-// backup's app metadata and file list, list corrupt backups.
+// backup's app metadata and file list, list corrupt backups (read-only).
 // See include/CRocksDBShim.h for the contracts.
 #include "CRocksDBShim.h"
 #include "c_api_mirror.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
+#include <memory>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/utilities/backup_engine.h>
 
 using sharddb_shim::save_error;
@@ -65,9 +68,20 @@ extern "C" void sharddb_backup_engine_backup_files(
   }
 }
 
-extern "C" size_t sharddb_backup_engine_corrupted_backups(rocksdb_backup_engine_t *be, uint32_t *ids, size_t capacity) {
+extern "C" void sharddb_backup_engine_corrupt_backups(const char *backup_dir,
+                                                     void (*visit)(void *context, uint32_t backup_id, const char *reason),
+                                                     void *context, char **errptr) {
+  rocksdb::Env *env = rocksdb::Env::Default();
+  // No meta directory: nothing was ever backed up here (a read-only engine refuses to open it).
+  if (!env->FileExists(std::string(backup_dir) + "/meta").ok()) return;
+  rocksdb::BackupEngineReadOnly *opened = nullptr;
+  if (save_error(errptr, rocksdb::BackupEngineReadOnly::Open(rocksdb::BackupEngineOptions(backup_dir), env, &opened))) return;
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(opened);
   std::vector<rocksdb::BackupID> corrupt;
-  be->rep->GetCorruptedBackups(&corrupt);
-  for (size_t i = 0; i < corrupt.size() && i < capacity; ++i) ids[i] = corrupt[i];
-  return corrupt.size();
+  engine->GetCorruptedBackups(&corrupt);
+  std::sort(corrupt.begin(), corrupt.end());
+  for (rocksdb::BackupID id : corrupt) {
+    // For a backup the engine could not load, VerifyBackup returns the status of that load.
+    visit(context, id, engine->VerifyBackup(id, false).ToString().c_str());
+  }
 }

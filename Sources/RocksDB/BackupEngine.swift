@@ -56,6 +56,14 @@ public final class BackupEngine: @unchecked Sendable {
         public var fileCount: UInt32
     }
 
+    /// A backup RocksDB could not load when it opened the directory.
+    public struct CorruptBackup: Sendable, Equatable {
+        public var id: UInt32
+        /// RocksDB's status of the load: `.corruption` naming the missing file or the
+        /// unreadable meta file (`.notSupported` for a meta file of a newer format).
+        public var status: RocksDBError
+    }
+
     /// One file of a backup.
     public struct BackupFile: Sendable, Hashable {
         /// Path relative to the backup directory, e.g. `shared_checksum/000012_s…sst`.
@@ -152,8 +160,8 @@ public final class BackupEngine: @unchecked Sendable {
 
     // MARK: Read
 
-    /// Every readable backup, oldest first. Backups whose meta file cannot be read
-    /// are left out; ``corruptedBackupIDs()`` names them.
+    /// Every readable backup, oldest first. Backups RocksDB could not load (a missing
+    /// file, an unreadable meta file) are left out; ``corruptBackups(at:)`` names them.
     public func backups() throws -> [BackupInfo] {
         try withHandle { be in
             guard let info = rocksdb_backup_engine_get_backup_info(be) else { return [] }
@@ -167,15 +175,32 @@ public final class BackupEngine: @unchecked Sendable {
         }
     }
 
-    /// Ids of backups whose meta file is unreadable (not listed by ``backups()``).
-    public func corruptedBackupIDs() throws -> [UInt32] {
-        try withHandle { be in
-            let count = sharddb_backup_engine_corrupted_backups(be, nil, 0)
-            guard count > 0 else { return [] }
-            var ids = [UInt32](repeating: 0, count: count)
-            let filled = sharddb_backup_engine_corrupted_backups(be, &ids, count)
-            return Array(ids.prefix(min(filled, count))).sorted()
+    /// Backups in the directory at `path` that RocksDB cannot load — a file their
+    /// meta file lists is missing, or the meta file is unreadable — in id order.
+    /// ``backups()`` leaves them out, and an engine opened read-write deletes their
+    /// files on its first create, delete or ``garbageCollect()``.
+    ///
+    /// Looks through a read-only RocksDB engine, opened and closed for this call,
+    /// which cannot delete anything: call it before ``open(at:settings:)`` to learn of
+    /// damage while its evidence is still there. A directory without backups has none.
+    ///
+    /// ```swift
+    /// for backup in try BackupEngine.corruptBackups(at: "/backups/db") {
+    ///     print(backup.id, backup.status.message)   // "Corruption: Pathname in meta file not found on disk: …"
+    /// }
+    /// ```
+    ///
+    /// - throws: ``RocksDBError`` when the directory cannot be read.
+    public static func corruptBackups(at path: String) throws -> [CorruptBackup] {
+        final class Collector { var backups: [CorruptBackup] = [] }
+        let collector = Collector()
+        try withStatus { error in
+            sharddb_backup_engine_corrupt_backups(path, { context, id, reason in
+                let collector = Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue()
+                collector.backups.append(CorruptBackup(id: id, status: RocksDBError(statusMessage: String(cString: reason!))))
+            }, Unmanaged.passUnretained(collector).toOpaque(), error)
         }
+        return collector.backups
     }
 
     /// The application metadata stored with backup `id`.

@@ -54,6 +54,12 @@ public struct RocksDBError: Error, Sendable, Equatable, CustomStringConvertible 
         self.init(kind: found, message: statusMessage)
     }
 
+    /// The message without its kind prefix: `"Corruption: bad block"` gives `"bad block"`.
+    public var detail: String {
+        let prefix = kind.rawValue + ": "
+        return message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message
+    }
+
     /// True when RocksDB refused to open because another process (or another
     /// handle in this process) holds the database's LOCK file.
     public var isLockHeld: Bool {

@@ -95,8 +95,8 @@ size_t sharddb_block_size_class(size_t size);
 
 // --- BackupEngine (backup_engine.cc). The 7.8 C API cannot attach app metadata,
 // report the new backup's id, delete one backup, garbage-collect, verify
-// checksums (rocksdb_backup_engine_verify_backup checks sizes only) or list a
-// backup's files. Errors come back as in the C API: a malloc'd status string
+// checksums (rocksdb_backup_engine_verify_backup checks sizes only), list a
+// backup's files or open an engine read-only. Errors come back as in the C API: a malloc'd status string
 // in *errptr, freed with rocksdb_free.
 
 /// CreateNewBackupWithMetadata; returns the new backup's id. `progress` (may be
@@ -124,8 +124,18 @@ void sharddb_backup_engine_backup_files(rocksdb_backup_engine_t *be, uint32_t ba
                                         void (*visit)(void *context, const char *directory,
                                                       const char *relative_name, uint64_t size),
                                         void *context, char **errptr);
-/// Ids of backups whose meta file could not be read (up to `capacity` in `ids`); returns how many there are.
-size_t sharddb_backup_engine_corrupted_backups(rocksdb_backup_engine_t *be, uint32_t *ids, size_t capacity);
+/// Calls `visit` for each backup in `backup_dir` that RocksDB cannot load (GetCorruptedBackups),
+/// in id order, with RocksDB's reason: the status of that load, which names the missing file
+/// ("Corruption: Pathname in meta file not found on disk: <dir>/shared_checksum/…sst") or
+/// the unreadable meta file. A directory without a `meta` folder has no backups: no call.
+/// Why a BackupEngineReadOnly, opened and closed here: a read-write engine's first write
+/// (create, delete, GarbageCollect) deletes the files of backups it cannot load, the
+/// evidence a user needs to inspect or recover them, and the C API opens read-write engines
+/// only. A read-only engine cannot delete anything, so a caller can learn of damage
+/// before any engine that could destroy it exists, and decide.
+void sharddb_backup_engine_corrupt_backups(const char *backup_dir,
+                                           void (*visit)(void *context, uint32_t backup_id, const char *reason),
+                                           void *context, char **errptr);
 
 // --- Column family table files (column_family_files.cc). The 7.8 C API has no
 // Checkpoint::ExportColumnFamily and no DB::CreateColumnFamilyWithImport; a

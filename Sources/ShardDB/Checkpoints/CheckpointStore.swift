@@ -177,7 +177,7 @@ public final class CheckpointStore: @unchecked Sendable {
         let all = try storage(path) { try backups.backups() }
         if let id {
             if let backup = all.first(where: { Int($0.id) == id }) { return try info(for: backup) }
-            if try storage(path, { try backups.corruptedBackupIDs() }).contains(where: { Int($0) == id }) {
+            if try storage(path, { try BackupEngine.corruptBackups(at: backups.path) }).contains(where: { Int($0.id) == id }) {
                 throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path) is corrupted: its file \(Self.backupsName)/meta/\(id) cannot be read")
             }
             throw ShardDBError(.checkpointNotFound, "no checkpoint \(id) in \(path) (have: \(all.map { String($0.id) }.joined(separator: ", ")))")
@@ -224,7 +224,7 @@ public final class CheckpointStore: @unchecked Sendable {
         if let id {
             targets = [try checkpoint(id: id)]
         } else {
-            if let corrupt = try storage(path, { try backups.corruptedBackupIDs() }).first {
+            if let corrupt = try storage(path, { try BackupEngine.corruptBackups(at: backups.path) }).first?.id {
                 throw ShardDBError(.checkpointCorrupted, "checkpoint \(corrupt) in \(path) is corrupted: its file \(Self.backupsName)/meta/\(corrupt) cannot be read")
             }
             targets = try checkpoints()
