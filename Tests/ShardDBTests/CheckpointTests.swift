@@ -228,6 +228,113 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(listing(store), before, "verify and restore change nothing in the store")
     }
 
+    // MARK: Damaged checkpoints (a file deleted, a meta file overwritten)
+
+    /// The table files checkpoint `id` lists in its RocksDB meta file.
+    private func sharedFiles(of id: Int, in store: String) throws -> Set<String> {
+        let text = try String(contentsOfFile: "\(store)/backups/meta/\(id)", encoding: .utf8)
+        return Set(text.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("shared_checksum/") })
+    }
+
+    /// Two checkpoints of `engine` into `store`, with a write between; returns each one's content.
+    private func twoCheckpoints(of engine: ShardEngine, into store: String) throws -> [Int: [[UInt8]: [UInt8]]] {
+        try fill(engine, keys: 0..<1000, tag: "v1")
+        let first = try engine.checkpoint(to: store)
+        let firstContents = try engine.contents()
+        try fill(engine, keys: 0..<10, tag: "v2")
+        let second = try engine.checkpoint(to: store)
+        XCTAssertEqual([first.id, second.id], [1, 2])
+        return [1: firstContents, 2: try engine.contents()]
+    }
+
+    func testCheckpointsMissingASharedFileAreListedAsDamagedAndNotDeletedUntilDropped() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let store = directory.path("store")
+        _ = try twoCheckpoints(of: engine, into: store)
+        let shared = try XCTUnwrap(try sharedFiles(of: 1, in: store).intersection(sharedFiles(of: 2, in: store)).sorted().first)
+        try files.removeItem(atPath: store + "/backups/" + shared)
+        let damaged = listing(store)
+        let name = (shared as NSString).lastPathComponent
+
+        let reader = try CheckpointStore.open(at: store)
+        XCTAssertEqual(reader.damagedCheckpoints.map(\.id), [1, 2])
+        XCTAssertTrue(reader.damagedCheckpoints.allSatisfy { $0.reason.contains(name) }, "\(reader.damagedCheckpoints)")
+        XCTAssertEqual(try reader.checkpoints().map(\.id), [])
+        let verifyOne = assertShardDBError(.checkpointCorrupted, try reader.verify(id: 2))
+        XCTAssertTrue(verifyOne?.message.contains(name) ?? false, "names the missing file, not the meta file: \(verifyOne?.message ?? "")")
+        let verifyAll = assertShardDBError(.checkpointCorrupted, try reader.verify())
+        XCTAssertTrue(verifyAll?.message.contains(name) ?? false, verifyAll?.message ?? "")
+        XCTAssertTrue(verifyAll?.message.contains("damaged: 1, 2") ?? false, verifyAll?.message ?? "")
+        let restore = assertShardDBError(.checkpointCorrupted, try reader.restore(to: directory.path("restored")))
+        XCTAssertTrue(restore?.message.contains("latest checkpoint, 2") ?? false, restore?.message ?? "")
+        XCTAssertFalse(files.fileExists(atPath: directory.path("restored")))
+        reader.close()
+
+        let create = assertShardDBError(.checkpointCorrupted, try engine.checkpoint(to: store))
+        XCTAssertTrue(create?.message.contains("damaged checkpoints 1, 2") ?? false, create?.message ?? "")
+        XCTAssertTrue(create?.message.contains("--drop-damaged") ?? false, create?.message ?? "")
+        XCTAssertEqual(listing(store), damaged, "a refused create deletes nothing")
+
+        let purger = try CheckpointStore.open(at: store, exclusive: true)
+        defer { purger.close() }
+        assertShardDBError(.checkpointCorrupted, try purger.purge(keep: 0))
+        XCTAssertEqual(listing(store), damaged, "a refused purge deletes nothing")
+        XCTAssertEqual(try purger.purge(dropDamaged: true), [1, 2])
+        XCTAssertEqual(purger.damagedCheckpoints, [])
+        XCTAssertEqual(listing(store).keys.filter { $0.hasPrefix("backups/") || $0.hasPrefix("stats/") }, [], "their files are gone")
+        purger.close()
+
+        let fresh = try engine.checkpoint(to: store)
+        let checkpoints = try CheckpointStore.open(at: store)
+        defer { checkpoints.close() }
+        try checkpoints.verify()
+        try checkpoints.restore(to: directory.path("restored"))
+        let restored = try openRestored(directory.path("restored"))
+        defer { restored.close() }
+        XCTAssertEqual(try restored.contents(), try engine.contents(), "checkpoint \(fresh.id)")
+    }
+
+    func testUnreadableMetaFileKeepsTheNewestDamagedCheckpointFromBeingReplacedSilently() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let store = directory.path("store")
+        let contents = try twoCheckpoints(of: engine, into: store)
+        XCTAssertTrue(files.createFile(atPath: store + "/backups/meta/2", contents: Data("garbage\n".utf8)))
+        let damaged = listing(store)
+
+        let reader = try CheckpointStore.open(at: store)
+        XCTAssertEqual(reader.damagedCheckpoints.map(\.id), [2])
+        XCTAssertTrue(reader.damagedCheckpoints[0].reason.contains("meta/2"), reader.damagedCheckpoints[0].reason)
+        XCTAssertEqual(try reader.checkpoints().map(\.id), [1])
+        let latest = assertShardDBError(.checkpointCorrupted, try reader.restore(to: directory.path("latest")))
+        XCTAssertTrue(latest?.message.contains("latest checkpoint, 2") ?? false, latest?.message ?? "")
+        XCTAssertTrue(latest?.message.contains("readable: 1") ?? false, latest?.message ?? "")
+        XCTAssertFalse(files.fileExists(atPath: directory.path("latest")), "no older checkpoint restored instead")
+        assertShardDBError(.checkpointCorrupted, try reader.restore(id: 2, to: directory.path("two")))
+        try reader.restore(id: 1, to: directory.path("one"))
+        let one = try openRestored(directory.path("one"))
+        XCTAssertEqual(try one.contents(), contents[1])
+        one.close()
+        reader.close()
+        XCTAssertEqual(listing(store), damaged)
+
+        assertShardDBError(.checkpointCorrupted, try engine.checkpoint(to: store))
+        XCTAssertEqual(listing(store), damaged, "checkpoint 2's private files are still there")
+        XCTAssertTrue(files.fileExists(atPath: store + "/stats/2.json"))
+
+        let purger = try CheckpointStore.open(at: store, exclusive: true)
+        XCTAssertEqual(try purger.purge(keep: 5, dropDamaged: true), [2])
+        XCTAssertEqual(try purger.checkpoints().map(\.id), [1])
+        XCTAssertFalse(files.fileExists(atPath: store + "/backups/private/2"))
+        XCTAssertFalse(files.fileExists(atPath: store + "/stats/2.json"))
+        try purger.verify()
+        purger.close()
+        XCTAssertEqual(try engine.checkpoint(to: store).id, 2, "creates work again")
+    }
+
     // MARK: Bad inputs
 
     func testMissingStoreIsRefused() throws {

@@ -27,6 +27,19 @@ public struct CheckpointInfo: Sendable, Equatable {
     public var metadata: [String: String]
 }
 
+/// A checkpoint RocksDB cannot load: a file it consists of is missing, or its meta
+/// file (`backups/meta/<id>`) is unreadable. It cannot be restored. Its remaining
+/// files stay in the store until it is dropped explicitly
+/// (``CheckpointStore/purge(keep:dropDamaged:)``); create and purge refuse to run
+/// meanwhile, because RocksDB would delete them.
+public struct DamagedCheckpoint: Sendable, Equatable {
+    /// The checkpoint's id (the name of its meta file).
+    public var id: Int
+    /// RocksDB's reason, naming the missing file or the unreadable meta file, e.g.
+    /// `Pathname in meta file not found on disk: STORE/backups/shared_checksum/000012_s…sst`.
+    public var reason: String
+}
+
 /// Progress of a checkpoint create or restore.
 public struct CheckpointProgress: Sendable, Equatable {
     /// Bytes copied so far.

@@ -21,6 +21,11 @@ import Glibc
 /// map, sequence number, caller metadata) is the backup's app metadata, committed
 /// with it. So a crash never lists a checkpoint that does not restore.
 ///
+/// A checkpoint damaged afterwards (a file deleted, its meta file overwritten) is
+/// reported in ``damagedCheckpoints``, never hidden; create and purge refuse to run
+/// while there is one, since RocksDB would delete its remaining files, until
+/// ``purge(keep:dropDamaged:)`` drops it explicitly.
+///
 /// ```swift
 /// let info = try engine.checkpoint(to: "/backups/state", metadata: ["reason": "nightly"])
 /// let store = try CheckpointStore.open(at: "/backups/state")
@@ -44,12 +49,14 @@ public final class CheckpointStore: @unchecked Sendable {
     private let lockDescriptor: Int32
     private let closeLock = NSLock()
     private var closed = false
+    private var damaged: [DamagedCheckpoint]
 
-    private init(path: String, ownerInstanceID: String, backups: BackupEngine, lockDescriptor: Int32) {
+    private init(path: String, ownerInstanceID: String, backups: BackupEngine, lockDescriptor: Int32, damaged: [DamagedCheckpoint]) {
         self.path = path
         self.ownerInstanceID = ownerInstanceID
         self.backups = backups
         self.lockDescriptor = lockDescriptor
+        self.damaged = damaged
     }
 
     deinit { close() }
@@ -67,6 +74,7 @@ public final class CheckpointStore: @unchecked Sendable {
     // MARK: Open
 
     /// Opens an existing store for reading (list, verify, restore) or purging.
+    /// Damaged checkpoints are found here (``damagedCheckpoints``); opening changes nothing.
     ///
     /// - parameters:
     ///   - exclusive: take the store's lock exclusively (purge); otherwise shared.
@@ -152,10 +160,16 @@ public final class CheckpointStore: @unchecked Sendable {
             if exclusive {
                 try? FileManager.default.createDirectory(atPath: path + "/" + statsName, withIntermediateDirectories: true)
             }
+            // Damage is looked for through a read-only engine, before the read-write one
+            // exists: that one deletes a damaged checkpoint's files on its first create,
+            // delete or garbage collection, and whether to allow that is the caller's call.
+            // Under the lock nothing else changes the store while it is open.
+            let damaged = try storage(path) { try BackupEngine.corruptBackups(at: path + "/" + backupsName) }
+                .map { DamagedCheckpoint(id: Int($0.id), reason: $0.status.detail) }
             var settings = BackupEngine.Settings()
             settings.progressIntervalBytes = progressIntervalBytes
             let backups = try storage(path) { try BackupEngine.open(at: path + "/" + backupsName, settings: settings) }
-            return CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, lockDescriptor: fd)
+            return CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, lockDescriptor: fd, damaged: damaged)
         } catch {
             Glibc.close(fd)
             throw error
@@ -164,26 +178,50 @@ public final class CheckpointStore: @unchecked Sendable {
 
     // MARK: List
 
-    /// Every checkpoint, oldest first.
+    /// Every readable checkpoint, oldest first. Damaged ones are in ``damagedCheckpoints``.
     public func checkpoints() throws -> [CheckpointInfo] {
         try storage(path) { try backups.backups() }.map { try info(for: $0) }
     }
 
+    /// Checkpoints RocksDB cannot load (a file missing, the meta file unreadable),
+    /// oldest first, as found when the store was opened. ``checkpoints()`` leaves
+    /// them out; they cannot be restored; ``purge(keep:dropDamaged:)`` drops them.
+    public var damagedCheckpoints: [DamagedCheckpoint] {
+        closeLock.lock()
+        defer { closeLock.unlock() }
+        return damaged
+    }
+
     /// The checkpoint `id`, or the latest when nil.
     ///
-    /// - throws: ``ShardDBError`` `.checkpointNotFound` (`.checkpointCorrupted` when its
-    ///   RocksDB meta file is unreadable).
+    /// - throws: ``ShardDBError`` `.checkpointNotFound`; `.checkpointCorrupted` when
+    ///   checkpoint `id` is damaged, or, for nil, when the latest one is (an older
+    ///   one is never taken silently instead): the message names the missing file.
     public func checkpoint(id: Int?) throws -> CheckpointInfo {
         let all = try storage(path) { try backups.backups() }
+        let damaged = damagedCheckpoints
         if let id {
             if let backup = all.first(where: { Int($0.id) == id }) { return try info(for: backup) }
-            if try storage(path, { try BackupEngine.corruptBackups(at: backups.path) }).contains(where: { Int($0.id) == id }) {
-                throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path) is corrupted: its file \(Self.backupsName)/meta/\(id) cannot be read")
+            if let damage = damaged.first(where: { $0.id == id }) {
+                throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path) is damaged: \(damage.reason)")
             }
             throw ShardDBError(.checkpointNotFound, "no checkpoint \(id) in \(path) (have: \(all.map { String($0.id) }.joined(separator: ", ")))")
         }
+        if let damage = damaged.last, damage.id > all.last.map({ Int($0.id) }) ?? 0 {
+            let readable = all.isEmpty ? "none is readable" : "readable: \(all.map { String($0.id) }.joined(separator: ", "))"
+            throw ShardDBError(.checkpointCorrupted,
+                "the latest checkpoint, \(damage.id), in \(path) is damaged (\(damage.reason)); an older one is used only when named by its id (\(readable); shardctl checkpoint restore --id N)")
+        }
         guard let latest = all.last else { throw ShardDBError(.checkpointNotFound, "checkpoint store \(path) holds no checkpoint") }
         return try info(for: latest)
+    }
+
+    /// The error of an operation refused because of damaged checkpoints: every id, the first one's reason.
+    private func refusal(_ damaged: [DamagedCheckpoint], _ consequence: String) -> ShardDBError {
+        let ids = damaged.map { String($0.id) }.joined(separator: ", ")
+        return ShardDBError(.checkpointCorrupted,
+            "checkpoint store \(path) holds damaged checkpoint\(damaged.count == 1 ? "" : "s") \(ids) (\(damaged[0].id): \(damaged[0].reason)); "
+            + "\(consequence). Drop them explicitly: shardctl checkpoint purge --store \(path) --drop-damaged")
     }
 
     private func info(for backup: BackupEngine.BackupInfo) throws -> CheckpointInfo {
@@ -216,16 +254,18 @@ public final class CheckpointStore: @unchecked Sendable {
     /// its recorded size and checksum.
     ///
     /// - returns: the checkpoints verified.
-    /// - throws: ``ShardDBError`` `.checkpointCorrupted` naming the first bad file,
-    ///   `.checkpointNotFound`.
+    /// - throws: ``ShardDBError`` `.checkpointCorrupted` naming the first bad file (for
+    ///   all checkpoints: first the damaged ones, every id of them), `.checkpointNotFound`.
     @discardableResult
     public func verify(id: Int? = nil) throws -> [CheckpointInfo] {
         let targets: [CheckpointInfo]
         if let id {
             targets = [try checkpoint(id: id)]
         } else {
-            if let corrupt = try storage(path, { try BackupEngine.corruptBackups(at: backups.path) }).first?.id {
-                throw ShardDBError(.checkpointCorrupted, "checkpoint \(corrupt) in \(path) is corrupted: its file \(Self.backupsName)/meta/\(corrupt) cannot be read")
+            let damaged = damagedCheckpoints
+            if let first = damaged.first {
+                let all = damaged.count > 1 ? " (damaged: \(damaged.map { String($0.id) }.joined(separator: ", ")))" : ""
+                throw ShardDBError(.checkpointCorrupted, "checkpoint \(first.id) in \(path) is damaged: \(first.reason)\(all)")
             }
             targets = try checkpoints()
         }
@@ -335,33 +375,56 @@ public final class CheckpointStore: @unchecked Sendable {
 
     // MARK: Purge
 
-    /// Deletes all but the newest `keep` checkpoints, then every file none of the
-    /// kept ones uses. Requires the store opened with `exclusive: true`.
+    /// Deletes all but the newest `keep` readable checkpoints (none when `keep` is nil)
+    /// and, with `dropDamaged`, every damaged one, then every file none of the kept
+    /// ones uses. Requires the store opened with `exclusive: true`.
     ///
-    /// - returns: the ids deleted.
-    /// - throws: ``ShardDBError`` `.invalidArgument` (negative `keep`), `.storage`.
+    /// While the store holds damaged checkpoints (``damagedCheckpoints``) a purge
+    /// without `dropDamaged` deletes nothing and throws: RocksDB would delete the
+    /// damaged checkpoints' remaining files along with the purged ones.
+    ///
+    /// ```swift
+    /// let store = try CheckpointStore.open(at: "/backups/state", exclusive: true)
+    /// try store.purge(keep: 7)                     // refused while one is damaged
+    /// try store.purge(dropDamaged: true)           // drops only the damaged ones
+    /// ```
+    ///
+    /// - returns: the ids deleted, in increasing order.
+    /// - throws: ``ShardDBError`` `.invalidArgument` (negative `keep`),
+    ///   `.checkpointCorrupted` (damaged checkpoints and not `dropDamaged`), `.storage`.
     @discardableResult
-    public func purge(keep: Int) throws -> [Int] {
-        guard keep >= 0 else { throw ShardDBError(.invalidArgument, "keep must not be negative, got \(keep)") }
+    public func purge(keep: Int? = nil, dropDamaged: Bool = false) throws -> [Int] {
+        if let keep, keep < 0 { throw ShardDBError(.invalidArgument, "keep must not be negative, got \(keep)") }
         try FailurePoints.hit("checkpoint.purge.begin")
+        let damaged = damagedCheckpoints
+        guard damaged.isEmpty || dropDamaged else { throw refusal(damaged, "purging would delete their remaining files, so nothing was deleted") }
         let all = try storage(path) { try backups.backups() }
-        let victims = all.dropLast(keep)
+        let victims = damaged.map(\.id) + (keep.map { all.dropLast($0) } ?? []).map { Int($0.id) }
         for victim in victims {
             try FailurePoints.hit("checkpoint.purge.before-delete")
             // RocksDB removes the backup's meta file first (it is no longer listed),
             // then the files no remaining backup refers to.
-            try storage(path) { try backups.delete(backup: victim.id) }
+            try storage(path) { try backups.delete(backup: UInt32(victim)) }
+            closeLock.lock()
+            self.damaged.removeAll { $0.id == victim }
+            closeLock.unlock()
             try FailurePoints.hit("checkpoint.purge.after-delete")
-            try? FileManager.default.removeItem(atPath: statsPath(Int(victim.id)))
+            try? FileManager.default.removeItem(atPath: statsPath(victim))
         }
         try removeOrphanStats()
         try FailurePoints.hit("checkpoint.purge.end")
-        return victims.map { Int($0.id) }
+        return victims.sorted()
     }
 
-    /// Removes `stats/<id>.json` of checkpoints that no longer exist.
+    /// Refuses to create a checkpoint while the store holds damaged ones.
+    func refuseIfDamaged() throws {
+        let damaged = damagedCheckpoints
+        guard damaged.isEmpty else { throw refusal(damaged, "a new checkpoint would delete their remaining files, so none was taken") }
+    }
+
+    /// Removes `stats/<id>.json` of checkpoints that no longer exist (damaged ones still do).
     func removeOrphanStats() throws {
-        let live = Set(try storage(path) { try backups.backups() }.map { Int($0.id) })
+        let live = Set(try storage(path) { try backups.backups() }.map { Int($0.id) } + damagedCheckpoints.map(\.id))
         let directory = path + "/" + Self.statsName
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
             let id = entry.hasSuffix(".json") ? Int(entry.dropLast(5)) : nil

@@ -24,7 +24,10 @@ extension ShardEngine {
     /// - returns: the new checkpoint, with the bytes it copied.
     /// - throws: ``ShardDBError``: `.notWritable`, `.foreignCheckpointStore`,
     ///   `.checkpointStoreNotFound` (a non-empty directory that is not a store),
-    ///   `.checkpointStoreBusy`, `.closed`, `.storage`, `.injectedFailure`.
+    ///   `.checkpointStoreBusy`, `.checkpointCorrupted` (the store holds damaged
+    ///   checkpoints, whose remaining files RocksDB would delete: nothing is changed;
+    ///   see ``CheckpointStore/purge(keep:dropDamaged:)``), `.closed`, `.storage`,
+    ///   `.injectedFailure`.
     @discardableResult
     public func checkpoint(to storePath: String, metadata: [String: String] = [:], allowForeignInstance: Bool = false,
                            progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
@@ -40,6 +43,7 @@ extension CheckpointStore {
     /// The steps of a checkpoint; each failure point names the step that follows it.
     func create(of engine: ShardEngine, metadata: [String: String], progress: ((CheckpointProgress) -> Void)?) throws -> CheckpointInfo {
         try FailurePoints.hit("checkpoint.begin")
+        try refuseIfDamaged()
         // Leftovers of an interrupted create or purge: partial files (RocksDB's
         // garbage collection) and statistics of checkpoints that never committed.
         try storage(path) { try backups.garbageCollect() }

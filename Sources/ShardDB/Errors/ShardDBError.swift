@@ -57,7 +57,9 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
         case checkpointStoreBusy
         /// No checkpoint with that id in the store.
         case checkpointNotFound
-        /// A checkpoint's file is missing, truncated or fails its checksum; the message names it.
+        /// A checkpoint's file is missing, truncated or fails its checksum, or its meta
+        /// file is unreadable; the message names it. Also: a create or purge refused
+        /// because the store holds damaged checkpoints (see ``DamagedCheckpoint``).
         case checkpointCorrupted
         /// A restore target that exists and is not an empty directory.
         case targetNotEmpty
