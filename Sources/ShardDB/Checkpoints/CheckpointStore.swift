@@ -217,11 +217,14 @@ public final class CheckpointStore: @unchecked Sendable {
     }
 
     /// The error of an operation refused because of damaged checkpoints: every id, the first one's reason.
+    /// `consequence` says what was not done; `their` stands for the damaged checkpoints in it.
     private func refusal(_ damaged: [DamagedCheckpoint], _ consequence: String) -> ShardDBError {
-        let ids = damaged.map { String($0.id) }.joined(separator: ", ")
+        let one = damaged.count == 1
+        let which = one ? "checkpoint \(damaged[0].id) (\(damaged[0].reason))"
+            : "checkpoints \(damaged.map { String($0.id) }.joined(separator: ", ")) (\(damaged[0].id): \(damaged[0].reason))"
+        let text = one ? consequence.replacingOccurrences(of: "their", with: "its") : consequence
         return ShardDBError(.checkpointCorrupted,
-            "checkpoint store \(path) holds damaged checkpoint\(damaged.count == 1 ? "" : "s") \(ids) (\(damaged[0].id): \(damaged[0].reason)); "
-            + "\(consequence). Drop them explicitly: shardctl checkpoint purge --store \(path) --drop-damaged")
+            "checkpoint store \(path) holds damaged \(which); \(text). Drop \(one ? "it" : "them") explicitly: shardctl checkpoint purge --store \(path) --drop-damaged")
     }
 
     private func info(for backup: BackupEngine.BackupInfo) throws -> CheckpointInfo {
