@@ -71,16 +71,19 @@ final class CheckpointCommandTests: XCTestCase {
         XCTAssertEqual(try listed(store).compactMap { $0["id"] as? Int }, [2])
     }
 
+    /// Runs `arguments`, expecting exit status `status` and one line on stderr that mentions `text`.
+    private func assertFails(_ arguments: [String], status: Int32 = 2, mentioning text: String,
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try CheckpointCLI.run(arguments)
+        XCTAssertEqual(result.status, status, "\(arguments): \(result.stdout)", file: file, line: line)
+        XCTAssertTrue(result.stderr.hasPrefix("shardctl: error: "), result.stderr, file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(text), "\(result.stderr) should mention \(text)", file: file, line: line)
+    }
+
     func testErrorsAreOneLineWithExitStatus2() throws {
         let instance = try makeInstance(keys: 10)
         let store = path("store")
-        func assertFails(_ arguments: [String], mentioning text: String, file: StaticString = #filePath, line: UInt = #line) throws {
-            let result = try CheckpointCLI.run(arguments)
-            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stdout)", file: file, line: line)
-            XCTAssertTrue(result.stderr.hasPrefix("shardctl: error: "), result.stderr, file: file, line: line)
-            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
-            XCTAssertTrue(result.stderr.contains(text), "\(result.stderr) should mention \(text)", file: file, line: line)
-        }
         try assertFails(["checkpoint", "list", "--store", path("missing")], mentioning: "does not exist")
         XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
         try assertFails(["checkpoint", "verify", "--store", store, "--id", "9"], mentioning: "no checkpoint 9")
@@ -90,6 +93,87 @@ final class CheckpointCommandTests: XCTestCase {
         let other = try makeInstance("other", keys: 10)
         try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")
         XCTAssertEqual(try listed(store).count, 1)
+    }
+
+    // MARK: Damaged checkpoints
+
+    /// Checkpoints 1 and 2 of a small instance, with a put between; returns the instance.
+    private func storeWithTwoCheckpoints(_ store: String) throws -> String {
+        let instance = try makeInstance(keys: 10)
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+        XCTAssertEqual(try CheckpointCLI.run(["put", instance, "after-first", "x"]).status, 0)
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+        return instance
+    }
+
+    /// Every file of the store with its size: what a refused command must leave as it was.
+    private func files(of store: String) -> [String] {
+        CorruptionTests.files(in: store).map { "\($0) \(CorruptionTests.size($0))" }.sorted()
+    }
+
+    func testCheckpointsMissingASharedFileAreListedAndKeptUntilDroppedExplicitly() throws {
+        let store = path("store")
+        let instance = try storeWithTwoCheckpoints(store)
+        // A table file of checkpoint 1, which checkpoint 2 shares (nothing was compacted away).
+        let meta = try String(contentsOfFile: store + "/backups/meta/1", encoding: .utf8)
+        let shared = try XCTUnwrap(meta.split(separator: "\n").first { $0.hasPrefix("shared_checksum/") }?.split(separator: " ").first)
+        try FileManager.default.removeItem(atPath: store + "/backups/" + shared)
+        let name = String(shared.split(separator: "/").last!)
+        let damaged = files(of: store)
+
+        let entries = try listed(store)
+        XCTAssertEqual(entries.compactMap { $0["id"] as? Int }, [1, 2])
+        XCTAssertTrue(entries.allSatisfy { ($0["damaged"] as? String)?.contains(name) ?? false }, "\(entries)")
+        let text = try CheckpointCLI.run(["checkpoint", "list", "--store", store])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertEqual(text.stdoutLines.filter { $0.contains("damaged: ") && $0.contains(name) }.count, 2, text.stdout)
+
+        try assertFails(["checkpoint", "verify", "--store", store, "--id", "2"], mentioning: name)
+        try assertFails(["checkpoint", "verify", "--store", store], mentioning: name)
+        try assertFails(["checkpoint", "restore", "--store", store, path("restored")], mentioning: "--id")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("restored")))
+        try assertFails(["checkpoint", "create", instance, "--store", store], mentioning: "--drop-damaged")
+        XCTAssertEqual(files(of: store), damaged, "a refused create deletes nothing")
+        try assertFails(["checkpoint", "purge", "--store", store, "--keep", "1"], mentioning: "--drop-damaged")
+        XCTAssertEqual(files(of: store), damaged, "a refused purge deletes nothing")
+        try assertFails(["checkpoint", "purge", "--store", store], status: 64, mentioning: "--drop-damaged")
+
+        let dropped = try CheckpointCLI.run(["checkpoint", "purge", "--store", store, "--drop-damaged", "--json"])
+        XCTAssertEqual(dropped.status, 0, dropped.stderr)
+        XCTAssertEqual(try JSONSerialization.jsonObject(with: Data(dropped.stdout.utf8)) as? [String: [Int]], ["deleted": [1, 2]])
+        XCTAssertEqual(try listed(store).count, 0)
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+        let restored = try CheckpointCLI.run(["checkpoint", "restore", "--store", store, path("restored")])
+        XCTAssertEqual(restored.status, 0, restored.stderr)
+        XCTAssertEqual(try contents(path("restored")), try contents(instance))
+    }
+
+    func testUnreadableMetaFileOfTheLatestIsNotReplacedByAnOlderCheckpointSilently() throws {
+        let store = path("store")
+        let instance = try storeWithTwoCheckpoints(store)
+        XCTAssertTrue(FileManager.default.createFile(atPath: store + "/backups/meta/2", contents: Data("garbage\n".utf8)))
+        let damaged = files(of: store)
+
+        let entries = try listed(store)
+        XCTAssertEqual(entries.compactMap { $0["id"] as? Int }, [1, 2])
+        XCTAssertNil(entries[0]["damaged"])
+        XCTAssertTrue((entries[1]["damaged"] as? String)?.contains("meta/2") ?? false, "\(entries)")
+
+        try assertFails(["checkpoint", "restore", "--store", store, path("latest")], mentioning: "latest checkpoint, 2")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("latest")), "checkpoint 1 was not restored instead")
+        try assertFails(["checkpoint", "restore", "--store", store, "--id", "2", path("two")], mentioning: "meta/2")
+        let older = try CheckpointCLI.run(["checkpoint", "restore", "--store", store, "--id", "1", path("one"), "--json"])
+        XCTAssertEqual(older.status, 0, older.stderr)
+        XCTAssertEqual(try contents(path("one"))[Array("after-first".utf8)], nil, "checkpoint 1 precedes the put")
+        try assertFails(["checkpoint", "create", instance, "--store", store], mentioning: "damaged checkpoint 2")
+        XCTAssertEqual(files(of: store), damaged, "checkpoint 2's private files are still there")
+
+        let dropped = try CheckpointCLI.run(["checkpoint", "purge", "--store", store, "--drop-damaged", "--keep", "5"])
+        XCTAssertEqual(dropped.status, 0, dropped.stderr)
+        XCTAssertEqual(dropped.stdout, "deleted checkpoints 2\n")
+        XCTAssertEqual(try listed(store).compactMap { $0["id"] as? Int }, [1])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/backups/private/2"))
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "verify", "--store", store]).status, 0)
     }
 
     /// Kill `checkpoint create` (SIGKILL) at each step; afterwards a create succeeds

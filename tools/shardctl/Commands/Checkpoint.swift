@@ -9,7 +9,9 @@ struct Checkpoint: ParsableCommand {
         discussion: """
             A checkpoint store is a directory (possibly on another disk) holding checkpoints of one \
             instance. Each checkpoint is consistent across all shards and copies only the table files \
-            the store does not hold yet. See docs/CHECKPOINTS.md.
+            the store does not hold yet. A checkpoint whose files were damaged later (one missing, \
+            its meta file unreadable) is listed as damaged; create and purge refuse to run while \
+            there is one, deleting nothing, until 'purge --drop-damaged' drops it. See docs/CHECKPOINTS.md.
             """,
         subcommands: [Create.self, List.self, Verify.self, Restore.self, Purge.self])
 
@@ -20,7 +22,12 @@ struct Checkpoint: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Checkpoint an instance into a store (created if missing) while it may be written.")
+            abstract: "Checkpoint an instance into a store (created if missing) while it may be written.",
+            discussion: """
+                Refused (exit status 2, nothing changed) while the store holds a damaged checkpoint: \
+                RocksDB would delete its remaining files. Inspect it with 'list' and 'verify', then \
+                drop it with 'purge --drop-damaged'.
+                """)
 
         @OptionGroup var instance: InstanceOptions
         @OptionGroup var storeOption: StoreOption
@@ -63,35 +70,50 @@ struct Checkpoint: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the checkpoints of a store, oldest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the checkpoints of a store, oldest first, damaged ones included.",
+            discussion: """
+                A damaged checkpoint (a file missing, its meta file unreadable) is listed with \
+                'damaged: REASON' in the status column, RocksDB's reason naming the file; with --json \
+                as {"id": N, "damaged": "REASON"}. Listing them is not an error (exit status 0).
+                """)
 
         @OptionGroup var storeOption: StoreOption
         @Flag(help: "Print the result as JSON.") var json = false
 
         func run() throws {
-            let infos = try failing { () throws -> [CheckpointInfo] in
+            let (infos, damaged) = try failing { () throws -> ([CheckpointInfo], [DamagedCheckpoint]) in
                 let store = try CheckpointStore.open(at: storeOption.store)
                 defer { store.close() }
-                return try store.checkpoints()
+                return (try store.checkpoints(), store.damagedCheckpoints)
             }
             if json {
-                printJSON(infos.map(CheckpointReport.init))
+                let entries = infos.map(ListedCheckpoint.readable) + damaged.map(ListedCheckpoint.damaged)
+                printJSON(entries.sorted { $0.id < $1.id })
                 return
             }
-            let header = ["id", "created", "instance", "sequence", "shards", "copied", "total", "files", "metadata"]
-            let rows = infos.map { info in
-                [String(info.id), isoTime(info.createdAt), info.instanceID, String(info.sequenceNumber), String(info.shards.count),
-                 info.bytesCopied.map(formatBytes) ?? "?", formatBytes(info.totalBytes), String(info.fileCount),
-                 info.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
+            let header = ["id", "created", "instance", "sequence", "shards", "copied", "total", "files", "metadata", "status"]
+            var rows: [(id: Int, cells: [String])] = infos.map { info in
+                let metadata = info.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                return (info.id, [String(info.id), isoTime(info.createdAt), info.instanceID, String(info.sequenceNumber),
+                                  String(info.shards.count), info.bytesCopied.map(formatBytes) ?? "?", formatBytes(info.totalBytes),
+                                  String(info.fileCount), metadata, "ok"])
             }
-            printTable(header: header, rows: rows)
+            for damage in damaged {
+                let blanks = [String](repeating: "-", count: header.count - 2)
+                rows.append((damage.id, [String(damage.id)] + blanks + ["damaged: \(damage.reason)"]))
+            }
+            printTable(header: header, rows: rows.sorted { $0.id < $1.id }.map(\.cells))
         }
     }
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check every file of a checkpoint (or of all) against its size and checksum.",
-            discussion: "Exit status 2 names the first missing, truncated or corrupted file.")
+            discussion: """
+                Exit status 2 names the first missing, truncated or corrupted file (or the unreadable \
+                meta file); without --id, damaged checkpoints are reported first, with all their ids.
+                """)
 
         @OptionGroup var storeOption: StoreOption
         @Option(help: "Only this checkpoint.") var id: Int?
@@ -112,11 +134,13 @@ struct Checkpoint: ParsableCommand {
             discussion: """
                 The directory must not exist or be empty; it appears only once the restore is complete \
                 and opens as a normal instance. To restore one shard into a running instance, restore \
-                into a temporary directory, then move the shard with the migration commands.
+                into a temporary directory, then move the shard with the migration commands. When the \
+                latest checkpoint is damaged, a restore without --id is refused (exit status 2) rather \
+                than taking an older one silently: name the older one with --id.
                 """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(help: "The checkpoint to restore (default: the latest).") var id: Int?
+        @Option(help: "The checkpoint to restore (default: the latest, refused if it is damaged).") var id: Int?
         @Argument(help: "The new instance directory.") var directory: String
         @Flag(help: "Print the result as JSON.") var json = false
 
@@ -140,23 +164,61 @@ struct Checkpoint: ParsableCommand {
 
     struct Purge: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Delete all but the newest N checkpoints, and the files only they used.")
+            abstract: "Delete all but the newest N checkpoints, and the files only they used.",
+            discussion: """
+                While the store holds a damaged checkpoint (see 'list'), a purge is refused (exit \
+                status 2, nothing deleted) unless --drop-damaged is given: RocksDB deletes the damaged \
+                checkpoints' remaining files along with the purged ones. Give --keep, --drop-damaged or both.
+                """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(help: "How many of the newest checkpoints to keep.") var keep: Int
+        @Option(help: "How many of the newest readable checkpoints to keep (default: all of them).") var keep: Int?
+        @Flag(name: .customLong("drop-damaged"),
+              help: "Delete every damaged checkpoint too, with its remaining files (gone for good: inspect them with 'list' and 'verify' first).")
+        var dropDamaged = false
         @Flag(help: "Print the result as JSON.") var json = false
+
+        func validate() throws {
+            guard keep != nil || dropDamaged else { throw ValidationError("give --keep N, --drop-damaged, or both") }
+        }
 
         func run() throws {
             let deleted = try failing { () throws -> [Int] in
                 let store = try CheckpointStore.open(at: storeOption.store, exclusive: true)
                 defer { store.close() }
-                return try store.purge(keep: keep)
+                return try store.purge(keep: keep, dropDamaged: dropDamaged)
             }
             if json {
                 printJSON(["deleted": deleted])
             } else {
                 print(deleted.isEmpty ? "nothing to delete" : "deleted checkpoints \(deleted.map(String.init).joined(separator: ", "))")
             }
+        }
+    }
+}
+
+/// An entry of `checkpoint list --json`: a readable checkpoint as ``CheckpointReport``,
+/// a damaged one as `{"id": N, "damaged": "REASON"}`.
+enum ListedCheckpoint: Encodable {
+    case readable(CheckpointInfo)
+    case damaged(DamagedCheckpoint)
+
+    var id: Int {
+        switch self {
+        case .readable(let info): info.id
+        case .damaged(let damage): damage.id
+        }
+    }
+
+    private struct Damaged: Encodable {
+        var id: Int
+        var damaged: String
+    }
+
+    func encode(to encoder: Encoder) throws {
+        switch self {
+        case .readable(let info): try CheckpointReport(info).encode(to: encoder)
+        case .damaged(let damage): try Damaged(id: damage.id, damaged: damage.reason).encode(to: encoder)
         }
     }
 }
