@@ -77,3 +77,20 @@ extern "C" rocksdb_column_family_handle_t *sharddb_create_column_family_with_imp
   }
   return new rocksdb_column_family_handle_t{handle};
 }
+
+extern "C" void sharddb_create_column_families(rocksdb_t *db, size_t count, const char *const *names,
+                                               const rocksdb_options_t *const *options,
+                                               rocksdb_column_family_handle_t **handles, char **errptr) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    descriptors.emplace_back(names[i], rocksdb::ColumnFamilyOptions(options[i]->rep));
+    handles[i] = nullptr;
+  }
+  std::vector<rocksdb::ColumnFamilyHandle *> created;
+  rocksdb::Status s = db->rep->CreateColumnFamilies(descriptors, &created);
+  for (size_t i = 0; i < created.size() && i < count; ++i) {
+    if (created[i] != nullptr) handles[i] = new rocksdb_column_family_handle_t{created[i]};
+  }
+  save_error(errptr, s);
+}

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import CRocksDB
+import CRocksDBShim
 
 /// An open RocksDB database.
 ///
@@ -150,6 +151,50 @@ public final class Database: @unchecked Sendable {
     public func createColumnFamily(named name: String, options: Options? = nil) throws -> ColumnFamily {
         try createColumnFamily(named: name, options: options) { db, options in
             try withStatus { rocksdb_create_column_family(db, options.pointer, name, $0) }!
+        }
+    }
+
+    /// Creates column families in one call: RocksDB rewrites its OPTIONS file (every
+    /// family's options) after each creation, so creating many one by one costs
+    /// quadratic time. On error, the families created before it are dropped again.
+    public func createColumnFamilies(_ families: [(name: String, options: Options?)]) throws -> [ColumnFamily] {
+        guard !families.isEmpty else { return [] }
+        let resolved = families.map { ($0.name, $0.options ?? core.options[0]) }
+        let created: [(String, Options, ColumnFamilySlot)] = try core.lock.withReadLock {
+            guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
+            for (name, _) in resolved where core.registry.withLock({ core.columnFamilies[name] }) != nil {
+                throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(name)' already exists")
+            }
+            guard Set(resolved.map(\.0)).count == resolved.count else {
+                throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: a column family name is given twice")
+            }
+            let names = resolved.map { strdup($0.0) }
+            defer { names.forEach { free($0) } }
+            var handles = [OpaquePointer?](repeating: nil, count: resolved.count)
+            let options: [OpaquePointer?] = resolved.map { Optional($0.1.pointer) }
+            let cNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
+            do {
+                try withExtendedLifetime(resolved) {
+                    try withStatus { sharddb_create_column_families(db, resolved.count, cNames, options, &handles, $0) }
+                }
+            } catch {
+                // RocksDB stops at the first failure; take back what it created before.
+                for case let handle? in handles {
+                    try? withStatus { rocksdb_drop_column_family(db, handle, $0) }
+                    rocksdb_column_family_handle_destroy(handle)
+                }
+                throw error
+            }
+            return resolved.indices.map { i in (resolved[i].0, resolved[i].1, ColumnFamilySlot(handle: handles[i]!)) }
+        }
+        core.registry.withLock {
+            for (name, options, slot) in created {
+                core.columnFamilies[name] = slot
+                core.options.append(options)
+            }
+        }
+        return try created.map { name, _, slot in
+            try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)
         }
     }
 

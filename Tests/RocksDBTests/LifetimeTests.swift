@@ -238,4 +238,26 @@ final class LifetimeTests: XCTestCase {
         assertThrows(.notFound, try db.columnFamily(named: "missing"))
         XCTAssertEqual(try db.defaultColumnFamily.name, "default")
     }
+
+    /// Many families in one call, each with its own options; they work and
+    /// survive a reopen. A name given twice, or one that exists, creates none.
+    func testCreateColumnFamiliesInOneCall() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.path("db")
+        let db = try openDatabase(at: path)
+        let names = (0..<64).map { "family-\($0)" }
+        let families = try db.createColumnFamilies(names.map { (name: $0, options: Options()) })
+        XCTAssertEqual(families.map(\.name), names)
+        for (i, family) in families.enumerated() { try db.put(bytes("k"), bytes("v\(i)"), in: family) }
+        assertThrows(.invalidArgument, try db.createColumnFamilies([(name: "twice", options: nil), (name: "twice", options: nil)]))
+        assertThrows(.invalidArgument, try db.createColumnFamilies([(name: "new", options: nil), (name: "family-3", options: nil)]))
+        db.close()
+        let listed = try Database.listColumnFamilies(at: path)
+        XCTAssertEqual(Set(listed), Set(["default"] + names), "the refused calls created nothing")
+        let reopened = try openDatabase(at: path, columnFamilies: names)
+        defer { reopened.close() }
+        for (i, name) in names.enumerated() {
+            XCTAssertEqual(text(try reopened.get(bytes("k"), in: try reopened.columnFamily(named: name))), "v\(i)")
+        }
+    }
 }

@@ -146,6 +146,51 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try RawInstance.allEntries(at: path), before)
     }
 
+    /// A key-group count out of range is refused before anything is sized by it
+    /// (10^11 key groups would be a routing table of that many owners).
+    func testKeyGroupCountOutOfRangeIsCorruptedMetadata() throws {
+        for count in [0, 65_537, 99_999_999_999] {
+            let directory = TemporaryDirectory()
+            let path = try instanceWithMetadata("partitioning", setTo: bytes(#"{"keyGroups":\#(count),"scheme":"hash"}"#), in: directory)
+            let error = assertShardDBError(.corruptedMetadata, try ShardEngine.open(at: path, options: .testing()))
+            XCTAssertTrue(error?.message.contains("key groups") ?? false, error?.message ?? "")
+        }
+    }
+
+    func testShardDefaultTTLOutOfRangeIsCorruptedMetadata() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("instance")
+        try ShardEngine.create(at: path, shards: 2, options: .testing()).close()
+        try RawInstance.withDatabase(at: path) { database in
+            let meta = try database.columnFamily(named: ShardEngine.metadataFamilyName)
+            let stored = try XCTUnwrap(try database.get(bytes("shard/0000000000"), in: meta))
+            var record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stored)) as? [String: Any])
+            record["defaultTTLSeconds"] = Int64.max
+            try database.put(bytes("shard/0000000000"), [UInt8](try JSONSerialization.data(withJSONObject: record)), in: meta)
+        }
+        let error = assertShardDBError(.corruptedMetadata, try ShardEngine.open(at: path, options: .testing()))
+        XCTAssertTrue(error?.message.contains("default TTL") ?? false, error?.message ?? "")
+    }
+
+    /// A database directory that lost its CURRENT file: opening names the damage,
+    /// and creating refuses (RocksDB would start afresh and delete the table
+    /// files it does not know as obsolete).
+    func testRocksDBFilesWithoutCurrentAreNeitherOpenedNorInitializedOver() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("instance")
+        let engine = try ShardEngine.create(at: path, shards: 2, options: .testing())
+        for i in 0..<100 { try engine.put("key-\(i)", "value-\(i)") }
+        try engine.flush()
+        engine.close()
+        try FileManager.default.removeItem(atPath: path + "/CURRENT")
+        let before = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        let opened = assertShardDBError(.corruptedMetadata, try ShardEngine.open(at: path, options: .testing()))
+        XCTAssertTrue(opened?.message.contains("no CURRENT file") ?? false, opened?.message ?? "")
+        let created = assertShardDBError(.notAnInstance, try ShardEngine.create(at: path, shards: 2, options: .testing()))
+        XCTAssertTrue(created?.message.contains("no CURRENT file") ?? false, created?.message ?? "")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path).sorted(), before, "nothing removed or added")
+    }
+
     func testUnknownPartitioningSchemeIsCorruptedMetadata() throws {
         let directory = TemporaryDirectory()
         let path = try instanceWithMetadata("partitioning", setTo: bytes(#"{"scheme":"consistent"}"#), in: directory)

@@ -104,6 +104,16 @@ public final class ShardEngine: @unchecked Sendable {
                 }
                 throw ShardDBError(.notAnInstance, "\(path) holds a RocksDB database that is not a ShardDB instance; refusing to initialize over it")
             }
+            // Without CURRENT, RocksDB would start a new database here and delete the
+            // table files and logs it does not know as obsolete.
+            let entries: [String]
+            do { entries = try files.contentsOfDirectory(atPath: path) } catch {
+                throw ShardDBError(.notWritable, "cannot read \(path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+            }
+            if let found = rocksDBFiles(in: entries) {
+                throw ShardDBError(.notAnInstance,
+                    "\(path) holds RocksDB files (\(found)) but no CURRENT file: a damaged database? refusing to initialize over it")
+            }
         } else {
             do { try files.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
                 throw ShardDBError(.notWritable, "cannot create \(path): \(error.localizedDescription)")
@@ -114,17 +124,20 @@ public final class ShardEngine: @unchecked Sendable {
         let base = try baseOptions(options)
         base.createIfMissing = true
         base.createMissingColumnFamilies = true
-        var families: [String: Options] = [metadataFamilyName: base]
+        var shardFamilies: [(name: String, options: Options?)] = []
         var filters: [Int: ExpiryFilter] = [:]
         for shard in descriptors {
             let (familyOptions, filter) = shardOptions(base: base, shard: shard.id, options: options)
-            families[shard.columnFamilyName] = familyOptions
+            shardFamilies.append((shard.columnFamilyName, familyOptions))
             filters[shard.id] = filter
         }
+        // The shards' families in one call after the open: created by the open, one by
+        // one, each would rewrite the OPTIONS file of all before it (quadratic time).
         let database = try storage(path) {
-            try Database.open(at: path, options: base, columnFamilies: families, threadPerfLevel: options.threadPerfLevel)
+            try Database.open(at: path, options: base, columnFamilies: [metadataFamilyName: base], threadPerfLevel: options.threadPerfLevel)
         }
         do {
+            _ = try storage(path) { try database.createColumnFamilies(shardFamilies) }
             let instance = InstanceRecord(id: randomInstanceID(), createdAtMilliseconds: options.clock.nowMilliseconds())
             let batch = WriteBatch()
             let meta = try database.columnFamily(named: metadataFamilyName)
@@ -148,6 +161,17 @@ public final class ShardEngine: @unchecked Sendable {
         }
     }
 
+    /// The first few names in `entries` that RocksDB writes into a database
+    /// directory (MANIFEST, table files, logs, OPTIONS, IDENTITY, LOCK), or nil.
+    static func rocksDBFiles(in entries: [String]) -> String? {
+        let found = entries.filter { name in
+            name.hasPrefix("MANIFEST-") || name.hasPrefix("OPTIONS-") || name == "IDENTITY" || name == "LOCK"
+                || name.hasSuffix(".sst") || name.hasSuffix(".log") || name.hasSuffix(".blob")
+        }.sorted()
+        guard !found.isEmpty else { return nil }
+        return found.prefix(3).joined(separator: ", ") + (found.count > 3 ? ", … (\(found.count) in all)" : "")
+    }
+
     /// Opens the instance in `path`.
     ///
     /// - parameters:
@@ -163,7 +187,15 @@ public final class ShardEngine: @unchecked Sendable {
             throw ShardDBError(.instanceNotFound, "no ShardDB instance at \(path): the directory does not exist")
         }
         guard isDirectory.boolValue else { throw ShardDBError(.notAnInstance, "\(path) is not a directory") }
-        guard files.fileExists(atPath: path + "/CURRENT") else {
+        let entries: [String]
+        do { entries = try files.contentsOfDirectory(atPath: path) } catch {
+            throw ShardDBError(.notWritable, "cannot read \(path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+        }
+        guard entries.contains("CURRENT") else {
+            if let found = rocksDBFiles(in: entries) {
+                throw ShardDBError(.corruptedMetadata,
+                    "\(path) holds RocksDB files (\(found)) but no CURRENT file: the database is damaged; do not initialize over it (restore a checkpoint, or recreate CURRENT naming its MANIFEST)")
+            }
             throw ShardDBError(.notAnInstance, "\(path) holds no ShardDB instance (run 'shardctl init' first)")
         }
         let families = try storage(path) { try Database.listColumnFamilies(at: path) }
@@ -414,6 +446,10 @@ public final class ShardEngine: @unchecked Sendable {
         let partitioning: Partitioning
         do { partitioning = try record(MetadataKey.partitioning, PartitioningRecord.self).decode() } catch let error as MetadataError {
             throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: \(error.message)")
+        }
+        // Checked before anything is sized by it (a key-group count of 10^11 would be a table of that many owners).
+        do { try partitioning.validate() } catch let error as ShardDBError {
+            throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: partitioning: \(error.message)")
         }
         var shards: [ShardDescriptor] = []
         let iterator = try database.makeIterator(in: meta, lowerBound: Array(MetadataKey.shardPrefix.utf8),

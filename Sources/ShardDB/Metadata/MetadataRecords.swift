@@ -104,6 +104,9 @@ struct ShardRecord: Codable, Equatable {
         case ("moved", let to?): shardState = .moved(to: to)
         default: throw MetadataError("shard \(id): unknown state \(state)")
         }
+        if let ttl = defaultTTLSeconds, !(1...(Int64.max / 1000)).contains(ttl) {
+            throw MetadataError("shard \(id): default TTL \(ttl) s is out of range (1...\(Int64.max / 1000))")
+        }
         return ShardDescriptor(id: id, range: range, state: shardState, defaultTTLSeconds: defaultTTLSeconds)
     }
 }
