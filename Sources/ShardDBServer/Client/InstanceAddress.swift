@@ -1,3 +1,4 @@
+import Foundation
 import ShardDB
 
 /// Where a live instance listens: `HOST:PORT` (IPv6 as `[::1]:PORT`).
@@ -20,8 +21,30 @@ public struct InstanceAddress: Sendable, Hashable, CustomStringConvertible {
         guard !text.contains("/"), let colon = text.lastIndex(of: ":") else { return nil }
         var host = String(text[..<colon])
         guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port), !host.isEmpty else { return nil }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+        } else if host.contains(":") || host.contains("[") || host.contains("]") {
+            return nil  // `a:1:2`, or IPv6 without its brackets
+        }
+        guard !host.isEmpty, !host.contains(where: { $0.isWhitespace }) else { return nil }
         self.init(host: host, port: port)
+    }
+
+    /// Checks that `host` resolves (a name through the system resolver, as a
+    /// connection would) and `port` can be connected to, so a typo fails at once
+    /// instead of as connection attempts that never succeed.
+    ///
+    /// - throws: `.invalidArgument` naming the host and the resolver's reason.
+    public func checkConnectable() throws {
+        guard port != 0 else { throw ShardDBError(.invalidArgument, "\(self): port 0 cannot be connected to") }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &result)
+        if let result { freeaddrinfo(result) }
+        guard status == 0 else {
+            throw ShardDBError(.invalidArgument, "\(self): cannot resolve host '\(host)': \(String(cString: gai_strerror(status)))")
+        }
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

@@ -49,9 +49,10 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     /// - parameters:
     ///   - secret: the token sent with every call; nil when a client certificate (`tls`) authenticates.
     ///   - tls: connect over TLS, verifying the server (and presenting a client certificate if it has one).
-    /// - throws: when the address cannot be resolved into a target or the TLS material is unusable.
+    /// - throws: when the host does not resolve (``InstanceAddress/checkConnectable()``) or the TLS material is unusable.
     public init(address: InstanceAddress, secret: SharedSecret?, tls: ClientTLS? = nil,
                 configuration: Configuration = Configuration()) throws {
+        try address.checkConnectable()
         self.address = address
         self.configuration = configuration
         let target: any ResolvableTarget = address.host.allSatisfy({ $0.isNumber || $0 == "." })

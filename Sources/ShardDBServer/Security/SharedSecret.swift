@@ -11,14 +11,23 @@ public struct SharedSecret: Sendable {
     /// The metadata header that carries the secret on every call.
     public static let header = "x-sharddb-token"
     static let minimumLength = 16
+    /// Longer secrets do not fit the HTTP/2 header limits peers enforce (calls would fail as resets).
+    static let maximumLength = 4096
 
     let bytes: [UInt8]
 
-    /// - throws: `.invalidArgument` when the secret is shorter than 16 bytes.
+    /// - throws: `.invalidArgument` when the secret is shorter than 16 bytes, longer
+    ///   than 4096, or holds anything but printable ASCII (it travels as a header value).
     public init(_ text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.utf8.count >= Self.minimumLength else {
             throw ShardDBError(.invalidArgument, "the token must be at least \(Self.minimumLength) bytes long")
+        }
+        guard trimmed.utf8.count <= Self.maximumLength else {
+            throw ShardDBError(.invalidArgument, "the token must be at most \(Self.maximumLength) bytes long, got \(trimmed.utf8.count)")
+        }
+        guard trimmed.utf8.allSatisfy({ (0x20...0x7E).contains($0) }) else {
+            throw ShardDBError(.invalidArgument, "the token must be printable ASCII (it is sent as an HTTP/2 header value)")
         }
         bytes = Array(trimmed.utf8)
     }
@@ -30,7 +39,9 @@ public struct SharedSecret: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ShardDBError(.invalidArgument, "cannot read the token file \(path)")
         }
-        try self.init(String(decoding: data, as: UTF8.self))
+        do { try self.init(String(decoding: data, as: UTF8.self)) } catch let error as ShardDBError {
+            throw ShardDBError(error.code, "token file \(path): \(error.message)")
+        }
     }
 
     var text: String { String(decoding: bytes, as: UTF8.self) }

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCNIOTransportHTTP2
+import NIOSSL
 import ShardDB
 
 /// The TLS identity and trust of a ``MigrationServer`` (PEM files).
@@ -19,13 +20,17 @@ public struct ServerTLS: Sendable {
     /// The CA that signs client certificates; nil accepts clients without one (they need the token).
     public let clientCertificateAuthority: [UInt8]?
 
-    /// Reads the PEM files now, so a missing file fails here rather than at the first handshake.
+    /// Reads and checks the PEM files now (each parses; the key belongs to the
+    /// certificate), so bad material fails here, naming the file, rather than
+    /// as a server that cannot start or a handshake that fails.
     ///
-    /// - throws: `.invalidArgument` when a file cannot be read or holds no PEM block.
+    /// - throws: `.invalidArgument` when a file cannot be read, does not parse, or the key does not match.
     public init(certificateChain: String, privateKey: String, clientCertificateAuthority: String? = nil) throws {
         self.certificateChain = try readPEM(certificateChain, what: "certificate")
         self.privateKey = try readPEM(privateKey, what: "private key")
         self.clientCertificateAuthority = try clientCertificateAuthority.map { try readPEM($0, what: "CA certificate") }
+        try checkIdentity(chain: self.certificateChain, chainPath: certificateChain, key: self.privateKey, keyPath: privateKey)
+        if let ca = self.clientCertificateAuthority, let path = clientCertificateAuthority { try checkCertificates(ca, path: path) }
     }
 
     var transportSecurity: HTTP2ServerTransport.Posix.TransportSecurity {
@@ -62,6 +67,10 @@ public struct ClientTLS: Sendable {
         self.certificateAuthority = try certificateAuthority.map { try readPEM($0, what: "CA certificate") }
         self.certificateChain = try certificateChain.map { try readPEM($0, what: "certificate") }
         self.privateKey = try privateKey.map { try readPEM($0, what: "private key") }
+        if let ca = self.certificateAuthority, let path = certificateAuthority { try checkCertificates(ca, path: path) }
+        if let chain = self.certificateChain, let key = self.privateKey, let chainPath = certificateChain, let keyPath = privateKey {
+            try checkIdentity(chain: chain, chainPath: chainPath, key: key, keyPath: keyPath)
+        }
     }
 
     var transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity {
@@ -81,4 +90,31 @@ private func readPEM(_ path: String, what: String) throws -> [UInt8] {
         throw ShardDBError(.invalidArgument, "the \(what) file \(path) is not PEM")
     }
     return [UInt8](data)
+}
+
+/// The certificates in a PEM file; throws naming the file when there are none or one does not parse.
+@discardableResult
+private func checkCertificates(_ pem: [UInt8], path: String) throws -> [NIOSSLCertificate] {
+    let certificates: [NIOSSLCertificate]
+    do { certificates = try NIOSSLCertificate.fromPEMBytes(pem) } catch {
+        throw ShardDBError(.invalidArgument, "\(path) holds no usable PEM certificate (\(error))")
+    }
+    guard !certificates.isEmpty else { throw ShardDBError(.invalidArgument, "\(path) holds no PEM certificate") }
+    return certificates
+}
+
+/// The certificate chain and private key parse, and the key is the certificate's.
+private func checkIdentity(chain: [UInt8], chainPath: String, key: [UInt8], keyPath: String) throws {
+    let certificates = try checkCertificates(chain, path: chainPath)
+    let privateKey: NIOSSLPrivateKey
+    do { privateKey = try NIOSSLPrivateKey(bytes: key, format: .pem) } catch {
+        throw ShardDBError(.invalidArgument, "\(keyPath) holds no usable PEM private key (\(error))")
+    }
+    // Building a context checks that the key matches the leaf certificate.
+    do {
+        _ = try NIOSSLContext(configuration: .makeServerConfiguration(
+            certificateChain: certificates.map { .certificate($0) }, privateKey: .privateKey(privateKey)))
+    } catch {
+        throw ShardDBError(.invalidArgument, "the private key \(keyPath) does not belong to the certificate \(chainPath) (\(error))")
+    }
 }

@@ -167,13 +167,17 @@ extension ShardInstanceService {
         var probeConfiguration = RemoteInstance.Configuration()
         probeConfiguration.retryWindow = peers.probeWindow
         probeConfiguration.callTimeout = min(probeConfiguration.callTimeout, peers.probeWindow * 2)
-        let probe = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: probeConfiguration)
         let sourceID: String
         do {
-            sourceID = try await probe.describeInstance().instanceID
-            await probe.close()
+            let probe = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: probeConfiguration)
+            do {
+                sourceID = try await probe.describeInstance().instanceID
+                await probe.close()
+            } catch {
+                await probe.close()
+                throw error
+            }
         } catch {
-            await probe.close()
             throw RPCError(code: .failedPrecondition, message: "cannot reach the source at \(address) from this instance: \(error)")
         }
         guard sourceID == plan.sourceInstance else {

@@ -7,6 +7,9 @@ public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
 
     public init(bytesPerSecond: Int) { self.bytesPerSecond = bytesPerSecond }
 
+    /// The highest rate accepted: 1 PB/s, far past any link, far below `Int.max`.
+    public static let maximum = 1e15
+
     /// Parses `N[unit][/s]` with unit B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
     ///
     /// - throws: `.invalidArgument` for anything else or a rate that is not positive.
@@ -19,6 +22,9 @@ public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
                               "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824][unit]
         guard let number = Double(digits), let scale, number * scale >= 1 else {
             throw ShardDBError(.invalidArgument, "rate '\(text)' is not like 200MB/s")
+        }
+        guard number * scale <= Self.maximum else {
+            throw ShardDBError(.invalidArgument, "rate '\(text)' is more than \(Int(Self.maximum / 1e9)) GB/s (leave the limit out for none)")
         }
         bytesPerSecond = Int(number * scale)
     }

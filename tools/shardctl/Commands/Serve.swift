@@ -36,6 +36,13 @@ struct Serve: AsyncParsableCommand {
             guard let address = InstanceAddress(parsing: listen) else {
                 throw ShardDBError(.invalidArgument, "--listen '\(listen)' is not HOST:PORT")
             }
+            // Peers record this address as the new owner of what moves here: it must be one they can dial.
+            if let advertise {
+                guard let advertised = InstanceAddress(parsing: advertise), advertised.port != 0 else {
+                    throw ShardDBError(.invalidArgument, "--advertise '\(advertise)' is not HOST:PORT with a port from 1 to 65535")
+                }
+                _ = advertised
+            }
             guard (tlsCert == nil) == (tlsKey == nil) else {
                 throw ShardDBError(.invalidArgument, "--tls-cert and --tls-key go together")
             }
@@ -68,7 +75,7 @@ struct Serve: AsyncParsableCommand {
         let bound: String
         do { bound = try await server.start() } catch {
             engine.close()
-            fail("cannot listen on \(listen): \(error)")
+            fail("cannot listen on \(listen): \(Self.bindFailure(listen) ?? "\(error)")")
         }
         print("listening on \(bound)")
         fflush(stdout)
@@ -84,5 +91,25 @@ struct Serve: AsyncParsableCommand {
         signals.forEach { $0.cancel() }
         engine.close()
         writeStandardError(Data("shardctl: stopped serving \(bound)\n".utf8))
+    }
+
+    /// Why binding `listen` fails, found by trying it with a plain socket (the
+    /// transport's own error only says no address was bound); nil when it binds.
+    static func bindFailure(_ listen: String) -> String? {
+        guard let address = InstanceAddress(parsing: listen) else { return nil }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(address.host, String(address.port), &hints, &result)
+        guard status == 0, let first = result else { return "cannot resolve '\(address.host)': \(String(cString: gai_strerror(status)))" }
+        defer { freeaddrinfo(result) }
+        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))  // as the server does
+        guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else { return String(cString: strerror(errno)) }
+        return nil
     }
 }
