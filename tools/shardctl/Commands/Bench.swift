@@ -119,7 +119,7 @@ struct WorkloadBench: ParsableCommand {
         let plan = try failing { try makePlan() }
         let directory = db ?? (NSTemporaryDirectory() + "sharddb-bench-\(ProcessInfo.processInfo.processIdentifier)")
         defer { if db == nil { try? FileManager.default.removeItem(atPath: directory) } }
-        let results = try failing { () -> [BenchResult] in
+        let results = try failing(removing: db == nil ? directory : nil) { () -> [BenchResult] in
             let driver = BenchDriver(plan: plan, directory: directory)
             defer { driver.close() }
             if let ycsb = plan.ycsb {
@@ -148,7 +148,9 @@ struct WorkloadBench: ParsableCommand {
         guard num > 0 else { throw invalid("--num must be positive, got \(num)") }
         guard threads > 0 else { throw invalid("--threads must be positive, got \(threads)") }
         guard threads <= 1024 else { throw invalid("--threads must be at most 1024, got \(threads)") }
+        guard num <= 1 << 40 else { throw invalid("--num must be at most \(1 << 40), got \(num)") }
         guard duration >= 0 else { throw invalid("--duration must not be negative, got \(duration)") }
+        guard duration <= 31_536_000 else { throw invalid("--duration must be at most a year (31536000 s), got \(duration)") }
         guard (1...ShardEngine.maxKeySize).contains(keySize) else {
             throw invalid("--key_size must be between 1 and \(ShardEngine.maxKeySize), got \(keySize)")
         }
@@ -158,7 +160,9 @@ struct WorkloadBench: ParsableCommand {
         guard writeBufferSize > 0 else { throw invalid("--write_buffer_size must be positive, got \(writeBufferSize)") }
         guard blockSize > 0 else { throw invalid("--block_size must be positive, got \(blockSize)") }
         guard shards > 0 else { throw invalid("--shards must be positive, got \(shards)") }
+        guard shards <= 65_536 else { throw invalid("--shards must be at most 65536, got \(shards)") }
         guard recordCount > 0 else { throw invalid("--recordcount must be positive, got \(recordCount)") }
+        guard recordCount <= 1 << 40 else { throw invalid("--recordcount must be at most \(1 << 40), got \(recordCount)") }
         guard operationCount >= 0 else { throw invalid("--operationcount must not be negative, got \(operationCount)") }
         var engineOptions = ShardEngineOptions()
         // RocksDB's Compression type, reached through the engine options (shardctl imports ShardDB only).

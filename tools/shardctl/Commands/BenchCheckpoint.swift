@@ -43,6 +43,8 @@ struct CheckpointBench: AsyncParsableCommand {
             guard sizeMB > 0, valueSize > 0, shards > 0, updatePercent > 0, updatePercent <= 100, writeRate >= 0 else {
                 throw ShardDBError(.invalidArgument, "--size-mb, --value-size and --shards must be positive; --update-percent in (0, 100]")
             }
+            try BenchLimits.check(sizeMB: sizeMB, valueSize: valueSize, writeRate: writeRate)
+            guard shards <= 65_536 else { throw ShardDBError(.invalidArgument, "--shards must be at most 65536, got \(shards)") }
         }
         let dir = self.dir ?? NSTemporaryDirectory() + "sharddb-bench-checkpoint-\(ProcessInfo.processInfo.processIdentifier)"
         defer { if self.dir == nil { try? FileManager.default.removeItem(atPath: dir) } }
@@ -57,12 +59,13 @@ struct CheckpointBench: AsyncParsableCommand {
             print("writer at \(writeRate)/s, during checkpoints: \(r.writerDuringCheckpoint.text)")
             print(String(format: "restore: %.1f MB/s vs cp -r %.1f MB/s → ratio %.2f", r.restoreMBps, r.copyMBps, r.restoreToCopyRatio))
         } catch {
+            if self.dir == nil { try? FileManager.default.removeItem(atPath: dir) }
             fail("\(error)")
         }
     }
 
     private func measure(in dir: String) async throws -> Result {
-        try? FileManager.default.removeItem(atPath: dir)
+        try BenchDirectory.fresh(dir, option: "--dir")
         let engine = try ShardEngine.create(at: dir + "/state", shards: shards)
         defer { engine.close() }
         let keys = max(1, sizeMB * 1_048_576 / (valueSize + 12))

@@ -74,9 +74,13 @@ struct MigrationBench: AsyncParsableCommand {
 
     func run() async throws {
         try failing {
-            guard chunkMB > 0 else { throw ShardDBError(.invalidArgument, "--chunk-mb must be positive") }
+            guard (1...1024).contains(chunkMB) else { throw ShardDBError(.invalidArgument, "--chunk-mb must be between 1 and 1024, got \(chunkMB)") }
             guard sizeMB > 0, valueSize > 0, runs > 0, writeRate >= 0, baselineSeconds >= 0 else {
                 throw ShardDBError(.invalidArgument, "--size-mb, --value-size and --runs must be positive; --write-rate and --baseline-seconds not negative")
+            }
+            try BenchLimits.check(sizeMB: sizeMB, valueSize: valueSize, writeRate: writeRate)
+            guard runs <= 10_000, baselineSeconds <= 86_400 else {
+                throw ShardDBError(.invalidArgument, "--runs must be at most 10000 and --baseline-seconds at most 86400")
             }
         }
         let dir = self.dir ?? NSTemporaryDirectory() + "sharddb-bench-migrate-\(ProcessInfo.processInfo.processIdentifier)"
@@ -96,6 +100,7 @@ struct MigrationBench: AsyncParsableCommand {
             print("writer at \(result.writeRate)/s, during migration: \(result.writerDuringMigration.text)")
             print(String(format: "writer p99 during/baseline: %.2f×; %d writes redirected to the new owner", result.writerP99Ratio, result.redirectedWrites))
         } catch {
+            if self.dir == nil { try? FileManager.default.removeItem(atPath: dir) }
             fail("\(error)")
         }
     }
@@ -109,7 +114,7 @@ struct MigrationBench: AsyncParsableCommand {
     }
 
     private func measure(in dir: String) async throws -> Result {
-        try? FileManager.default.removeItem(atPath: dir)
+        try BenchDirectory.fresh(dir, option: "--dir")
         let modes = bulk.modes
         var a = try ShardEngine.create(at: dir + "/a", shards: 1, options: engineOptions(modes[0]))
         var b = try ShardEngine.create(at: dir + "/b", shards: 0, partitioning: a.partitioning, options: engineOptions(modes[0]))

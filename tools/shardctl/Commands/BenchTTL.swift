@@ -40,10 +40,12 @@ struct TTLBench: ParsableCommand {
             guard num > 0, valueSize > 0, rounds > 0, expiredPercent >= 0, expiredPercent <= 100 else {
                 throw ShardDBError(.invalidArgument, "--num, --value-size and --rounds must be positive; --expired-percent in [0, 100]")
             }
+            guard num <= 1 << 32, rounds <= 10_000 else { throw ShardDBError(.invalidArgument, "--num must be at most \(1 << 32) and --rounds at most 10000") }
+            try BenchLimits.check(sizeMB: 1, valueSize: valueSize, writeRate: 0)
         }
         let dir = self.dir ?? NSTemporaryDirectory() + "sharddb-bench-ttl-\(ProcessInfo.processInfo.processIdentifier)"
         defer { if self.dir == nil { try? FileManager.default.removeItem(atPath: dir) } }
-        let r = try failing { try measure(in: dir) }
+        let r = try failing(removing: self.dir == nil ? dir : nil) { try measure(in: dir) }
         if json { printJSON(r, pretty: true); return }
         print(String(format: "put: %.0f ops/s with TTL, %.0f without → %.3f", r.putOpsWithTTL, r.putOpsWithout, r.putRatio))
         print(String(format: "get: %.0f ops/s with TTL, %.0f without → %.3f", r.getOpsWithTTL, r.getOpsWithout, r.getRatio))
@@ -52,7 +54,7 @@ struct TTLBench: ParsableCommand {
     }
 
     private func measure(in dir: String) throws -> Result {
-        try? FileManager.default.removeItem(atPath: dir)
+        try BenchDirectory.fresh(dir, option: "--dir")
         let value = [UInt8](repeating: 0x41, count: valueSize)
         let keys = (0..<num).map { Array("key\($0 &* 2654435761 % num)".utf8) }
         var putWith: [Double] = [], putWithout: [Double] = [], getWith: [Double] = [], getWithout: [Double] = []

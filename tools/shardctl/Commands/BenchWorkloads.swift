@@ -190,9 +190,11 @@ final class BenchDriver: @unchecked Sendable {
         engine = nil
         let created: ShardEngine
         if fresh || !settings.useExistingDB {
-            try? FileManager.default.removeItem(atPath: directory)
+            try BenchDirectory.clear(directory, option: "--db")
             created = try ShardEngine.create(at: directory, shards: settings.shards, partitioning: plan.partitioning,
                                              options: plan.engineOptions)
+            // (RocksDB leaves a file it does not know alone.)
+            try BenchDirectory.mark(directory)
         } else {
             created = try ShardEngine.open(at: directory, options: plan.engineOptions)
         }

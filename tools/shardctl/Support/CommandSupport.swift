@@ -61,6 +61,21 @@ func failing<R>(_ body: () throws -> R) throws -> R {
     }
 }
 
+/// As ``failing(_:)``, first removing `scratch` (a temporary directory the command
+/// made; the process ends without running `defer`s).
+func failing<R>(removing scratch: String?, _ body: () throws -> R) throws -> R {
+    do {
+        return try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch let error as CleanExit {
+        throw error
+    } catch {
+        if let scratch { try? FileManager.default.removeItem(atPath: scratch) }
+        fail("\(error)")
+    }
+}
+
 func fail(_ message: String) -> Never {
     let line = message.split(separator: "\n").first.map(String.init) ?? message
     writeStandardError(Data("shardctl: error: \(line)\n".utf8))
@@ -118,11 +133,34 @@ final class ProgressLine {
     }
 }
 
-/// Writes to standard output. A reader that went away (`shardctl get ... | head -c 5`)
-/// ends the process quietly with status 141, as SIGPIPE ends a C tool, instead
-/// of trapping in Foundation's non-throwing `write(_:)`.
+/// Writes to standard output (after what `print` buffered). A reader that went
+/// away (`shardctl get ... | head -c 5`) ends the process quietly with status
+/// 141, as SIGPIPE ends a C tool; any other failure (a full disk, `> /dev/full`)
+/// is an error like any other: one line, status 2.
 func writeStandardOutput(_ data: Data) {
-    do { try FileHandle.standardOutput.write(contentsOf: data) } catch { exitNow(141) }
+    checkStandardOutput()
+    data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(1, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                standardOutputFailed(errno)
+            }
+            offset += written
+        }
+    }
+}
+
+/// Flushes what `print` buffered; ends the process as ``writeStandardOutput(_:)`` does when that fails.
+func checkStandardOutput() {
+    if fflush(stdout) != 0 || ferror(stdout) != 0 { standardOutputFailed(errno) }
+}
+
+private func standardOutputFailed(_ error: Int32) -> Never {
+    if error == EPIPE { exitNow(141) }
+    writeStandardError(Data("shardctl: error: cannot write to standard output: \(String(cString: strerror(error)))\n".utf8))
+    _exit(2)
 }
 
 /// Writes to standard error; a closed standard error is ignored.
