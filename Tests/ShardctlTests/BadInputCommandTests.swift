@@ -43,12 +43,14 @@ final class BadInputCommandTests: ShardctlTestCase {
     }
 
     private let instances = ["inst", "ranged", "target", "other", "twin"]
-    private let fixtureNames = ["inst", "ranged", "target", "other", "twin", "empty", "plain", "missing", "fresh"]
+    private let fixtureNames = ["inst", "ranged", "target", "other", "twin", "empty", "plain", "missing", "fresh", "damaged", "userfiles"]
 
     /// In `set`: inst: hash, 4 shards, 20 entries (one with a TTL); ranged: split at g,n;
     /// target: empty, like inst; other: hash over 16 key groups; twin: like inst with its
     /// own values of the same keys (unstamped); empty: an empty
-    /// directory; plain: a plain RocksDB database; missing and fresh: do not exist.
+    /// directory; plain: a plain RocksDB database; missing and fresh: do not exist;
+    /// damaged: inst's files without CURRENT; userfiles: a directory with a user's file.
+    /// Beside them, token files: good-token, long-token (too long for a header).
     private func makeFixtures(in set: String) throws {
         try FileManager.default.createDirectory(atPath: path(set), withIntermediateDirectories: false)
         let p: (String) -> String = { self.path("\(set)/\($0)") }
@@ -64,6 +66,12 @@ final class BadInputCommandTests: ShardctlTestCase {
         try shardctl(["import", p("twin")], stdin: (0..<19).map { "key-\($0)\ttwin-\($0)\n" }.joined())
         try FileManager.default.createDirectory(atPath: p("empty"), withIntermediateDirectories: false)
         try runLDB(["--db=\(p("plain"))", "--create_if_missing", "put", "a", "b"])
+        try FileManager.default.copyItem(atPath: p("inst"), toPath: p("damaged"))
+        try FileManager.default.removeItem(atPath: p("damaged") + "/CURRENT")
+        try FileManager.default.createDirectory(atPath: p("userfiles"), withIntermediateDirectories: false)
+        try Data("mine\n".utf8).write(to: URL(fileURLWithPath: p("userfiles") + "/precious.txt"))
+        try Data("bad-input-table-token-0123456789\n".utf8).write(to: URL(fileURLWithPath: p("good-token")))
+        try Data(String(repeating: "t", count: 5000).utf8).write(to: URL(fileURLWithPath: p("long-token")))
     }
 
     /// What a user can see of fixture `name` (exports and ldb dumps; safe off the test thread).
@@ -313,7 +321,9 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["migrate", "--from", missing, "--to", target, "--shard", "0"], "does not exist"),
             // rescale
             Case(["rescale", "--from", inst], status: 64, "Missing expected argument '--to"),
-            Case(["rescale", "--from", ",", "--to", inst], "at least one"),
+            Case(["rescale", "--from", ",", "--to", inst], "empty entry"),
+            Case(["rescale", "--from", inst, "--to", "\(inst),\(inst)"], "twice"),
+            Case(["rescale", "--from", inst, "--to", "\(inst),,\(other)"], "empty entry"),
             Case(["rescale", "--from", inst, "--to", inst, "--parallelism", "0"], "--parallelism"),
             Case(["rescale", "--from", target, "--to", "\(target),\(fresh)"], "owned by none"),
             Case(["rescale", "--from", ranged, "--to", ranged], "hash partitioning"),
@@ -321,6 +331,39 @@ final class BadInputCommandTests: ShardctlTestCase {
             // demo
             Case(["demo", "--keys", "0"], "must be positive"),
             Case(["demo", "--keys", "many"], status: 64, "invalid for '--keys"),
+            Case(["demo", "--keys", "100", "--shards", "2", "--writers", "101"], "--writers at most"),
+            // a damaged database (no CURRENT): named, never initialized over
+            Case(["init", p("damaged")], "no CURRENT file"),
+            Case(["info", p("damaged")], "no CURRENT file"),
+            Case(["put", p("damaged"), "k", "v"], "no CURRENT file"),
+            // bench removes only what it made
+            Case(["bench", "--num", "10", "--db", inst], "did not create"),
+            Case(["bench", "--num", "10", "--db", p("userfiles")], "did not create"),
+            Case(["bench", "--num", "10", "--db", p("good-token")], "is a file"),
+            Case(["bench", "ttl", "--num", "10", "--dir", p("userfiles")], "did not create"),
+            Case(["bench", "migrate", "--size-mb", "9999999999999"], "--size-mb must be at most"),
+            Case(["bench", "migrate", "--chunk-mb", "99999999999999"], "--chunk-mb must be between"),
+            Case(["bench", "checkpoint", "--size-mb", "9999999999999"], "--size-mb must be at most"),
+            Case(["bench", "--num", "10", "--duration", "99999999999"], "at most a year"),
+            // live instances: credentials, addresses, patience
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("long-token"), "k"], "at most 4096 bytes"),
+            Case(["get", "--remote", "nonexistent.invalid:7411", "--token-file", p("good-token"), "k"], "cannot resolve host"),
+            Case(["get", "--remote", "127.0.0.1:7411:1", "--token-file", p("good-token"), "k"], "is not HOST:PORT"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--retry-seconds", "inf", "k"], "--retry-seconds"),
+            Case(["put", "--remote", "127.0.0.1:0", "--token-file", p("good-token"), "k", "v"], "port 0"),
+            Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "9999999999999MB/s"], "more than"),
+            Case(["serve", inst, "--token-file", p("good-token"), "--advertise", "127.0.0.1:99999"], "--advertise"),
+            Case(["serve", inst, "--token-file", p("good-token"), "--advertise", "127.0.0.1"], "--advertise"),
+            // ranges and keys
+            Case(["delete-range", inst, "a", "b", "--key-group-of", ""], "must not be empty"),
+            Case(["scan", inst, "--start", "z", "--end", "a"], "must come before"),
+            // jsonl fields
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","expiresAt":-1}"# + "\n", "not negative"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","ttl":1.5}"# + "\n", "wrong type"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":1}"# + "\n", "wrong type"),
+            // stress
+            Case(["stress", p("stress-work"), "--ops", "5", "--max-value-bytes", "99999999999"], "--max-value-bytes"),
+            Case(["stress", p("good-token"), "--ops", "5"], "cannot create the work directory"),
         ]
 
         return cases
@@ -336,6 +379,59 @@ final class BadInputCommandTests: ShardctlTestCase {
         lock.l_whence = Int16(SEEK_SET)
         guard fcntl(fd, F_GETLK, &lock) == 0 else { return false }
         return lock.l_type != Int16(F_UNLCK)
+    }
+
+    /// Runs shardctl through /bin/sh (for arguments that are not UTF-8, and redirections).
+    private func shell(_ script: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script, "sh", try ShardctlProcess.executable.path] + arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Bytes that are not UTF-8 would decode to U+FFFD and two keys would collide:
+    /// refused. Output that cannot be written (a full disk) is an error, not a
+    /// quiet success or a "reader went away" 141; input that cannot be read too.
+    func testBytesAndStreamsThatAreNotWhatTheySeem() throws {
+        let dir = path("instance")
+        try shardctl(["init", dir])
+        try shardctl(["put", dir, "k", "v"])
+        let before = try exported(dir)
+        for (script, mentioning) in [
+            (#""$1" put "$2" "$(printf 'a\376')" v"#, "argument 3 is not valid UTF-8"),
+            (#""$1" get "$2" "$(printf '\377')""#, "argument 3 is not valid UTF-8"),
+            (#"printf 'a\377\tb\n' | "$1" import "$2""#, "not valid UTF-8"),
+            (#""$1" import "$2" < /"#, "cannot read standard input"),
+            (#""$1" info "$2" > /dev/full"#, "No space left on device"),
+            (#""$1" scan "$2" > /dev/full"#, "No space left on device"),
+            (#""$1" get "$2" k --json > /dev/full"#, "No space left on device"),
+        ] {
+            let result = try shell(script, [dir])
+            XCTAssertEqual(result.status, 2, "\(script): \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(script): \(result.stderr)")
+            XCTAssertTrue(result.stderr.hasPrefix("shardctl: error: ") && result.stderr.contains(mentioning), "\(script): \(result.stderr)")
+        }
+        XCTAssertEqual(try exported(dir), before, "nothing stored changed")
+        // A reader that went away is still quiet (status 141, nothing on stderr).
+        let piped = try shell(#""$1" scan "$2" | head -c 0"#, [dir])
+        XCTAssertTrue(piped.stderr.isEmpty, piped.stderr)
+    }
+
+    /// bench marks the directories it makes and runs again over them, but no other.
+    func testBenchReusesOnlyItsOwnDirectories() throws {
+        let db = path("bench-db")
+        for _ in 0..<2 {
+            try shardctl(["bench", "--num", "50", "--benchmarks", "fillrandom", "--db", db, "--histogram", "false"])
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: db + "/.shardctl-bench"))
+        try shardctl(["bench", "--num", "50", "--benchmarks", "readrandom", "--db", db, "--use_existing_db", "--histogram", "false"])
     }
 
     /// A malformed line fails its batch, names its line, and keeps the earlier batches.

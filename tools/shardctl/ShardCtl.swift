@@ -29,6 +29,17 @@ struct ShardCtl: AsyncParsableCommand {
     /// line on stderr like every other error, still with status 64 (EX_USAGE),
     /// instead of the error followed by the usage screen.
     static func main() async {
+        signal(SIGPIPE, SIG_IGN)  // a closed pipe is EPIPE from write: status 141 (writeStandardOutput)
+        // Swift decodes the arguments as UTF-8 and replaces what does not decode
+        // with U+FFFD, so two different byte strings would name the same key.
+        for index in 1..<Int(CommandLine.argc) {
+            guard let raw = CommandLine.unsafeArgv[index] else { continue }
+            let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(raw).assumingMemoryBound(to: UInt8.self), count: strlen(raw))
+            if String(validating: bytes, as: UTF8.self) == nil {
+                writeStandardError(Data("shardctl: error: argument \(index) is not valid UTF-8; give binary keys and values through 'import --format jsonl' (keyHex, valueHex)\n".utf8))
+                exitNow(2)
+            }
+        }
         do {
             var command = try await asyncParseAsRoot(nil)
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -36,6 +47,7 @@ struct ShardCtl: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+            checkStandardOutput()  // what `print` buffered, written and accounted for before exit 0
         } catch {
             let status = exitCode(for: error)
             // --help, and the exit codes the commands throw themselves, as the parser does.

@@ -22,6 +22,9 @@ struct Demo: AsyncParsableCommand {
             guard keys > 0, shards > 1, writers >= 0 else {
                 throw ShardDBError(.invalidArgument, "--keys must be positive, --shards at least 2, --writers not negative")
             }
+            guard keys <= 100_000_000, shards <= 4096, writers <= min(keys, 256) else {
+                throw ShardDBError(.invalidArgument, "--keys must be at most 100000000, --shards at most 4096, --writers at most 256 and at most --keys")
+            }
         }
         let dir = directory ?? (NSTemporaryDirectory() + "sharddb-demo-\(ProcessInfo.processInfo.processIdentifier)")
         defer { if !keep && directory == nil { try? FileManager.default.removeItem(atPath: dir) } }

@@ -34,7 +34,14 @@ struct Import: ParsableCommand {
             var imported = 0
             var lineNumber = 0
             var batch = engine.makeWriteBatch()
-            while let line = readLine(strippingNewline: true) {
+            let input = InputLines()
+            while true {
+                let next: String?
+                do { next = try input.next() } catch {
+                    throw ShardDBError(.invalidArgument,
+                        "line \(lineNumber + 1): \(error) (imported \(imported) entries before; nothing of this batch)")
+                }
+                guard let line = next else { break }
                 lineNumber += 1
                 if line.isEmpty { continue }
                 do {
@@ -69,6 +76,24 @@ struct Import: ParsableCommand {
         }
     }
 
+    /// What is wrong with a jsonl line, naming the field.
+    static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String { path.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            let expected = type == Int64.self ? "a whole number" : type == String.self ? "a string" : "\(type)"
+            return context.codingPath.isEmpty ? "not a JSON object with key and value"
+                : "\"\(field(context.codingPath))\" must be \(expected)"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not a JSON object with key and value (\(context.debugDescription))"
+                : "\"\(field(context.codingPath))\": \(context.debugDescription)"
+        case .keyNotFound(let key, _):
+            return "missing \"\(key.stringValue)\""
+        @unknown default:
+            return "not a JSON object with key and value"
+        }
+    }
+
     private func parse(_ line: String, defaultTTL: TTL) throws -> ([UInt8], [UInt8], TTL, Int64?) {
         switch format {
         case .tsv:
@@ -77,11 +102,19 @@ struct Import: ParsableCommand {
             return (try TSV.unescape(fields[0]), try TSV.unescape(fields[1]), defaultTTL, nil)
         case .jsonl:
             let record: JSONRecord
-            do { record = try JSONDecoder().decode(JSONRecord.self, from: Data(line.utf8)) } catch {
-                throw TextFormatError("not a JSON object with key and value")
+            do { record = try JSONDecoder().decode(JSONRecord.self, from: Data(line.utf8)) } catch let error as DecodingError {
+                // JSON, but a field of the wrong kind (a number that is not a whole Int64, say).
+                if (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any] {
+                    throw TextFormatError("a field has the wrong type: \"key\", \"value\", \"keyHex\", \"valueHex\" are strings; "
+                        + "\"ttl\" (seconds), \"expiresAt\", \"writtenAt\" (ms since the epoch) whole numbers (\(Self.describe(error)))")
+                }
+                throw TextFormatError(Self.describe(error))
             }
             var entryTTL = try record.ttl.map { try parseTTL($0) } ?? defaultTTL
-            if record.ttl == nil, let expiresAt = record.expiresAt { entryTTL = .expiresAt(expiresAt) }
+            if record.ttl == nil, let expiresAt = record.expiresAt {
+                guard expiresAt >= 0 else { throw TextFormatError("\"expiresAt\" must be milliseconds since the epoch (not negative), got \(expiresAt)") }
+                entryTTL = .expiresAt(expiresAt)
+            }
             return (try record.decodedKey(), try record.decodedValue(), entryTTL, record.writtenAt)
         }
     }
@@ -115,5 +148,33 @@ struct Export: ParsableCommand {
                 return true
             }
         }
+    }
+}
+
+/// Standard input, line by line, as `readLine` but strict: a line that is not
+/// UTF-8 is an error (readLine would replace its bytes with U+FFFD, and
+/// different keys would collide), and so is a failed read (readLine ends as at
+/// the end of input).
+final class InputLines {
+    private var buffer: UnsafeMutablePointer<CChar>?
+    private var capacity = 0
+
+    deinit { free(buffer) }
+
+    /// The next line without its newline; nil at the end of input.
+    func next() throws -> String? {
+        let count = getline(&buffer, &capacity, stdin)
+        guard count >= 0, let buffer else {
+            if ferror(stdin) != 0 { throw ShardDBError(.invalidArgument, "cannot read standard input: \(String(cString: strerror(errno)))") }
+            return nil
+        }
+        var length = count
+        if length > 0 && buffer[length - 1] == 0x0A { length -= 1 }
+        if length > 0 && buffer[length - 1] == 0x0D { length -= 1 }  // as readLine: CRLF too
+        let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(buffer).assumingMemoryBound(to: UInt8.self), count: length)
+        guard let line = String(validating: bytes, as: UTF8.self) else {
+            throw ShardDBError(.invalidArgument, "not valid UTF-8 (write binary bytes escaped, as scan prints them, or as jsonl keyHex/valueHex)")
+        }
+        return line
     }
 }

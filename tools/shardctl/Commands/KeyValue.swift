@@ -156,6 +156,7 @@ struct DeleteRange: ParsableCommand {
         try instance.withEngine { engine in
             var group = keyGroup
             if let keyGroupOf {
+                guard !keyGroupOf.isEmpty else { throw ShardDBError(.invalidKey, "--key-group-of: keys must not be empty") }
                 guard let kg = engine.keyGroup(of: keyGroupOf) else {
                     throw ShardDBError(.invalidArgument, "--key-group-of applies only to hash partitioning")
                 }

@@ -26,12 +26,20 @@ struct Rescale: AsyncParsableCommand {
     @OptionGroup var remote: RemoteOptions
 
     func run() async throws {
-        let fromSpecs = from.split(separator: ",").map(String.init)
-        let toSpecs = to.split(separator: ",").map(String.init)
+        let fromSpecs = from.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let toSpecs = to.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         var opened: [String: InstanceEndpoint] = [:]
         func closeAll() async { for endpoint in opened.values { await endpoint.close() } }
         do {
             guard !fromSpecs.isEmpty, !toSpecs.isEmpty else { throw ShardDBError(.invalidArgument, "--from and --to need at least one instance each") }
+            for (option, specs) in [("--from", fromSpecs), ("--to", toSpecs)] {
+                if specs.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+                    throw ShardDBError(.invalidArgument, "\(option) has an empty entry (two commas, or one at an end)")
+                }
+                if let twice = specs.first(where: { spec in specs.filter { $0 == spec }.count > 1 }) {
+                    throw ShardDBError(.invalidArgument, "\(option) names \(twice) twice")
+                }
+            }
             guard parallelism > 0 else { throw ShardDBError(.invalidArgument, "--parallelism must be positive") }
             opened = try openEndpoints(fromSpecs, remote: remote)
             let partitioning = try await opened[fromSpecs[0]]!.endpoint.describeInstance().partitioning

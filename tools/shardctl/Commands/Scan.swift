@@ -22,6 +22,9 @@ struct Scan: ParsableCommand {
     func run() throws {
         try failing {
             if let limit, limit < 0 { throw ShardDBError(.invalidArgument, "--limit must not be negative") }
+            if let start, let end, !Array(start.utf8).lexicographicallyPrecedes(Array(end.utf8)) {
+                throw ShardDBError(.invalidArgument, "--start '\(start)' must come before --end '\(end)' (the range is [start, end))")
+            }
         }
         let request = ScanRequest(shard: shard, prefix: prefix.map { Array($0.utf8) }, start: start.map { Array($0.utf8) },
                                   end: end.map { Array($0.utf8) }, limit: limit)

@@ -45,6 +45,11 @@ struct Stress: AsyncParsableCommand {
     static let keyGroups = 64
 
     func run() async throws {
+        try failing {
+            guard (1...ShardEngine.maxValueSize).contains(maxValueBytes) else {
+                throw ShardDBError(.invalidArgument, "--max-value-bytes must be between 1 and \(ShardEngine.maxValueSize), got \(maxValueBytes)")
+            }
+        }
         let layout = StressLayout(workdir: workdir)
         if !FileManager.default.fileExists(atPath: layout.oracle) {
             guard !verifyOnly else { fail("no stress oracle at \(layout.oracle)") }
@@ -197,7 +202,9 @@ struct StressLayout {
 
     func create(seed: UInt64, sync: Bool, keys: Int) throws {
         guard keys > 0 else { throw ShardDBError(.invalidArgument, "--keys must be positive") }
-        try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+        do { try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true) } catch {
+            throw ShardDBError(.notWritable, "cannot create the work directory \(workdir): \(error.localizedDescription)")
+        }
         let partitioning = Partitioning.hash(keyGroups: Stress.keyGroups)
         // No oracle yet: anything here is a half-created setup from a crash in the first run.
         for leftover in [a, b, store] { try? FileManager.default.removeItem(atPath: leftover) }

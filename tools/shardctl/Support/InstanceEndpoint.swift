@@ -26,8 +26,11 @@ struct RemoteOptions: ParsableArguments {
         }
         let tls = tlsCA != nil || tlsCert != nil || tlsKey != nil
             ? try ClientTLS(certificateAuthority: tlsCA, certificateChain: tlsCert, privateKey: tlsKey) : nil
+        guard retrySeconds.isFinite, (0...86_400).contains(retrySeconds) else {
+            throw ShardDBError(.invalidArgument, "--retry-seconds must be between 0 and 86400, got \(retrySeconds)")
+        }
         var configuration = RemoteInstance.Configuration()
-        configuration.retryWindow = .milliseconds(Int64(max(0, retrySeconds) * 1000))
+        configuration.retryWindow = .milliseconds(Int64(retrySeconds * 1000))
         return try RemoteInstance(address: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls,
                                   configuration: configuration)
     }
