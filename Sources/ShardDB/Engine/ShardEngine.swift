@@ -382,6 +382,9 @@ public final class ShardEngine: @unchecked Sendable {
         // RocksDB's default (point in time) drops everything after a damaged WAL record
         // without an error; strict opening fails instead (docs/CRASH_TESTING.md).
         base.setWALRecoveryMode(options.walRecovery == .strict ? .tolerateCorruptedTailRecords : .pointInTime)
+        // Every open rotates RocksDB's info LOG; RocksDB keeps 1000 old ones, which a
+        // tool that opens the instance per command (shardctl) piles up. (Overridable below.)
+        try? base.apply(optionsString: "keep_log_file_num=16")
         if let extra = options.rocksDBOptions {
             do { try base.apply(optionsString: extra) } catch {
                 throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(extra)': \(error)")
