@@ -351,6 +351,8 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["get", "--remote", "127.0.0.1:7411:1", "--token-file", p("good-token"), "k"], "is not HOST:PORT"),
             Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--retry-seconds", "inf", "k"], "--retry-seconds"),
             Case(["put", "--remote", "127.0.0.1:0", "--token-file", p("good-token"), "k", "v"], "port 0"),
+            Case(["get", inst, "--token-file", p("good-token"), "key-1"], "applies to --remote"),
+            Case(["put", inst, "--tls-ca", p("good-token"), "k", "v"], "applies to --remote"),
             Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "9999999999999MB/s"], "more than"),
             Case(["serve", inst, "--token-file", p("good-token"), "--advertise", "127.0.0.1:99999"], "--advertise"),
             Case(["serve", inst, "--token-file", p("good-token"), "--advertise", "127.0.0.1"], "--advertise"),

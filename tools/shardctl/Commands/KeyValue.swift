@@ -80,6 +80,10 @@ struct KeyTargetOptions: ParsableArguments {
         guard operands.count == names.count + 1 else {
             throw ShardDBError(.invalidArgument, "expected DIR \(names.joined(separator: " ")) (or --remote HOST:PORT)")
         }
+        // Credentials given for a directory would be ignored: say so instead.
+        if let ignored = remoteOptions.givenConnectionOptions.first {
+            throw ShardDBError(.invalidArgument, "\(ignored) applies to --remote HOST:PORT, not to a directory")
+        }
         return (.directory(operands[0]), Array(operands.dropFirst()))
     }
 

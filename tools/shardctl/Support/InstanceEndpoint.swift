@@ -20,6 +20,12 @@ struct RemoteOptions: ParsableArguments {
     @Option(name: .customLong("retry-seconds"), help: "How long a call to a live instance is retried when the connection fails.")
     var retrySeconds: Double = 30
 
+    /// The connection options given on the command line, by flag name.
+    var givenConnectionOptions: [String] {
+        [("--token-file", tokenFile != nil), ("--tls-ca", tlsCA != nil), ("--tls-cert", tlsCert != nil), ("--tls-key", tlsKey != nil)]
+            .filter(\.1).map(\.0)
+    }
+
     func connect(_ address: InstanceAddress) throws -> RemoteInstance {
         guard tokenFile != nil || tlsCert != nil else {
             throw ShardDBError(.invalidArgument, "\(address) is a live instance: --token-file or a client certificate (--tls-cert) is required")
