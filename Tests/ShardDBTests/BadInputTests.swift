@@ -191,6 +191,18 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path).sorted(), before, "nothing removed or added")
     }
 
+    /// What an init killed before its metadata write leaves: the families, no records.
+    func testInstanceWhoseInitDidNotFinishIsNamedSo() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("instance")
+        let options = Options()
+        options.createIfMissing = true
+        options.createMissingColumnFamilies = true
+        try Database.open(at: path, options: options, columnFamilies: [ShardEngine.metadataFamilyName: Options()]).close()
+        let error = assertShardDBError(.corruptedMetadata, try ShardEngine.open(at: path, options: .testing()))
+        XCTAssertTrue(error?.message.contains("init that did not finish") ?? false, error?.message ?? "")
+    }
+
     func testUnknownPartitioningSchemeIsCorruptedMetadata() throws {
         let directory = TemporaryDirectory()
         let path = try instanceWithMetadata("partitioning", setTo: bytes(#"{"scheme":"consistent"}"#), in: directory)

@@ -441,6 +441,13 @@ public final class ShardEngine: @unchecked Sendable {
             }
             return try decodeMeta(type, bytes, key: key, path: path)
         }
+        // The format record is written last-but-atomically with the rest by create: without
+        // any of them, an init was interrupted (or the metadata family was emptied).
+        if try database.get(Array(MetadataKey.format.utf8), in: meta) == nil,
+           try database.get(Array(MetadataKey.instance.utf8), in: meta) == nil {
+            throw ShardDBError(.corruptedMetadata,
+                "\(path): its metadata has no records: an init that did not finish leaves this (then nothing was ever stored: remove the directory and init again), as does a damaged metadata family")
+        }
         let format = try record(MetadataKey.format, FormatRecord.self)
         guard format.version == FormatRecord.current else {
             throw ShardDBError(.unsupportedFormat, "\(path) has format version \(format.version); this ShardDB reads version \(FormatRecord.current)")
