@@ -230,7 +230,9 @@ public final class ReadOptions: @unchecked Sendable {
     // The snapshot must outlive reads made with these options.
     public private(set) var snapshot: Snapshot?
 
-    public init(fillCache: Bool = true, verifyChecksums: Bool = false) {
+    /// - parameter verifyChecksums: check each block read from a table file against its
+    ///   checksum (RocksDB's default); off, a damaged block is returned as it is.
+    public init(fillCache: Bool = true, verifyChecksums: Bool = true) {
         pointer = rocksdb_readoptions_create()
         rocksdb_readoptions_set_fill_cache(pointer, fillCache ? 1 : 0)
         rocksdb_readoptions_set_verify_checksums(pointer, verifyChecksums ? 1 : 0)

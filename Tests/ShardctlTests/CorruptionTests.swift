@@ -33,6 +33,38 @@ final class CorruptionTests: ShardctlTestCase {
         assertNoWrongData(copy.directory)
     }
 
+    /// One byte of a stored value changed on disk (a literal, so no decompression
+    /// notices): reads fail on the block's checksum instead of returning it.
+    func testAValueChangedOnDiskIsNeverReturned() throws {
+        let directory = path("changed-value")
+        let marker = "QzJ7vLx2mWp9RkT4sYb8NcF1hGd6KeU3aVo5XiZ0"  // no repeats: stored as a literal
+        let engine = try ShardEngine.create(at: directory, shards: 1)
+        try engine.write { batch in
+            for i in 0..<200 { try batch.put("key-\(i)", "value-\(i)") }
+            try batch.put("marked", marker)
+        }
+        try engine.flush()  // into a table file
+        engine.close()
+        var changed = false
+        for file in try FileManager.default.contentsOfDirectory(atPath: directory) where file.hasSuffix(".sst") {
+            var data = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + file))
+            // (Its first 20 bytes: snappy may encode the tail as a copy of bytes after it.)
+            guard let range = data.range(of: Data(marker.utf8.prefix(20))) else { continue }
+            data[range.lowerBound + 10] = UInt8(ascii: "#")
+            try data.write(to: URL(fileURLWithPath: directory + "/" + file))
+            changed = true
+        }
+        let listing = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        XCTAssertTrue(changed, "the marker is in a table file: \(listing)")
+        let get = try ShardctlProcess.run(["get", directory, "marked"])
+        XCTAssertNil(get.signal, get.stderr)
+        XCTAssertEqual(get.status, 2, "read despite the damage: \(get.stdout)")
+        XCTAssertTrue(get.stderr.contains("checksum"), get.stderr)
+        let export = try ShardctlProcess.run(["export", directory])
+        XCTAssertEqual(export.status, 2, "exported despite the damage")
+        XCTAssertFalse(export.stdout.contains("#"), export.stdout)
+    }
+
     func testTruncatedTableFileIsNamed() throws {
         let copy = try damagedCopy("sst-truncate", file: { $0.hasSuffix(".sst") }) { try Self.truncate($0) }
         assertReports(try ShardctlProcess.run(["verify", copy.directory]), naming: copy.file)
