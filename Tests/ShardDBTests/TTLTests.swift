@@ -180,12 +180,15 @@ final class TTLTests: XCTestCase {
         let engine = try makeEngine(in: directory, shards: 2, defaultTTLSeconds: 30)
         defer { engine.close() }
         let before = engine.shardDescriptors
-        for seconds: Int64 in [0, -1, Int64.max, Int64.max / 1000 + 1] {
+        // Int64.max / 1000 seconds was accepted once, and then every write overflowed its expiry.
+        for seconds: Int64 in [0, -1, Int64.max, Int64.max / 1000, TTL.maxSeconds + 1] {
             assertShardDBError(.invalidTTL, try engine.setDefaultTTL(shard: 0, seconds: seconds))
         }
         XCTAssertEqual(engine.shardDescriptors, before)
-        try engine.setDefaultTTL(shard: 0, seconds: Int64.max / 1000)
-        XCTAssertEqual(engine.shardDescriptors[0].defaultTTLSeconds, Int64.max / 1000)
+        try engine.setDefaultTTL(shard: 0, seconds: TTL.maxSeconds)
+        XCTAssertEqual(engine.shardDescriptors[0].defaultTTLSeconds, TTL.maxSeconds)
+        try engine.put("written", "under the longest default TTL")  // its expiry fits
+        XCTAssertEqual(try engine.getString("written"), "under the longest default TTL")
     }
 
     func testDefaultTTLChangesPersistAcrossReopen() throws {

@@ -37,8 +37,8 @@ extension ShardEngine {
     ///
     /// - throws: ``ShardDBError``: `.shardNotFound`, `.invalidTTL`.
     public func setDefaultTTL(shard id: Int, seconds: Int64?) throws {
-        if let seconds, seconds <= 0 || seconds > Int64.max / 1000 {
-            throw ShardDBError(.invalidTTL, "default TTL must be between 1 and \(Int64.max / 1000) seconds, got \(seconds)")
+        if let seconds, seconds <= 0 || seconds > TTL.maxSeconds {
+            throw ShardDBError(.invalidTTL, "default TTL must be between 1 and \(TTL.maxSeconds) seconds (10,000 years), got \(seconds)")
         }
         try updateShard(id) { $0.defaultTTLSeconds = seconds }
     }

@@ -349,8 +349,8 @@ public final class ShardEngine: @unchecked Sendable {
 
     static func initialShards(count: Int, partitioning: Partitioning, defaultTTLSeconds: Int64?) throws -> [ShardDescriptor] {
         guard count >= 0 else { throw ShardDBError(.invalidArgument, "shard count must not be negative") }
-        if let ttl = defaultTTLSeconds, ttl <= 0 || ttl > Int64.max / 1000 {
-            throw ShardDBError(.invalidTTL, "default TTL must be between 1 and \(Int64.max / 1000) seconds, got \(ttl)")
+        if let ttl = defaultTTLSeconds, ttl <= 0 || ttl > TTL.maxSeconds {
+            throw ShardDBError(.invalidTTL, "default TTL must be between 1 and \(TTL.maxSeconds) seconds (10,000 years), got \(ttl)")
         }
         if count == 0 { return [] }
         switch partitioning {

@@ -48,6 +48,11 @@ public enum TTL: Sendable, Equatable {
     /// an entry that is already invisible.
     case expiresAt(Int64)
 
+    /// The longest TTL a shard's default may have, in seconds (10,000 years): far
+    /// from overflowing an expiry in milliseconds since the epoch, which the
+    /// earlier bound (`Int64.max / 1000` seconds) did for every write.
+    public static let maxSeconds: Int64 = 315_360_000_000
+
     /// Expires this many seconds after the write.
     public static func seconds(_ seconds: Int64) -> TTL {
         let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
