@@ -95,7 +95,7 @@ public final class Database: @unchecked Sendable {
             try familyOptions.map { Optional($0.pointer) }.withUnsafeBufferPointer { optionPointers in
                 try withStatus {
                     rocksdb_open_column_families(
-                        options.pointer, path, Int32(names.count),
+                        options.pointer, canonicalPath(path), Int32(names.count),
                         namePointers.baseAddress, optionPointers.baseAddress, &handles, $0)
                 }
             }
@@ -109,6 +109,24 @@ public final class Database: @unchecked Sendable {
         retained.append(contentsOf: familyOptions)
         let core = DatabaseCore(handle: db, columnFamilies: slots, options: retained)
         return Database(core: core, path: path, threadPerfLevel: threadPerfLevel)
+    }
+
+    /// `path` with symbolic links, `.` and `..` resolved (the directory's parent
+    /// when the directory does not exist yet). RocksDB refuses a second open of
+    /// a database in one process by the name of its LOCK file, so `a` and `./a`
+    /// would otherwise be two live databases on one directory.
+    static func canonicalPath(_ path: String) -> String {
+        func resolved(_ path: String) -> String? {
+            guard let real = realpath(path, nil) else { return nil }
+            defer { free(real) }
+            return String(cString: real)
+        }
+        if let real = resolved(path) { return real }
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        guard let slash = trimmed.lastIndex(of: "/") else { return resolved(".").map { $0 + "/" + trimmed } ?? path }
+        let parent = slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+        guard let real = resolved(parent) else { return path }
+        return (real == "/" ? "" : real) + "/" + trimmed[trimmed.index(after: slash)...]
     }
 
     /// Closes the database: destroys live iterators, snapshots and column family

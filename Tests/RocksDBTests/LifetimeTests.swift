@@ -260,4 +260,23 @@ final class LifetimeTests: XCTestCase {
             XCTAssertEqual(text(try reopened.get(bytes("k"), in: try reopened.columnFamily(named: name))), "v\(i)")
         }
     }
+
+    /// Two spellings of one directory are one database: the second open is refused
+    /// as RocksDB refuses a second open of the same name (two live databases on one
+    /// directory in one process would each believe they own its files).
+    func testSecondOpenThroughAnotherSpellingOfThePathIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let first = try openDatabase(at: dir.path("db"))
+        defer { first.close() }
+        for alias in [dir.path(".") + "/db", dir.path("db") + "/", dir.path("db/../db")] {
+            do {
+                let second = try openDatabase(at: alias)
+                second.close()
+                XCTFail("\(alias) opened a second time")
+            } catch let error as RocksDBError {
+                XCTAssertTrue(error.isLockHeld, "\(alias): \(error)")
+            }
+        }
+    }
 }
+
