@@ -106,11 +106,11 @@ struct Import: ParsableCommand {
                 // JSON, but a field of the wrong kind (a number that is not a whole Int64, say).
                 if (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any] {
                     throw TextFormatError("a field has the wrong type: \"key\", \"value\", \"keyHex\", \"valueHex\" are strings; "
-                        + "\"ttl\" (seconds), \"expiresAt\", \"writtenAt\" (ms since the epoch) whole numbers (\(Self.describe(error)))")
+                        + "\"ttl\" (seconds), \"expiresAt\", \"writtenAt\" (ms since the epoch) whole numbers")
                 }
                 throw TextFormatError(Self.describe(error))
             }
-            var entryTTL = try record.ttl.map { try parseTTL($0) } ?? defaultTTL
+            var entryTTL = try record.ttl.map { try parseTTL($0, name: "\"ttl\"") } ?? defaultTTL
             if record.ttl == nil, let expiresAt = record.expiresAt {
                 guard expiresAt >= 0 else { throw TextFormatError("\"expiresAt\" must be milliseconds since the epoch (not negative), got \(expiresAt)") }
                 entryTTL = .expiresAt(expiresAt)

@@ -56,6 +56,18 @@ struct Rescale: AsyncParsableCommand {
                 descriptions[spec] = InstanceDescription(instanceID: "new:\(spec)", location: spec, partitioning: partitioning,
                                                          shards: [], unfinishedMigrations: [])
             }
+            // Two spellings of one instance (./a and a, a host and its address) are one
+            // instance: the planner would give it two shares.
+            for (option, specs) in [("--from", fromSpecs), ("--to", toSpecs)] {
+                var seen: [String: String] = [:]
+                for spec in specs {
+                    guard let id = descriptions[spec]?.instanceID, !id.hasPrefix("new:") else { continue }
+                    if let first = seen[id] {
+                        throw ShardDBError(.invalidArgument, "\(option) names instance \(id) twice (as \(first) and \(spec))")
+                    }
+                    seen[id] = spec
+                }
+            }
             var plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
             if !dryRun && !missing.isEmpty {
                 for spec in missing where opened[spec] == nil {

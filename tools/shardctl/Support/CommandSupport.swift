@@ -101,11 +101,13 @@ func printJSON<T: Encodable>(_ value: T, pretty: Bool = false) {
     writeStandardOutput(Data("\n".utf8))
 }
 
-/// Parses a TTL given in seconds on the command line.
-func parseTTL(_ seconds: Int64?) throws -> TTL {
+/// Parses a TTL given in seconds (`name`: the flag or field, for the error).
+func parseTTL(_ seconds: Int64?, name: String = "--ttl") throws -> TTL {
     guard let seconds else { return .shardDefault }
-    guard seconds > 0 else { throw ShardDBError(.invalidTTL, "--ttl must be a positive number of seconds, got \(seconds)") }
-    guard seconds <= Int64.max / 1000 else { throw ShardDBError(.invalidTTL, "--ttl \(seconds) overflows the expiry timestamp") }
+    guard seconds > 0 else { throw ShardDBError(.invalidTTL, "\(name) must be a positive number of seconds, got \(seconds)") }
+    guard seconds <= TTL.maxSeconds else {
+        throw ShardDBError(.invalidTTL, "\(name) must be at most \(TTL.maxSeconds) seconds (10,000 years), got \(seconds)")
+    }
     return .seconds(seconds)
 }
 

@@ -75,12 +75,14 @@ struct JSONRecord: Codable {
     }
 
     func decodedKey() throws -> [UInt8] {
+        guard key == nil || keyHex == nil else { throw TextFormatError("both \"key\" and \"keyHex\": give one") }
         if let key { return Array(key.utf8) }
         if let keyHex { guard let bytes = ByteText.unhex(keyHex) else { throw TextFormatError("keyHex is not hex") }; return bytes }
         throw TextFormatError("missing \"key\"")
     }
 
     func decodedValue() throws -> [UInt8] {
+        guard value == nil || valueHex == nil else { throw TextFormatError("both \"value\" and \"valueHex\": give one") }
         if let value { return Array(value.utf8) }
         if let valueHex { guard let bytes = ByteText.unhex(valueHex) else { throw TextFormatError("valueHex is not hex") }; return bytes }
         throw TextFormatError("missing \"value\"")
