@@ -44,5 +44,9 @@ final class EmbeddingExampleTests: XCTestCase {
         defer { again.close() }
         XCTAssertEqual(again.shardDescriptors.filter { $0.state == .active }.count, 3)
         XCTAssertEqual(again.shardDescriptors.first { $0.id == 2 }?.state, .moved(to: dir.path("b")))
+        // A shard given away is named as such, with its new owner.
+        let moved = assertShardDBError(.shardNotFound, try again.scan(ScanRequest(shard: 2)) { _ in true })
+        XCTAssertEqual(moved?.owner, dir.path("b"))
+        XCTAssertTrue(moved?.message.contains("was moved to") ?? false, moved?.message ?? "")
     }
 }

@@ -340,6 +340,9 @@ public final class ShardEngine: @unchecked Sendable {
 
     func activeShard(_ id: Int) throws -> Shard {
         guard let shard = table.shard(id: id), shard.isActive, shard.family != nil else {
+            if case .moved(let to)? = table.shard(id: id)?.descriptor.state {
+                throw ShardDBError(.shardNotFound, "shard \(id) was moved to \(to)", owner: to)
+            }
             throw ShardDBError(.shardNotFound, "shard \(id) does not exist on this instance")
         }
         return shard

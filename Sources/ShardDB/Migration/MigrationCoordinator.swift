@@ -373,6 +373,9 @@ public struct MigrationCoordinator: Sendable {
             throw ShardDBError(.migrationConflict, "partitioning differs: source \(from.partitioning), target \(to.partitioning)")
         }
         guard let shard = from.shards.first(where: { $0.id == request.shard && $0.state == .active }) else {
+            if case .moved(let to)? = from.shards.first(where: { $0.id == request.shard })?.state {
+                throw ShardDBError(.shardNotFound, "shard \(request.shard) of the source was moved to \(to)", owner: to)
+            }
             throw ShardDBError(.shardNotFound, "shard \(request.shard) does not exist on the source")
         }
         let range = request.range ?? shard.range

@@ -20,8 +20,11 @@ public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
         let unit = body.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
         let scale: Double? = ["": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
                               "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824][unit]
-        guard let number = Double(digits), let scale, number * scale >= 1 else {
+        guard let number = Double(digits), let scale else {
             throw ShardDBError(.invalidArgument, "rate '\(text)' is not like 200MB/s")
+        }
+        guard number * scale >= 1 else {
+            throw ShardDBError(.invalidArgument, "rate '\(text)' must be at least 1 byte per second (leave the limit out for none)")
         }
         guard number * scale <= Self.maximum else {
             throw ShardDBError(.invalidArgument, "rate '\(text)' is more than \(Int(Self.maximum / 1e9)) GB/s (leave the limit out for none)")
