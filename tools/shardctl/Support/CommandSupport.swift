@@ -50,15 +50,7 @@ func shardctlEngineOptions(verbose: Bool = false) -> ShardEngineOptions {
 
 /// Turns an error into one line on stderr and exit status 2.
 func failing<R>(_ body: () throws -> R) throws -> R {
-    do {
-        return try body()
-    } catch let exit as ExitCode {
-        throw exit
-    } catch let error as CleanExit {
-        throw error
-    } catch {
-        fail("\(error)")
-    }
+    try failing(removing: nil, body)
 }
 
 /// As ``failing(_:)``, first removing `scratch` (a temporary directory the command
