@@ -203,13 +203,15 @@ public final class Database: @unchecked Sendable {
                 }
                 throw error
             }
-            return resolved.indices.map { i in (resolved[i].0, resolved[i].1, ColumnFamilySlot(handle: handles[i]!)) }
-        }
-        core.registry.withLock {
-            for (name, options, slot) in created {
-                core.columnFamilies[name] = slot
-                core.options.append(options)
+            let created = resolved.indices.map { i in (resolved[i].0, resolved[i].1, ColumnFamilySlot(handle: handles[i]!)) }
+            // Registered before the lock is released, so a close() that follows destroys them.
+            core.registry.withLock {
+                for (name, options, slot) in created {
+                    core.columnFamilies[name] = slot
+                    core.options.append(options)
+                }
             }
+            return created
         }
         return try created.map { name, _, slot in
             try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)

@@ -80,6 +80,8 @@ public final class Options: @unchecked Sendable {
     public func setMaxOpenFiles(_ count: Int) { rocksdb_options_set_max_open_files(pointer, Int32(count)) }
     /// Keep archived WAL files this long so changelog readers can tail them.
     public func setWALTTLSeconds(_ seconds: UInt64) { rocksdb_options_set_WAL_ttl_seconds(pointer, seconds) }
+    /// Info LOG files kept (the current one included); each open starts a new one.
+    public func setKeepLogFileNum(_ count: Int) { rocksdb_options_set_keep_log_file_num(pointer, count) }
     /// Keep at most this much archived WAL.
     public func setWALSizeLimitMB(_ megabytes: UInt64) { rocksdb_options_set_WAL_size_limit_MB(pointer, megabytes) }
     /// Collect statistics (read them with ``Database/statistics``).

@@ -326,6 +326,8 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["rescale", "--from", inst, "--to", "\(inst),\(inst)"], "twice"),
             Case(["rescale", "--from", inst, "--to", "\(inst),\(p("."))/inst"], "already open in this process"),
             Case(["rescale", "--from", inst, "--to", "\(inst),,\(other)"], "empty entry"),
+            Case(["rescale", "--from", inst, "--to", "\(inst),::1:7400", "--token-file", p("good-token")], "is not HOST:PORT"),
+            Case(["migrate", "--from", inst, "--to", "::1:7400", "--shard", "0", "--token-file", p("good-token")], "is not HOST:PORT"),
             Case(["rescale", "--from", inst, "--to", inst, "--parallelism", "0"], "--parallelism"),
             Case(["rescale", "--from", target, "--to", "\(target),\(fresh)"], "owned by none"),
             Case(["rescale", "--from", ranged, "--to", ranged], "hash partitioning"),

@@ -58,7 +58,6 @@ public final class RawStore {
         rocksdb_block_based_options_set_block_cache(table, cache)
         rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom(defaults.tableSettings.bloomBitsPerKey))
         rocksdb_options_set_block_based_table_factory(options, table)
-        rocksdb_readoptions_set_verify_checksums(readOptions, 0)
         var error: UnsafeMutablePointer<CChar>?
         db = rocksdb_open(options, path, &error)!
         precondition(error == nil)

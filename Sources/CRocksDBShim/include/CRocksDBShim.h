@@ -181,9 +181,9 @@ rocksdb_column_family_handle_t *sharddb_create_column_family_with_import(
 /// C API creates one at a time, and RocksDB rewrites (and re-parses) its OPTIONS
 /// file, which lists every family, after each, so N families cost O(N^2) -- a
 /// 4096-shard instance took over half an hour to create. Fills `handles` (destroy
-/// each with rocksdb_column_family_handle_destroy); on error none is created... as
-/// far as RocksDB's own call goes: families created before the failure are
-/// returned in `handles` (NULL for the rest) so the caller can drop them.
+/// each with rocksdb_column_family_handle_destroy). On error *errptr is set and
+/// RocksDB has stopped at the failing family: those created before it are in
+/// `handles` (NULL for the rest), for the caller to drop.
 void sharddb_create_column_families(rocksdb_t *db, size_t count, const char *const *names,
                                     const rocksdb_options_t *const *options,
                                     rocksdb_column_family_handle_t **handles, char **errptr);

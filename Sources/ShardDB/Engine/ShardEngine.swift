@@ -387,7 +387,7 @@ public final class ShardEngine: @unchecked Sendable {
         base.setWALRecoveryMode(options.walRecovery == .strict ? .tolerateCorruptedTailRecords : .pointInTime)
         // Every open rotates RocksDB's info LOG; RocksDB keeps 1000 old ones, which a
         // tool that opens the instance per command (shardctl) piles up. (Overridable below.)
-        try? base.apply(optionsString: "keep_log_file_num=16")
+        base.setKeepLogFileNum(16)
         if let extra = options.rocksDBOptions {
             do { try base.apply(optionsString: extra) } catch {
                 throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(extra)': \(error)")

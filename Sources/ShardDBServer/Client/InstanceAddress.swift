@@ -30,11 +30,21 @@ public struct InstanceAddress: Sendable, Hashable, CustomStringConvertible {
         self.init(host: host, port: port)
     }
 
-    /// Checks that `host` resolves (a name through the system resolver, as a
+    /// True when `text` has the form of `HOST:PORT` (no `/`, a numeric tail after
+    /// its last colon), parsed or not: a spec that looks like an address but does
+    /// not parse (IPv6 without brackets) must be refused, not taken as a directory.
+    public static func looksLikeAddress(_ text: String) -> Bool {
+        guard !text.contains("/"), let colon = text.lastIndex(of: ":") else { return false }
+        let tail = text[text.index(after: colon)...]
+        return !tail.isEmpty && tail.allSatisfy(\.isNumber)
+    }
+
+    /// Checks that `host` exists (a name through the system resolver, as a
     /// connection would) and `port` can be connected to, so a typo fails at once
-    /// instead of as connection attempts that never succeed.
+    /// instead of as connection attempts that never succeed. A resolver that
+    /// cannot answer now is not an error here (the connection retries).
     ///
-    /// - throws: `.invalidArgument` naming the host and the resolver's reason.
+    /// - throws: `.invalidArgument` naming the host when the resolver says it does not exist.
     public func checkConnectable() throws {
         guard port != 0 else { throw ShardDBError(.invalidArgument, "\(self): port 0 cannot be connected to") }
         var hints = addrinfo()
@@ -42,7 +52,9 @@ public struct InstanceAddress: Sendable, Hashable, CustomStringConvertible {
         var result: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &result)
         if let result { freeaddrinfo(result) }
-        guard status == 0 else {
+        // Only a name that does not exist fails here; a resolver that cannot answer
+        // now (EAI_AGAIN, ...) is left to the connection's retries.
+        guard status != EAI_NONAME else {
             throw ShardDBError(.invalidArgument, "\(self): cannot resolve host '\(host)': \(String(cString: gai_strerror(status)))")
         }
     }

@@ -44,7 +44,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     private let connections: Task<Void, Error>
     private let bulkStreams = LockedValue<[String: BulkStream]>([:])
 
-    /// Connects lazily: nothing is sent before the first call.
+    /// Connects lazily: nothing is sent before the first call. A host name the
+    /// resolver says does not exist is refused here (``InstanceAddress/checkConnectable()``).
     ///
     /// - parameters:
     ///   - secret: the token sent with every call; nil when a client certificate (`tls`) authenticates.

@@ -234,7 +234,8 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
 
     func put(request: WirePutRequest, context: ServerContext) async throws -> WireAck {
         let key = [UInt8](request.key), value = [UInt8](request.value)
-        let ttl: TTL = request.hasTtlSeconds ? .milliseconds(request.ttlSeconds * 1000) : .shardDefault
+        // TTL.seconds saturates (the engine then refuses an expiry that overflows) instead of trapping.
+        let ttl: TTL = request.hasTtlSeconds ? .seconds(request.ttlSeconds) : .shardDefault
         try await call { try engine.put(key, value, ttl: ttl) }
         return WireAck()
     }

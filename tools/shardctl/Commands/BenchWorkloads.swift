@@ -190,11 +190,11 @@ final class BenchDriver: @unchecked Sendable {
         engine = nil
         let created: ShardEngine
         if fresh || !settings.useExistingDB {
-            try BenchDirectory.clear(directory, option: "--db")
+            // Marked before the instance is created (create accepts a directory holding
+            // only files RocksDB does not write), so a failed create leaves it bench's.
+            try BenchDirectory.fresh(directory, option: "--db")
             created = try ShardEngine.create(at: directory, shards: settings.shards, partitioning: plan.partitioning,
                                              options: plan.engineOptions)
-            // (RocksDB leaves a file it does not know alone.)
-            try BenchDirectory.mark(directory)
         } else {
             created = try ShardEngine.open(at: directory, options: plan.engineOptions)
         }

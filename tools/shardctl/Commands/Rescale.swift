@@ -31,7 +31,6 @@ struct Rescale: AsyncParsableCommand {
         var opened: [String: InstanceEndpoint] = [:]
         func closeAll() async { for endpoint in opened.values { await endpoint.close() } }
         do {
-            guard !fromSpecs.isEmpty, !toSpecs.isEmpty else { throw ShardDBError(.invalidArgument, "--from and --to need at least one instance each") }
             for (option, specs) in [("--from", fromSpecs), ("--to", toSpecs)] {
                 if specs.contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
                     throw ShardDBError(.invalidArgument, "\(option) has an empty entry (two commas, or one at an end)")
@@ -46,7 +45,9 @@ struct Rescale: AsyncParsableCommand {
             // A target directory that does not exist yet starts empty, partitioned like the sources.
             // It is planned as such and created only for a real run once the plan holds, so a dry
             // run or a refused plan leaves nothing behind.
-            let missing = toSpecs.filter { InstanceAddress(parsing: $0) == nil && !FileManager.default.fileExists(atPath: $0 + "/CURRENT") }
+            let missing = toSpecs.filter {
+                InstanceAddress(parsing: $0) == nil && !InstanceAddress.looksLikeAddress($0) && !FileManager.default.fileExists(atPath: $0 + "/CURRENT")
+            }
             for spec in toSpecs where opened[spec] == nil && !missing.contains(spec) {
                 opened[spec] = try InstanceEndpoint.open(spec, remote: remote)
             }

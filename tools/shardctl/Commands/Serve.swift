@@ -37,11 +37,8 @@ struct Serve: AsyncParsableCommand {
                 throw ShardDBError(.invalidArgument, "--listen '\(listen)' is not HOST:PORT")
             }
             // Peers record this address as the new owner of what moves here: it must be one they can dial.
-            if let advertise {
-                guard let advertised = InstanceAddress(parsing: advertise), advertised.port != 0 else {
-                    throw ShardDBError(.invalidArgument, "--advertise '\(advertise)' is not HOST:PORT with a port from 1 to 65535")
-                }
-                _ = advertised
+            if let advertise, (InstanceAddress(parsing: advertise)?.port ?? 0) == 0 {
+                throw ShardDBError(.invalidArgument, "--advertise '\(advertise)' is not HOST:PORT with a port from 1 to 65535")
             }
             guard (tlsCert == nil) == (tlsKey == nil) else {
                 throw ShardDBError(.invalidArgument, "--tls-cert and --tls-key go together")

@@ -148,7 +148,13 @@ func writeStandardOutput(_ data: Data) {
 
 /// Flushes what `print` buffered; ends the process as ``writeStandardOutput(_:)`` does when that fails.
 func checkStandardOutput() {
-    if fflush(stdout) != 0 || ferror(stdout) != 0 { standardOutputFailed(errno) }
+    if fflush(stdout) != 0 { standardOutputFailed(errno) }
+    if ferror(stdout) != 0 {
+        // An earlier write failed and errno is long gone: a pipe whose reader left
+        // reports POLLERR; anything else is a failed write.
+        var descriptor = pollfd(fd: 1, events: Int16(POLLOUT), revents: 0)
+        standardOutputFailed(poll(&descriptor, 1, 0) == 1 && descriptor.revents & Int16(POLLERR) != 0 ? EPIPE : EIO)
+    }
 }
 
 private func standardOutputFailed(_ error: Int32) -> Never {

@@ -52,6 +52,9 @@ enum InstanceEndpoint {
     /// - parameter createLike: create a missing directory as an empty instance with this partitioning.
     static func open(_ spec: String, remote: RemoteOptions, createLike: Partitioning? = nil) throws -> InstanceEndpoint {
         if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address)) }
+        if InstanceAddress.looksLikeAddress(spec) {
+            throw ShardDBError(.invalidArgument, "'\(spec)' is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7400); a directory would need a '/' (./\(spec))")
+        }
         if let partitioning = createLike, !FileManager.default.fileExists(atPath: spec + "/CURRENT") {
             return .local(try ShardEngine.create(at: spec, shards: 0, partitioning: partitioning, options: shardctlEngineOptions()))
         }
