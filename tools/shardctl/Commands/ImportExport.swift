@@ -76,9 +76,16 @@ struct Import: ParsableCommand {
         }
     }
 
-    /// What is wrong with a jsonl line, naming the field.
-    static func describe(_ error: DecodingError) -> String {
+    /// What is wrong with a jsonl line, naming the field when the decoder does.
+    static func describe(_ error: DecodingError, line: String) -> String {
         func field(_ path: [any CodingKey]) -> String { path.map(\.stringValue).joined(separator: ".") }
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+           (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any] {
+            // JSON, but a field of the wrong kind: the decoder names no field for a number
+            // that is not a whole Int64 (1.5, 1e30).
+            return "a field has the wrong type: \"key\", \"value\", \"keyHex\", \"valueHex\" are strings; "
+                + "\"ttl\" (seconds), \"expiresAt\", \"writtenAt\" (ms since the epoch) whole numbers"
+        }
         switch error {
         case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
             let expected = type == Int64.self ? "a whole number" : type == String.self ? "a string" : "\(type)"
@@ -103,12 +110,7 @@ struct Import: ParsableCommand {
         case .jsonl:
             let record: JSONRecord
             do { record = try JSONDecoder().decode(JSONRecord.self, from: Data(line.utf8)) } catch let error as DecodingError {
-                // JSON, but a field of the wrong kind (a number that is not a whole Int64, say).
-                if (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any] {
-                    throw TextFormatError("a field has the wrong type: \"key\", \"value\", \"keyHex\", \"valueHex\" are strings; "
-                        + "\"ttl\" (seconds), \"expiresAt\", \"writtenAt\" (ms since the epoch) whole numbers")
-                }
-                throw TextFormatError(Self.describe(error))
+                throw TextFormatError(Self.describe(error, line: line))
             }
             var entryTTL = try record.ttl.map { try parseTTL($0, name: "\"ttl\"") } ?? defaultTTL
             if record.ttl == nil, let expiresAt = record.expiresAt {
