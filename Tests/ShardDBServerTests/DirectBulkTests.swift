@@ -269,6 +269,33 @@ extension DirectBulkTests {
         XCTAssertEqual(b.terminate(), 0)
     }
 
+    /// The source dies (kill -9) during a direct pull and stays down: the target
+    /// stops retrying it when the coordinator's `--retry-seconds` runs out (the
+    /// coordinator sends its window with the pull), so `shardctl migrate` fails
+    /// in about that time, not in the target's own 30 s, naming the source as
+    /// unreachable. Entries and table files alike.
+    func testADeadSourceFailsThePullWithinTheCoordinatorsRetryWindow() async throws {
+        for (transfer, point) in [("entries", "migration.source.bulk-chunk=kill@3"),
+                                  ("table-files", "migration.source.table-file-read=kill@1")] {
+            let workspace = try Workspace("DeadSource")
+            let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
+                                     tokenFile: workspace.tokenFile, failpoints: point)
+            let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+            let started = ContinuousClock.now
+            let (result, _) = try await migrate(["--from", a.address.description, "--to", b.address.description, "--shard", "0",
+                                                 "--token-file", workspace.tokenFile, "--retry-seconds", "2",
+                                                 "--bulk-transfer", transfer, "--bulk-chunk-bytes", "65536"])
+            let elapsed = ContinuousClock.now - started
+            XCTAssertTrue(a.waitForExit(timeout: 1), "\(point) did not fire")
+            XCTAssertNotEqual(result.status, 0, "\(transfer): \(result.stdout)")
+            XCTAssertTrue(result.stderr.contains(a.address.description), "\(transfer): \(result.stderr)")
+            // 2 s for the pull, then the abort's own calls to the dead source (2 s more);
+            // the target's default window alone would be 30 s.
+            XCTAssertLessThan(elapsed, .seconds(15), "\(transfer): the pull outlived --retry-seconds: \(result.stderr)")
+            XCTAssertEqual(b.terminate(), 0)
+        }
+    }
+
     /// The pieces of one pull call: within the budget, file after file, resuming mid-file.
     func testPullPiecesFollowFilesAndBudget() {
         func file(_ name: String, _ size: UInt64) -> TableFile {

@@ -87,6 +87,7 @@ extension ShardEngine: MigrationSource {
         guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
         }
+        try FailurePoints.hit("migration.source.table-file-read")
         guard let file = FileHandle(forReadingAtPath: try tableExportDirectory(plan.id) + "/" + name) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has exported no table file \(name) here")
         }

@@ -326,6 +326,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     if let after = position.value.after { request.after = Data(after) }
                     request.maxChunkBytes = UInt32(clamping: maxBytes)
                     request.maxChunks = UInt32(configuration.bulkChunksPerStream)
+                    request.sourceRetryMs = sourceRetryMilliseconds
                     try await stub.pullBulk(request, options: options) { response in
                         for try await message in response.messages {
                             let chunk = BulkPullProgress(keys: Int(message.keys), bytes: Int(message.bytes),
@@ -364,6 +365,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     (request.resumeFile, request.resumeOffset) = (position.value.file, position.value.offset)
                     request.maxChunkBytes = UInt32(clamping: chunkBytes)
                     request.maxCallBytes = callBytes
+                    request.sourceRetryMs = sourceRetryMilliseconds
                     try await stub.pullTableFiles(request, options: options) { response in
                         for try await message in response.messages {
                             position.value = (message.file, message.offset, message.done)
@@ -373,6 +375,13 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 }
             }
         }
+    }
+
+    /// The retry window a pulling target applies toward the source: this client's own.
+    private var sourceRetryMilliseconds: UInt32 {
+        let (seconds, attoseconds) = configuration.retryWindow.components
+        let (milliseconds, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        return overflow ? .max : UInt32(clamping: max(1, milliseconds + attoseconds / 1_000_000_000_000_000))
     }
 
     /// Runs a pull; false when the instance answered that it cannot pull (no

@@ -543,6 +543,14 @@ nonisolated struct WirePullBulkRequest: @unchecked Sendable {
     set {_uniqueStorage()._maxChunks = newValue}
   }
 
+  /// How long the target keeps retrying a source that fails in transport, in
+  /// milliseconds: the coordinator's own retry window, so a source that died
+  /// fails the pull as soon as the coordinator would give up. 0: the target's default.
+  var sourceRetryMs: UInt32 {
+    get {_storage._sourceRetryMs}
+    set {_uniqueStorage()._sourceRetryMs = newValue}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -623,6 +631,12 @@ nonisolated struct WirePullTableFilesRequest: @unchecked Sendable {
   var maxCallBytes: UInt64 {
     get {_storage._maxCallBytes}
     set {_uniqueStorage()._maxCallBytes = newValue}
+  }
+
+  /// As in PullBulkRequest.
+  var sourceRetryMs: UInt32 {
+    get {_storage._sourceRetryMs}
+    set {_uniqueStorage()._sourceRetryMs = newValue}
   }
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1918,7 +1932,7 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PullBulkRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0\u{3}source_retry_ms\0")
 
   fileprivate class _StorageClass {
     var _plan: WireMigrationPlan? = nil
@@ -1926,6 +1940,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
     var _after: Data? = nil
     var _maxChunkBytes: UInt32 = 0
     var _maxChunks: UInt32 = 0
+    var _sourceRetryMs: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1941,6 +1956,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       _after = source._after
       _maxChunkBytes = source._maxChunkBytes
       _maxChunks = source._maxChunks
+      _sourceRetryMs = source._sourceRetryMs
     }
   }
 
@@ -1964,6 +1980,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
         case 3: try { try decoder.decodeSingularBytesField(value: &_storage._after) }()
         case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
         case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunks) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._sourceRetryMs) }()
         default: break
         }
       }
@@ -1991,6 +2008,9 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._maxChunks != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._maxChunks, fieldNumber: 5)
       }
+      if _storage._sourceRetryMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sourceRetryMs, fieldNumber: 6)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2005,6 +2025,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._after != rhs_storage._after {return false}
         if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
         if _storage._maxChunks != rhs_storage._maxChunks {return false}
+        if _storage._sourceRetryMs != rhs_storage._sourceRetryMs {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2065,7 +2086,7 @@ nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PullTableFilesRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}files\0\u{3}resume_file\0\u{3}resume_offset\0\u{3}max_chunk_bytes\0\u{3}max_call_bytes\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}files\0\u{3}resume_file\0\u{3}resume_offset\0\u{3}max_chunk_bytes\0\u{3}max_call_bytes\0\u{3}source_retry_ms\0")
 
   fileprivate class _StorageClass {
     var _plan: WireMigrationPlan? = nil
@@ -2075,6 +2096,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
     var _resumeOffset: UInt64 = 0
     var _maxChunkBytes: UInt32 = 0
     var _maxCallBytes: UInt64 = 0
+    var _sourceRetryMs: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2092,6 +2114,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
       _resumeOffset = source._resumeOffset
       _maxChunkBytes = source._maxChunkBytes
       _maxCallBytes = source._maxCallBytes
+      _sourceRetryMs = source._sourceRetryMs
     }
   }
 
@@ -2117,6 +2140,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
         case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._resumeOffset) }()
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
         case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._maxCallBytes) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._sourceRetryMs) }()
         default: break
         }
       }
@@ -2150,6 +2174,9 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
       if _storage._maxCallBytes != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._maxCallBytes, fieldNumber: 7)
       }
+      if _storage._sourceRetryMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sourceRetryMs, fieldNumber: 8)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2166,6 +2193,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
         if _storage._resumeOffset != rhs_storage._resumeOffset {return false}
         if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
         if _storage._maxCallBytes != rhs_storage._maxCallBytes {return false}
+        if _storage._sourceRetryMs != rhs_storage._sourceRetryMs {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -56,7 +56,8 @@ extension ShardInstanceService {
         let maxChunks = max(1, Int(min(request.maxChunks, 4096)))
         await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
-        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks) { source in
+        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks,
+                             retryMilliseconds: request.sourceRetryMs) { source in
             try await pull(plan, from: source, after: request.hasAfter ? [UInt8](request.after) : nil,
                            maxBytes: maxBytes, maxChunks: maxChunks, response: response)
         }
@@ -77,7 +78,8 @@ extension ShardInstanceService {
         let callBytes = max(UInt64(chunkBytes), request.maxCallBytes)
         await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
-        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: 1) { source in
+        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: 1,
+                             retryMilliseconds: request.sourceRetryMs) { source in
             let pieces = Self.pieces(of: files, from: Int(request.resumeFile), at: request.resumeOffset,
                                      chunkBytes: chunkBytes, budget: callBytes)
             @Sendable func read(_ index: Int) async throws -> Data? {
@@ -154,7 +156,10 @@ extension ShardInstanceService {
     /// Connects to the source at `text` and runs `body` with it, once the
     /// instance answering there proved to be the plan's source; the refusals
     /// the coordinator falls back on are `failedPrecondition` without engine metadata.
-    private func withSource(at text: String, of plan: MigrationPlan, chunksPerStream: Int,
+    /// Transport failures toward the source are retried for the coordinator's
+    /// window (`retryMilliseconds`, when it sent one) or ``PeerCredentials/retryWindow``,
+    /// whichever is shorter, so a source that died fails the pull when the coordinator would give up.
+    private func withSource(at text: String, of plan: MigrationPlan, chunksPerStream: Int, retryMilliseconds: UInt32,
                             _ body: (RemoteInstance) async throws -> Void) async throws {
         guard let peers else {
             throw RPCError(code: .failedPrecondition, message: "this instance has no credentials for peers: it cannot pull from the source")
@@ -185,7 +190,7 @@ extension ShardInstanceService {
                            message: "\(address) is instance \(sourceID), not the source \(plan.sourceInstance) of migration \(plan.id)")
         }
         var configuration = RemoteInstance.Configuration()
-        configuration.retryWindow = peers.retryWindow
+        configuration.retryWindow = retryMilliseconds > 0 ? min(peers.retryWindow, .milliseconds(retryMilliseconds)) : peers.retryWindow
         configuration.bulkChunksPerStream = chunksPerStream
         let source = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
         do {
