@@ -174,6 +174,9 @@ final class CheckpointTests: XCTestCase {
             restored.close()
         }
         assertShardDBError(.invalidArgument, try checkpoints.purge(keep: -1))
+        let none = assertShardDBError(.invalidArgument, try checkpoints.purge(keep: 0))
+        XCTAssertTrue(none?.message.contains("reuse id 1") ?? false, none?.message ?? "")
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.id), [3, 4], "a refused purge deletes nothing")
         checkpoints.close()
         // A later checkpoint still works and continues the ids.
         XCTAssertEqual(try engine.checkpoint(to: store).id, 5)
@@ -279,7 +282,7 @@ final class CheckpointTests: XCTestCase {
 
         let purger = try CheckpointStore.open(at: store, exclusive: true)
         defer { purger.close() }
-        assertShardDBError(.checkpointCorrupted, try purger.purge(keep: 0))
+        assertShardDBError(.checkpointCorrupted, try purger.purge(keep: 1))
         XCTAssertEqual(listing(store), damaged, "a refused purge deletes nothing")
         XCTAssertEqual(try purger.purge(dropDamaged: true), [1, 2])
         XCTAssertEqual(purger.damagedCheckpoints, [])
@@ -333,6 +336,37 @@ final class CheckpointTests: XCTestCase {
         try purger.verify()
         purger.close()
         XCTAssertEqual(try engine.checkpoint(to: store).id, 2, "creates work again")
+    }
+
+    /// A store whose whole `backups/meta` folder was deleted still holds the
+    /// checkpoints' files: every open refuses it, changing nothing (a create
+    /// would otherwise garbage-collect them all), until the folder is back.
+    func testStoreThatLostItsMetaFolderIsRefusedAndKept() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let store = directory.path("store")
+        let contents = try twoCheckpoints(of: engine, into: store)
+        let meta = store + "/backups/meta", aside = directory.path("meta-aside")
+        try files.moveItem(atPath: meta, toPath: aside)
+        let before = listing(store)
+
+        let create = assertShardDBError(.checkpointCorrupted, try engine.checkpoint(to: store))
+        XCTAssertTrue(create?.message.contains("no backups/meta folder") ?? false, create?.message ?? "")
+        assertShardDBError(.checkpointCorrupted, try CheckpointStore.open(at: store))
+        assertShardDBError(.checkpointCorrupted, try CheckpointStore.open(at: store, exclusive: true))
+        XCTAssertEqual(listing(store), before, "nothing deleted or added")
+        XCTAssertFalse(files.fileExists(atPath: meta), "no empty meta folder created")
+
+        try files.moveItem(atPath: aside, toPath: meta)
+        let reader = try CheckpointStore.open(at: store)
+        XCTAssertEqual(try reader.checkpoints().map(\.id), [1, 2])
+        try reader.verify()
+        try reader.restore(id: 1, to: directory.path("one"))
+        reader.close()
+        let one = try openRestored(directory.path("one"))
+        XCTAssertEqual(try one.contents(), contents[1])
+        one.close()
     }
 
     // MARK: Bad inputs

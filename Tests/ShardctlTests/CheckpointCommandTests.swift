@@ -93,6 +93,15 @@ final class CheckpointCommandTests: XCTestCase {
         let other = try makeInstance("other", keys: 10)
         try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")
         XCTAssertEqual(try listed(store).count, 1)
+        try assertFails(["checkpoint", "purge", "--store", store, "--keep", "0"], mentioning: "at least 1")
+        XCTAssertEqual(try listed(store).count, 1)
+        // The meta folder lost: every command refuses, nothing is collected.
+        try FileManager.default.moveItem(atPath: store + "/backups/meta", toPath: path("meta-aside"))
+        let before = files(of: store)
+        try assertFails(["checkpoint", "create", instance, "--store", store], mentioning: "no backups/meta folder")
+        try assertFails(["checkpoint", "list", "--store", store], mentioning: "no backups/meta folder")
+        try assertFails(["checkpoint", "purge", "--store", store, "--keep", "1"], mentioning: "no backups/meta folder")
+        XCTAssertEqual(files(of: store), before)
     }
 
     // MARK: Damaged checkpoints

@@ -157,6 +157,7 @@ public final class CheckpointStore: @unchecked Sendable {
             throw ShardDBError(.checkpointStoreBusy, "checkpoint store \(path) is in use by another checkpoint or purge; retry later")
         }
         do {
+            try checkMetaFolder(path)
             if exclusive {
                 try? FileManager.default.createDirectory(atPath: path + "/" + statsName, withIntermediateDirectories: true)
             }
@@ -173,6 +174,28 @@ public final class CheckpointStore: @unchecked Sendable {
         } catch {
             Glibc.close(fd)
             throw error
+        }
+    }
+
+    /// Refuses a store whose checkpoints' meta folder is gone while their files
+    /// remain: RocksDB would list no checkpoint, and the next create would
+    /// garbage-collect every file as unused. Opening read-write recreates the
+    /// folder, so this is checked first, under the lock.
+    ///
+    /// - throws: ``ShardDBError`` `.checkpointCorrupted`.
+    private static func checkMetaFolder(_ path: String) throws {
+        let backups = path + "/" + backupsName
+        let files = FileManager.default
+        guard files.fileExists(atPath: backups), !files.fileExists(atPath: backups + "/meta") else { return }
+        let held = ["private", "shared_checksum", "shared"].filter {
+            !((try? files.contentsOfDirectory(atPath: backups + "/" + $0)) ?? []).isEmpty
+        }
+        guard held.isEmpty else {
+            throw ShardDBError(.checkpointCorrupted,
+                "checkpoint store \(path) holds checkpoint files (\(backupsName)/\(held.joined(separator: ", ")))"
+                + " but no \(backupsName)/meta folder, which lists the checkpoints; nothing was changed"
+                + " (a new checkpoint would delete those files). Put meta/ back from a copy of the store,"
+                + " or move the store aside and start a new one")
         }
     }
 
@@ -393,11 +416,16 @@ public final class CheckpointStore: @unchecked Sendable {
     /// ```
     ///
     /// - returns: the ids deleted, in increasing order.
-    /// - throws: ``ShardDBError`` `.invalidArgument` (negative `keep`),
+    /// - throws: ``ShardDBError`` `.invalidArgument` (`keep` below 1),
     ///   `.checkpointCorrupted` (damaged checkpoints and not `dropDamaged`), `.storage`.
     @discardableResult
     public func purge(keep: Int? = nil, dropDamaged: Bool = false) throws -> [Int] {
-        if let keep, keep < 0 { throw ShardDBError(.invalidArgument, "keep must not be negative, got \(keep)") }
+        if let keep, keep < 1 {
+            // RocksDB numbers a checkpoint one past the newest it holds: with none
+            // left, ids would start over at 1 and name other checkpoints than before.
+            throw ShardDBError(.invalidArgument, "keep must be at least 1, got \(keep) (deleting every checkpoint would make "
+                + "the next one reuse id 1; to empty the store, delete its directory)")
+        }
         try FailurePoints.hit("checkpoint.purge.begin")
         let damaged = damagedCheckpoints
         guard damaged.isEmpty || dropDamaged else { throw refusal(damaged, "purging would delete their remaining files, so nothing was deleted") }

@@ -172,7 +172,7 @@ struct Checkpoint: ParsableCommand {
                 """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(help: "How many of the newest readable checkpoints to keep (default: all of them).") var keep: Int?
+        @Option(help: "How many of the newest readable checkpoints to keep, at least 1 (default: all of them).") var keep: Int?
         @Flag(name: .customLong("drop-damaged"),
               help: "Delete every damaged checkpoint too, with its remaining files (gone for good: inspect them with 'list' and 'verify' first).")
         var dropDamaged = false
