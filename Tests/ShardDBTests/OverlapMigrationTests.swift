@@ -147,6 +147,9 @@ final class OverlapMigrationTests: XCTestCase {
         } catch let error as ShardDBError {
             XCTAssertEqual(error.code, .migrationConflict)
             XCTAssertTrue(error.message.contains("neither side has a write time"), error.message)
+            // The key as written (one of the ten on both sides), not its stored form.
+            let named = keys.prefix(10).contains { error.message.contains("key '\(String(decoding: $0, as: UTF8.self))'") }
+            XCTAssertTrue(named, error.message)
         }
         // A merge target that is not the overlapping shard.
         var wrongShard = MigrationRequest(shard: 1, mergeInto: 0)

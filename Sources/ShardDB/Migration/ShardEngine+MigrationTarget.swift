@@ -505,6 +505,13 @@ extension ShardEngine: MigrationTarget {
         let policy = plan.conflictPolicy
         let bounds = overlap.storedBounds
         let now = clock.nowMilliseconds()
+        var hashed = false
+        if case .hash = partitioning { hashed = true }
+        // Errors name the key as the application wrote it, not its stored form.
+        func shown(_ stored: [UInt8]) -> String {
+            guard hashed, stored.count >= 2 else { return ByteText.display(stored) }
+            return ByteText.display(Array(stored[2...]))
+        }
         try storage(path) {
             let iterator = try database.makeIterator(in: staged, lowerBound: bounds.lower, upperBound: bounds.upper, fillCache: false)
             iterator.seekToFirst()
@@ -512,12 +519,12 @@ extension ShardEngine: MigrationTarget {
                 let key = iterator.key, sourceValue = iterator.value
                 guard let sourceHeader = sourceValue.withUnsafeBytes({ ValueHeader.parse($0)?.0 }) else {
                     let reason = sourceValue.withUnsafeBytes { ValueHeader.describeCorruption($0) }
-                    throw ShardDBError(.corruptedValue, "migration \(plan.id): staged key '\(ByteText.display(key))': \(reason)")
+                    throw ShardDBError(.corruptedValue, "migration \(plan.id): staged key '\(shown(key))': \(reason)")
                 }
                 if !sourceHeader.isExpired(at: now) {
                     let targetHeader = try database.withValue(forKey: key, in: family) { stored -> ValueHeader in
                         guard let (header, _) = ValueHeader.parse(stored) else {
-                            throw ShardDBError(.corruptedValue, "key '\(ByteText.display(key))': \(ValueHeader.describeCorruption(stored))")
+                            throw ShardDBError(.corruptedValue, "key '\(shown(key))': \(ValueHeader.describeCorruption(stored))")
                         }
                         return header
                     }
@@ -525,14 +532,14 @@ extension ShardEngine: MigrationTarget {
                     if let targetHeader, !targetHeader.isExpired(at: now) {
                         switch policy {
                         case .refuse:
-                            throw ShardDBError(.migrationConflict, "migration \(plan.id): key '\(ByteText.display(key))' is held on both sides")
+                            throw ShardDBError(.migrationConflict, "migration \(plan.id): key '\(shown(key))' is held on both sides")
                         case .sourceWins: sourceWins = true
                         case .targetWins: sourceWins = false
                         case .lastWriteWins:
                             switch (sourceHeader.writtenAtMilliseconds, targetHeader.writtenAtMilliseconds) {
                             case (nil, nil):
                                 throw ShardDBError(.migrationConflict,
-                                    "last-write-wins cannot order key '\(ByteText.display(key))': neither side has a write time (open the engines with stampWriteTime)")
+                                    "last-write-wins cannot order key '\(shown(key))': neither side has a write time (open the engines with stampWriteTime)")
                             case (.some, nil): sourceWins = true
                             case (nil, .some): sourceWins = false
                             case let (s?, t?): sourceWins = s > t
