@@ -93,8 +93,15 @@ final class CheckpointCommandTests: XCTestCase {
         let other = try makeInstance("other", keys: 10)
         try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")
         XCTAssertEqual(try listed(store).count, 1)
+        // Metadata with control bytes is listed escaped, on one line.
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store,
+                                              "--metadata", "note=two\nlines\u{1b}[2J"]).status, 0)
+        let list = try CheckpointCLI.run(["checkpoint", "list", "--store", store])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        XCTAssertTrue(list.stdout.contains("note=two\\nlines\\x1b[2J"), list.stdout)
+        XCTAssertFalse(list.stdout.contains("\u{1b}"), list.stdout)
         try assertFails(["checkpoint", "purge", "--store", store, "--keep", "0"], mentioning: "at least 1")
-        XCTAssertEqual(try listed(store).count, 1)
+        XCTAssertEqual(try listed(store).count, 2)
         // The meta folder lost: every command refuses, nothing is collected.
         try FileManager.default.moveItem(atPath: store + "/backups/meta", toPath: path("meta-aside"))
         let before = files(of: store)

@@ -94,7 +94,9 @@ struct Checkpoint: ParsableCommand {
             }
             let header = ["id", "created", "instance", "sequence", "shards", "copied", "total", "files", "metadata", "status"]
             var rows: [(id: Int, cells: [String])] = infos.map { info in
-                let metadata = info.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                // Escaped as in TSV: a value cannot break the table or send the terminal control bytes.
+                let metadata = info.metadata.sorted { $0.key < $1.key }
+                    .map { "\(TSV.escape($0.key.utf8))=\(TSV.escape($0.value.utf8))" }.joined(separator: ",")
                 return (info.id, [String(info.id), isoTime(info.createdAt), info.instanceID, String(info.sequenceNumber),
                                   String(info.shards.count), info.bytesCopied.map(formatBytes) ?? "?", formatBytes(info.totalBytes),
                                   String(info.fileCount), metadata, "ok"])

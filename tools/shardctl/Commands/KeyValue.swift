@@ -12,6 +12,8 @@ struct Put: AsyncParsableCommand {
     @Option(help: "Seconds until the value expires (default: the shard's default TTL, if any).")
     var ttl: Int64?
 
+    func validate() throws { try target.checkCount(["KEY", "VALUE"]) }
+
     func run() async throws {
         let (location, operands) = try failing { try target.split(expecting: ["KEY", "VALUE"]) }
         let ttl = try failing { try parseTTL(self.ttl) }
@@ -36,6 +38,8 @@ struct Get: AsyncParsableCommand {
 
     @OptionGroup var target: KeyTargetOptions
     @Flag(help: "Print the result as JSON.") var json = false
+
+    func validate() throws { try target.checkCount(["KEY"]) }
 
     func run() async throws {
         let (location, operands) = try failing { try target.split(expecting: ["KEY"]) }
@@ -67,6 +71,17 @@ struct KeyTargetOptions: ParsableArguments {
     @Option(name: .long, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off; not with --remote).")
     var minFreeDiskBytes: UInt64?
     @Argument(help: "The instance's data directory (unless --remote), then the operands.") var operands: [String] = []
+
+    /// The operand count, checked while parsing: a wrong one is a usage error (status 64).
+    func checkCount(_ names: [String]) throws {
+        if remote != nil {
+            guard operands.count == names.count else { throw ValidationError("expected \(names.joined(separator: " ")) after --remote") }
+        } else {
+            guard operands.count == names.count + 1 else {
+                throw ValidationError("expected DIR \(names.joined(separator: " ")) (or --remote HOST:PORT)")
+            }
+        }
+    }
 
     func split(expecting names: [String]) throws -> (Location, [String]) {
         if let remote {
