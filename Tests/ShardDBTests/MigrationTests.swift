@@ -294,6 +294,64 @@ class MigrationTests: XCTestCase {
         }
     }
 
+    /// Consecutive chunks applied as one group (what a pulling target does with the
+    /// small pieces it reads): as a table file when the group is big, as a batch
+    /// when small; progress lands at the group's last chunk, and the move completes
+    /// with every key. A group whose chunks are out of order, or with a chunk
+    /// marked done before its end, is refused and changes nothing.
+    func testChunksAppliedInGroupsLandWhole() async throws {
+        for ingestMin in [0, Int.max] {
+            let dir = TemporaryDirectory()
+            let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: .hash(keyGroups: 256), options: engineOptions())
+            var targetOptions = engineOptions()
+            targetOptions.migrationIngestMinBytes = ingestMin
+            let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 256), options: targetOptions)
+            defer { source.close(); target.close() }
+            let oracle = try load(source, count: 3000)
+            let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "g\(ingestMin == 0 ? 1 : 2)"))
+            try source.prepareOutgoing(plan)
+            let s = try source.openBulk(plan)
+            _ = try target.prepareIncoming(plan, snapshotSequence: s)
+            var pieces: [BulkChunk] = []
+            var after: [UInt8]? = nil
+            while true {
+                let piece = try source.readBulk(plan, after: after, maxBytes: 2000)
+                pieces.append(piece)
+                after = piece.lastKey
+                if piece.done { break }
+            }
+            XCTAssertGreaterThan(pieces.count, 6)
+            let first = Array(pieces[0..<3]), rest = Array(pieces[3...])
+
+            // Refused, nothing written: out of order; done before the end.
+            let before = try target.prepareIncoming(plan, snapshotSequence: s)
+            let disordered = assertShardDBError(.invalidArgument, try target.applyBulk(plan, [first[1], first[0]]))
+            XCTAssertTrue(disordered?.message.contains("out of key order") ?? false, disordered?.message ?? "")
+            let early = assertShardDBError(.invalidArgument, try target.applyBulk(plan, [rest[rest.count - 1], first[0]]))
+            XCTAssertTrue(early?.message.contains("marked done") ?? false, early?.message ?? "")
+            XCTAssertEqual(try target.prepareIncoming(plan, snapshotSequence: s), before)
+
+            try target.applyBulk(plan, first)
+            let state = try target.prepareIncoming(plan, snapshotSequence: s)
+            XCTAssertEqual(state.bulkResumeKey, first[2].lastKey, "progress at the group's last chunk")
+            XCTAssertFalse(state.bulkDone)
+            try target.applyBulk(plan, rest)
+            XCTAssertTrue(try target.prepareIncoming(plan, snapshotSequence: s).bulkDone)
+
+            let final = try source.fenceOutgoing(plan)
+            var next = s + 1
+            while next <= final {
+                let chunk = try source.readChanges(plan, from: next, maxRecords: 1000)
+                try target.applyChanges(plan, chunk)
+                next = chunk.nextSequence
+            }
+            try target.commitIncoming(plan, finalSequence: final)
+            try source.commitOutgoing(plan)
+            for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v, "ingest from \(ingestMin)") }
+            XCTAssertGreaterThan(oracle.keys.filter { (try? target.get($0)) != nil }.count, 500, "shard 1 moved")
+        }
+    }
+
     /// The source fenced and the target committed, then the source's commit failed:
     /// the decision is the target's, and recovery finishes the move on the source.
     func testRecoveryRollsForwardOnceTheTargetCommitted() async throws {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ShardDB
 
 /// `shardctl`: inspect and operate ShardDB instances.
 @main
@@ -30,6 +31,9 @@ struct ShardCtl: AsyncParsableCommand {
     /// instead of the error followed by the usage screen.
     static func main() async {
         signal(SIGPIPE, SIG_IGN)  // a closed pipe is EPIPE from write: status 141 (writeStandardOutput)
+        // Chunk buffers from the heap, reused, instead of fresh pages per chunk
+        // (AllocatorTuning); SHARDCTL_MALLOC_DEFAULTS=1 keeps glibc's own settings.
+        if ProcessInfo.processInfo.environment["SHARDCTL_MALLOC_DEFAULTS"] != "1" { AllocatorTuning.tuneForBulkCopies() }
         // Swift decodes the arguments as UTF-8 and replaces what does not decode
         // with U+FFFD, so two different byte strings would name the same key.
         for index in 1..<Int(CommandLine.argc) {

@@ -91,6 +91,12 @@ public struct BulkChunk: Sendable, Equatable {
         valueLengths.append(UInt32(value.count))
     }
 
+    /// The key of the first entry, if any (a copy).
+    public var firstEntryKey: [UInt8]? {
+        guard let keyCount = keyLengths.first else { return nil }
+        return [UInt8](data[data.startIndex..<(data.startIndex + Int(keyCount))])
+    }
+
     /// The key of the last entry, if any (a copy).
     public var lastEntryKey: [UInt8]? {
         guard let keyCount = keyLengths.last, let valueCount = valueLengths.last else { return nil }

@@ -204,26 +204,46 @@ extension ShardInstanceService {
 
     private func pull(_ plan: MigrationPlan, from source: RemoteInstance, after start: [UInt8]?, maxBytes: Int, maxChunks: Int,
                       response: RPCWriter<WirePullBulkProgress>) async throws {
+        // Read in pieces of a quarter of `maxBytes` (at most about 1 MiB), applied
+        // in groups of about `maxBytes`: the transport buffers a number of messages
+        // (not of bytes) on the way in, and a message that fits in 1 MiB is
+        // assembled in a 1 MiB buffer, so what is in flight stays small (fewer
+        // fresh pages to fault in), while each group still makes one table file
+        // and one progress record.
+        let pieceBytes = max(4096, min(maxBytes / 4, Self.pullPieceBytes))
         @Sendable func read(_ after: [UInt8]?, _ wanted: Bool) async throws -> BulkChunk? {
-            wanted ? try await source.readBulk(plan, after: after, maxBytes: maxBytes) : nil
+            wanted ? try await source.readBulk(plan, after: after, maxBytes: pieceBytes) : nil
         }
         var after = start
-        var chunk = try await read(after, true)
+        var piece = try await read(after, true)
         var applied = 0
-        while let current = chunk {
+        while piece != nil {
             try Task.checkCancellation()
-            after = current.lastKey ?? after
+            var group: [BulkChunk] = [], bytes = 0
+            while let current = piece {
+                after = current.lastKey ?? after
+                group.append(current)
+                bytes += current.bytes
+                if current.done || bytes >= maxBytes { break }
+                piece = try await read(after, true)
+            }
             applied += 1
-            let from = after, wanted = !current.done && applied < maxChunks
+            let last = group[group.count - 1]
+            let from = after, wanted = !last.done && applied < maxChunks
             async let following = read(from, wanted)
-            try await blocking { try engine.applyBulk(plan, current) }
+            let chunks = group
+            try await blocking { try engine.applyBulk(plan, chunks) }
             try await response.write(.with { progress in
-                progress.keys = UInt64(current.count)
-                progress.bytes = UInt64(current.bytes)
-                if let lastKey = current.lastKey { progress.lastKey = Data(lastKey) }
-                progress.done = current.done
+                progress.keys = UInt64(chunks.reduce(0) { $0 + $1.count })
+                progress.bytes = UInt64(bytes)
+                if let lastKey = from { progress.lastKey = Data(lastKey) }
+                progress.done = last.done
             })
-            chunk = try await following
+            piece = try await following
         }
     }
+
+    /// The size of the pieces a pull reads from the source: a piece's message
+    /// (entries, their lengths, a few fields) fits in 1 MiB.
+    static let pullPieceBytes = (1 << 20) - (64 << 10)
 }
