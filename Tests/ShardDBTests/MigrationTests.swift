@@ -338,14 +338,7 @@ class MigrationTests: XCTestCase {
             try target.applyBulk(plan, rest)
             XCTAssertTrue(try target.prepareIncoming(plan, snapshotSequence: s).bulkDone)
 
-            let final = try source.fenceOutgoing(plan)
-            var next = s + 1
-            while next <= final {
-                let chunk = try source.readChanges(plan, from: next, maxRecords: 1000)
-                try target.applyChanges(plan, chunk)
-                next = chunk.nextSequence
-            }
-            try target.commitIncoming(plan, finalSequence: final)
+            try target.catchUpAndCommit(plan, from: source, next: s + 1, final: try source.fenceOutgoing(plan))
             try source.commitOutgoing(plan)
             for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v, "ingest from \(ingestMin)") }
             XCTAssertGreaterThan(oracle.keys.filter { (try? target.get($0)) != nil }.count, 500, "shard 1 moved")
@@ -369,14 +362,7 @@ class MigrationTests: XCTestCase {
             after = chunk.lastKey
             if chunk.done { break }
         }
-        let final = try source.fenceOutgoing(plan)
-        var next = s + 1
-        while next <= final {
-            let chunk = try source.readChanges(plan, from: next, maxRecords: 1000)
-            try target.applyChanges(plan, chunk)
-            next = chunk.nextSequence
-        }
-        try target.commitIncoming(plan, finalSequence: final)
+        try target.catchUpAndCommit(plan, from: source, next: s + 1, final: try source.fenceOutgoing(plan))
         // "Crash" before the source records the move.
         source.close(); target.close()
         source = try ShardEngine.open(at: dir.path("source"), options: engineOptions())

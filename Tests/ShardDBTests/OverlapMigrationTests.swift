@@ -241,13 +241,7 @@ final class OverlapMigrationTests: XCTestCase {
             if chunk.records.isEmpty { break }
         }
         XCTAssertTrue(failed)
-        let final = try source.fenceOutgoing(plan)
-        while next <= final {
-            let chunk = try source.readChanges(plan, from: next, maxRecords: 1000)
-            try target.applyChanges(plan, chunk)
-            next = chunk.nextSequence
-        }
-        try target.commitIncoming(plan, finalSequence: final)
+        try target.catchUpAndCommit(plan, from: source, next: next, final: try source.fenceOutgoing(plan))
         try source.commitOutgoing(plan)
         for key in keys[0..<10] { XCTAssertEqual(text(try target.get(key)), "late") }
         for key in keys[10..<20] { XCTAssertEqual(text(try target.get(key)), "t") }  // deleted on the source: the target's stays

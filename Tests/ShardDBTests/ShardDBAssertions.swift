@@ -21,6 +21,19 @@ extension ShardEngineOptions {
 }
 
 extension ShardEngine {
+    /// Drives the end of a migration by hand, as the coordinator does: the source's
+    /// changes from `next` through `final` (the fence's sequence) applied here,
+    /// then this target's commit.
+    func catchUpAndCommit(_ plan: MigrationPlan, from source: ShardEngine, next: UInt64, final: UInt64) throws {
+        var next = next
+        while next <= final {
+            let chunk = try source.readChanges(plan, from: next, maxRecords: 1000)
+            try applyChanges(plan, chunk)
+            next = chunk.nextSequence
+        }
+        try commitIncoming(plan, finalSequence: final)
+    }
+
     /// Every live entry, by key, as a full scan sees it.
     func contents() throws -> [[UInt8]: [UInt8]] {
         var result: [[UInt8]: [UInt8]] = [:]
