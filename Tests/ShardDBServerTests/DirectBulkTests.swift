@@ -71,6 +71,27 @@ final class DirectBulkTests: XCTestCase {
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
 
+    /// A bulk stream from the source carries a budget of chunks; a copy that needs
+    /// more streams than one opens the next at once, with no retry delay, so even
+    /// `--retry-seconds 0` (no retries at all) moves a shard of hundreds of
+    /// small chunks, pulled (pieces, several streams' worth) and relayed.
+    func testBulkStreamsReopenWithoutARetry() async throws {
+        let workspace = try Workspace("StreamBudget")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile,
+                      "--bulk-transfer", "entries", "--bulk-chunk-bytes", "4096", "--retry-seconds", "0"]
+        for (shard, route) in [("0", "direct"), ("1", "relay")] {
+            let (result, report) = try await migrate(common + ["--shard", shard, "--bulk-route", route])
+            XCTAssertEqual(result.status, 0, "\(route): \(result.stderr)")
+            XCTAssertEqual(report?["bulkRoute"] as? String, route)
+            // Hundreds of 4 KiB chunks: more than one stream's 64.
+            XCTAssertGreaterThan(report?["bytesCopied"] as? Int ?? 0, 64 * 4096 * 2, route)
+        }
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
     /// A target whose peer token the source refuses cannot pull: the coordinator
     /// relays the copy instead, and the move completes.
     func testTargetRefusedByTheSourceFallsBackToTheRelay() async throws {

@@ -15,8 +15,10 @@ import Glibc
 /// of a migration target's CPU time on the machine BENCHMARKS.md describes,
 /// and 81,000 page faults against a few thousand in `AllocatorTuningTests`.
 /// ``tuneForBulkCopies(retainingFreedBytes:)`` serves allocations up to 32 MiB
-/// from the heap and keeps up to `retainingFreedBytes` of freed memory there,
-/// so the next chunk reuses the last one's pages.
+/// from the heap and keeps up to `retainingFreedBytes` (at least 32 MiB) of
+/// freed memory at the top of each of glibc's heaps, so the next chunk reuses
+/// the last one's pages. The limit is per heap: the main one, and the arenas
+/// glibc gives threads (each at most 64 MiB), so a process can keep more in all.
 ///
 /// It changes the whole process's allocator, so ShardDB never calls it on its
 /// own: `shardctl` does at startup, and an application calls it once if it
@@ -27,8 +29,8 @@ public enum AllocatorTuning {
     /// Freed memory kept by default.
     public static let defaultRetainedBytes = 256 << 20
 
-    /// Applies the settings. Returns false where they do not apply (not glibc)
-    /// or glibc refused them; nothing changes then.
+    /// Applies the settings; a `retainingFreedBytes` under 32 MiB counts as 32 MiB.
+    /// Returns false where they do not apply (not glibc) or glibc refused them.
     @discardableResult
     public static func tuneForBulkCopies(retainingFreedBytes retained: Int = defaultRetainedBytes) -> Bool {
         #if canImport(Glibc)

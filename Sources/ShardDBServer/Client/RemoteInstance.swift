@@ -159,10 +159,16 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     public func readBulk(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) async throws -> BulkChunk {
         try await retrying("readBulk") {
-            let stream = bulkStream(plan, after: after, maxBytes: maxBytes)
+            var stream = bulkStream(plan, after: after, maxBytes: maxBytes)
             do {
-                guard let wire = try await stream.next() else {
-                    // The stream ended (its chunk budget): the next call opens a new one from here.
+                var next = try await stream.next()
+                if next == nil {
+                    // The stream ended (its chunk budget): a new one from here, at once.
+                    dropBulkStream(plan.id, stream)
+                    stream = bulkStream(plan, after: after, maxBytes: maxBytes)
+                    next = try await stream.next()
+                }
+                guard let wire = next else {
                     dropBulkStream(plan.id, stream)
                     throw RPCError(code: .unavailable, message: "bulk stream ended")
                 }

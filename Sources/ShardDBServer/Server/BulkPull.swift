@@ -48,18 +48,20 @@ actor PullGate {
 extension ShardInstanceService {
     /// The target side of ``RemoteInstance/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``:
     /// connects to the source, checks it is the plan's source, then applies up to
-    /// `max_chunks` chunks read there (reading chunk n+1 while writing chunk n),
-    /// reporting each once it is durable.
+    /// `max_chunks` chunks read there in pieces (reading the next chunk's pieces
+    /// while writing one), reporting each once it is durable.
     func pullBulk(request: WirePullBulkRequest, response: RPCWriter<WirePullBulkProgress>, context: ServerContext) async throws {
         let plan = try plan(request.plan)
         let maxBytes = Int(min(max(request.maxChunkBytes, 4096), 32 << 20))
         let maxChunks = max(1, Int(min(request.maxChunks, 4096)))
+        let pieces = Self.pullPieces(maxBytes)
         await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
-        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks,
+        // One source stream for the whole call: its budget counts pieces.
+        try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks * pieces.perChunk + 1,
                              retryMilliseconds: request.sourceRetryMs) { source in
             try await pull(plan, from: source, after: request.hasAfter ? [UInt8](request.after) : nil,
-                           maxBytes: maxBytes, maxChunks: maxChunks, response: response)
+                           maxBytes: maxBytes, pieces: pieces, maxChunks: maxChunks, response: response)
         }
     }
 
@@ -202,48 +204,58 @@ extension ShardInstanceService {
         }
     }
 
-    private func pull(_ plan: MigrationPlan, from source: RemoteInstance, after start: [UInt8]?, maxBytes: Int, maxChunks: Int,
+    private func pull(_ plan: MigrationPlan, from source: RemoteInstance, after start: [UInt8]?, maxBytes: Int,
+                      pieces: (bytes: Int, perChunk: Int), maxChunks: Int,
                       response: RPCWriter<WirePullBulkProgress>) async throws {
-        // Read in pieces of a quarter of `maxBytes` (at most about 1 MiB), applied
-        // in groups of about `maxBytes`: the transport buffers a number of messages
-        // (not of bytes) on the way in, and a message that fits in 1 MiB is
-        // assembled in a 1 MiB buffer, so what is in flight stays small (fewer
+        // Read in pieces of a quarter of `maxBytes` or less (at most about 1 MiB),
+        // applied in groups of about `maxBytes`: the transport buffers a number of
+        // messages (not of bytes) on the way in, and a message that fits in 1 MiB
+        // is assembled in a 1 MiB buffer, so what is in flight stays small (fewer
         // fresh pages to fault in), while each group still makes one table file
         // and one progress record.
-        let pieceBytes = max(4096, min(maxBytes / 4, Self.pullPieceBytes))
-        @Sendable func read(_ after: [UInt8]?, _ wanted: Bool) async throws -> BulkChunk? {
-            wanted ? try await source.readBulk(plan, after: after, maxBytes: pieceBytes) : nil
+        /// The pieces of the next group from `after`: `perChunk` of them (then
+        /// they hold `maxBytes`: each is at least `bytes`), or fewer at the end.
+        @Sendable func readGroup(_ after: [UInt8]?) async throws -> [BulkChunk] {
+            var group: [BulkChunk] = [], position = after, bytes = 0
+            while group.count < pieces.perChunk && bytes < maxBytes {
+                let piece = try await source.readBulk(plan, after: position, maxBytes: pieces.bytes)
+                group.append(piece)
+                bytes += piece.bytes
+                position = piece.lastKey ?? position
+                if piece.done { break }
+            }
+            return group
         }
         var after = start
-        var piece = try await read(after, true)
+        var group = try await readGroup(after)
         var applied = 0
-        while piece != nil {
+        while let last = group.last {
             try Task.checkCancellation()
-            var group: [BulkChunk] = [], bytes = 0
-            while let current = piece {
-                after = current.lastKey ?? after
-                group.append(current)
-                bytes += current.bytes
-                if current.done || bytes >= maxBytes { break }
-                piece = try await read(after, true)
-            }
+            after = group.reversed().lazy.compactMap(\.lastKey).first ?? after
             applied += 1
-            let last = group[group.count - 1]
             let from = after, wanted = !last.done && applied < maxChunks
-            async let following = read(from, wanted)
+            // The next group read while this one is written.
+            async let following = wanted ? readGroup(from) : []
             let chunks = group
             try await blocking { try engine.applyBulk(plan, chunks) }
             try await response.write(.with { progress in
                 progress.keys = UInt64(chunks.reduce(0) { $0 + $1.count })
-                progress.bytes = UInt64(bytes)
+                progress.bytes = UInt64(chunks.reduce(0) { $0 + $1.bytes })
                 if let lastKey = from { progress.lastKey = Data(lastKey) }
                 progress.done = last.done
             })
-            piece = try await following
+            group = try await following
         }
     }
 
-    /// The size of the pieces a pull reads from the source: a piece's message
-    /// (entries, their lengths, a few fields) fits in 1 MiB.
+    /// The largest piece a pull reads from the source: its message (entries,
+    /// their lengths, a few fields) then usually fits in a 1 MiB buffer.
     static let pullPieceBytes = (1 << 20) - (64 << 10)
+
+    /// The piece size for chunks of `maxBytes`, and how many pieces make a chunk:
+    /// at least 4, each at most ``pullPieceBytes`` (and 4 KiB at least).
+    static func pullPieces(_ maxBytes: Int) -> (bytes: Int, perChunk: Int) {
+        let perChunk = max(4, (maxBytes + pullPieceBytes - 1) / pullPieceBytes)
+        return (max(4096, maxBytes / perChunk), perChunk)
+    }
 }
