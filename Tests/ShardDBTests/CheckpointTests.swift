@@ -369,6 +369,49 @@ final class CheckpointTests: XCTestCase {
         one.close()
     }
 
+    /// Meta files deleted with their folder kept (all of them, or one): every
+    /// open refuses, naming the checkpoints, and nothing is collected; putting
+    /// them back makes the store whole. Deleting the statistics of a checkpoint
+    /// whose meta file is gone for good lets it go.
+    func testStoreThatLostMetaFilesIsRefusedAndKept() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        let store = directory.path("store")
+        let contents = try twoCheckpoints(of: engine, into: store)
+        let meta = store + "/backups/meta"
+        let saved = try [1, 2].map { try Data(contentsOf: URL(fileURLWithPath: "\(meta)/\($0)")) }
+        for id in [1, 2] { try files.removeItem(atPath: "\(meta)/\(id)") }
+        let before = listing(store)
+        let all = assertShardDBError(.checkpointCorrupted, try engine.checkpoint(to: store))
+        XCTAssertTrue(all?.message.contains("checkpoints 1, 2") ?? false, all?.message ?? "")
+        assertShardDBError(.checkpointCorrupted, try CheckpointStore.open(at: store))
+        XCTAssertEqual(listing(store), before, "nothing deleted or added")
+
+        // Only checkpoint 2's meta file missing.
+        XCTAssertTrue(files.createFile(atPath: "\(meta)/1", contents: saved[0]))
+        let one = assertShardDBError(.checkpointCorrupted, try CheckpointStore.open(at: store, exclusive: true))
+        XCTAssertTrue(one?.message.contains("checkpoints 2 ") ?? false, one?.message ?? "")
+        XCTAssertTrue(files.fileExists(atPath: store + "/backups/private/2"))
+
+        XCTAssertTrue(files.createFile(atPath: "\(meta)/2", contents: saved[1]))
+        let reader = try CheckpointStore.open(at: store)
+        XCTAssertEqual(try reader.checkpoints().map(\.id), [1, 2])
+        try reader.verify()
+        reader.close()
+
+        // Gone for good: without its statistics the store goes on without it.
+        try files.removeItem(atPath: "\(meta)/2")
+        try files.removeItem(atPath: store + "/stats/2.json")
+        XCTAssertEqual(try engine.checkpoint(to: store).id, 2, "RocksDB numbers after the newest it lists")
+        let after = try CheckpointStore.open(at: store)
+        defer { after.close() }
+        try after.restore(id: 1, to: directory.path("one"))
+        let restored = try openRestored(directory.path("one"))
+        XCTAssertEqual(try restored.contents(), contents[1])
+        restored.close()
+    }
+
     // MARK: Bad inputs
 
     func testMissingStoreIsRefused() throws {

@@ -100,7 +100,7 @@ final class CheckpointCommandTests: XCTestCase {
         XCTAssertEqual(list.status, 0, list.stderr)
         XCTAssertTrue(list.stdout.contains("note=two\\nlines\\x1b[2J"), list.stdout)
         XCTAssertFalse(list.stdout.contains("\u{1b}"), list.stdout)
-        try assertFails(["checkpoint", "purge", "--store", store, "--keep", "0"], mentioning: "at least 1")
+        try assertFails(["checkpoint", "purge", "--store", store, "--keep", "0"], status: 64, mentioning: "at least 1")
         XCTAssertEqual(try listed(store).count, 2)
         // The meta folder lost: every command refuses, nothing is collected.
         try FileManager.default.moveItem(atPath: store + "/backups/meta", toPath: path("meta-aside"))

@@ -157,7 +157,7 @@ public final class CheckpointStore: @unchecked Sendable {
             throw ShardDBError(.checkpointStoreBusy, "checkpoint store \(path) is in use by another checkpoint or purge; retry later")
         }
         do {
-            try checkMetaFolder(path)
+            try checkMetaFiles(path)
             if exclusive {
                 try? FileManager.default.createDirectory(atPath: path + "/" + statsName, withIntermediateDirectories: true)
             }
@@ -177,25 +177,42 @@ public final class CheckpointStore: @unchecked Sendable {
         }
     }
 
-    /// Refuses a store whose checkpoints' meta folder is gone while their files
-    /// remain: RocksDB would list no checkpoint, and the next create would
-    /// garbage-collect every file as unused. Opening read-write recreates the
-    /// folder, so this is checked first, under the lock.
+    /// Refuses a store that lost meta files of its checkpoints: RocksDB would not
+    /// list them, and the next create or purge would garbage-collect their files
+    /// as unused. Two signs: the `meta` folder gone while checkpoint files remain,
+    /// or a checkpoint's statistics (`stats/<id>.json`, written once it committed,
+    /// removed before a purge deletes it) without its meta file. Opening
+    /// read-write recreates the folder, so this is checked first, under the lock.
     ///
     /// - throws: ``ShardDBError`` `.checkpointCorrupted`.
-    private static func checkMetaFolder(_ path: String) throws {
+    private static func checkMetaFiles(_ path: String) throws {
         let backups = path + "/" + backupsName
         let files = FileManager.default
-        guard files.fileExists(atPath: backups), !files.fileExists(atPath: backups + "/meta") else { return }
-        let held = ["private", "shared_checksum", "shared"].filter {
-            !((try? files.contentsOfDirectory(atPath: backups + "/" + $0)) ?? []).isEmpty
+        guard files.fileExists(atPath: backups) else { return }
+        let untouched = "nothing was changed (a new checkpoint or a purge would delete their files)"
+        guard files.fileExists(atPath: backups + "/meta") else {
+            let held = ["private", "shared_checksum", "shared"].filter {
+                !((try? files.contentsOfDirectory(atPath: backups + "/" + $0)) ?? []).isEmpty
+            }
+            guard held.isEmpty else {
+                throw ShardDBError(.checkpointCorrupted,
+                    "checkpoint store \(path) holds checkpoint files (\(held.map { backupsName + "/" + $0 }.joined(separator: ", ")))"
+                    + " but no \(backupsName)/meta folder, which lists the checkpoints; \(untouched)."
+                    + " Put meta/ back from a copy of the store, or move the store aside and start a new one")
+            }
+            return
         }
-        guard held.isEmpty else {
+        let meta = Set(((try? files.contentsOfDirectory(atPath: backups + "/meta")) ?? []).compactMap { Int($0) })
+        let stats = ((try? files.contentsOfDirectory(atPath: path + "/" + statsName)) ?? [])
+            .compactMap { $0.hasSuffix(".json") ? Int($0.dropLast(5)) : nil }
+        let lost = stats.filter { !meta.contains($0) }.sorted()
+        guard lost.isEmpty else {
+            let ids = lost.map(String.init).joined(separator: ", ")
             throw ShardDBError(.checkpointCorrupted,
-                "checkpoint store \(path) holds checkpoint files (\(backupsName)/\(held.joined(separator: ", ")))"
-                + " but no \(backupsName)/meta folder, which lists the checkpoints; nothing was changed"
-                + " (a new checkpoint would delete those files). Put meta/ back from a copy of the store,"
-                + " or move the store aside and start a new one")
+                "checkpoint store \(path): the meta files of checkpoints \(ids) (\(backupsName)/meta/<id>) are missing"
+                + " while their statistics (\(statsName)/<id>.json) remain; \(untouched)."
+                + " Put the meta files back from a copy of the store; if a purge of them was interrupted"
+                + " (by an older ShardDB, which removed statistics last), delete \(statsName)/<id>.json to let them go")
         }
     }
 
@@ -433,6 +450,14 @@ public final class CheckpointStore: @unchecked Sendable {
         let victims = damaged.map(\.id) + (keep.map { all.dropLast($0) } ?? []).map { Int($0.id) }
         for victim in victims {
             try FailurePoints.hit("checkpoint.purge.before-delete")
+            // Its statistics first: statistics without a meta file mean a lost meta
+            // file (checkMetaFiles), never a purge that stopped halfway.
+            let stats = statsPath(victim)
+            if FileManager.default.fileExists(atPath: stats) {
+                do { try FileManager.default.removeItem(atPath: stats) } catch {
+                    throw ShardDBError(.notWritable, "cannot remove \(stats): \(Self.describe(error))")
+                }
+            }
             // RocksDB removes the backup's meta file first (it is no longer listed),
             // then the files no remaining backup refers to.
             try storage(path) { try backups.delete(backup: UInt32(victim)) }
@@ -440,7 +465,6 @@ public final class CheckpointStore: @unchecked Sendable {
             self.damaged.removeAll { $0.id == victim }
             closeLock.unlock()
             try FailurePoints.hit("checkpoint.purge.after-delete")
-            try? FileManager.default.removeItem(atPath: statsPath(victim))
         }
         try removeOrphanStats()
         try FailurePoints.hit("checkpoint.purge.end")

@@ -182,6 +182,9 @@ struct Checkpoint: ParsableCommand {
 
         func validate() throws {
             guard keep != nil || dropDamaged else { throw ValidationError("give --keep N, --drop-damaged, or both") }
+            if let keep, keep < 1 {
+                throw ValidationError("--keep must be at least 1, got \(keep) (deleting every checkpoint would make the next one reuse id 1; to empty the store, delete its directory)")
+            }
         }
 
         func run() throws {
