@@ -317,6 +317,34 @@ extension DirectBulkTests {
         }
     }
 
+    /// A chunk read through the transport for 4 MiB (or a 1 MiB pull piece), as
+    /// the source fills it (up to one entry past what was asked), encodes to a
+    /// message of at most 4 MiB (1 MiB) for entries of 64 bytes and more, so
+    /// grpc-swift assembles it in a buffer of that size, not twice it. A pull
+    /// splits a chunk into at least four pieces that add up to the chunk.
+    func testChunkMessagesFitTheirSize() throws {
+        for size in [4 << 20, ShardInstanceService.pullPieceBytes] {
+            for entry in [64, 1000, 40_000] {
+                var chunk = BulkChunk(capacity: size)
+                let key = [UInt8](repeating: 7, count: 24), value = [UInt8](repeating: 9, count: entry - 24)
+                let asked = RemoteInstance.wireChunkBytes(size)
+                while chunk.bytes < asked {
+                    key.withUnsafeBytes { k in value.withUnsafeBytes { chunk.append(key: k, value: $0) } }
+                }
+                chunk.lastKey = key
+                let message: [UInt8] = try WireBulkChunk(chunk).serializedBytes()
+                XCTAssertLessThanOrEqual(message.count, size, "\(size) bytes of \(entry)-byte entries")
+            }
+        }
+        for maxBytes in [4096, 65536, 4 << 20, 32 << 20] {
+            let pieces = ShardInstanceService.pullPieces(maxBytes)
+            XCTAssertGreaterThanOrEqual(pieces.perChunk, 4)
+            XCTAssertLessThanOrEqual(pieces.bytes, ShardInstanceService.pullPieceBytes)
+            XCTAssertLessThanOrEqual(pieces.bytes * pieces.perChunk, max(maxBytes, 4096 * 4))
+            XCTAssertGreaterThan(pieces.bytes * (pieces.perChunk + 1), maxBytes, "\(maxBytes): the pieces make up a chunk")
+        }
+    }
+
     /// The pieces of one pull call: within the budget, file after file, resuming mid-file.
     func testPullPiecesFollowFilesAndBudget() {
         func file(_ name: String, _ size: UInt64) -> TableFile {

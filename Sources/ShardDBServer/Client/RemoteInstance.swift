@@ -183,6 +183,15 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         }
     }
 
+    /// The entry bytes asked of the source for chunks of about `maxBytes`: a sixteenth
+    /// less, so the chunk's message (entries, their lengths, a few fields) fits in
+    /// `maxBytes` for entries of 64 bytes or more. grpc-swift assembles each incoming
+    /// message in a buffer of the next power of two, so a 4 MiB chunk's message
+    /// took an 8 MiB buffer, and it holds up to ten messages per stream.
+    static func wireChunkBytes(_ maxBytes: Int) -> Int {
+        maxBytes >= 64 << 10 ? maxBytes - maxBytes / 16 : maxBytes
+    }
+
     /// The open bulk stream of `plan` positioned at `after`, or a new one from there.
     private func bulkStream(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) -> BulkStream {
         if let stream = bulkStreams.value[plan.id], stream.expectedAfter.value == after { return stream }
@@ -190,7 +199,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         var request = WireReadBulkRequest()
         request.plan = WireMigrationPlan(plan)
         if let after { request.after = Data(after) }
-        request.maxChunkBytes = UInt32(clamping: maxBytes)
+        request.maxChunkBytes = UInt32(clamping: Self.wireChunkBytes(maxBytes))
         request.maxChunks = UInt32(configuration.bulkChunksPerStream)
         let stream = BulkStream(after: after, prefetch: configuration.bulkPrefetch)
         let stub = self.stub, options = self.options, pipe = stream.pipe

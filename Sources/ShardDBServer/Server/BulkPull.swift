@@ -207,7 +207,7 @@ extension ShardInstanceService {
     private func pull(_ plan: MigrationPlan, from source: RemoteInstance, after start: [UInt8]?, maxBytes: Int,
                       pieces: (bytes: Int, perChunk: Int), maxChunks: Int,
                       response: RPCWriter<WirePullBulkProgress>) async throws {
-        // Read in pieces of a quarter of `maxBytes` or less (at most about 1 MiB),
+        // Read in pieces of a quarter of `maxBytes` or less (at most 1 MiB),
         // applied in groups of about `maxBytes`: the transport buffers a number of
         // messages (not of bytes) on the way in, and a message that fits in 1 MiB
         // is assembled in a 1 MiB buffer, so what is in flight stays small (fewer
@@ -248,9 +248,9 @@ extension ShardInstanceService {
         }
     }
 
-    /// The largest piece a pull reads from the source: its message (entries,
-    /// their lengths, a few fields) then usually fits in a 1 MiB buffer.
-    static let pullPieceBytes = (1 << 20) - (64 << 10)
+    /// The largest piece a pull reads from the source (``RemoteInstance`` asks
+    /// for a sixteenth less, so its message fits in a 1 MiB buffer).
+    static let pullPieceBytes = 1 << 20
 
     /// The piece size for chunks of `maxBytes`, and how many pieces make a chunk:
     /// at least 4, each at most ``pullPieceBytes`` (and 4 KiB at least).
