@@ -13,6 +13,11 @@ final class DirectBulkTests: XCTestCase {
         return (result, try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
     }
 
+    /// `--from A --to B --token-file T`: a move from server `a` to server `b`.
+    private func between(_ a: ServeProcess, _ b: ServeProcess, _ workspace: Workspace) -> [String] {
+        ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile]
+    }
+
     /// Every key of `shards` on the target, with its value; none on the source.
     private func assertMoved(keys: Int, valueSize: Int, from source: RemoteInstance, to target: RemoteInstance,
                              file: StaticString = #filePath, line: UInt = #line) async throws {
@@ -52,8 +57,7 @@ final class DirectBulkTests: XCTestCase {
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
                                  tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
-        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile,
-                      "--bulk-transfer", "entries", "--bulk-chunk-bytes", "65536"]
+        let common = between(a, b, workspace) + ["--bulk-transfer", "entries", "--bulk-chunk-bytes", "65536"]
 
         let (direct, directReport) = try await migrate(common + ["--shard", "0"])
         XCTAssertEqual(direct.status, 0, direct.stderr)
@@ -80,8 +84,7 @@ final class DirectBulkTests: XCTestCase {
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000, valueSize: 300),
                                  tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
-        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile,
-                      "--bulk-transfer", "entries", "--bulk-chunk-bytes", "4096", "--retry-seconds", "0"]
+        let common = between(a, b, workspace) + ["--bulk-transfer", "entries", "--bulk-chunk-bytes", "4096", "--retry-seconds", "0"]
         for (shard, route) in [("0", "direct"), ("1", "relay")] {
             let (result, report) = try await migrate(common + ["--shard", shard, "--bulk-route", route])
             XCTAssertEqual(result.status, 0, "\(route): \(result.stderr)")
@@ -102,8 +105,7 @@ final class DirectBulkTests: XCTestCase {
                                  tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
                                  extra: ["--peer-token-file", wrongToken])
-        let (result, report) = try await migrate(["--from", a.address.description, "--to", b.address.description,
-                                                  "--token-file", workspace.tokenFile, "--shard", "1", "--bulk-transfer", "entries"])
+        let (result, report) = try await migrate(between(a, b, workspace) + ["--shard", "1", "--bulk-transfer", "entries"])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(report?["bulkRoute"] as? String, "relay")
         XCTAssertGreaterThan(report?["keysCopied"] as? Int ?? 0, 1000)
@@ -121,8 +123,7 @@ final class DirectBulkTests: XCTestCase {
                                  tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
                                  omitRPCs: ["PullBulk", "PullTableFiles", "ApplyBulkStream", "WriteTableFileStream"])
-        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile,
-                      "--bulk-chunk-bytes", "65536"]
+        let common = between(a, b, workspace) + ["--bulk-chunk-bytes", "65536"]
 
         let (entries, entriesReport) = try await migrate(common + ["--shard", "0", "--bulk-transfer", "entries"])
         XCTAssertEqual(entries.status, 0, entries.stderr)
@@ -146,7 +147,7 @@ final class DirectBulkTests: XCTestCase {
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
                                  tokenFile: workspace.tokenFile, omitRPCs: ["ExportTableFiles"])
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
-        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile]
+        let common = between(a, b, workspace)
 
         let (refused, _) = try await migrate(common + ["--shard", "1", "--bulk-transfer", "table-files"])
         XCTAssertNotEqual(refused.status, 0)
@@ -303,9 +304,8 @@ extension DirectBulkTests {
                                      tokenFile: workspace.tokenFile, failpoints: point)
             let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
             let started = ContinuousClock.now
-            let (result, _) = try await migrate(["--from", a.address.description, "--to", b.address.description, "--shard", "0",
-                                                 "--token-file", workspace.tokenFile, "--retry-seconds", "2",
-                                                 "--bulk-transfer", transfer, "--bulk-chunk-bytes", "65536"])
+            let (result, _) = try await migrate(between(a, b, workspace) + ["--shard", "0", "--retry-seconds", "2",
+                                                                             "--bulk-transfer", transfer, "--bulk-chunk-bytes", "65536"])
             let elapsed = ContinuousClock.now - started
             XCTAssertTrue(a.waitForExit(timeout: 1), "\(point) did not fire")
             XCTAssertNotEqual(result.status, 0, "\(transfer): \(result.stdout)")
