@@ -535,12 +535,10 @@ extension ShardEngine: MigrationTarget {
         let policy = plan.conflictPolicy
         let bounds = overlap.storedBounds
         let now = clock.nowMilliseconds()
-        var hashed = false
-        if case .hash = partitioning { hashed = true }
+        let hashed = table.isHashed
         // Errors name the key as the application wrote it, not its stored form.
         func shown(_ stored: [UInt8]) -> String {
-            guard hashed, stored.count >= 2 else { return ByteText.display(stored) }
-            return ByteText.display(Array(stored[2...]))
+            stored.withUnsafeBytes { ByteText.display([UInt8](KeyEncoding.userKey($0, hashed: hashed && stored.count >= 2))) }
         }
         try storage(path) {
             let iterator = try database.makeIterator(in: staged, lowerBound: bounds.lower, upperBound: bounds.upper, fillCache: false)

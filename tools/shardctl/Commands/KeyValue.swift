@@ -84,16 +84,13 @@ struct KeyTargetOptions: ParsableArguments {
     }
 
     func split(expecting names: [String]) throws -> (Location, [String]) {
+        try checkCount(names)
         if let remote {
             guard let address = InstanceAddress(parsing: remote) else { throw ShardDBError(.invalidArgument, "--remote '\(remote)' is not HOST:PORT") }
-            guard operands.count == names.count else { throw ShardDBError(.invalidArgument, "expected \(names.joined(separator: " ")) after --remote") }
             guard minFreeDiskBytes == nil else {
                 throw ShardDBError(.invalidArgument, "--min-free-disk-bytes applies to a directory; the instance at --remote has its own ('shardctl serve')")
             }
             return (.remote(address), operands)
-        }
-        guard operands.count == names.count + 1 else {
-            throw ShardDBError(.invalidArgument, "expected DIR \(names.joined(separator: " ")) (or --remote HOST:PORT)")
         }
         // Credentials given for a directory would be ignored: say so instead.
         if let ignored = remoteOptions.givenConnectionOptions.first {
