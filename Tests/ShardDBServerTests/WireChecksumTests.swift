@@ -1,3 +1,4 @@
+import CCRC32C
 @testable import ShardDBServer
 import XCTest
 
@@ -23,5 +24,28 @@ final class WireChecksumTests: XCTestCase {
             XCTAssertEqual(parts.checksum, whole.checksum, "split at \(split)")
         }
         print("CRC-32C uses the CPU's instruction: \(CRC32C.isHardware)")
+    }
+
+    /// Inputs of three lanes (12 KiB) and more go through the CPU's instruction
+    /// three lanes at a time, joined by a shift table: every length around the
+    /// lane boundaries, from any register, gives what the table-driven loop gives.
+    func testTheThreeLaneLoopAgreesWithTheTableDrivenOne() {
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let bytes = (0..<200_000).map { _ -> UInt8 in
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: seed >> 33)
+        }
+        let lane = 4096
+        var lengths = [0, 1, 7, 8, 100, 3 * lane - 1, 3 * lane, 3 * lane + 1, 3 * lane + 9, 6 * lane, 6 * lane + 5, 199_999, 200_000]
+        lengths += (0..<40).map { 3 * lane * ($0 % 5) + $0 * 37 }
+        bytes.withUnsafeBytes { all in
+            for length in lengths {
+                for (offset, register) in [(0, UInt32.max), (3, 0), (1, 0x1234_5678)] where offset + length <= all.count {
+                    let base = all.baseAddress! + offset
+                    XCTAssertEqual(sharddb_crc32c_update(register, base, length), sharddb_crc32c_update_software(register, base, length),
+                                   "\(length) bytes at offset \(offset) from \(register)")
+                }
+            }
+        }
     }
 }

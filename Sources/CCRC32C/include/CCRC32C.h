@@ -14,5 +14,8 @@ uint32_t sharddb_crc32c_update(uint32_t crc, const void *bytes, size_t length);
 
 /// 1 when `sharddb_crc32c_update` uses the CPU's CRC32 instruction.
 int sharddb_crc32c_is_hardware(void);
+/// The table-driven implementation, whatever the CPU has: what tests compare
+/// the CPU's instruction with.
+uint32_t sharddb_crc32c_update_software(uint32_t crc, const void *bytes, size_t length);
 
 #endif
