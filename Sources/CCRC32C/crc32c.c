@@ -89,7 +89,7 @@ static uint32_t update_hardware(uint32_t crc, const uint8_t *p, size_t n) {
             c1 = CRC_WORD(c1, w1);
             c2 = CRC_WORD(c2, w2);
         }
-        c = shift_lane((uint32_t)c) ^ (uint32_t)c2;
+        c = shift_lane((uint32_t)c) ^ (uint32_t)c1;
         c = shift_lane((uint32_t)c) ^ (uint32_t)c2;
         p += 2 * LANE;
         n -= 3 * LANE;
