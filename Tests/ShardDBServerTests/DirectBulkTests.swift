@@ -176,7 +176,7 @@ final class DirectBulkTests: XCTestCase {
         let bystander = try workspace.client(c.address)
         let before = try await bystander.describeInstance()
 
-        let misdirected = Misdirected(source, peerAddress: c.address.description)
+        let misdirected = ObservedSource(source, peerAddress: c.address.description)
         var request = MigrationRequest(shard: 0)
         request.bulkTransfer = .entries
         request.bulkChunkBytes = 65536
@@ -201,49 +201,94 @@ extension DirectBulkTests {
     /// arrive whole: the import checks every size, and every value reads back.
     func testTableFilesArePulledInSeveralCallsAndPieces() async throws {
         let workspace = try Workspace("DirectTableFiles")
-        let dir = workspace.path("a")
-        var generator = SplitMix(seed: 11)
-        var expected: [String: String] = [:]
-        do {
-            let engine = try ShardEngine.create(at: dir, shards: 1)
-            defer { engine.close() }
-            let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
-            for start in stride(from: 0, to: 16_000, by: 1000) {
-                try engine.write { batch in
-                    for i in start..<start + 1000 {
-                        // Random letters: snappy cannot shrink the files below several MiB.
-                        let value = String(decoding: (0..<400).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
-                        if i % 9 == 0 { expected["key-\(i)"] = value }
-                        try batch.put("key-\(i)", value)
-                    }
-                }
-            }
-            try engine.purgeExpired()  // flushed and compacted: the table files hold every key once
-        }
+        let (dir, expected) = try makeIncompressibleShard(workspace)
         let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
         let source = try workspace.client(a.address)
-        var configuration = RemoteInstance.Configuration()
-        configuration.bulkChunksPerStream = 2
-        configuration.retryWindow = .seconds(2)
-        let target = try RemoteInstance(address: b.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+        let target = try pullingInCallsOfTwoPieces(b, workspace)
 
-        var request = MigrationRequest(shard: 0)
-        request.bulkTransfer = .tableFiles
-        request.bulkChunkBytes = 1 << 20
-        let report = try await MigrationCoordinator(source: source, target: target).migrate(request)
+        let report = try await MigrationCoordinator(source: source, target: target).migrate(tableFilesInPiecesOf1MiB)
         XCTAssertEqual(report.bulkTransfer, .tableFiles)
         XCTAssertEqual(report.bulkRoute, .direct)
         XCTAssertGreaterThan(report.bytesCopied, 5 << 20, "too small to need several calls")
         XCTAssertEqual(report.keysCopied, 16_000)
-        for (key, value) in expected {
-            let stored = try await target.get(Array(key.utf8))
-            XCTAssertEqual(stored.map { String(decoding: $0, as: UTF8.self) }, value, key)
-        }
+        try await assertValues(expected, on: target)
         await source.close()
         await target.close()
         XCTAssertEqual(a.terminate(), 0)
         XCTAssertEqual(b.terminate(), 0)
+    }
+
+    /// A pull refused after some of its calls (the target's third call cannot
+    /// reach the source: failure point `migration.target.pull-probe`) has written
+    /// the files' first 4 MiB on the target: the coordinator relays only the rest,
+    /// reading exactly the bytes the target lacks, and the files arrive whole.
+    func testARelayAfterAPartialPullSendsOnlyTheRestOfTheTableFiles() async throws {
+        let workspace = try Workspace("DirectTableFilesPartial")
+        let (dir, expected) = try makeIncompressibleShard(workspace)
+        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
+                                 failpoints: "migration.target.pull-probe=error@3")
+        let source = ObservedSource(try workspace.client(a.address))
+        let target = try pullingInCallsOfTwoPieces(b, workspace)
+
+        let report = try await MigrationCoordinator(source: source, target: target).migrate(tableFilesInPiecesOf1MiB)
+        XCTAssertEqual(report.bulkTransfer, .tableFiles)
+        XCTAssertEqual(report.bulkRoute, .relay)
+        XCTAssertEqual(report.keysCopied, 16_000)
+        // Two calls of two 1 MiB pieces were pulled; the relay read the rest, once.
+        XCTAssertGreaterThan(report.bytesCopied, 5 << 20)
+        XCTAssertEqual(source.tableFileBytesRead.value, report.bytesCopied - (4 << 20))
+        try await assertValues(expected, on: target)
+        await source.base.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
+    /// A one-shard instance whose table files hold 16,000 keys of 400 random
+    /// letters (snappy cannot shrink them below several MiB), flushed and
+    /// compacted so the files hold every key once; and every ninth key's value.
+    private func makeIncompressibleShard(_ workspace: Workspace) throws -> (String, [String: String]) {
+        let dir = workspace.path("a")
+        var generator = SplitMix(seed: 11)
+        var expected: [String: String] = [:]
+        let engine = try ShardEngine.create(at: dir, shards: 1)
+        defer { engine.close() }
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        for start in stride(from: 0, to: 16_000, by: 1000) {
+            try engine.write { batch in
+                for i in start..<start + 1000 {
+                    let value = String(decoding: (0..<400).map { _ in alphabet[Int(generator.next() % 36)] }, as: UTF8.self)
+                    if i % 9 == 0 { expected["key-\(i)"] = value }
+                    try batch.put("key-\(i)", value)
+                }
+            }
+        }
+        try engine.purgeExpired()
+        return (dir, expected)
+    }
+
+    /// A client of `server` whose pulls go in calls of two pieces (and give up on a source after 2 s).
+    private func pullingInCallsOfTwoPieces(_ server: ServeProcess, _ workspace: Workspace) throws -> RemoteInstance {
+        var configuration = RemoteInstance.Configuration()
+        configuration.bulkChunksPerStream = 2
+        configuration.retryWindow = .seconds(2)
+        return try RemoteInstance(address: server.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+    }
+
+    private var tableFilesInPiecesOf1MiB: MigrationRequest {
+        var request = MigrationRequest(shard: 0)
+        request.bulkTransfer = .tableFiles
+        request.bulkChunkBytes = 1 << 20
+        return request
+    }
+
+    private func assertValues(_ expected: [String: String], on target: RemoteInstance) async throws {
+        for (key, value) in expected {
+            let stored = try await target.get(Array(key.utf8))
+            XCTAssertEqual(stored.map { String(decoding: $0, as: UTF8.self) }, value, key)
+        }
     }
 
     /// Malformed pull requests (only a client of its own could send them) are
@@ -362,14 +407,18 @@ extension DirectBulkTests {
     }
 }
 
-/// A source that reports another instance's address as its own.
-private struct Misdirected: MigrationSource {
+/// The source through a remote client, as the coordinator sees it: it can
+/// report another instance's address as its own (for the target to pull from),
+/// and it counts the table file bytes the coordinator reads itself to relay them.
+private struct ObservedSource: MigrationSource {
     let base: RemoteInstance
     let peerAddress: String?
+    /// Table file bytes read through this client (the coordinator's relay).
+    let tableFileBytesRead = LockedValue(0)
 
-    init(_ base: RemoteInstance, peerAddress: String) {
+    init(_ base: RemoteInstance, peerAddress: String? = nil) {
         self.base = base
-        self.peerAddress = peerAddress
+        self.peerAddress = peerAddress ?? base.peerAddress
     }
 
     func describeInstance() async throws -> InstanceDescription { try await base.describeInstance() }
@@ -377,7 +426,9 @@ private struct Misdirected: MigrationSource {
     func openBulk(_ plan: MigrationPlan) async throws -> UInt64 { try await base.openBulk(plan) }
     func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? { try await base.exportTableFiles(plan) }
     func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data {
-        try await base.readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes)
+        let data = try await base.readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes)
+        tableFileBytesRead.update { $0 += data.count }
+        return data
     }
     func releaseTableFiles(_ plan: MigrationPlan) async throws { try await base.releaseTableFiles(plan) }
     var exportsLocalTableFiles: Bool { base.exportsLocalTableFiles }

@@ -67,11 +67,18 @@ actor TableFileReader {
     private var file = 0
     private var offset: UInt64 = 0
 
-    init(source: any MigrationSource, plan: MigrationPlan, files: [TableFile], maxBytes: Int) {
+    /// Reads `files` as one sequence of bytes, from byte `start` of it.
+    init(source: any MigrationSource, plan: MigrationPlan, files: [TableFile], from start: UInt64 = 0, maxBytes: Int) {
         self.source = source
         self.plan = plan
         self.files = files
         self.maxBytes = maxBytes
+        var (index, skipped) = (0, start)
+        while index < files.count && skipped >= files[index].size {
+            skipped -= files[index].size
+            index += 1
+        }
+        (file, offset) = (index, skipped)
     }
 
     /// The next piece; nil once every file is read to its size.

@@ -317,7 +317,14 @@ public struct MigrationCoordinator: Sendable {
                     offered = Self.delivered(files)
                 } else {
                     if source.peerAddress != nil { route = .relay }
-                    offered = try await sendTableFiles(plan, files, chunkBytes: chunkBytes, sent: sent)
+                    // A pull refused after some of its calls (the source no longer reachable
+                    // from the target) wrote the files' first bytes, in order: relay the rest.
+                    let pulled = total.withLock { $0 }
+                    if pulled > 0 {
+                        logger.info("relaying the table files from byte \(pulled): the target pulled those before it could not",
+                                    metadata: ["id": "\(plan.id)"])
+                    }
+                    offered = try await sendTableFiles(plan, files, from: pulled, chunkBytes: chunkBytes, sent: sent)
                 }
             }
             imported = try await target.importTableFiles(plan, offered)
@@ -339,11 +346,12 @@ public struct MigrationCoordinator: Sendable {
 
     /// Copies each exported file to the target in pieces of `chunkBytes` (the
     /// target pulls them as ``MigrationTarget/writeTableFiles(_:pieces:written:)``
-    /// allows); returns the files as sent (no directory).
-    private func sendTableFiles(_ plan: MigrationPlan, _ files: [TableFile], chunkBytes: Int,
+    /// allows), from byte `start` of the files taken in order (the target has
+    /// the ones before); returns the files as sent (no directory).
+    private func sendTableFiles(_ plan: MigrationPlan, _ files: [TableFile], from start: Int, chunkBytes: Int,
                                 sent: @escaping @Sendable (Int) -> Void) async throws -> [TableFile] {
-        let reader = TableFileReader(source: source, plan: plan, files: files, maxBytes: max(chunkBytes, 1 << 20))
-        let total = Mutex(0)
+        let reader = TableFileReader(source: source, plan: plan, files: files, from: UInt64(start), maxBytes: max(chunkBytes, 1 << 20))
+        let total = Mutex(start)
         try await target.writeTableFiles(plan, pieces: { try await reader.next() }) { piece in
             sent(total.withLock { total in
                 total += piece.data.count

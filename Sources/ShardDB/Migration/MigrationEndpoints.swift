@@ -233,10 +233,11 @@ public protocol MigrationTarget: Sendable {
     func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws
     /// Copies the exported `files` straight from the source at `address`
     /// (``MigrationSource/peerAddress``) with ``writeTableFile(_:name:offset:_:)``
-    /// semantics, calling `written` with the bytes of each piece once written, as
+    /// semantics, in order (file after file, each from its start), calling
+    /// `written` with the bytes of each piece once written, as
     /// ``pullBulk(_:fromSourceAt:after:maxBytes:applied:)`` does for entries.
-    /// False when this target cannot (the coordinator then sends the files itself,
-    /// from their start).
+    /// False when this target cannot, possibly after some pieces: the coordinator
+    /// then sends the rest itself, from the byte after those `written` reported.
     func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
                         written: @escaping @Sendable (Int) -> Void) async throws -> Bool
     /// True when this target can open paths of the source's export (an engine in this process).

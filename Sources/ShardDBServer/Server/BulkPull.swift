@@ -176,6 +176,7 @@ extension ShardInstanceService {
         probeConfiguration.callTimeout = min(probeConfiguration.callTimeout, peers.probeWindow * 2)
         let sourceID: String
         do {
+            try FailurePoints.hit("migration.target.pull-probe")
             let probe = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: probeConfiguration)
             do {
                 sourceID = try await probe.describeInstance().instanceID
