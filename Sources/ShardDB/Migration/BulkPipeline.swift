@@ -68,7 +68,7 @@ actor TableFileReader {
     private var offset: UInt64 = 0
 
     /// Reads `files` as one sequence of bytes, from byte `start` of it.
-    init(source: any MigrationSource, plan: MigrationPlan, files: [TableFile], from start: UInt64 = 0, maxBytes: Int) {
+    init(source: any MigrationSource, plan: MigrationPlan, files: [TableFile], from start: UInt64, maxBytes: Int) {
         self.source = source
         self.plan = plan
         self.files = files
