@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import ShardDB
 @testable import ShardDBServer
+import Synchronization
 import XCTest
 
 /// The direct bulk copy between two `shardctl serve` processes: the target
@@ -241,6 +242,49 @@ extension DirectBulkTests {
         XCTAssertEqual(source.tableFileBytesRead.value, report.bytesCopied - (4 << 20))
         try await assertValues(expected, on: target)
         await source.base.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
+    /// The target dies (kill -9) after writing its third pulled piece and comes
+    /// back while the coordinator retries: the pieces it wrote survive the
+    /// restart, the next pull resumes at the last one it reported (before, the
+    /// restart removed them and the resumed pull was refused: a write past a
+    /// file's end), and the files arrive whole.
+    func testATargetRestartDuringATableFilePullResumesIt() async throws {
+        let workspace = try Workspace("DirectTableFilesRestart")
+        let (dir, expected) = try makeIncompressibleShard(workspace)
+        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
+                                 failpoints: "migration.target.table-file-written=kill@3")
+        let source = try workspace.client(a.address)
+        var configuration = RemoteInstance.Configuration()
+        configuration.bulkChunksPerStream = 2
+        configuration.retryWindow = .seconds(30)
+        let target = try RemoteInstance(address: b.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+        let written = Mutex<[Int]>([])
+        let coordinator = MigrationCoordinator(source: source, target: target)
+        let request = tableFilesInPiecesOf1MiB
+        let move = Task { try await coordinator.migrate(request) { progress in
+            written.withLock { $0.append(progress.bytesCopied) }
+        } }
+        XCTAssertTrue(b.waitForExit(timeout: 20), "the failure point did not fire")
+        try b.restart()
+
+        let report = try await move.value
+        XCTAssertEqual(report.bulkTransfer, .tableFiles)
+        XCTAssertEqual(report.bulkRoute, .direct)
+        XCTAssertEqual(report.keysCopied, 16_000)
+        // Resumed, not restarted: the bytes reported written never go back.
+        let reported = written.withLock { $0 }
+        XCTAssertEqual(reported, reported.sorted())
+        XCTAssertLessThanOrEqual(reported.max() ?? 0, report.bytesCopied)
+        try await assertValues(expected, on: target)
+        let after = try await target.describeInstance()
+        XCTAssertTrue(after.unfinishedMigrations.isEmpty)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: workspace.path("b") + "/migration-import/" + report.id))
+        await source.close()
         await target.close()
         XCTAssertEqual(a.terminate(), 0)
         XCTAssertEqual(b.terminate(), 0)

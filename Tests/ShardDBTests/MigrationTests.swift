@@ -773,6 +773,38 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("target") + "/migration-import/abandoned"))
     }
 
+    /// Table files received for a migration still in its bulk copy survive a
+    /// reopen of the target (a pull or relay resumes into them); those of a
+    /// finished migration or of none are removed at open.
+    func testReopenKeepsOnlyTableFilesOfMigrationsStillCopying() async throws {
+        let dir = TemporaryDirectory()
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, options: .testing())
+        defer { source.close() }
+        let targetPath = dir.path("target")
+        var target = try ShardEngine.create(at: targetPath, shards: 0, options: .testing())
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 1, id: "copying"))
+        try source.prepareOutgoing(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: try source.openBulk(plan))
+        try target.writeTableFile(plan, name: "000007.sst", offset: 0, Data([1, 2, 3]))
+        let stray = targetPath + "/migration-import/finished-long-ago"
+        try FileManager.default.createDirectory(atPath: stray, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: stray + "/000009.sst", contents: Data([4]))
+        target.close()
+
+        target = try ShardEngine.open(at: targetPath, options: .testing())
+        defer { target.close() }
+        XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000007.sst"), Data([1, 2, 3]))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stray))
+        // The next piece continues the file; an abort then removes it.
+        try target.writeTableFile(plan, name: "000007.sst", offset: 3, Data([5]))
+        XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000007.sst"), Data([1, 2, 3, 5]))
+        try target.abortIncoming(plan)
+        try source.abortOutgoing(plan)
+        target.close()
+        target = try ShardEngine.open(at: targetPath, options: .testing())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: targetPath + "/migration-import/copying"))
+    }
+
     /// Part of a shard moves as entries; asking for table files is refused before anything is copied.
     func testSplitRefusesTableFiles() async throws {
         let dir = TemporaryDirectory()

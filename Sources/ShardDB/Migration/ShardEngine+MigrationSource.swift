@@ -359,6 +359,19 @@ extension ShardEngine: MigrationSource {
         }
     }
 
+    /// Removes the import folder's table files except those of incoming migrations
+    /// still in their bulk copy: a pull or relay interrupted by this instance's
+    /// crash resumes from the position it last reported, in the files it wrote.
+    private func removeTableFilesNoLongerCopied() throws {
+        let folder = Self.tableImportFolder(path)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names {
+            let copying = try migrationEntry(name).map { $0.role == .target && $0.isUnfinished } == true
+                && progressRecord(name).map { !$0.bulkDone } == true
+            if !copying { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+        }
+    }
+
     /// Removes a fence from the routing table and wakes its waiters.
     func removeFence(_ fence: Fence, outcome: Fence.Outcome) {
         updateTable { $0.replacing(fences: $0.fences.filter { $0 !== fence }) }
@@ -367,11 +380,12 @@ extension ShardEngine: MigrationSource {
 
     /// At open: re-installs fences of migrations in doubt, finishes cleanups of
     /// committed ones, and removes what a crash left of finished ones on a target
-    /// (an overlap's staging family, table files written for ingestion).
+    /// (an overlap's staging family, table files written for ingestion, table
+    /// files received for a migration no longer copying them).
     func recoverMigrationsAtOpen() throws {
         try? FileManager.default.removeItem(atPath: path + "/migration-ingest")
         try? FileManager.default.removeItem(atPath: Self.tableExportFolder(path))
-        try? FileManager.default.removeItem(atPath: Self.tableImportFolder(path))
+        try removeTableFilesNoLongerCopied()
         for name in database.columnFamilyNames where name.hasPrefix(Self.overlapFamilyPrefix) {
             let id = String(name.dropFirst(Self.overlapFamilyPrefix.count))
             if try migrationEntry(id)?.isUnfinished != true { try dropOverlapFamily(id) }

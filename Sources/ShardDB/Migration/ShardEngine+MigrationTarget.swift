@@ -261,11 +261,14 @@ extension ShardEngine: MigrationTarget {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try DurableFile.write(data, to: directory + "/" + name, at: offset)
         }
+        try FailurePoints.hit("migration.target.table-file-written")
     }
 
     public var importsLocalTableFiles: Bool { true }
 
-    /// Where ``importTableFiles(_:_:)`` stages a migration's files; removed after the import and at open.
+    /// Where ``importTableFiles(_:_:)`` stages a migration's files; removed after
+    /// the import, at commit and abort, and at open unless the migration is still
+    /// copying (a pull or relay resumes into it: ``recoverMigrationsAtOpen()``).
     ///
     /// - throws: `.invalidArgument` for an id that could name another folder.
     func tableImportDirectory(_ id: String) throws -> String {
