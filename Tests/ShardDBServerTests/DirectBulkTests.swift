@@ -253,11 +253,25 @@ extension DirectBulkTests {
     /// restart removed them and the resumed pull was refused: a write past a
     /// file's end), and the files arrive whole.
     func testATargetRestartDuringATableFilePullResumesIt() async throws {
+        try await assertTableFilePullSurvivesRestart(of: "target", at: "migration.target.table-file-written=kill@3")
+    }
+
+    /// The source dies (kill -9) as the target reads its third piece and comes
+    /// back while the target's reads retry: the export survives the restart (it
+    /// was removed at open, which failed the move), and the pull reads on from it.
+    func testASourceRestartDuringATableFilePullResumesIt() async throws {
+        try await assertTableFilePullSurvivesRestart(of: "source", at: "migration.source.table-file-read=kill@3")
+    }
+
+    /// Moves the incompressible shard as table files in 1 MiB pieces while
+    /// `side` is killed at `failpoint` and restarted: the one migration must
+    /// complete, direct, with every value on the target and nothing left over.
+    private func assertTableFilePullSurvivesRestart(of side: String, at failpoint: String) async throws {
         let workspace = try Workspace("DirectTableFilesRestart")
         let (dir, expected) = try makeIncompressibleShard(workspace)
-        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
+        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile, failpoints: side == "source" ? failpoint : nil)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
-                                 failpoints: "migration.target.table-file-written=kill@3")
+                                 failpoints: side == "target" ? failpoint : nil)
         let source = try workspace.client(a.address)
         var configuration = RemoteInstance.Configuration()
         configuration.bulkChunksPerStream = 2
@@ -269,21 +283,25 @@ extension DirectBulkTests {
         let move = Task { try await coordinator.migrate(request) { progress in
             written.withLock { $0.append(progress.bytesCopied) }
         } }
-        XCTAssertTrue(b.waitForExit(timeout: 20), "the failure point did not fire")
-        try b.restart()
+        let victim = side == "source" ? a : b
+        XCTAssertTrue(victim.waitForExit(timeout: 20), "the failure point did not fire")
+        try victim.restart()
 
         let report = try await move.value
         XCTAssertEqual(report.bulkTransfer, .tableFiles)
         XCTAssertEqual(report.bulkRoute, .direct)
         XCTAssertEqual(report.keysCopied, 16_000)
-        // Resumed, not restarted: the bytes reported written never go back.
+        // Resumed, not restarted: the bytes reported written never go back or exceed the files.
         let reported = written.withLock { $0 }
         XCTAssertEqual(reported, reported.sorted())
         XCTAssertLessThanOrEqual(reported.max() ?? 0, report.bytesCopied)
         try await assertValues(expected, on: target)
-        let after = try await target.describeInstance()
-        XCTAssertTrue(after.unfinishedMigrations.isEmpty)
+        for instance in [source, target] {
+            let unfinished = try await instance.describeInstance().unfinishedMigrations
+            XCTAssertTrue(unfinished.isEmpty)
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: workspace.path("b") + "/migration-import/" + report.id))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/migration-export/" + report.id))
         await source.close()
         await target.close()
         XCTAssertEqual(a.terminate(), 0)

@@ -118,7 +118,7 @@ extension ShardEngine: MigrationSource {
 
     /// Where ``exportTableFiles(_:)`` puts a migration's files (hard links, on the
     /// database's file system); removed once the target took them, at the
-    /// migration's end, and at open.
+    /// migration's end, and at open unless the migration is still in its bulk copy.
     ///
     /// - throws: `.invalidArgument` for an id that could name another folder.
     func tableExportDirectory(_ id: String) throws -> String {
@@ -359,16 +359,24 @@ extension ShardEngine: MigrationSource {
         }
     }
 
-    /// Removes the import folder's table files except those of incoming migrations
-    /// still in their bulk copy: a pull or relay interrupted by this instance's
-    /// crash resumes from the position it last reported, in the files it wrote.
+    /// Removes exported and received table files except those of migrations still
+    /// in their bulk copy: a pull or relay interrupted by a crash of either side
+    /// resumes from the position the target last reported, in the same files
+    /// (an export is hard links to table files, which never change).
     private func removeTableFilesNoLongerCopied() throws {
-        let folder = Self.tableImportFolder(path)
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
-        for name in names {
-            let copying = try migrationEntry(name).map { $0.role == .target && $0.isUnfinished } == true
-                && progressRecord(name).map { !$0.bulkDone } == true
-            if !copying { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+        func copying(_ id: String, as role: MigrationJournalEntry.Role) throws -> Bool {
+            guard let entry = try migrationEntry(id), entry.role == role else { return false }
+            switch role {
+            case .source: return entry.phase == .bulkCopy
+            case .target: return try entry.isUnfinished && progressRecord(id).map { !$0.bulkDone } == true
+            }
+        }
+        for (folder, role) in [(Self.tableExportFolder(path), MigrationJournalEntry.Role.source), (Self.tableImportFolder(path), .target)] {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { continue }
+            for name in names where try !copying(name, as: role) {
+                try? FileManager.default.removeItem(atPath: folder + "/" + name)
+            }
+            rmdir(folder)  // when nothing is left in it
         }
     }
 
@@ -384,7 +392,6 @@ extension ShardEngine: MigrationSource {
     /// files received for a migration no longer copying them).
     func recoverMigrationsAtOpen() throws {
         try? FileManager.default.removeItem(atPath: path + "/migration-ingest")
-        try? FileManager.default.removeItem(atPath: Self.tableExportFolder(path))
         try removeTableFilesNoLongerCopied()
         for name in database.columnFamilyNames where name.hasPrefix(Self.overlapFamilyPrefix) {
             let id = String(name.dropFirst(Self.overlapFamilyPrefix.count))
