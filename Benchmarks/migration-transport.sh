@@ -120,6 +120,9 @@ pauses = sorted(float(x) for x in open(f"{work}/pauses").read().split())
 def rate(r): return r["bytesCopied"] / r["bulkSeconds"] / 1e6
 def pct(p): return pauses[min(len(pauses) - 1, max(0, int(round(p / 100 * len(pauses) + 0.4999)) - 1))]
 median = statistics.median
+def reporting(name):  # this VM's free page reporting (BENCHMARKS.md, "Machine"), when it has one
+    try: return int(open(f"/sys/module/page_reporting/parameters/{name}").read())
+    except (OSError, ValueError): return None
 print(json.dumps({
     "bytesCopied": remote[0]["bytesCopied"], "keysCopied": remote[0]["keysCopied"], "rounds": rounds,
     # Medians over the rounds; the ratio is the median of each round's own ratio.
@@ -136,5 +139,6 @@ print(json.dumps({
         "crossProcessOverEntriesInProcess": round(median(r["bulkSeconds"] for r in local) / remote_files["bulkSeconds"], 3),
     },
     "cutoverPauseMs": {"moves": len(pauses), "p50": pct(50), "p99": pct(99), "max": pauses[-1]},
+    "freePageReporting": {"order": reporting("page_reporting_order"), "minFreeMs": reporting("min_free_ms")},
 }, indent=2))
 PY
