@@ -389,7 +389,7 @@ extension ShardEngine: MigrationSource {
     /// At open: re-installs fences of migrations in doubt, finishes cleanups of
     /// committed ones, and removes what a crash left of finished ones on a target
     /// (an overlap's staging family, table files written for ingestion, table
-    /// files received for a migration no longer copying them).
+    /// files exported or received for a migration past its bulk copy).
     func recoverMigrationsAtOpen() throws {
         try? FileManager.default.removeItem(atPath: path + "/migration-ingest")
         try removeTableFilesNoLongerCopied()
