@@ -273,10 +273,7 @@ extension DirectBulkTests {
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
                                  failpoints: side == "target" ? failpoint : nil)
         let source = try workspace.client(a.address)
-        var configuration = RemoteInstance.Configuration()
-        configuration.bulkChunksPerStream = 2
-        configuration.retryWindow = .seconds(30)
-        let target = try RemoteInstance(address: b.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+        let target = try pullingInCallsOfTwoPieces(b, workspace, retryWindow: .seconds(30))
         let written = Mutex<[Int]>([])
         let coordinator = MigrationCoordinator(source: source, target: target)
         let request = tableFilesInPiecesOf1MiB
@@ -331,11 +328,12 @@ extension DirectBulkTests {
         return (dir, expected)
     }
 
-    /// A client of `server` whose pulls go in calls of two pieces (and give up on a source after 2 s).
-    private func pullingInCallsOfTwoPieces(_ server: ServeProcess, _ workspace: Workspace) throws -> RemoteInstance {
+    /// A client of `server` whose pulls go in calls of two pieces (and give up on a source after `retryWindow`).
+    private func pullingInCallsOfTwoPieces(_ server: ServeProcess, _ workspace: Workspace,
+                                           retryWindow: Duration = .seconds(2)) throws -> RemoteInstance {
         var configuration = RemoteInstance.Configuration()
         configuration.bulkChunksPerStream = 2
-        configuration.retryWindow = .seconds(2)
+        configuration.retryWindow = retryWindow
         return try RemoteInstance(address: server.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
     }
 
