@@ -120,6 +120,23 @@ final class MigrateCommandTests: ShardctlTestCase {
 
     /// SIGKILL after the target committed (the source had not): the range is fenced
     /// on the source until the next migrate between the two settles it forward.
+    /// `--verbose` logs the migration's steps on stderr (swift-log), and stdout keeps the report alone.
+    func testVerboseLogsTheStepsOnStderr() throws {
+        let (a, entries) = try makeSource("A")
+        let b = path("B"), c = path("C")
+        try shardctl(["init", b, "--shards", "0", "--like", a])
+        let moved = try shardctl(["migrate", "--from", a, "--to", b, "--shard", "1", "--verbose", "--json"])
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: moved.stdoutData) as? [String: Any], moved.stdout)
+        for step in ["migration prepared (source)", "migration prepared (target)", "bulk copy as table files",
+                     "migration committed (target)", "migration committed (source)"] {
+            XCTAssertTrue(moved.stderr.contains(step), "'\(step)' in \(moved.stderr)")
+        }
+        let rescaled = try shardctl(["rescale", "--from", "\(a),\(b)", "--to", "\(a),\(b),\(c)", "--verbose", "--json"])
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: rescaled.stdoutData) as? [String: Any], rescaled.stdout)
+        XCTAssertTrue(rescaled.stderr.contains("migration committed (target)"), rescaled.stderr)
+        try assertPartitioned(entries, over: [a, b, c])
+    }
+
     func testKillBeforeSourceCommitSettlesOnTheTarget() throws {
         let (a, b, entries, shard0) = try killedMigrationOfShard0(at: "migration.source.before-commit")
         let (key, value) = try XCTUnwrap(shard0.min { $0.key < $1.key })

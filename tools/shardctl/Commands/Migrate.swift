@@ -45,6 +45,7 @@ struct Migrate: AsyncParsableCommand {
             help: "Between two servers, how entries travel: direct (the target reads them from the source itself, relayed when it cannot) or relay (through this process).")
     var bulkRoute: BulkRoute = .direct
     @Flag(help: "Print the report as JSON.") var json = false
+    @Flag(help: "Log the migration's steps and the engine's events to stderr (swift-log, debug level).") var verbose = false
     @OptionGroup var remote: RemoteOptions
 
     func run() async throws {
@@ -53,7 +54,7 @@ struct Migrate: AsyncParsableCommand {
                 ?? (URL(fileURLWithPath: from).standardized.path == URL(fileURLWithPath: to).standardized.path)
             guard !same else { throw ShardDBError(.migrationConflict, "--from and --to are the same instance") }
             guard resolve || shard != nil else { throw ShardDBError(.invalidArgument, "--shard is required (or --resolve)") }
-            return try openEndpoints([from, to], remote: remote)
+            return try openEndpoints([from, to], remote: remote, verbose: verbose)
         }
         let source = endpoints[from]!, target = endpoints[to]!
         let progress = ProgressLine()
@@ -73,7 +74,8 @@ struct Migrate: AsyncParsableCommand {
             request.bulkTransfer = bulkTransfer.transfer
             request.bulkRoute = bulkRoute
             var coordinator = MigrationCoordinator(source: source.endpoint, target: target.endpoint)
-            coordinator.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
+            // Silent unless --verbose: errors reach the user as one line, not as log output.
+            coordinator.logger = shardctlEngineOptions(verbose: verbose).logger
             let report = try await coordinator.migrate(request) { p in
                 progress.update("\(p.phase.rawValue): \(p.keysCopied) keys, \(formatBytes(p.bytesCopied)) copied, "
                     + "\(p.changesApplied) changes, lag \(p.lag), \(formatBytes(Int(p.bytesPerSecond)))/s")

@@ -22,6 +22,7 @@ struct Rescale: AsyncParsableCommand {
     @Option(help: "Moves running at once.") var parallelism = 2
     @Flag(name: .customLong("dry-run"), help: "Print the plan without moving anything.") var dryRun = false
     @Flag(help: "Print the plan and reports as JSON.") var json = false
+    @Flag(help: "Log the migrations' steps and the engines' events to stderr (swift-log, debug level).") var verbose = false
 
     @OptionGroup var remote: RemoteOptions
 
@@ -49,7 +50,7 @@ struct Rescale: AsyncParsableCommand {
                 InstanceAddress(parsing: $0) == nil && !InstanceAddress.looksLikeAddress($0) && !FileManager.default.fileExists(atPath: $0 + "/CURRENT")
             }
             for spec in toSpecs where opened[spec] == nil && !missing.contains(spec) {
-                opened[spec] = try InstanceEndpoint.open(spec, remote: remote)
+                opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose)
             }
             var descriptions: [String: InstanceDescription] = [:]
             for (spec, endpoint) in opened { descriptions[spec] = try await endpoint.endpoint.describeInstance() }
@@ -72,7 +73,7 @@ struct Rescale: AsyncParsableCommand {
             var plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
             if !dryRun && !missing.isEmpty {
                 for spec in missing where opened[spec] == nil {
-                    opened[spec] = try InstanceEndpoint.open(spec, remote: remote, createLike: partitioning)
+                    opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, createLike: partitioning)
                     descriptions[spec] = try await opened[spec]!.endpoint.describeInstance()
                 }
                 plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
@@ -87,7 +88,8 @@ struct Rescale: AsyncParsableCommand {
             let endpoints = Dictionary(opened.map { (descriptions[$0.key]!.instanceID, $0.value.endpoint) }, uniquingKeysWith: { a, _ in a })
             let progress = ProgressLine()
             var executor = RescaleExecutor(endpoints: endpoints, parallelism: parallelism)
-            executor.logger = shardctlEngineOptions().logger  // errors reach the user as one line, not as log output
+            // Silent unless --verbose: errors reach the user as one line, not as log output.
+            executor.logger = shardctlEngineOptions(verbose: verbose).logger
             let reports = try await executor.run(plan) { move, p in
                 progress.update("\(move.range) -> \(move.toLocation): \(p.phase.rawValue), \(p.keysCopied) keys, lag \(p.lag)")
             }

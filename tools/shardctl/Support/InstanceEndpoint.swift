@@ -49,16 +49,20 @@ enum InstanceEndpoint {
     case local(ShardEngine)
     case remote(RemoteInstance)
 
-    /// - parameter createLike: create a missing directory as an empty instance with this partitioning.
-    static func open(_ spec: String, remote: RemoteOptions, createLike: Partitioning? = nil) throws -> InstanceEndpoint {
+    /// - parameters:
+    ///   - verbose: log the opened engine's events to stderr (a directory's; a live instance logs in its own process).
+    ///   - createLike: create a missing directory as an empty instance with this partitioning.
+    static func open(_ spec: String, remote: RemoteOptions, verbose: Bool = false,
+                     createLike: Partitioning? = nil) throws -> InstanceEndpoint {
         if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address)) }
         if InstanceAddress.looksLikeAddress(spec) {
             throw ShardDBError(.invalidArgument, "'\(spec)' is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7400); a directory would need a '/' (./\(spec))")
         }
         if let partitioning = createLike, !FileManager.default.fileExists(atPath: spec + "/CURRENT") {
-            return .local(try ShardEngine.create(at: spec, shards: 0, partitioning: partitioning, options: shardctlEngineOptions()))
+            return .local(try ShardEngine.create(at: spec, shards: 0, partitioning: partitioning,
+                                                 options: shardctlEngineOptions(verbose: verbose)))
         }
-        return .local(try ShardEngine.open(at: spec, options: shardctlEngineOptions()))
+        return .local(try ShardEngine.open(at: spec, options: shardctlEngineOptions(verbose: verbose)))
     }
 
     var endpoint: any MigrationSource & MigrationTarget {
@@ -79,10 +83,10 @@ enum InstanceEndpoint {
 }
 
 /// Opens every spec (closing the opened ones if one fails).
-func openEndpoints(_ specs: [String], remote: RemoteOptions) throws -> [String: InstanceEndpoint] {
+func openEndpoints(_ specs: [String], remote: RemoteOptions, verbose: Bool = false) throws -> [String: InstanceEndpoint] {
     var opened: [String: InstanceEndpoint] = [:]
     do {
-        for spec in specs where opened[spec] == nil { opened[spec] = try InstanceEndpoint.open(spec, remote: remote) }
+        for spec in specs where opened[spec] == nil { opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose) }
     } catch {
         for endpoint in opened.values { if case .local(let engine) = endpoint { engine.close() } }
         throw error
