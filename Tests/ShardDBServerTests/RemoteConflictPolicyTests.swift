@@ -71,4 +71,27 @@ final class RemoteConflictPolicyTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("newest"), "\($0)")
         }
     }
+
+    /// Shard ids from a peer outside what an instance stores are malformed, in a
+    /// plan and in a shard map (the coordinator's `max + 1` must not overflow).
+    func testShardIDsOutOfRangeAreMalformed() throws {
+        let plan = MigrationPlan(id: "m", sourceInstance: "s", targetInstance: "t", sourceLocation: "a", targetLocation: "b",
+                                 sourceShard: 0, range: .keyGroups(KeyGroupRange(0, 100)), shape: .mergeInto(shard: 3), targetShard: 3)
+        let mutations: [(String, (inout WireMigrationPlan) -> Void)] = [
+            ("source shard", { $0.sourceShard = Int64.max }), ("target shard", { $0.targetShard = -1 }),
+            ("merge-into shard", { $0.mergeIntoShard = Int64(ShardDescriptor.maxID) + 1 }),
+        ]
+        for (what, mutate) in mutations {
+            var wire = WireMigrationPlan(plan)
+            mutate(&wire)
+            XCTAssertThrowsError(try wire.decoded(), what) {
+                XCTAssertEqual(($0 as? ShardDBError)?.code, .invalidArgument, "\(what): \($0)")
+                XCTAssertTrue("\($0)".contains("out of range"), "\(what): \($0)")
+            }
+        }
+        var shard = WireShardDescriptor(ShardDescriptor(id: ShardDescriptor.maxID, range: .keyGroups(KeyGroupRange(0, 1))))
+        XCTAssertEqual(try shard.decoded().id, ShardDescriptor.maxID)
+        shard.id = Int64.max
+        XCTAssertThrowsError(try shard.decoded())
+    }
 }

@@ -172,6 +172,30 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(error?.message.contains("default TTL") ?? false, error?.message ?? "")
     }
 
+    /// A shard record whose id is out of range (a later `max + 1` would overflow
+    /// and trap) or does not match its key (a second record of one shard) is refused.
+    func testShardIDOutOfRangeOrNotItsKeyIsCorruptedMetadata() throws {
+        for (key, id, expected) in [("shard/9223372036854775807", Int64.max, "out of range"), ("shard/0000000009", -1, "out of range"),
+                                    ("shard/0000000009", 0, "is of shard 0")] {
+            let directory = TemporaryDirectory()
+            let path = directory.path("instance")
+            try ShardEngine.create(at: path, shards: 2, options: .testing()).close()
+            try RawInstance.withDatabase(at: path) { database in
+                let meta = try database.columnFamily(named: ShardEngine.metadataFamilyName)
+                let stored = try XCTUnwrap(try database.get(bytes("shard/0000000001"), in: meta))
+                var record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stored)) as? [String: Any])
+                record["id"] = id
+                record["state"] = "moved"
+                record["movedTo"] = "elsewhere"
+                try database.put(bytes(key), [UInt8](try JSONSerialization.data(withJSONObject: record)), in: meta)
+            }
+            let before = try RawInstance.allEntries(at: path)
+            let error = assertShardDBError(.corruptedMetadata, try ShardEngine.open(at: path, options: .testing()))
+            XCTAssertTrue(error?.message.contains(expected) ?? false, "\(key): \(error?.message ?? "")")
+            XCTAssertEqual(try RawInstance.allEntries(at: path), before)
+        }
+    }
+
     /// A database directory that lost its CURRENT file: opening names the damage,
     /// and creating refuses (RocksDB would start afresh and delete the table
     /// files it does not know as obsolete).

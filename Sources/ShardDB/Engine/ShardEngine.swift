@@ -471,7 +471,12 @@ public final class ShardEngine: @unchecked Sendable {
         while iterator.isValid {
             let key = String(decoding: iterator.key, as: UTF8.self)
             let shardRecord = try decodeMeta(ShardRecord.self, iterator.value, key: key, path: path)
-            do { shards.append(try shardRecord.decode()) } catch let error as MetadataError {
+            do {
+                let shard = try shardRecord.decode()
+                // The key names the record: a record under another id's key would be a second record of that shard.
+                guard key == MetadataKey.shard(shard.id) else { throw MetadataError("record \(key) is of shard \(shard.id)") }
+                shards.append(shard)
+            } catch let error as MetadataError {
                 throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: \(error.message)")
             }
             iterator.next()

@@ -82,6 +82,9 @@ struct ShardRecord: Codable, Equatable {
     }
 
     func decode() throws -> ShardDescriptor {
+        guard (0...ShardDescriptor.maxID).contains(id) else {
+            throw MetadataError("shard id \(id) is out of range (0...\(ShardDescriptor.maxID))")
+        }
         let range: ShardRange
         if let kg = keyGroups {
             guard kg.count == 2, kg[0] >= 0, kg[0] <= kg[1], kg[1] <= Partitioning.maxKeyGroups else {

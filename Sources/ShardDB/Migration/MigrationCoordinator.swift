@@ -418,7 +418,7 @@ public struct MigrationCoordinator: Sendable {
                 return entry.plan.targetShard
             }
             let used = Set(to.shards.map(\.id) + reserved)
-            targetShard = used.contains(request.shard) ? (used.max() ?? 0) + 1 : request.shard
+            targetShard = used.contains(request.shard) ? try ShardDescriptor.nextID(after: used) : request.shard
         }
         return MigrationPlan(
             id: request.id ?? Self.newID(), sourceInstance: from.instanceID, targetInstance: to.instanceID,

@@ -255,7 +255,7 @@ extension ShardEngine: MigrationSource {
         if let remaining {
             var kept = shard.descriptor
             kept.range = remaining
-            let movedID = (current.shards.map(\.id) + (try reservedShardIDs())).max().map { $0 + 1 } ?? 0
+            let movedID = try ShardDescriptor.nextID(after: current.shards.map(\.id) + (try reservedShardIDs()))
             let moved = ShardDescriptor(id: movedID, range: plan.range, state: .moved(to: plan.targetLocation))
             try batch.put(Array(MetadataKey.shard(kept.id).utf8), MetadataCoding.encode(ShardRecord(kept)), in: metadata)
             try batch.put(Array(MetadataKey.shard(moved.id).utf8), MetadataCoding.encode(ShardRecord(moved)), in: metadata)

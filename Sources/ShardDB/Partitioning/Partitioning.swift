@@ -123,6 +123,22 @@ public struct ShardDescriptor: Sendable, Equatable {
     /// Applied to writes that ask for the shard's default TTL; nil: no expiry.
     public var defaultTTLSeconds: Int64?
 
+    /// The largest shard id an instance stores (ids are 0...maxID): a record or
+    /// a peer naming a larger one is corrupt or malformed, and id allocation
+    /// (`max + 1`) can never overflow.
+    public static let maxID = Int(Int32.max)
+
+    /// The id after every one of `used`: 0 when there is none.
+    ///
+    /// - throws: `.migrationConflict` when `used` already holds ``maxID``.
+    static func nextID(after used: some Sequence<Int>) throws -> Int {
+        guard let last = used.max() else { return 0 }
+        guard last < maxID else {
+            throw ShardDBError(.migrationConflict, "no shard id is left after \(last) (ids go up to \(maxID))")
+        }
+        return last + 1
+    }
+
     public init(id: Int, range: ShardRange, state: ShardState = .active, defaultTTLSeconds: Int64? = nil) {
         self.id = id
         self.range = range

@@ -9,6 +9,12 @@ private func malformed(_ what: String) -> ShardDBError {
     ShardDBError(.invalidArgument, "malformed message: \(what)")
 }
 
+/// A shard id from the wire, inside what an instance stores (``ShardDescriptor/maxID``).
+private func shardID(_ id: Int64) throws -> Int {
+    guard (0...Int64(ShardDescriptor.maxID)).contains(id) else { throw malformed("shard id \(id) is out of range") }
+    return Int(id)
+}
+
 extension WireShardRange {
     init(_ range: ShardRange) {
         self.init()
@@ -64,7 +70,7 @@ extension WireShardDescriptor {
     }
 
     func decoded() throws -> ShardDescriptor {
-        ShardDescriptor(id: Int(id), range: try range.decoded(), state: hasMovedTo ? .moved(to: movedTo) : .active,
+        try ShardDescriptor(id: shardID(id), range: try range.decoded(), state: hasMovedTo ? .moved(to: movedTo) : .active,
                         defaultTTLSeconds: hasDefaultTtlSeconds ? defaultTtlSeconds : nil)
     }
 }
@@ -98,8 +104,8 @@ extension WireMigrationPlan {
         }
         return MigrationPlan(
             id: id, sourceInstance: sourceInstance, targetInstance: targetInstance, sourceLocation: sourceLocation,
-            targetLocation: targetLocation, sourceShard: Int(sourceShard), range: try range.decoded(),
-            shape: hasMergeIntoShard ? .mergeInto(shard: Int(mergeIntoShard)) : .newShard, targetShard: Int(targetShard),
+            targetLocation: targetLocation, sourceShard: try shardID(sourceShard), range: try range.decoded(),
+            shape: hasMergeIntoShard ? .mergeInto(shard: try shardID(mergeIntoShard)) : .newShard, targetShard: try shardID(targetShard),
             defaultTTLSeconds: hasDefaultTtlSeconds ? defaultTtlSeconds : nil,
             onConflict: policy, overlap: hasOverlap ? try overlap.decoded() : nil)
     }
@@ -234,7 +240,7 @@ extension WireChangeRecord {
         guard Int(userKeyOffset) <= stored.count else { throw malformed("user key offset past the stored key") }
         let value: [UInt8]? = hasValue ? [UInt8](self.value) : nil
         let header = value.flatMap { v in v.withUnsafeBytes { try? ValueHeader.decode($0).0 } }
-        return ChangeRecord(sequence: sequence, shard: Int(shard), operation: op, storedKey: stored,
+        return ChangeRecord(sequence: sequence, shard: try shardID(shard), operation: op, storedKey: stored,
                             storedEndKey: hasStoredEndKey ? [UInt8](storedEndKey) : nil, value: value,
                             key: Array(stored[Int(userKeyOffset)...]), header: header)
     }
