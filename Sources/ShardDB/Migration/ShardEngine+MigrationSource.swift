@@ -318,6 +318,11 @@ extension ShardEngine: MigrationSource {
         let familyName = "shard-\(plan.sourceShard)"
         let wholeShardMoved = table.shard(id: plan.sourceShard).map { !$0.isActive } ?? true
         try storage(path) {
+            // The commit went to the WAL unsynced (commitOutgoingLocked). Dropping a family
+            // or files is a synced manifest edit that would outlive a commit lost in a power
+            // cut: the shard would be `active` in a journal still `fenced`, with no family,
+            // and the instance would not open. So the commit is made durable first.
+            try database.flushWAL(sync: true)
             if wholeShardMoved {
                 if database.columnFamilyNames.contains(familyName) { try database.dropColumnFamily(named: familyName) }
             } else if let family = table.shard(id: plan.sourceShard)?.family {
