@@ -377,6 +377,87 @@ class MigrationTests: XCTestCase {
         for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v) }
     }
 
+    /// A shard taking a range by merge cannot move out at the same time, nor can
+    /// a shard moving out take a merge: the merge's commit would grow a record
+    /// that no longer owns anything, and the merged range would have no owner.
+    func testAShardCannotTakeAMergeAndMoveOutAtOnce() async throws {
+        let dir = TemporaryDirectory()
+        let (a, b) = try makePair(dir, shards: 2, targetShards: 0)  // a: kg[0,128) and kg[128,256)
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        defer { a.close(); b.close(); c.close() }
+        let oracle = try load(a, count: 400)
+        _ = try await a.migrate(Self.request(shard: 0), to: b)  // b's shard 0 now owns kg[0,128)
+
+        // The merge first: b's shard 0 cannot move out.
+        let merge = try await MigrationCoordinator(source: a, target: b).makePlan(Self.request(shard: 1, mergeInto: 0, id: "merge"))
+        let out = try await MigrationCoordinator(source: b, target: c).makePlan(Self.request(shard: 0, id: "out"))
+        try a.prepareOutgoing(merge)
+        _ = try b.prepareIncoming(merge, snapshotSequence: try a.openBulk(merge))
+        let refusedOut = assertShardDBError(.migrationConflict, try b.prepareOutgoing(out))
+        XCTAssertTrue(refusedOut?.message.contains("migration merge") ?? false, refusedOut?.message ?? "")
+        XCTAssertNil(try b.migrationEntry("out"), "a refused prepare records nothing")
+        try b.abortIncoming(merge)
+        try a.abortOutgoing(merge)
+
+        // The move out first: b's shard 0 cannot take the merge.
+        try b.prepareOutgoing(out)
+        let merge2 = try await MigrationCoordinator(source: a, target: b).makePlan(Self.request(shard: 1, mergeInto: 0, id: "merge2"))
+        try a.prepareOutgoing(merge2)
+        let refusedMerge = assertShardDBError(.migrationConflict, try b.prepareIncoming(merge2, snapshotSequence: try a.openBulk(merge2)))
+        XCTAssertTrue(refusedMerge?.message.contains("migration out") ?? false, refusedMerge?.message ?? "")
+        try a.abortOutgoing(merge2)
+        try b.abortOutgoing(out)
+
+        // One after the other, both run; every key has exactly its one owner.
+        _ = try await a.migrate(Self.request(shard: 1, mergeInto: 0), to: b)
+        _ = try await b.migrate(Self.request(shard: 0), to: c)
+        for (k, v) in oracle { XCTAssertEqual(try read(k, [a, b, c]), v) }
+        XCTAssertEqual(try c.contents().count, oracle.count)
+    }
+
+    /// A commit and an abort of one migration never both take effect: an abort
+    /// that comes in after the commit's first check (a second coordinator, a
+    /// retried call) wins, and the commit fails instead of overwriting it.
+    func testAnAbortDuringACommitWinsOnBothSides() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2)
+        defer { source.close(); target.close(); FailurePoints.disarmAll() }
+        let oracle = try load(source, count: 300)
+        for side in ["target", "source"] {
+            let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "race-\(side)"))
+            try source.prepareOutgoing(plan)
+            let s = try source.openBulk(plan)
+            _ = try target.prepareIncoming(plan, snapshotSequence: s)
+            var after: [UInt8]? = nil
+            while true {
+                let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
+                try target.applyBulk(plan, chunk)
+                after = chunk.lastKey
+                if chunk.done { break }
+            }
+            let final = try source.fenceOutgoing(plan)
+            if side == "target" {
+                FailurePoints.arm("migration.target.before-commit", action: .call(.init {
+                    do { try target.abortIncoming(plan) } catch { XCTFail("abort: \(error)") }
+                }))
+                assertShardDBError(.migrationConflict, try target.catchUpAndCommit(plan, from: source, next: s + 1, final: final))
+                XCTAssertEqual(try target.migrationEntry(plan.id)?.phase, .aborted)
+                try source.abortOutgoing(plan)
+            } else {
+                try target.catchUpAndCommit(plan, from: source, next: s + 1, final: final)
+                FailurePoints.arm("migration.source.before-commit", action: .call(.init {
+                    do { try source.abortOutgoing(plan) } catch { XCTFail("abort: \(error)") }
+                }))
+                assertShardDBError(.migrationConflict, try source.commitOutgoing(plan))
+                XCTAssertEqual(try source.migrationEntry(plan.id)?.phase, .aborted)
+            }
+        }
+        // The target-side race rolled back: the source still owns shard 1 and serves every key.
+        XCTAssertEqual(try target.migrationEntry("race-target")?.phase, .aborted)
+        XCTAssertEqual(try source.migrationEntry("race-target")?.phase, .aborted)
+        _ = oracle
+    }
+
     func testBadRequestsAreRefusedAndChangeNothing() async throws {
         let dir = TemporaryDirectory()
         let (source, target) = try makePair(dir, shards: 2, targetShards: 0)

@@ -21,6 +21,17 @@ public enum FailurePoints {
         case kill
         /// Throw ``ShardDBError`` with code `.injectedFailure`.
         case error
+        /// Run a closure there (in-process tests only), e.g. another caller's
+        /// operation at exactly that moment of this one.
+        case call(Hook)
+    }
+
+    /// A closure a failure point runs; equal only to itself.
+    public struct Hook: Sendable, Equatable {
+        let id = UUID()
+        let body: @Sendable () -> Void
+        public init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        public static func == (a: Hook, b: Hook) -> Bool { a.id == b.id }
     }
 
     struct Armed {
@@ -84,6 +95,8 @@ public enum FailurePoints {
             kill(getpid(), SIGKILL)
         case .error?:
             throw ShardDBError(.injectedFailure, "injected failure at \(name)")
+        case .call(let hook)?:
+            hook.body()
         case nil:
             return
         }

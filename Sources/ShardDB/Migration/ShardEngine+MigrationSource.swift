@@ -22,12 +22,22 @@ extension ShardEngine: MigrationSource {
             }
             return  // resuming
         }
-        let shard = try activeShard(plan.sourceShard)
-        _ = try shard.descriptor.range.removing(plan.range)  // inside the shard, at one end
-        for entry in try migrationJournal() where entry.isUnfinished && entry.plan.range.overlaps(plan.range) {
-            throw ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
+        // Under the shard-map lock, as an incoming merge's prepare: each checks the other's journal entry.
+        try shardMapLock.withLock { _ in
+            let shard = try activeShard(plan.sourceShard)
+            _ = try shard.descriptor.range.removing(plan.range)  // inside the shard, at one end
+            for entry in try migrationJournal() where entry.isUnfinished {
+                if entry.plan.range.overlaps(plan.range) {
+                    throw ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
+                }
+                // A shard growing by an incoming merge cannot also move out: the merge's
+                // commit would grow a record that no longer owns anything here.
+                if entry.role == .target, case .mergeInto(let id) = entry.plan.shape, id == plan.sourceShard {
+                    throw ShardDBError(.migrationConflict, "shard \(id) is taking \(entry.plan.range) in migration \(entry.plan.id); move it once that finishes")
+                }
+            }
+            try writeJournal(MigrationJournalEntry(plan: plan, role: .source, phase: .prepared, updatedAtMilliseconds: 0))
         }
-        try writeJournal(MigrationJournalEntry(plan: plan, role: .source, phase: .prepared, updatedAtMilliseconds: 0))
         logger.debug("migration prepared (source)", metadata: ["id": "\(plan.id)", "range": "\(plan.range)"])
     }
 
@@ -235,7 +245,15 @@ extension ShardEngine: MigrationSource {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) cannot commit on the source from phase \(entry.phase.rawValue)")
         }
         try FailurePoints.hit("migration.source.before-commit")
-        try shardMapLock.withLock { _ in try commitOutgoingLocked(plan, entry: &entry) }
+        try shardMapLock.withLock { _ in
+            // Again under the lock, which an abort also takes: the two never both run.
+            guard let current = try migrationEntry(plan.id) else { return }
+            entry = current
+            if current.phase == .fenced { try commitOutgoingLocked(plan, entry: &entry) }
+        }
+        guard entry.phase == .committed || entry.phase == .cleaned else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) was \(entry.phase.rawValue) on the source while it committed")
+        }
         releaseTableFiles(plan)  // normally gone already; not when a coordinator died after the import
         logger.debug("migration committed (source)", metadata: ["id": "\(plan.id)", "movedTo": "\(plan.targetLocation)"])
         try FailurePoints.hit("migration.source.committed")
@@ -292,20 +310,24 @@ extension ShardEngine: MigrationSource {
     }
 
     public func abortOutgoing(_ plan: MigrationPlan) throws {
-        guard var entry = try migrationEntry(plan.id), entry.role == .source else {
+        // Under the shard-map lock, which a commit also takes: the two never both run.
+        let aborted = try shardMapLock.withLock { _ -> Bool in
+            guard var entry = try migrationEntry(plan.id), entry.role == .source else {
+                migrationRuntime.clear(plan.id)
+                return false
+            }
+            guard entry.isUnfinished else { return false }
+            guard entry.phase != .committed else {
+                throw ShardDBError(.migrationConflict, "migration \(plan.id) is committed; it cannot be aborted")
+            }
+            if let fence = migrationRuntime.fence(plan.id) { removeFence(fence, outcome: .released) }
+            releaseTableFiles(plan)
+            entry.phase = .aborted
+            try writeJournal(entry)
             migrationRuntime.clear(plan.id)
-            return
+            return true
         }
-        guard entry.isUnfinished else { return }
-        guard entry.phase != .committed else {
-            throw ShardDBError(.migrationConflict, "migration \(plan.id) is committed; it cannot be aborted")
-        }
-        if let fence = migrationRuntime.fence(plan.id) { removeFence(fence, outcome: .released) }
-        releaseTableFiles(plan)
-        entry.phase = .aborted
-        try writeJournal(entry)
-        migrationRuntime.clear(plan.id)
-        logger.debug("migration aborted (source)", metadata: ["id": "\(plan.id)"])
+        if aborted { logger.debug("migration aborted (source)", metadata: ["id": "\(plan.id)"]) }
     }
 
     public func cleanupOutgoing(_ plan: MigrationPlan) throws {

@@ -81,6 +81,10 @@ extension ShardEngine: MigrationTarget {
             guard shard.descriptor.range.union(with: plan.range) != nil else {
                 throw ShardDBError(.migrationConflict, "range \(plan.range) is not adjacent to shard \(id)'s range \(shard.descriptor.range)")
             }
+            // A shard moving out (all or part of it) cannot also grow: see prepareOutgoing.
+            if let outgoing = try migrationJournal().first(where: { $0.isUnfinished && $0.role == .source && $0.plan.sourceShard == id }) {
+                throw ShardDBError(.migrationConflict, "shard \(id) is moving \(outgoing.plan.range) out in migration \(outgoing.plan.id); merge into it once that finishes")
+            }
         }
     }
 
@@ -454,7 +458,21 @@ extension ShardEngine: MigrationTarget {
                 "migration \(plan.id): applied through \(progress.appliedThrough), final sequence is \(finalSequence); not caught up")
         }
         try FailurePoints.hit("migration.target.before-commit")
-        try shardMapLock.withLock { _ in try commitIncomingLocked(plan, finalSequence: finalSequence, entry: &entry) }
+        let committedNow = try shardMapLock.withLock { _ -> Bool in
+            // Again under the lock, which an abort also takes: the two never both run,
+            // and a commit that lost the race to an abort fails (the coordinator rolls back).
+            guard let current = try migrationEntry(plan.id) else {
+                throw ShardDBError(.migrationConflict, "migration \(plan.id) is unknown on this target")
+            }
+            if current.phase == .committed { return false }
+            guard current.isUnfinished else {
+                throw ShardDBError(.migrationConflict, "migration \(plan.id) was \(current.phase.rawValue) on the target; it cannot commit")
+            }
+            entry = current
+            try commitIncomingLocked(plan, finalSequence: finalSequence, entry: &entry)
+            return true
+        }
+        guard committedNow else { return }
         // Table files sent for an import that did not happen (the bulk went as entries).
         if let sent = try? tableImportDirectory(plan.id) { try? FileManager.default.removeItem(atPath: sent) }
         if plan.overlap != nil {
@@ -485,7 +503,7 @@ extension ShardEngine: MigrationTarget {
             }
             descriptor = ShardDescriptor(id: plan.targetShard, range: plan.range, defaultTTLSeconds: plan.defaultTTLSeconds)
         case .mergeInto(let id):
-            guard let shard = current.shard(id: id), let merged = shard.descriptor.range.union(with: plan.range) else {
+            guard let shard = current.shard(id: id), shard.isActive, let merged = shard.descriptor.range.union(with: plan.range) else {
                 throw ShardDBError(.migrationConflict, "shard \(id) can no longer take \(plan.range)")
             }
             var grown = shard.descriptor
@@ -596,12 +614,19 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func abortIncoming(_ plan: MigrationPlan) throws {
-        guard var entry = try migrationEntry(plan.id), entry.role == .target else { return }
+        // Under the shard-map lock, which a commit also takes: the two never both run.
+        let aborted = try shardMapLock.withLock { _ in try abortIncomingLocked(plan) }
+        if aborted { logger.debug("migration aborted (target)", metadata: ["id": "\(plan.id)"]) }
+    }
+
+    /// - returns: false when there was nothing to abort.
+    private func abortIncomingLocked(_ plan: MigrationPlan) throws -> Bool {
+        guard var entry = try migrationEntry(plan.id), entry.role == .target else { return false }
         guard entry.isUnfinished else {
             if entry.phase == .committed {
                 throw ShardDBError(.migrationConflict, "migration \(plan.id) is committed on the target; it cannot be aborted")
             }
-            return
+            return false
         }
         try storage(path) {
             switch plan.shape {
@@ -625,6 +650,6 @@ extension ShardEngine: MigrationTarget {
         entry.phase = .aborted
         try journal(entry, in: batch)
         try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
-        logger.debug("migration aborted (target)", metadata: ["id": "\(plan.id)"])
+        return true
     }
 }
