@@ -389,6 +389,23 @@ extension DirectBulkTests {
             request.resumeFile = 5
             try await target.stub.pullTableFiles(request) { response in for try await _ in response.messages {} }
         }
+        // A pull for a migration not prepared here is refused before the source is
+        // dialled or its pieces listed: the sizes are the peer's word (1.3 TB here,
+        // and no limit per call), and listing them first cost the target gigabytes.
+        do {
+            var request = WirePullTableFilesRequest()
+            request.plan = plan
+            request.sourceAddress = "127.0.0.1:1"
+            request.files = [WireTableFileInfo(TableFile(directory: "", name: "000001.sst", level: 6, smallestSequence: 0,
+                                                         largestSequence: 0, size: 1_300_000_000_000, entries: 1,
+                                                         deletions: 0, rangeDeletions: 0))]
+            request.maxChunkBytes = 1 << 16
+            request.maxCallBytes = .max
+            try await target.stub.pullTableFiles(request) { response in for try await _ in response.messages {} }
+            XCTFail("a pull for a migration not prepared here was accepted")
+        } catch let error as RPCError {
+            XCTAssertTrue(error.message.contains("takes no table files"), "\(error)")
+        }
         let after = try await target.describeInstance()
         XCTAssertEqual(after.shards, before.shards)
         XCTAssertEqual(after.unfinishedMigrations, before.unfinishedMigrations)

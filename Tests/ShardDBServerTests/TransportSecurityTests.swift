@@ -44,6 +44,19 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertEqual(server.terminate(), 0)
     }
 
+    /// Only the secret itself matches: not a prefix, not the secret with bytes
+    /// after it (256 more once passed, when the length check kept 8 bits).
+    func testOnlyTheExactSecretMatches() throws {
+        let secret = try SharedSecret("correct-horse-battery-staple")
+        XCTAssertTrue(secret.matches("correct-horse-battery-staple"))
+        for extra in [1, 255, 256, 512, 65_536] {
+            XCTAssertFalse(secret.matches("correct-horse-battery-staple" + String(repeating: "A", count: extra)), "\(extra) bytes more")
+        }
+        XCTAssertFalse(secret.matches("correct-horse-battery-stapl"))
+        XCTAssertFalse(secret.matches(""))
+        XCTAssertFalse(secret.matches("correct-horse-battery-staplf"))
+    }
+
     func testGarbageAndTruncatedFramesLeaveTheServerServing() async throws {
         let workspace = try Workspace("Garbage")
         let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 100), tokenFile: workspace.tokenFile)

@@ -11,6 +11,9 @@ extension ShardEngine: MigrationTarget {
     }
 
     private func prepareIncomingLocked(_ plan: MigrationPlan, snapshotSequence: UInt64) throws -> IncomingState {
+        guard snapshotSequence <= Self.maxSequence else {
+            throw ShardDBError(.invalidArgument, "snapshot sequence \(snapshotSequence) is past RocksDB's largest (\(Self.maxSequence))")
+        }
         guard plan.targetInstance == instanceID else {
             throw ShardDBError(.migrationConflict, "plan \(plan.id) is for target \(plan.targetInstance), not this instance (\(instanceID))")
         }
@@ -87,6 +90,10 @@ extension ShardEngine: MigrationTarget {
             }
         }
     }
+
+    /// RocksDB's largest sequence number (`kMaxSequenceNumber`, 2^56 - 1): a peer's
+    /// snapshot or change sequence past it is malformed.
+    static let maxSequence: UInt64 = (1 << 56) - 1
 
     /// The column family that receives the range: a new shard's (created here,
     /// invisible until commit) or the merge target's (the range lies outside
@@ -255,11 +262,20 @@ extension ShardEngine: MigrationTarget {
         }
     }
 
-    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) throws {
-        try Self.checkTableFileName(name)
+    /// Checks that the migration is prepared here and still takes table files
+    /// (a whole shard into a new shard, its bulk copy not done): what a transport
+    /// checks before it reads a byte for it.
+    ///
+    /// - throws: `.migrationConflict` otherwise.
+    public func checkTakesTableFiles(_ plan: MigrationPlan) throws {
         guard let progress = try progressRecord(plan.id), !progress.bulkDone, case .newShard = plan.shape, plan.overlap == nil else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) takes no table files on this target now")
         }
+    }
+
+    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) throws {
+        try Self.checkTableFileName(name)
+        try checkTakesTableFiles(plan)
         let directory = try tableImportDirectory(plan.id)
         try guardedWrite(bytes: data.count) {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -318,6 +334,20 @@ extension ShardEngine: MigrationTarget {
         }
         guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
+        }
+        if progress.bulkDone {
+            // The staged copy may hold changes newer than the snapshot by now, which an
+            // old chunk (replayed, or a late retry) would overwrite: nothing is written.
+            // A retry of what was applied is answered as applied; anything else is refused.
+            let resume = progress.bulkResumeKey.flatMap(ByteText.unhex)
+            let applied = chunks.allSatisfy { chunk in
+                guard let lastEntry = chunk.lastEntryKey else { return true }
+                return resume.map { !$0.lexicographicallyPrecedes(lastEntry) } ?? false
+            }
+            guard applied else {
+                throw ShardDBError(.migrationConflict, "migration \(plan.id): the bulk copy is done here; a chunk past its end is refused")
+            }
+            return
         }
         let family = try stagingFamily(for: plan, create: false)
         let overlapFamily = try self.overlapFamily(for: plan, create: false)
@@ -391,6 +421,12 @@ extension ShardEngine: MigrationTarget {
         }
         guard progress.bulkDone else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id): changes offered before the bulk copy finished")
+        }
+        // What the source's changelog can say: sequences of RocksDB (at most 2^56 - 1), each record before the next.
+        guard (1...Self.maxSequence + 1).contains(chunk.nextSequence),
+              chunk.records.allSatisfy({ $0.sequence < chunk.nextSequence }) else {
+            throw ShardDBError(.invalidArgument, "migration \(plan.id): change chunk with next sequence \(chunk.nextSequence) "
+                + "and records up to \(chunk.records.map(\.sequence).max() ?? 0)")
         }
         if chunk.nextSequence <= progress.appliedThrough + 1 && chunk.records.isEmpty { return }
         let staging = try stagingFamily(for: plan, create: false)

@@ -49,9 +49,11 @@ public struct SharedSecret: Sendable {
     /// Compares in time independent of where the inputs differ.
     func matches(_ presented: String) -> Bool {
         let other = Array(presented.utf8)
-        var difference = UInt8(truncatingIfNeeded: other.count ^ bytes.count)
+        // The whole length difference counts (folded into 8 bits, a secret followed by
+        // 256 more bytes would pass), then every byte of the secret.
+        var difference = UInt64(truncatingIfNeeded: other.count ^ bytes.count)
         for i in 0..<bytes.count {
-            difference |= bytes[i] ^ (i < other.count ? other[i] : 0)
+            difference |= UInt64(bytes[i] ^ (i < other.count ? other[i] : 0))
         }
         return difference == 0
     }

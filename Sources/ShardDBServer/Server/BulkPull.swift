@@ -77,7 +77,10 @@ extension ShardInstanceService {
             throw RPCError(code: .invalidArgument, message: "resume file \(request.resumeFile) of \(files.count) files")
         }
         let chunkBytes = Int(min(max(request.maxChunkBytes, 1 << 16), 32 << 20))
-        let callBytes = max(UInt64(chunkBytes), request.maxCallBytes)
+        // Bounded: the pieces of a call are listed up front (a peer could declare terabytes).
+        let callBytes = min(max(UInt64(chunkBytes), request.maxCallBytes), Self.maxTableFileCallBytes)
+        // Before anything is read from the source or allocated for it.
+        try await call { try engine.checkTakesTableFiles(plan) }
         await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
         try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: 1,
@@ -134,6 +137,10 @@ extension ShardInstanceService {
 
     /// Table file pieces read from the source ahead of the one being written.
     static let tableFileReadsInFlight = 3
+
+    /// The most one table-file pull call copies (the coordinator asks for 256 MiB
+    /// and calls again from where a call stopped).
+    static let maxTableFileCallBytes: UInt64 = 1 << 30
 
     /// The pieces to copy, in order, from file `file` at `offset`: at most
     /// `chunkBytes` each and `budget` in all.

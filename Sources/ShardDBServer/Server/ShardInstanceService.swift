@@ -16,7 +16,7 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
     let pullGate = PullGate()
 
     /// Runs `body` on a blocking thread, turning engine errors into RPC errors.
-    private func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    func call<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         do { return try await blocking(body) } catch { throw ErrorMapping.rpcError(error) }
     }
 
