@@ -435,6 +435,33 @@ final class BadInputCommandTests: ShardctlTestCase {
     }
 
     /// bench marks the directories it makes and runs again over them, but no other.
+    /// `stress` and `rescale` create their instances only where nothing is: a
+    /// directory of someone's files is refused, never emptied or written into.
+    func testStressAndRescaleLeaveOtherPeoplesDirectoriesAlone() throws {
+        let project = path("project"), db = path("db"), notes = path("notes")
+        try shardctl(["init", project + "/a", "--shards", "2"])
+        try shardctl(["put", project + "/a", "important", "data"])
+        try FileManager.default.createDirectory(atPath: project + "/checkpoints", withIntermediateDirectories: true)
+        try "mine\n".write(toFile: project + "/checkpoints/notes.txt", atomically: true, encoding: .utf8)
+        assertError(try ShardctlProcess.run(["stress", project, "--ops", "1"]), mentioning: "holds no stress oracle")
+        XCTAssertEqual(try shardctl(["get", project + "/a", "important"]).stdout, "data\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: project + "/checkpoints/notes.txt"))
+        assertError(try ShardctlProcess.run(["stress", path("stress-new"), "--ops=-1"]), mentioning: "--ops must not be negative")
+
+        try shardctl(["init", db, "--shards", "2"])
+        try shardctl(["put", db, "k", "v"])
+        try FileManager.default.createDirectory(atPath: notes, withIntermediateDirectories: true)
+        try "mine\n".write(toFile: notes + "/notes.txt", atomically: true, encoding: .utf8)
+        assertError(try ShardctlProcess.run(["rescale", "--from", db, "--to", notes]), mentioning: "holds no ShardDB instance")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: notes), ["notes.txt"])
+        XCTAssertEqual(try shardctl(["get", db, "k"]).stdout, "v\n")
+        // An empty directory, like a missing one, becomes the new instance.
+        let empty = path("empty-target")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        try shardctl(["rescale", "--from", db, "--to", "\(db),\(empty)"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: empty + "/CURRENT"))
+    }
+
     func testBenchReusesOnlyItsOwnDirectories() throws {
         let db = path("bench-db")
         for _ in 0..<2 {

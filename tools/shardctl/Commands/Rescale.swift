@@ -11,7 +11,8 @@ struct Rescale: AsyncParsableCommand {
             balanced, assigned so the least state moves) and runs them as live migrations, a few at \
             a time. Every instance that owns state now must be listed in --from; --to lists the \
             instances that own everything afterwards (they may overlap --from). A --to directory \
-            that does not exist is created empty with the same partitioning. Hash partitioning only.
+            that does not exist (or is empty) is created empty with the same partitioning; one \
+            holding other files is refused. Hash partitioning only.
 
             Each instance is a directory or HOST:PORT of a live instance ('shardctl serve', with \
             --token-file or the --tls-* options); live instances are rescaled while they serve.
@@ -46,8 +47,11 @@ struct Rescale: AsyncParsableCommand {
             // A target directory that does not exist yet starts empty, partitioned like the sources.
             // It is planned as such and created only for a real run once the plan holds, so a dry
             // run or a refused plan leaves nothing behind.
+            // Only a path that does not exist, or an empty directory: any other directory
+            // without an instance is someone's files, and opening it says so.
             let missing = toSpecs.filter {
-                InstanceAddress(parsing: $0) == nil && !InstanceAddress.looksLikeAddress($0) && !FileManager.default.fileExists(atPath: $0 + "/CURRENT")
+                InstanceAddress(parsing: $0) == nil && !InstanceAddress.looksLikeAddress($0)
+                    && ((try? FileManager.default.contentsOfDirectory(atPath: $0))?.isEmpty ?? !FileManager.default.fileExists(atPath: $0))
             }
             for spec in toSpecs where opened[spec] == nil && !missing.contains(spec) {
                 opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose)

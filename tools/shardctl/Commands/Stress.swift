@@ -49,6 +49,7 @@ struct Stress: AsyncParsableCommand {
             guard (1...ShardEngine.maxValueSize).contains(maxValueBytes) else {
                 throw ShardDBError(.invalidArgument, "--max-value-bytes must be between 1 and \(ShardEngine.maxValueSize), got \(maxValueBytes)")
             }
+            guard ops >= 0 else { throw ShardDBError(.invalidArgument, "--ops must not be negative, got \(ops)") }
         }
         let layout = StressLayout(workdir: workdir)
         if !FileManager.default.fileExists(atPath: layout.oracle) {
@@ -199,14 +200,25 @@ struct StressLayout {
     var b: String { workdir + "/b" }
     var store: String { workdir + "/checkpoints" }
     var oracle: String { workdir + "/oracle.jsonl" }
+    /// Written before anything else: this directory is the stress driver's.
+    static let setupMarker = ".stress-workdir"
 
     func create(seed: UInt64, sync: Bool, keys: Int) throws {
         guard keys > 0 else { throw ShardDBError(.invalidArgument, "--keys must be positive") }
         do { try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true) } catch {
             throw ShardDBError(.notWritable, "cannot create the work directory \(workdir): \(error.localizedDescription)")
         }
+        // No oracle yet: a work directory this command set up (its marker, written first)
+        // holds at most a half-created setup from a crash in the first run, removed
+        // below. Anything else is someone's data: refused, never removed.
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: workdir)) ?? []
+        guard existing.isEmpty || existing.contains(Self.setupMarker) else {
+            throw ShardDBError(.invalidArgument, "\(workdir) is not empty and holds no stress oracle: give a new or empty directory")
+        }
+        guard FileManager.default.createFile(atPath: workdir + "/" + Self.setupMarker, contents: Data("shardctl stress\n".utf8)) else {
+            throw ShardDBError(.notWritable, "cannot write in the work directory \(workdir)")
+        }
         let partitioning = Partitioning.hash(keyGroups: Stress.keyGroups)
-        // No oracle yet: anything here is a half-created setup from a crash in the first run.
         for leftover in [a, b, store] { try? FileManager.default.removeItem(atPath: leftover) }
         try ShardEngine.create(at: a, shards: 4, partitioning: partitioning).close()
         try ShardEngine.create(at: b, shards: 0, partitioning: partitioning).close()
