@@ -57,6 +57,43 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertFalse(secret.matches("correct-horse-battery-staplf"))
     }
 
+    /// A peer that accepts the TCP connection and never speaks HTTP/2 (a stopped
+    /// process, a wrong service): the call fails at its deadline and closing the
+    /// client returns, instead of both waiting for a handshake for ever.
+    func testASilentPeerFailsAtTheDeadlineAndCloses() async throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                guard bind(listener, raw, length) == 0, listen(listener, 16) == 0, getsockname(listener, raw, &length) == 0 else {
+                    throw POSIXError(.EADDRINUSE)
+                }
+            }
+        }
+        // The kernel completes the TCP handshake from the backlog; nothing ever answers.
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        var configuration = RemoteInstance.Configuration()
+        configuration.callTimeout = .seconds(1)
+        configuration.retryWindow = .milliseconds(500)
+        configuration.closeGrace = .milliseconds(500)
+        let client = try RemoteInstance(address: try XCTUnwrap(InstanceAddress(parsing: "127.0.0.1:\(port)")),
+                                        secret: try SharedSecret(Workspace.token), configuration: configuration)
+        let started = ContinuousClock.now
+        do {
+            _ = try await client.describeInstance()
+            XCTFail("a silent peer answered")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .deadlineExceeded, "\(error)")
+        }
+        await client.close()
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the call or the close outlived its deadline")
+    }
+
     func testGarbageAndTruncatedFramesLeaveTheServerServing() async throws {
         let workspace = try Workspace("Garbage")
         let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 100), tokenFile: workspace.tokenFile)

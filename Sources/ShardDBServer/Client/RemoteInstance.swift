@@ -25,6 +25,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     public struct Configuration: Sendable {
         /// Deadline of each call (a bulk stream is one call of ``bulkChunksPerStream`` chunks).
         public var callTimeout: Duration = .seconds(60)
+        /// How long ``RemoteInstance/close()`` waits for calls in flight before it cuts the connections.
+        public var closeGrace: Duration = .seconds(5)
         /// How long a failing call keeps being retried before the error surfaces.
         public var retryWindow: Duration = .seconds(30)
         /// Chunks per bulk stream; the client reopens the stream after the last acknowledged key.
@@ -74,11 +76,21 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         connections = Task { try await client.runConnections() }
     }
 
-    /// Closes the connection (after the calls in flight).
+    /// Closes the connection (after the calls in flight, for at most
+    /// ``Configuration/closeGrace``).
     public func close() async {
         for stream in bulkStreams.value.values { await stream.cancel() }
         client.beginGracefulShutdown()
+        // A connection whose HTTP/2 handshake never finishes (a peer that accepted the
+        // TCP connection, then went silent or stopped) keeps a graceful shutdown waiting
+        // for ever: after the grace period the connections are cancelled.
+        let connections = self.connections, grace = configuration.closeGrace
+        let watchdog = Task {
+            try await Task.sleep(for: grace)
+            connections.cancel()
+        }
         _ = try? await connections.value
+        watchdog.cancel()
     }
 
     private var options: CallOptions {
