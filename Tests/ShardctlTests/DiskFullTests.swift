@@ -105,6 +105,29 @@ final class DiskFullTests: ShardctlTestCase {
         XCTAssertEqual(missing, 0, "\(missing) of \(acknowledged.count) acknowledged writes lost")
     }
 
+    /// A full disk: commands that open the instance (reads too) refuse with one
+    /// line instead of aborting in RocksDB's first write of the open; after space is
+    /// freed the instance is as it was.
+    func testOpeningOnAFullDiskIsRefusedNotAborted() throws {
+        let root = try XCTUnwrap(mountPoint)
+        let instance = root + "/instance"
+        let engine = try ShardEngine.create(at: instance, shards: 2, options: options(minimumFree: 1 << 20))
+        try engine.put("key", "value")
+        engine.close()
+        let filler = root + "/filler"
+        FileManager.default.createFile(atPath: filler, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: filler))
+        let block = Data(count: 64 << 10)
+        while (try? handle.write(contentsOf: block)) != nil, (freeBytes(root) ?? 0) > 0 {}
+        try handle.close()
+        for arguments in [["get", instance, "key"], ["info", instance], ["put", instance, "k", "v"]] {
+            let result = try ShardctlProcess.run(arguments)
+            assertError(result, mentioning: "is not opened", "\(arguments[0]) on a full disk")
+        }
+        try FileManager.default.removeItem(atPath: filler)
+        XCTAssertEqual(try shardctl(["get", instance, "key", "--min-free-disk-bytes", "1048576"]).stdout, "value\n")
+    }
+
     /// Without the reserve, RocksDB itself meets ENOSPC. Run in a child process
     /// (`shardctl import`, one entry per atomic batch): Debian's assertion-enabled
     /// librocksdb may abort it (docs/CRASH_TESTING.md, "Disk full"); whichever way it

@@ -55,6 +55,29 @@ final class DiskSpaceGuard: @unchecked Sendable {
         budget.store(Int64(min((free - minimumFreeBytes) / 8, UInt64(Int64.max))), ordering: .relaxed)
     }
 
+    /// Refuses to open (or create) the database at `path` while its file system has
+    /// less than `minimumFreeBytes` free, or ``openingFloorBytes`` when that is less:
+    /// opening writes RocksDB's log, manifest and options files, and a failed write
+    /// there aborts the process (see above). Between the floor and the reserve an
+    /// instance opens for reading, and its writes are refused.
+    ///
+    /// - throws: `.diskFull`.
+    static func checkBeforeOpening(_ path: String, minimumFreeBytes: UInt64) throws {
+        let needed = min(minimumFreeBytes, openingFloorBytes)
+        guard needed > 0 else { return }
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return }  // cannot tell: let RocksDB decide
+        let free = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+        guard free >= needed else {
+            throw ShardDBError(.diskFull,
+                "\(path): only \(free) bytes free on its filesystem; opening writes the database's log and manifest and needs \(needed) (the lesser of ShardEngineOptions.minimumFreeDiskBytes and 4 MiB), so it is not opened. Free space and retry")
+        }
+    }
+
+    /// What opening needs free at most: RocksDB writes a few small files (a new
+    /// MANIFEST, preallocated to 4 MiB by default, the largest).
+    static let openingFloorBytes: UInt64 = 4 << 20
+
     /// Remembers a write's I/O error: RocksDB must not be written to again (see above).
     func record(_ error: Error) {
         guard let error = error as? ShardDBError, error.code == .storage, error.storage?.kind == .ioError else { return }

@@ -131,6 +131,7 @@ public final class ShardEngine: @unchecked Sendable {
             shardFamilies.append((shard.columnFamilyName, familyOptions))
             filters[shard.id] = filter
         }
+        try DiskSpaceGuard.checkBeforeOpening(path, minimumFreeBytes: options.minimumFreeDiskBytes)
         // The shards' families in one call after the open: created by the open, one by
         // one, each would rewrite the OPTIONS file of all before it (quadratic time).
         let database = try storage(path) {
@@ -218,6 +219,7 @@ public final class ShardEngine: @unchecked Sendable {
                 familyOptions[name] = base
             }
         }
+        try DiskSpaceGuard.checkBeforeOpening(path, minimumFreeBytes: options.minimumFreeDiskBytes)
         let database: Database
         do {
             database = try Database.open(at: path, options: base, columnFamilies: familyOptions,
