@@ -94,6 +94,20 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the call or the close outlived its deadline")
     }
 
+    /// `--listen` takes a host name, as clients do (it failed with "no listening
+    /// address bound").
+    func testServeListensOnAHostName() async throws {
+        let workspace = try Workspace("ListenName")
+        let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 1, keys: 5), tokenFile: workspace.tokenFile,
+                                      listen: "localhost:0")
+        XCTAssertEqual(server.address.host, "127.0.0.1")
+        let client = try workspace.client(server.address)
+        let shards = try await client.describeInstance().shards
+        XCTAssertEqual(shards.count, 1)
+        await client.close()
+        XCTAssertEqual(server.terminate(), 0)
+    }
+
     func testGarbageAndTruncatedFramesLeaveTheServerServing() async throws {
         let workspace = try Workspace("Garbage")
         let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 100), tokenFile: workspace.tokenFile)

@@ -362,6 +362,9 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "9999999999999MB/s"], "more than"),
             Case(["serve", inst, "--token-file", p("good-token"), "--advertise", "127.0.0.1:99999"], "--advertise"),
             Case(["serve", inst, "--token-file", p("good-token"), "--advertise", "127.0.0.1"], "--advertise"),
+            Case(["serve", inst, "--token-file", p("good-token"), "--listen", "0.0.0.0:0"], "give --advertise"),
+            Case(["bench", "--num", "10", "--write_buffer_size", "9223372036854775807"], "--write_buffer_size must be between"),
+            Case(["demo", "--keys", "100", "--directory", inst], "is not empty"),
             // ranges and keys
             Case(["delete-range", inst, "a", "b", "--key-group-of", ""], "must not be empty"),
             Case(["scan", inst, "--start", "z", "--end", "a"], "must come before"),

@@ -89,6 +89,11 @@ final class CheckpointCommandTests: XCTestCase {
         try assertFails(["checkpoint", "verify", "--store", store, "--id", "9"], mentioning: "no checkpoint 9")
         try assertFails(["checkpoint", "restore", "--store", store, "--id", "9", path("r")], mentioning: "no checkpoint 9")
         try assertFails(["checkpoint", "restore", "--store", store, instance], mentioning: "not an empty directory")
+        // Inside the store, the next create would collect the restored files as leftovers.
+        for inside in [store + "/backups/private/77", store] {
+            try assertFails(["checkpoint", "restore", "--store", store, inside], mentioning: "inside the checkpoint store")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/backups/private/77"))
         try assertFails(["checkpoint", "create", instance, "--store", store, "--metadata", "novalue"], mentioning: "key=value")
         let other = try makeInstance("other", keys: 10)
         try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")

@@ -341,6 +341,12 @@ public final class CheckpointStore: @unchecked Sendable {
     @discardableResult
     public func restore(id: Int? = nil, to directory: String, progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
+        // Inside the store, the next create or purge would collect the restored files as its own leftovers.
+        let store = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        let resolvedTarget = URL(fileURLWithPath: target).resolvingSymlinksInPath().path
+        guard resolvedTarget != store, !resolvedTarget.hasPrefix(store.hasSuffix("/") ? store : store + "/") else {
+            throw ShardDBError(.invalidArgument, "restore target \(target) is inside the checkpoint store \(path): restore outside it")
+        }
         let files = FileManager.default
         var isDirectory: ObjCBool = false
         var targetExists = false

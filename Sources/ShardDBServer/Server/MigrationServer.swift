@@ -63,7 +63,7 @@ public final class MigrationServer: Sendable {
         self.engine = engine
         self.configuration = configuration
         transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: configuration.listen.host, port: configuration.listen.port),
+            address: Self.bindAddress(configuration.listen),
             transportSecurity: configuration.tls?.transportSecurity ?? .plaintext,
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = Self.maxMessageBytes
@@ -94,6 +94,10 @@ public final class MigrationServer: Sendable {
         guard configuration.secret != nil || configuration.tls?.clientCertificateAuthority != nil else {
             throw ShardDBError(.invalidArgument, "a migration endpoint needs a shared secret or client certificates (--token-file or --tls-ca)")
         }
+        guard configuration.advertisedAddress != nil || !Self.isWildcard(configuration.listen.host) else {
+            throw ShardDBError(.invalidArgument,
+                "listening on every interface (\(configuration.listen)) needs an advertised address (--advertise HOST:PORT): peers record it as the new owner of what moves here, and cannot dial \(configuration.listen.host)")
+        }
         let server = self.server
         let task = Task { try await server.serve() }
         serving.value = task
@@ -115,6 +119,28 @@ public final class MigrationServer: Sendable {
         location.value = configuration.advertisedAddress ?? bound
         return bound
     }
+
+    /// The socket address to bind: a numeric IPv4 or IPv6 host as it is, a name
+    /// resolved (its first address; unresolvable, binding fails and says so).
+    static func bindAddress(_ listen: InstanceAddress) -> GRPCNIOTransportCore.SocketAddress {
+        let host = listen.host
+        if host.contains(":") { return .ipv6(host: host, port: listen.port) }
+        if host.allSatisfy({ $0.isNumber || $0 == "." }) { return .ipv4(host: host, port: listen.port) }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return .ipv4(host: host, port: listen.port) }
+        defer { freeaddrinfo(result) }
+        var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else {
+            return .ipv4(host: host, port: listen.port)
+        }
+        let numeric = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return first.pointee.ai_family == AF_INET6 ? .ipv6(host: numeric, port: listen.port) : .ipv4(host: numeric, port: listen.port)
+    }
+
+    /// 0.0.0.0 or :: (every interface): bound there, but no peer can dial it.
+    public static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host == "0:0:0:0:0:0:0:0" }
 
     /// The address peers learn (advertised, else bound); empty before ``start()``.
     public var address: String { location.value }

@@ -157,8 +157,10 @@ struct WorkloadBench: ParsableCommand {
         guard (0...ShardEngine.maxValueSize).contains(valueSize) else {
             throw invalid("--value_size must be between 0 and \(ShardEngine.maxValueSize), got \(valueSize)")
         }
-        guard writeBufferSize > 0 else { throw invalid("--write_buffer_size must be positive, got \(writeBufferSize)") }
-        guard blockSize > 0 else { throw invalid("--block_size must be positive, got \(blockSize)") }
+        guard (1...(64 << 30)).contains(writeBufferSize) else {
+            throw invalid("--write_buffer_size must be between 1 and \(64 << 30) (64 GiB), got \(writeBufferSize)")
+        }
+        guard (1...(1 << 30)).contains(blockSize) else { throw invalid("--block_size must be between 1 and \(1 << 30), got \(blockSize)") }
         guard shards > 0 else { throw invalid("--shards must be positive, got \(shards)") }
         guard shards <= 65_536 else { throw invalid("--shards must be at most 65536, got \(shards)") }
         guard recordCount > 0 else { throw invalid("--recordcount must be positive, got \(recordCount)") }

@@ -26,6 +26,9 @@ struct Demo: AsyncParsableCommand {
                 throw ShardDBError(.invalidArgument, "--keys must be at most 100000000, --shards at most 4096, --writers at most 256 and at most --keys")
             }
         }
+        if let directory, let entries = try? FileManager.default.contentsOfDirectory(atPath: directory), !entries.isEmpty {
+            fail("--directory \(directory) is not empty: the demo creates its instances in a new or empty directory")
+        }
         let dir = directory ?? (NSTemporaryDirectory() + "sharddb-demo-\(ProcessInfo.processInfo.processIdentifier)")
         defer { if !keep && directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
         do {

@@ -40,6 +40,10 @@ struct Serve: AsyncParsableCommand {
             if let advertise, (InstanceAddress(parsing: advertise)?.port ?? 0) == 0 {
                 throw ShardDBError(.invalidArgument, "--advertise '\(advertise)' is not HOST:PORT with a port from 1 to 65535")
             }
+            guard advertise != nil || !MigrationServer.isWildcard(address.host) else {
+                throw ShardDBError(.invalidArgument,
+                    "--listen \(listen) is every interface, which peers cannot dial: give --advertise HOST:PORT, the address they should record")
+            }
             guard (tlsCert == nil) == (tlsKey == nil) else {
                 throw ShardDBError(.invalidArgument, "--tls-cert and --tls-key go together")
             }
