@@ -108,6 +108,41 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertEqual(server.terminate(), 0)
     }
 
+    /// A client that connects and never sends a byte does not keep the server
+    /// from stopping: shutdown closes it after the grace time (a graceful close
+    /// alone waited for it for ever, and `shardctl serve` ignored SIGTERM).
+    func testASilentClientDoesNotHoldUpShutdown() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("SilentClient-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try ShardEngine.create(at: directory, shards: 1)
+        defer { engine.close() }
+        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
+        configuration.connectionGraceTime = .milliseconds(500)
+        let server = MigrationServer(engine: engine, configuration: configuration)
+        let boundText = try await server.start()
+        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(bound.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        try await Task.sleep(for: .milliseconds(200))  // accepted and set up by the server
+        let started = ContinuousClock.now
+        await server.shutdown()
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "shutdown waited for the silent client")
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var n = 1
+        while n > 0 { n = read(fd, &buffer, buffer.count) }  // SETTINGS and GOAWAY, then the end
+        XCTAssertEqual(n, 0, "the silent connection is closed")
+    }
+
     func testGarbageAndTruncatedFramesLeaveTheServerServing() async throws {
         let workspace = try Workspace("Garbage")
         let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 100), tokenFile: workspace.tokenFile)

@@ -36,6 +36,14 @@ public final class MigrationServer: Sendable {
         /// without TLS, and none with TLS; without credentials the coordinator
         /// relays the chunks.
         public var peers: PeerCredentials?
+        /// A connection with no call for this long is asked to go (HTTP/2 GOAWAY);
+        /// clients reconnect on their next call.
+        public var connectionIdleTimeout: Duration = .seconds(300)
+        /// How long a connection told to go (idle, or at ``MigrationServer/shutdown()``)
+        /// keeps its calls before it is closed. At shutdown it also bounds the wait
+        /// for connections whose peer went silent (grpc-swift's graceful close waits
+        /// for the peer's ping acknowledgement, which never comes).
+        public var connectionGraceTime: Duration = .seconds(30)
 
         public init(listen: InstanceAddress = InstanceAddress(host: "127.0.0.1", port: 0), secret: SharedSecret?,
                     tls: ServerTLS? = nil, advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil,
@@ -71,6 +79,8 @@ public final class MigrationServer: Sendable {
                 config.http2.targetWindowSize = 16 << 20
                 config.connection.keepalive.time = .seconds(10)
                 config.connection.keepalive.timeout = .seconds(10)
+                config.connection.maxIdleTime = configuration.connectionIdleTimeout
+                config.connection.maxGraceTime = configuration.connectionGraceTime
             })
         let location = self.location
         let service = ShardInstanceService(engine: engine, location: { location.value },
@@ -153,7 +163,17 @@ public final class MigrationServer: Sendable {
     /// Stops accepting calls and waits for the running ones to finish. Does not close the engine.
     public func shutdown() async {
         server.beginGracefulShutdown()
-        _ = try? await serving.value?.value
+        // A graceful shutdown waits for every connection to close, and one whose peer
+        // went silent (it never answers the GOAWAY's ping) never does: after the grace
+        // time the serving task is cancelled, which closes what is left.
+        guard let serving = serving.value else { return }
+        let grace = configuration.connectionGraceTime
+        let watchdog = Task {
+            try await Task.sleep(for: grace)
+            serving.cancel()
+        }
+        _ = try? await serving.value
+        watchdog.cancel()
     }
 }
 
