@@ -471,7 +471,12 @@ class MigrationTests: XCTestCase {
         let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "replay"))
         let moved = oracle.keys.filter { source.recordedOwner(of: $0) == 1 }
         let key = try XCTUnwrap(moved.first)
+        // Changes are read only for a migration running here, as recorded.
+        assertShardDBError(.migrationConflict, try source.readChanges(plan, from: 1, maxRecords: 10))
         try source.prepareOutgoing(plan)
+        var altered = plan
+        altered.range = .keyGroups(KeyGroupRange(0, 256))
+        assertShardDBError(.migrationConflict, try source.readChanges(altered, from: 1, maxRecords: 10))
         let s = try source.openBulk(plan)
         assertShardDBError(.invalidArgument, try target.prepareIncoming(plan, snapshotSequence: .max))
         _ = try target.prepareIncoming(plan, snapshotSequence: s)
@@ -508,6 +513,41 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(try target.get(key), bytes("new"), "the change survived the replays")
         for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v) }
         XCTAssertEqual(try target.contents().count, moved.count, "no stray key")
+    }
+
+    /// A scan of a shard with a fenced range waits the fence out as point reads do
+    /// (it listed the range on the source while the target already served it), and
+    /// fails with `.migrationInProgress` when the fence outlasts the wait.
+    func testScansWaitOutAFenceLikePointReads() async throws {
+        let dir = TemporaryDirectory()
+        var options = engineOptions()
+        options.fenceWaitSeconds = 0.2
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: .hash(keyGroups: 256), options: options)
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .hash(keyGroups: 256), options: options)
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 200)
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "scan"))
+        try source.prepareOutgoing(plan)
+        let s = try source.openBulk(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: s)
+        var after: [UInt8]? = nil
+        while true {
+            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
+            try target.applyBulk(plan, chunk)
+            after = chunk.lastKey
+            if chunk.done { break }
+        }
+        let final = try source.fenceOutgoing(plan)
+        assertShardDBError(.migrationInProgress, try source.scan(ScanRequest(shard: 1)) { _ in true })
+        assertShardDBError(.migrationInProgress, try source.contents())
+        var unfenced = 0
+        try source.scan(ScanRequest(shard: 0)) { _ in unfenced += 1; return true }
+        XCTAssertGreaterThan(unfenced, 0)
+        try target.catchUpAndCommit(plan, from: source, next: s + 1, final: final)
+        try source.commitOutgoing(plan)
+        let onSource = try source.contents(), onTarget = try target.contents()
+        XCTAssertEqual(onSource.count, unfenced, "the source lists only what it still owns")
+        XCTAssertEqual(onSource.count + onTarget.count, oracle.count)
     }
 
     func testBadRequestsAreRefusedAndChangeNothing() async throws {

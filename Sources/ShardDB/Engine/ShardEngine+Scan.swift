@@ -41,17 +41,30 @@ extension ShardEngine {
     /// hash partitioning, shard by shard, and within a shard by key group, then
     /// key (a key-group prefix makes each group one contiguous range).
     ///
+    /// A shard with a fenced range (a migration's cutover) is scanned once the
+    /// fence is resolved, as point reads wait.
+    ///
     /// - throws: ``ShardDBError``: `.shardNotFound`, `.invalidArgument` (negative limit),
+    ///   `.migrationInProgress` (a fence that did not resolve in ``ShardEngineOptions/fenceWaitSeconds``),
     ///   `.corruptedValue`, `.storage`, or what `body` throws.
     public func scan(_ request: ScanRequest = ScanRequest(), _ body: (ScanEntry) throws -> Bool) throws {
         if let limit = request.limit, limit < 0 { throw ShardDBError(.invalidArgument, "limit must not be negative") }
         if request.limit == 0 { return }
-        let table = self.table
-        let shards: [Shard]
-        if let id = request.shard {
-            shards = [try activeShard(id)]
-        } else {
-            shards = orderedActiveShards(table)
+        var table = self.table
+        var shards: [Shard]
+        while true {
+            if let id = request.shard {
+                shards = [try activeShard(id)]
+            } else {
+                shards = orderedActiveShards(table)
+            }
+            // A fenced range is in a cutover (or in doubt after a crash): its owner is
+            // about to change, and point reads wait it out. So does a scan, then looks again.
+            guard let fence = table.fences.first(where: { fence in shards.contains { $0.descriptor.range.overlaps(fence.range) } }) else {
+                break
+            }
+            try waitOut(fence)
+            table = self.table
         }
         // The user-key interval [lower, upper) the request selects.
         var lower = request.start ?? []

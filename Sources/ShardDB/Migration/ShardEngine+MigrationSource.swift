@@ -193,6 +193,11 @@ extension ShardEngine: MigrationSource {
     }
 
     public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) throws -> ChangeChunk {
+        // Only for a migration running here, as recorded: a reader is kept per
+        // migration until it ends, and the range read is the journal's.
+        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished, entry.plan == plan else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")
+        }
         var reader = migrationRuntime.reader(plan.id)
         if reader == nil || reader!.nextSequence != from {
             reader = try ChangelogReader(engine: self, shard: plan.sourceShard, range: plan.range, from: from)
