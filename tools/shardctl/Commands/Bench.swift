@@ -115,6 +115,10 @@ struct WorkloadBench: ParsableCommand {
     @Flag(help: "Print the results as JSON.")
     var json = false
 
+    func validate() throws {
+        if benchmarks != nil && workload != nil { throw ValidationError("--benchmarks and --workload exclude each other") }
+    }
+
     func run() throws {
         let plan = try failing { try makePlan() }
         let directory = db ?? (NSTemporaryDirectory() + "sharddb-bench-\(ProcessInfo.processInfo.processIdentifier)")

@@ -33,14 +33,14 @@ struct Init: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    /// Options that exclude each other: a usage error (status 64).
+    func validate() throws {
+        if keyGroups != nil && splitPoints != nil { throw ValidationError("--key-groups and --split-points exclude each other") }
+        if like != nil && (keyGroups != nil || splitPoints != nil) { throw ValidationError("--like excludes --key-groups and --split-points") }
+    }
+
     func run() throws {
         try failing {
-            if keyGroups != nil && splitPoints != nil {
-                throw ShardDBError(.invalidArgument, "--key-groups and --split-points exclude each other")
-            }
-            if like != nil && (keyGroups != nil || splitPoints != nil) {
-                throw ShardDBError(.invalidArgument, "--like excludes --key-groups and --split-points")
-            }
             let partitioning: Partitioning
             if let like {
                 let other = try ShardEngine.open(at: like, options: shardctlEngineOptions())

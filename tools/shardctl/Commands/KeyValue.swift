@@ -165,10 +165,11 @@ struct DeleteRange: ParsableCommand {
     @Option(help: "Hash partitioning: the key group to delete in.") var keyGroup: Int?
     @Option(help: "Hash partitioning: delete in the key group of this key.") var keyGroupOf: String?
 
+    func validate() throws {
+        if keyGroup != nil && keyGroupOf != nil { throw ValidationError("give --key-group or --key-group-of, not both") }
+    }
+
     func run() throws {
-        if keyGroup != nil && keyGroupOf != nil {
-            fail("give --key-group or --key-group-of, not both")
-        }
         try instance.withEngine { engine in
             var group = keyGroup
             if let keyGroupOf {

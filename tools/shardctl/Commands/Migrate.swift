@@ -48,6 +48,10 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Log the migration's steps and the engine's events to stderr (swift-log, debug level).") var verbose = false
     @OptionGroup var remote: RemoteOptions
 
+    func validate() throws {
+        guard resolve || shard != nil else { throw ValidationError("--shard is required (or --resolve)") }
+    }
+
     func run() async throws {
         let endpoints = try failing { () throws -> [String: InstanceEndpoint] in
             let same = InstanceAddress(parsing: from).map { $0 == InstanceAddress(parsing: to) }

@@ -31,6 +31,19 @@ struct Serve: AsyncParsableCommand {
     var peerTLSCert: String?
     @Option(name: .customLong("peer-tls-key"), help: "Private key (PEM) of --peer-tls-cert.") var peerTLSKey: String?
 
+    /// Options that go together or need another: a usage error (status 64).
+    func validate() throws {
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard tlsCA == nil || tlsCert != nil else {
+            throw ValidationError("--tls-ca (client certificates) needs TLS: give --tls-cert and --tls-key")
+        }
+        guard tokenFile != nil || tlsCA != nil else { throw ValidationError("give --token-file, or --tls-ca to authenticate clients by certificate") }
+        guard (peerTLSCert == nil) == (peerTLSKey == nil) else { throw ValidationError("--peer-tls-cert and --peer-tls-key go together") }
+        guard peerTLSCert == nil || tlsCA != nil else {
+            throw ValidationError("--peer-tls-cert needs --tls-ca (the CA that signed the sources' certificates)")
+        }
+    }
+
     func run() async throws {
         let (configuration, engine) = try failing { () throws -> (MigrationServer.Configuration, ShardEngine) in
             guard let address = InstanceAddress(parsing: listen) else {
@@ -43,21 +56,6 @@ struct Serve: AsyncParsableCommand {
             guard advertise != nil || !MigrationServer.isWildcard(address.host) else {
                 throw ShardDBError(.invalidArgument,
                     "--listen \(listen) is every interface, which peers cannot dial: give --advertise HOST:PORT, the address they should record")
-            }
-            guard (tlsCert == nil) == (tlsKey == nil) else {
-                throw ShardDBError(.invalidArgument, "--tls-cert and --tls-key go together")
-            }
-            guard tlsCA == nil || tlsCert != nil else {
-                throw ShardDBError(.invalidArgument, "--tls-ca (client certificates) needs TLS: give --tls-cert and --tls-key")
-            }
-            guard tokenFile != nil || tlsCA != nil else {
-                throw ShardDBError(.invalidArgument, "give --token-file, or --tls-ca to authenticate clients by certificate")
-            }
-            guard (peerTLSCert == nil) == (peerTLSKey == nil) else {
-                throw ShardDBError(.invalidArgument, "--peer-tls-cert and --peer-tls-key go together")
-            }
-            guard peerTLSCert == nil || tlsCA != nil else {
-                throw ShardDBError(.invalidArgument, "--peer-tls-cert needs --tls-ca (the CA that signed the sources' certificates)")
             }
             let tls = try tlsCert.map { try ServerTLS(certificateChain: $0, privateKey: tlsKey!, clientCertificateAuthority: tlsCA) }
             let secret = try tokenFile.map { try SharedSecret(contentsOf: $0) }
