@@ -550,6 +550,27 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(onSource.count + onTarget.count, oracle.count)
     }
 
+    /// A batch built before its shard moved out and back (under a new shard id,
+    /// in another column family) is refused, not written into the old family
+    /// (dropped, or kept with its data where no read looks); one built after is written.
+    func testABatchHeldAcrossAMoveOutAndBackIsRefused() async throws {
+        let dir = TemporaryDirectory()
+        let (a, b) = try makePair(dir, shards: 2)
+        defer { a.close(); b.close() }
+        let key = try XCTUnwrap((0..<100).map { bytes("k\($0)") }.first { a.recordedOwner(of: $0) == 1 })
+        let held = a.makeWriteBatch()
+        try held.put(key, bytes("held"))
+        let away = try await a.migrate(Self.request(shard: 1), to: b)
+        _ = try await b.migrate(Self.request(shard: away.targetShard), to: a)
+        XCTAssertNotEqual(a.recordedOwner(of: key), 1, "the shard came back under a new id")
+        assertShardDBError(.migrationConflict, try a.write(held))
+        XCTAssertNil(try a.get(key))
+        let fresh = a.makeWriteBatch()
+        try fresh.put(key, bytes("fresh"))
+        try a.write(fresh)
+        XCTAssertEqual(try a.get(key), bytes("fresh"))
+    }
+
     func testBadRequestsAreRefusedAndChangeNothing() async throws {
         let dir = TemporaryDirectory()
         let (source, target) = try makePair(dir, shards: 2, targetShards: 0)

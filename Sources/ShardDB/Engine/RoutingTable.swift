@@ -150,6 +150,12 @@ final class RoutingTable: @unchecked Sendable {
         return pieces
     }
 
+    /// The shard record covering `keyGroup` (hash partitioning), active or not.
+    func owner(ofKeyGroup keyGroup: Int) -> Shard? {
+        let index = Int(keyGroupOwner[keyGroup])
+        return index >= 0 ? shards[index] : nil
+    }
+
     /// Throws unless an active, unfenced shard owns `keyGroup` (hash partitioning).
     func checkOwned(keyGroup: Int) throws {
         let index = Int(keyGroupOwner[keyGroup])

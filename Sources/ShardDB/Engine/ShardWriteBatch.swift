@@ -15,10 +15,12 @@ public final class ShardWriteBatch {
     let engine: ShardEngine
     let table: RoutingTable
     let batch = WriteBatch()
-    /// What the batch touches, to re-check ownership if the shard map changes
-    /// before the batch is written: key groups (hash) or keys (range).
-    var touchedKeyGroups: [UInt16] = []
-    var touchedKeys: [[UInt8]] = []
+    /// What the batch touches and the shard each went to, to re-check if the shard
+    /// map changes before the batch is written: key groups (hash) or keys (range).
+    /// The shard must be the same, not only some owner: the batch holds that
+    /// shard's column family (one that moved out and back has another).
+    var touchedKeyGroups: [(keyGroup: UInt16, shard: Int32)] = []
+    var touchedKeys: [(key: [UInt8], shard: Int32)] = []
     /// Range deletes under range partitioning, with the shards their parts went to.
     var touchedRanges: [(lower: [UInt8], upper: [UInt8], shards: [Int])] = []
 
@@ -87,7 +89,7 @@ public final class ShardWriteBatch {
         for piece in pieces {
             try storage(engine.path) { try batch.deleteRange(from: piece.storedLower, to: piece.storedUpper, in: piece.shard.family) }
         }
-        if let keyGroup { touchedKeyGroups.append(UInt16(keyGroup)) } else {
+        if let keyGroup, let piece = pieces.first { touchedKeyGroups.append((UInt16(keyGroup), Int32(piece.shard.id))) } else {
             touchedRanges.append((lower, upper, pieces.map(\.shard.id)))
         }
     }
@@ -104,19 +106,29 @@ public final class ShardWriteBatch {
             // The shard map changed; locate against the current one (it may say "moved").
             found = try engine.routedRead(key) { ($0, $1) }
         }
-        if let keyGroup = found.1 { touchedKeyGroups.append(UInt16(keyGroup)) } else { touchedKeys.append([UInt8](key)) }
+        if let keyGroup = found.1 {
+            touchedKeyGroups.append((UInt16(keyGroup), Int32(found.0.id)))
+        } else {
+            touchedKeys.append(([UInt8](key), Int32(found.0.id)))
+        }
         return found
     }
 
     /// Re-checks, against a newer table, that every key the batch touches is still owned and not fenced.
     func revalidate(against current: RoutingTable) throws {
+        func moved(_ shard: Int32, _ what: @autoclosure () -> String) -> ShardDBError {
+            ShardDBError(.migrationConflict, "\(what()) went to shard \(shard), which no longer holds it here (the shard map changed while the batch was built); build it again")
+        }
         if current.isHashed {
-            for kg in Set(touchedKeyGroups) {
+            var seen = Set<UInt32>()
+            for (kg, shard) in touchedKeyGroups where seen.insert(UInt32(kg) << 16 ^ UInt32(truncatingIfNeeded: shard)).inserted {
                 try current.checkOwned(keyGroup: Int(kg))
+                guard current.owner(ofKeyGroup: Int(kg))?.id == Int(shard) else { throw moved(shard, "key group \(kg)") }
             }
         } else {
-            for key in touchedKeys {
-                try key.withUnsafeBytes { k in _ = try current.locate(k) }
+            for (key, shard) in touchedKeys {
+                let owner = try key.withUnsafeBytes { k in try current.locate(k).0 }
+                guard owner.id == Int(shard) else { throw moved(shard, "'\(ByteText.display(key))'") }
             }
             for range in touchedRanges {
                 let pieces = try current.locateRange(lower: range.lower, upper: range.upper, keyGroup: nil)
