@@ -348,6 +348,7 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["bench", "--num", "10", "--db", p("good-token")], "is a file"),
             Case(["bench", "ttl", "--num", "10", "--dir", p("userfiles")], "did not create"),
             Case(["bench", "migrate", "--size-mb", "9999999999999"], "--size-mb must be at most"),
+            Case(["bench", "ttl", "--num", "4294967296"], "--num must be at most 50000000"),
             Case(["bench", "migrate", "--chunk-mb", "99999999999999"], "--chunk-mb must be between"),
             Case(["bench", "checkpoint", "--size-mb", "9999999999999"], "--size-mb must be at most"),
             Case(["bench", "--num", "10", "--duration", "99999999999"], "at most a year"),

@@ -40,7 +40,10 @@ struct TTLBench: ParsableCommand {
             guard num > 0, valueSize > 0, rounds > 0, expiredPercent >= 0, expiredPercent <= 100 else {
                 throw ShardDBError(.invalidArgument, "--num, --value-size and --rounds must be positive; --expired-percent in [0, 100]")
             }
-            guard num <= 1 << 32, rounds <= 10_000 else { throw ShardDBError(.invalidArgument, "--num must be at most \(1 << 32) and --rounds at most 10000") }
+            // The keys are generated up front and held in memory (about 60 bytes each).
+            guard num <= 50_000_000, rounds <= 10_000 else {
+                throw ShardDBError(.invalidArgument, "--num must be at most 50000000 (its keys are held in memory) and --rounds at most 10000")
+            }
             try BenchLimits.check(sizeMB: 1, valueSize: valueSize, writeRate: 0)
         }
         let dir = self.dir ?? NSTemporaryDirectory() + "sharddb-bench-ttl-\(ProcessInfo.processInfo.processIdentifier)"
