@@ -571,6 +571,31 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(try a.get(key), bytes("fresh"))
     }
 
+    /// A move with `cleanup = false` keeps the range's data on the source; a later
+    /// migration of that range there is refused, naming the way out (a resolve,
+    /// which removes the kept data), and runs once it is taken.
+    func testAMoveWithoutCleanupBlocksTheRangeUntilResolved() async throws {
+        let dir = TemporaryDirectory()
+        let (a, b) = try makePair(dir, shards: 2)
+        defer { a.close(); b.close() }
+        let oracle = try load(a, count: 200)
+        var keep = Self.request(shard: 1)
+        keep.cleanup = false
+        let away = try await a.migrate(keep, to: b)
+        do {
+            _ = try await b.migrate(Self.request(shard: away.targetShard), to: a)
+            XCTFail("moving the range back onto its kept data was accepted")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .migrationConflict)
+            XCTAssertTrue(error.message.contains("--resolve"), error.message)
+        }
+        let settled = try await MigrationCoordinator.resolveUnfinished(source: a, target: b)
+        XCTAssertEqual(settled.count, 1, "\(settled)")
+        _ = try await b.migrate(Self.request(shard: away.targetShard), to: a)
+        for (k, v) in oracle { XCTAssertEqual(try read(k, [a, b]), v) }
+        XCTAssertEqual(try a.contents().count, oracle.count)
+    }
+
     func testBadRequestsAreRefusedAndChangeNothing() async throws {
         let dir = TemporaryDirectory()
         let (source, target) = try makePair(dir, shards: 2, targetShards: 0)

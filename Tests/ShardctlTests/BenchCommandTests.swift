@@ -147,11 +147,14 @@ final class BenchCommandTests: XCTestCase {
             ["--threads", "0"],
             ["--compression_type", "lzma"],
             ["--benchmarks", "fillrandom", "--use_existing_db"],
-            ["--benchmarks", "readrandom", "--workload", "ycsb-a"],
             ["--options", "no_such_option=1"],
             ["--benchmarks", "seekrandom", "--partitioning", "hash"],
             ["--benchmarks", "fillrandom", "--histogram", "maybe"],
         ]
+        // Options that exclude each other are a usage error.
+        let usage = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("bad").path, "--benchmarks", "readrandom", "--workload", "ycsb-a"])
+        XCTAssertEqual(usage.status, 64, usage.stderr)
+        XCTAssertEqual(usage.stderr.split(separator: "\n").count, 1, usage.stderr)
         for arguments in cases {
             let result = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("bad").path] + arguments)
             XCTAssertEqual(result.status, 2, "\(arguments): \(result.stderr)")

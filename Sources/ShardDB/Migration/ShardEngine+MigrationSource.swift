@@ -28,12 +28,15 @@ extension ShardEngine: MigrationSource {
             _ = try shard.descriptor.range.removing(plan.range)  // inside the shard, at one end
             for entry in try migrationJournal() where entry.isUnfinished {
                 if entry.plan.range.overlaps(plan.range) {
-                    throw ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
+                    throw overlapConflict(plan, entry)
                 }
-                // A shard growing by an incoming merge cannot also move out: the merge's
-                // commit would grow a record that no longer owns anything here.
-                if entry.role == .target, case .mergeInto(let id) = entry.plan.shape, id == plan.sourceShard {
-                    throw ShardDBError(.migrationConflict, "shard \(id) is taking \(entry.plan.range) in migration \(entry.plan.id); move it once that finishes")
+                // A shard growing by an incoming merge cannot also move out whole: its
+                // table files would carry the merge's staged keys along. (A range at the
+                // other end may move meanwhile, as a rescale does; and the merge's commit
+                // refuses a shard that moved out whole first.)
+                if entry.role == .target, case .mergeInto(let id) = entry.plan.shape, id == plan.sourceShard,
+                   plan.range == shard.descriptor.range {
+                    throw ShardDBError(.migrationConflict, "shard \(id) is taking \(entry.plan.range) in migration \(entry.plan.id); move it whole once that finishes")
                 }
             }
             try writeJournal(MigrationJournalEntry(plan: plan, role: .source, phase: .prepared, updatedAtMilliseconds: 0))
@@ -303,6 +306,18 @@ extension ShardEngine: MigrationSource {
         }
         fence?.resolve(.committed(owner: plan.targetLocation))
         migrationRuntime.clear(plan.id)
+    }
+
+    /// The refusal of a migration whose range overlaps an unfinished one here.
+    func overlapConflict(_ plan: MigrationPlan, _ entry: MigrationJournalEntry) -> ShardDBError {
+        if entry.role == .source, entry.phase == .committed {
+            // Moved with `cleanup = false` (or a crash before the cleanup): the data stays
+            // here until a resolve removes it, and could come back to life under a merge.
+            return ShardDBError(.migrationConflict,
+                "range \(plan.range) overlaps migration \(entry.plan.id), committed with its data still on this source "
+                + "(--no-cleanup, or a crash before the cleanup); 'shardctl migrate --resolve' between the two instances removes it")
+        }
+        return ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
     }
 
     /// Shard ids promised to incoming migrations still running here (a new shard's id is

@@ -67,7 +67,7 @@ extension ShardEngine: MigrationTarget {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) overlaps target shard \(plan.targetShard) but its policy is refuse")
         }
         for entry in try migrationJournal() where entry.isUnfinished && entry.plan.range.overlaps(plan.range) {
-            throw ShardDBError(.migrationConflict, "range \(plan.range) overlaps migration \(entry.plan.id) (\(entry.role.rawValue), \(entry.phase.rawValue))")
+            throw overlapConflict(plan, entry)
         }
         switch plan.shape {
         case .newShard:
@@ -84,9 +84,11 @@ extension ShardEngine: MigrationTarget {
             guard shard.descriptor.range.union(with: plan.range) != nil else {
                 throw ShardDBError(.migrationConflict, "range \(plan.range) is not adjacent to shard \(id)'s range \(shard.descriptor.range)")
             }
-            // A shard moving out (all or part of it) cannot also grow: see prepareOutgoing.
-            if let outgoing = try migrationJournal().first(where: { $0.isUnfinished && $0.role == .source && $0.plan.sourceShard == id }) {
-                throw ShardDBError(.migrationConflict, "shard \(id) is moving \(outgoing.plan.range) out in migration \(outgoing.plan.id); merge into it once that finishes")
+            // A shard moving out whole cannot also grow: see prepareOutgoing.
+            if let outgoing = try migrationJournal().first(where: {
+                $0.isUnfinished && $0.role == .source && $0.plan.sourceShard == id && $0.plan.range == shard.descriptor.range
+            }) {
+                throw ShardDBError(.migrationConflict, "shard \(id) is moving out whole in migration \(outgoing.plan.id); merge into it once that finishes")
             }
         }
     }
