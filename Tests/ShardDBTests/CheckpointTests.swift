@@ -37,6 +37,27 @@ final class CheckpointTests: XCTestCase {
 
     // MARK: Restore
 
+    /// With no write during the checkpoint, a restored instance ends exactly at
+    /// the recorded sequence number (CHECKPOINTS.md: its latest is the exact end):
+    /// restoring, and opening it only to read, writes nothing of their own.
+    func testARestoredInstanceEndsAtTheRecordedSequence() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 3)
+        defer { engine.close() }
+        try fill(engine, keys: 0..<300, tag: "v1")
+        let latest = try engine.latestSequenceNumber()
+        let info = try engine.checkpoint(to: directory.path("store"))
+        XCTAssertEqual(info.sequenceNumber, latest)
+        let checkpoints = try CheckpointStore.open(at: directory.path("store"))
+        defer { checkpoints.close() }
+        try checkpoints.restore(id: info.id, to: directory.path("restored"))
+        for _ in 0..<2 {
+            let restored = try openRestored(directory.path("restored"))
+            XCTAssertEqual(try restored.latestSequenceNumber(), latest)
+            restored.close()
+        }
+    }
+
     func testRestoreHasIdenticalContentAndShardMap() throws {
         let directory = TemporaryDirectory()
         let engine = try makeEngine(in: directory, shards: 4)

@@ -280,6 +280,10 @@ public final class CheckpointStore: @unchecked Sendable {
         } catch let error as MetadataError {
             throw ShardDBError(.checkpointCorrupted, "checkpoint \(id) in \(path): unreadable record (\(Self.backupsName)/meta/\(id)): \(error.message)")
         }
+        guard record.format <= CheckpointRecord.currentFormat else {
+            throw ShardDBError(.unsupportedFormat,
+                "checkpoint \(id) in \(path) has format version \(record.format); this ShardDB reads version \(CheckpointRecord.currentFormat)")
+        }
         let stats = FileManager.default.contents(atPath: statsPath(id))
             .flatMap { try? MetadataCoding.decode(CheckpointStatsRecord.self, Array($0), key: "stats") }
         return CheckpointInfo(
@@ -384,9 +388,14 @@ public final class CheckpointStore: @unchecked Sendable {
             defer { poller?.stop() }
             try backups.restore(backup: UInt32(info.id), to: temporary)
         } catch let error as RocksDBError {
-            // RocksDB's copy error may not name the file; a checksum pass does.
+            // RocksDB's copy error may not name the file; a checksum pass does, and
+            // throws if the checkpoint is damaged. If it is whole, the failure was the
+            // target's (a full disk, permissions), not the checkpoint's.
             try verifyFiles(info.id)
-            throw ShardDBError(.checkpointCorrupted, "restoring checkpoint \(info.id) from \(path) failed: \(error.message)", storage: error)
+            let full = error.message.contains("No space left")
+            throw ShardDBError(full ? .diskFull : .storage,
+                "restoring checkpoint \(info.id) from \(path) into \(target) failed: \(error.message) (the checkpoint's files verify; the failure is on the target's side)",
+                storage: error)
         }
         try FailurePoints.hit("checkpoint.restore.before-open")
         // Open once: RocksDB recovers the WAL tail, and the shard map must be the recorded one.

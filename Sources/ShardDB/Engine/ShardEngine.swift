@@ -241,6 +241,7 @@ public final class ShardEngine: @unchecked Sendable {
                     if let stats {
                         let record = try decodeMeta(ShardStatsRecord.self, stats, key: MetadataKey.stats(descriptor.id), path: path)
                         filter.dropped.store(record.expiredDropped, ordering: .relaxed)
+                        filter.persisted.store(record.expiredDropped, ordering: .relaxed)
                     }
                 }
                 return Shard(descriptor: descriptor, family: family, expiryFilter: filters[descriptor.id])
@@ -261,13 +262,17 @@ public final class ShardEngine: @unchecked Sendable {
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         do {
+            // Only what changed: an open that only read writes nothing (the latest sequence
+            // number stays where it was, which a restored checkpoint's users rely on).
             let batch = WriteBatch()
             for shard in table.shards {
                 guard let filter = shard.expiryFilter else { continue }
-                let record = ShardStatsRecord(expiredDropped: filter.dropped.load(ordering: .relaxed))
+                let dropped = filter.dropped.load(ordering: .relaxed)
+                guard dropped != filter.persisted.load(ordering: .relaxed) else { continue }
+                let record = ShardStatsRecord(expiredDropped: dropped)
                 try batch.put(Array(MetadataKey.stats(shard.id).utf8), MetadataCoding.encode(record), in: metadata)
             }
-            try database.write(batch)
+            if batch.count > 0 { try database.write(batch) }
         } catch {
             logger.warning("could not save shard metrics at close", metadata: ["error": "\(error)"])
         }

@@ -6,8 +6,10 @@ import Synchronization
 /// its counter is that shard's metric. Allocates nothing per entry.
 final class ExpiryFilter: CompactionFilter, @unchecked Sendable {
     let clock: any ShardClock
-    /// Entries dropped since the engine opened.
+    /// Entries dropped, counting those of earlier opens (the stats record's).
     let dropped = Atomic<Int>(0)
+    /// `dropped` as last persisted (or loaded at open): close writes the stats only when it moved.
+    let persisted = Atomic<Int>(0)
 
     init(shard: Int, clock: any ShardClock) {
         self.clock = clock
