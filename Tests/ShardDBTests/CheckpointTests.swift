@@ -492,8 +492,21 @@ final class CheckpointTests: XCTestCase {
         let mixed = try b.checkpoint(to: store, allowForeignInstance: true)
         XCTAssertEqual(mixed.instanceID, b.instanceID)
         let reopened = try CheckpointStore.open(at: store)
-        defer { reopened.close() }
         XCTAssertEqual(try reopened.checkpoints().map(\.instanceID), [a.instanceID, b.instanceID])
+        // The latest is the store's own instance's; another's is restored by id.
+        XCTAssertEqual(try reopened.checkpoint(id: nil).instanceID, a.instanceID)
+        try reopened.restore(to: directory.path("restored-latest"))
+        let restored = try openRestored(directory.path("restored-latest"))
+        XCTAssertEqual(try restored.get("k"), Array("a".utf8))
+        restored.close()
+        reopened.close()
+        // `keep` counts per instance: a's second checkpoint does not push out b's only one.
+        try a.put("k", "a2")
+        try a.checkpoint(to: store)
+        let exclusive = try CheckpointStore.open(at: store, exclusive: true)
+        defer { exclusive.close() }
+        XCTAssertEqual(try exclusive.purge(keep: 1), [1], "a's older checkpoint only")
+        XCTAssertEqual(try exclusive.checkpoints().map(\.instanceID), [b.instanceID, a.instanceID])
     }
 
     func testUnknownIdAndNonEmptyTargetAreRefused() throws {

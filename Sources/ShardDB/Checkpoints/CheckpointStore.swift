@@ -252,8 +252,15 @@ public final class CheckpointStore: @unchecked Sendable {
             throw ShardDBError(.checkpointCorrupted,
                 "the latest checkpoint, \(damage.id), in \(path) is damaged (\(damage.reason)); an older one is used only when named by its id (\(readable); shardctl checkpoint restore --id N)")
         }
-        guard let latest = all.last else { throw ShardDBError(.checkpointNotFound, "checkpoint store \(path) holds no checkpoint") }
-        return try info(for: latest)
+        guard !all.isEmpty else { throw ShardDBError(.checkpointNotFound, "checkpoint store \(path) holds no checkpoint") }
+        // The latest of the store's own instance: in a store shared with
+        // `allowForeignInstance`, another instance's newer checkpoint is not "the latest".
+        for backup in all.reversed() {
+            let info = try info(for: backup)
+            if info.instanceID == ownerInstanceID { return info }
+        }
+        throw ShardDBError(.checkpointNotFound,
+            "checkpoint store \(path) holds no checkpoint of its instance \(ownerInstanceID); name another instance's by its id (--id N)")
     }
 
     /// The error of an operation refused because of damaged checkpoints: every id, the first one's reason.
@@ -462,7 +469,15 @@ public final class CheckpointStore: @unchecked Sendable {
         let damaged = damagedCheckpoints
         guard damaged.isEmpty || dropDamaged else { throw refusal(damaged, "purging would delete their remaining files, so nothing was deleted") }
         let all = try storage(path) { try backups.backups() }
-        let victims = damaged.map(\.id) + (keep.map { all.dropLast($0) } ?? []).map { Int($0.id) }
+        // `keep` counts per instance: in a store shared with `allowForeignInstance`,
+        // one instance's checkpoints never push out another's.
+        var kept: [BackupEngine.BackupInfo] = []
+        if let keep {
+            var byInstance: [String: [BackupEngine.BackupInfo]] = [:]
+            for backup in all { byInstance[try info(for: backup).instanceID, default: []].append(backup) }
+            kept = byInstance.values.flatMap { $0.dropLast(keep) }.sorted { $0.id < $1.id }
+        }
+        let victims = damaged.map(\.id) + kept.map { Int($0.id) }
         for victim in victims {
             try FailurePoints.hit("checkpoint.purge.before-delete")
             // Its statistics first: statistics without a meta file mean a lost meta
