@@ -180,6 +180,11 @@ final class CheckpointTests: XCTestCase {
             try engine.delete("key-\(round * 300)")
             snapshots[try engine.checkpoint(to: store).id] = try engine.contents()
         }
+        // A purge needs the store's lock exclusively: under a shared one a restore or
+        // verify elsewhere could lose files mid-read.
+        let shared = try CheckpointStore.open(at: store)
+        assertShardDBError(.invalidArgument, try shared.purge(keep: 2))
+        shared.close()
         let checkpoints = try CheckpointStore.open(at: store, exclusive: true)
         let before = listing(store + "/backups").values.reduce(0, +)
         XCTAssertEqual(try checkpoints.purge(keep: 2), [1, 2])

@@ -46,13 +46,17 @@ public final class CheckpointStore: @unchecked Sendable {
     /// The instance the store was created for.
     public let ownerInstanceID: String
     let backups: BackupEngine
+    /// The store's lock is held exclusively (``purge(keep:dropDamaged:)`` needs it).
+    let isExclusive: Bool
     private let lockDescriptor: Int32
     private let closeLock = NSLock()
     private var closed = false
     private var damaged: [DamagedCheckpoint]
 
-    private init(path: String, ownerInstanceID: String, backups: BackupEngine, lockDescriptor: Int32, damaged: [DamagedCheckpoint]) {
+    private init(path: String, ownerInstanceID: String, backups: BackupEngine, exclusive: Bool, lockDescriptor: Int32,
+                 damaged: [DamagedCheckpoint]) {
         self.path = path
+        self.isExclusive = exclusive
         self.ownerInstanceID = ownerInstanceID
         self.backups = backups
         self.lockDescriptor = lockDescriptor
@@ -170,7 +174,8 @@ public final class CheckpointStore: @unchecked Sendable {
             var settings = BackupEngine.Settings()
             settings.progressIntervalBytes = progressIntervalBytes
             let backups = try storage(path) { try BackupEngine.open(at: path + "/" + backupsName, settings: settings) }
-            return CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, lockDescriptor: fd, damaged: damaged)
+            return CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, exclusive: exclusive, lockDescriptor: fd,
+                                   damaged: damaged)
         } catch {
             Glibc.close(fd)
             throw error
@@ -464,6 +469,10 @@ public final class CheckpointStore: @unchecked Sendable {
             // left, ids would start over at 1 and name other checkpoints than before.
             throw ShardDBError(.invalidArgument, "keep must be at least 1, got \(keep) (deleting every checkpoint would make "
                 + "the next one reuse id 1; to empty the store, delete its directory)")
+        }
+        guard isExclusive else {
+            // Under a shared lock a restore or verify in another process could lose files mid-read.
+            throw ShardDBError(.invalidArgument, "purging checkpoint store \(path) needs it opened with exclusive: true")
         }
         try FailurePoints.hit("checkpoint.purge.begin")
         let damaged = damagedCheckpoints
