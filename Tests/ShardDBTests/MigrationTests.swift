@@ -51,6 +51,21 @@ class MigrationTests: XCTestCase {
     }
 
     /// Reads `key` from whichever of the two engines owns it.
+    /// Prepares `plan` on both sides and copies its bulk in 1 MiB chunks; returns the snapshot sequence.
+    private func copyBulk(_ plan: MigrationPlan, from source: ShardEngine, to target: ShardEngine) throws -> UInt64 {
+        try source.prepareOutgoing(plan)
+        let s = try source.openBulk(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: s)
+        var after: [UInt8]? = nil
+        while true {
+            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
+            try target.applyBulk(plan, chunk)
+            after = chunk.lastKey
+            if chunk.done { break }
+        }
+        return s
+    }
+
     private func read(_ key: [UInt8], _ engines: [ShardEngine]) throws -> [UInt8]? {
         for engine in engines {
             do { return try engine.get(key) } catch let error as ShardDBError where error.code == .keyNotOwned { continue }
@@ -352,16 +367,7 @@ class MigrationTests: XCTestCase {
         var (source, target) = try makePair(dir, shards: 2)
         let oracle = try load(source, count: 500)
         let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "m1"))
-        try source.prepareOutgoing(plan)
-        let s = try source.openBulk(plan)
-        _ = try target.prepareIncoming(plan, snapshotSequence: s)
-        var after: [UInt8]? = nil
-        while true {
-            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
-            try target.applyBulk(plan, chunk)
-            after = chunk.lastKey
-            if chunk.done { break }
-        }
+        let s = try copyBulk(plan, from: source, to: target)
         try target.catchUpAndCommit(plan, from: source, next: s + 1, final: try source.fenceOutgoing(plan))
         // "Crash" before the source records the move.
         source.close(); target.close()
@@ -425,16 +431,7 @@ class MigrationTests: XCTestCase {
         let oracle = try load(source, count: 300)
         for side in ["target", "source"] {
             let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "race-\(side)"))
-            try source.prepareOutgoing(plan)
-            let s = try source.openBulk(plan)
-            _ = try target.prepareIncoming(plan, snapshotSequence: s)
-            var after: [UInt8]? = nil
-            while true {
-                let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
-                try target.applyBulk(plan, chunk)
-                after = chunk.lastKey
-                if chunk.done { break }
-            }
+            let s = try copyBulk(plan, from: source, to: target)
             let final = try source.fenceOutgoing(plan)
             if side == "target" {
                 FailurePoints.arm("migration.target.before-commit", action: .call(.init {
@@ -527,16 +524,7 @@ class MigrationTests: XCTestCase {
         defer { source.close(); target.close() }
         let oracle = try load(source, count: 200)
         let plan = try await MigrationCoordinator(source: source, target: target).makePlan(Self.request(shard: 1, id: "scan"))
-        try source.prepareOutgoing(plan)
-        let s = try source.openBulk(plan)
-        _ = try target.prepareIncoming(plan, snapshotSequence: s)
-        var after: [UInt8]? = nil
-        while true {
-            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
-            try target.applyBulk(plan, chunk)
-            after = chunk.lastKey
-            if chunk.done { break }
-        }
+        let s = try copyBulk(plan, from: source, to: target)
         let final = try source.fenceOutgoing(plan)
         assertShardDBError(.migrationInProgress, try source.scan(ScanRequest(shard: 1)) { _ in true })
         assertShardDBError(.migrationInProgress, try source.contents())
