@@ -229,7 +229,12 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["put", inst, bigKey, "v"], "exceeds the limit of 16384 bytes"),
             Case(["put", inst, "k", "v", "--ttl", "0"], "--ttl must be a positive number"),
             Case(["put", inst, "k", "v", "--ttl=-5"], "--ttl must be a positive number"),
-            Case(["put", inst, "k", "v", "--ttl", "-5"], status: 64, "Missing value for '--ttl"),
+            // A negative number as its own word is the option's value, named in the error.
+            Case(["put", inst, "k", "v", "--ttl", "-5"], "--ttl must be a positive number"),
+            Case(["init", fresh, "--shards", "-1"], "negative"),
+            Case(["scan", inst, "--limit", "-1"], "--limit"),
+            Case(["delete-range", inst, "a", "b", "--key-group", "-1"], "outside [0, 4096)"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "-1"], "shard -1"),
             Case(["put", inst, "k", "v", "--ttl", "9223372036854775807"], "10,000 years"),
             Case(["put", inst, "k", "v", "--ttl", "9223372036854775"], "10,000 years"),
             Case(["put", inst, "k", "v", "--ttl", "soon"], status: 64, "invalid for '--ttl"),

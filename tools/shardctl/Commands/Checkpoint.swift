@@ -118,7 +118,7 @@ struct Checkpoint: ParsableCommand {
                 """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(help: "Only this checkpoint.") var id: Int?
+        @Option(parsing: .unconditional, help: "Only this checkpoint.") var id: Int?
 
         func run() throws {
             let verified = try failing { () throws -> [CheckpointInfo] in
@@ -142,7 +142,7 @@ struct Checkpoint: ParsableCommand {
                 """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(help: "The checkpoint to restore (default: the latest, refused if it is damaged).") var id: Int?
+        @Option(parsing: .unconditional, help: "The checkpoint to restore (default: the latest, refused if it is damaged).") var id: Int?
         @Argument(help: "The new instance directory.") var directory: String
         @Flag(help: "Print the result as JSON.") var json = false
 
@@ -174,7 +174,7 @@ struct Checkpoint: ParsableCommand {
                 """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(help: "How many of the newest readable checkpoints to keep, at least 1 (default: all of them).") var keep: Int?
+        @Option(parsing: .unconditional, help: "How many of the newest readable checkpoints to keep, at least 1 (default: all of them).") var keep: Int?
         @Flag(name: .customLong("drop-damaged"),
               help: "Delete every damaged checkpoint too, with its remaining files (gone for good: inspect them with 'list' and 'verify' first).")
         var dropDamaged = false

@@ -20,7 +20,7 @@ struct Import: ParsableCommand {
 
     @OptionGroup var instance: InstanceOptions
     @Option(help: "Input format.") var format: TextFormat = .tsv
-    @Option(help: "Seconds to live for every imported entry (a jsonl 'ttl' field overrides it).") var ttl: Int64?
+    @Option(parsing: .unconditional, help: "Seconds to live for every imported entry (a jsonl 'ttl' field overrides it).") var ttl: Int64?
     @Option(name: .customLong("batch-size"), help: "Lines per atomic batch.") var batchSize = 1000
     @Flag(help: "Print the result as JSON.") var json = false
 
@@ -132,7 +132,7 @@ struct Export: ParsableCommand {
             """)
 
     @OptionGroup var instance: InstanceOptions
-    @Option(help: "Only this shard.") var shard: Int?
+    @Option(parsing: .unconditional, help: "Only this shard.") var shard: Int?
     @Option(help: "Output format.") var format: TextFormat = .tsv
 
     func run() throws {

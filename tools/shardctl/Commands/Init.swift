@@ -15,16 +15,16 @@ struct Init: ParsableCommand {
     @Argument(help: "The data directory to create (created if missing; must not hold a database).")
     var directory: String
 
-    @Option(help: "Number of shards (default 4; with --split-points, the number of split points + 1).")
+    @Option(parsing: .unconditional, help: "Number of shards (default 4; with --split-points, the number of split points + 1).")
     var shards: Int?
 
-    @Option(name: .customLong("key-groups"), help: "Key groups for hash partitioning (1...65536).")
+    @Option(name: .customLong("key-groups"), parsing: .unconditional, help: "Key groups for hash partitioning (1...65536).")
     var keyGroups: Int?
 
     @Option(name: .customLong("split-points"), help: "Comma-separated split points for range partitioning, e.g. g,n,t.")
     var splitPoints: String?
 
-    @Option(name: .customLong("default-ttl"), help: "Default TTL of every shard, in seconds.")
+    @Option(name: .customLong("default-ttl"), parsing: .unconditional, help: "Default TTL of every shard, in seconds.")
     var defaultTTL: Int64?
 
     @Option(help: "Use the partitioning of this existing instance.")

@@ -9,7 +9,7 @@ struct Put: AsyncParsableCommand {
         discussion: "Usage: put DIR KEY VALUE, or put --remote HOST:PORT --token-file F KEY VALUE for a live instance.")
 
     @OptionGroup var target: KeyTargetOptions
-    @Option(help: "Seconds until the value expires (default: the shard's default TTL, if any).")
+    @Option(parsing: .unconditional, help: "Seconds until the value expires (default: the shard's default TTL, if any).")
     var ttl: Int64?
 
     func validate() throws { try target.checkCount(["KEY", "VALUE"]) }
@@ -136,7 +136,7 @@ struct Compact: ParsableCommand {
         discussion: "Without --shard, every active shard is compacted. Prints how many expired entries were dropped.")
 
     @OptionGroup var instance: InstanceOptions
-    @Option(help: "Only this shard.") var shard: Int?
+    @Option(parsing: .unconditional, help: "Only this shard.") var shard: Int?
     @Flag(help: "Print the result as JSON.") var json = false
 
     func run() throws {
@@ -162,7 +162,7 @@ struct DeleteRange: ParsableCommand {
     @OptionGroup var instance: InstanceOptions
     @Argument(help: "The lower bound (inclusive).") var lower: String
     @Argument(help: "The upper bound (exclusive).") var upper: String
-    @Option(help: "Hash partitioning: the key group to delete in.") var keyGroup: Int?
+    @Option(parsing: .unconditional, help: "Hash partitioning: the key group to delete in.") var keyGroup: Int?
     @Option(help: "Hash partitioning: delete in the key group of this key.") var keyGroupOf: String?
 
     func validate() throws {

@@ -29,10 +29,10 @@ struct Migrate: AsyncParsableCommand {
 
     @Option(help: "The source instance: a directory or HOST:PORT.") var from: String
     @Option(help: "The target instance: a directory or HOST:PORT.") var to: String
-    @Option(help: "The source shard.") var shard: Int?
+    @Option(parsing: .unconditional, help: "The source shard.") var shard: Int?
     @Flag(help: "Only settle migrations between the two that a crash left unfinished.") var resolve = false
     @Option(help: "Only this part of the shard: LO..HI.") var range: String?
-    @Option(name: .customLong("merge-into"), help: "Merge into this existing target shard.") var mergeInto: Int?
+    @Option(name: .customLong("merge-into"), parsing: .unconditional, help: "Merge into this existing target shard.") var mergeInto: Int?
     @Option(name: .customLong("on-conflict"),
             help: "When the range overlaps a target shard: refuse, source-wins, target-wins or last-write-wins (docs/MIGRATION.md).")
     var onConflict: MigrationConflictPolicy = .refuse

@@ -20,7 +20,7 @@ struct Rescale: AsyncParsableCommand {
 
     @Option(help: "Comma-separated instances (directories or HOST:PORT) that own the state now.") var from: String
     @Option(help: "Comma-separated instances (directories or HOST:PORT) that should own it.") var to: String
-    @Option(help: "Moves running at once.") var parallelism = 2
+    @Option(parsing: .unconditional, help: "Moves running at once.") var parallelism = 2
     @Flag(name: .customLong("dry-run"), help: "Print the plan without moving anything.") var dryRun = false
     @Flag(help: "Print the plan and reports as JSON.") var json = false
     @Flag(help: "Log the migrations' steps and the engines' events to stderr (swift-log, debug level).") var verbose = false

@@ -12,11 +12,11 @@ struct Scan: ParsableCommand {
             """)
 
     @OptionGroup var instance: InstanceOptions
-    @Option(help: "Only this shard.") var shard: Int?
+    @Option(parsing: .unconditional, help: "Only this shard.") var shard: Int?
     @Option(help: "Only keys starting with this prefix.") var prefix: String?
     @Option(help: "Only keys at or after this key.") var start: String?
     @Option(help: "Only keys before this key.") var end: String?
-    @Option(help: "At most this many entries.") var limit: Int?
+    @Option(parsing: .unconditional, help: "At most this many entries.") var limit: Int?
     @Flag(help: "Print one JSON object per entry.") var json = false
 
     func run() throws {
