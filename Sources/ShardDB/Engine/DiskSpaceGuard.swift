@@ -42,9 +42,7 @@ final class DiskSpaceGuard: @unchecked Sendable {
     /// The write itself must fit above the reserve too (a bulk chunk ingested as a
     /// table file can be tens of megabytes).
     private func measure(writing bytes: Int) throws {
-        var stats = statvfs()
-        guard statvfs(path, &stats) == 0 else { return }  // cannot tell: let RocksDB decide
-        let free = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+        guard let free = Self.freeBytes(path) else { return }  // cannot tell: let RocksDB decide
         // Saturating: a reserve near UInt64.max must refuse, not wrap around to a small need.
         let (sum, overflow) = minimumFreeBytes.addingReportingOverflow(UInt64(max(0, bytes)))
         guard free >= (overflow ? .max : sum) else {
@@ -64,14 +62,18 @@ final class DiskSpaceGuard: @unchecked Sendable {
     /// - throws: `.diskFull`.
     static func checkBeforeOpening(_ path: String, minimumFreeBytes: UInt64) throws {
         let needed = min(minimumFreeBytes, openingFloorBytes)
-        guard needed > 0 else { return }
-        var stats = statvfs()
-        guard statvfs(path, &stats) == 0 else { return }  // cannot tell: let RocksDB decide
-        let free = UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+        guard needed > 0, let free = freeBytes(path) else { return }  // cannot tell: let RocksDB decide
         guard free >= needed else {
             throw ShardDBError(.diskFull,
                 "\(path): only \(free) bytes free on its filesystem; opening writes the database's log and manifest and needs \(needed) (the lesser of ShardEngineOptions.minimumFreeDiskBytes and 4 MiB), so it is not opened. Free space and retry")
         }
+    }
+
+    /// Bytes an unprivileged writer may still use on `path`'s file system; nil when `statvfs` fails.
+    static func freeBytes(_ path: String) -> UInt64? {
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return nil }
+        return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
     }
 
     /// What opening needs free at most: RocksDB writes a few small files (a new

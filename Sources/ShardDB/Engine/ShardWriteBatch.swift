@@ -120,8 +120,8 @@ public final class ShardWriteBatch {
             ShardDBError(.migrationConflict, "\(what()) went to shard \(shard), which no longer holds it here (the shard map changed while the batch was built); build it again")
         }
         if current.isHashed {
-            var seen = Set<UInt32>()
-            for (kg, shard) in touchedKeyGroups where seen.insert(UInt32(kg) << 16 ^ UInt32(truncatingIfNeeded: shard)).inserted {
+            var seen = Set<UInt64>()
+            for (kg, shard) in touchedKeyGroups where seen.insert(UInt64(kg) << 32 | UInt64(UInt32(bitPattern: shard))).inserted {
                 try current.checkOwned(keyGroup: Int(kg))
                 guard current.owner(ofKeyGroup: Int(kg))?.id == Int(shard) else { throw moved(shard, "key group \(kg)") }
             }

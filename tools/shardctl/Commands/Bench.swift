@@ -148,7 +148,6 @@ struct WorkloadBench: ParsableCommand {
     /// Checks every flag and turns them into a plan; errors name the flag.
     func makePlan() throws -> BenchPlan {
         func invalid(_ message: String) -> ShardDBError { ShardDBError(.invalidArgument, message) }
-        if benchmarks != nil && workload != nil { throw invalid("--benchmarks and --workload exclude each other") }
         guard num > 0 else { throw invalid("--num must be positive, got \(num)") }
         guard threads > 0 else { throw invalid("--threads must be positive, got \(threads)") }
         guard threads <= 1024 else { throw invalid("--threads must be at most 1024, got \(threads)") }

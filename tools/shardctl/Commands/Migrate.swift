@@ -57,7 +57,6 @@ struct Migrate: AsyncParsableCommand {
             let same = InstanceAddress(parsing: from).map { $0 == InstanceAddress(parsing: to) }
                 ?? (URL(fileURLWithPath: from).standardized.path == URL(fileURLWithPath: to).standardized.path)
             guard !same else { throw ShardDBError(.migrationConflict, "--from and --to are the same instance") }
-            guard resolve || shard != nil else { throw ShardDBError(.invalidArgument, "--shard is required (or --resolve)") }
             return try openEndpoints([from, to], remote: remote, verbose: verbose)
         }
         let source = endpoints[from]!, target = endpoints[to]!
