@@ -7,7 +7,10 @@
 # entries (--bulk-transfer entries: read, sent, written; crossOverInProcess
 # compares the same work, in ROUNDS rounds of one move each way on fresh
 # copies, the order rotating), and table files (the default: hard-linked into a
-# target in the same process, streamed to one in another process). Across
+# target in the same process, streamed to one in another process; and, like for
+# like with the stream, copied into the target in one process with
+# --copy-table-files, as across file systems: ROUNDS alternating pairs,
+# tableFiles.crossOverCopiedInProcess). Across
 # processes, entries go direct (the target pulls them from the source: the
 # default) and, for comparison, relayed through the coordinator
 # (--bulk-route relay: relayOverInProcess).
@@ -62,8 +65,10 @@ move() {  # WHERE(in|direct|relay) TRANSFER OUT
     local from="$WORK/from" to="$WORK/to"
     rm -rf "$from" "$to"; cp -r "$WORK/a" "$from"; cp -r "$WORK/empty" "$to"
     sync  # the copy's dirty pages are written back before the move, not during it
-    if [ "$1" = in ]; then
-        "$SHARDCTL" migrate --from "$from" --to "$to" --shard 1 --bulk-transfer "$2" --json > "$3"
+    if [ "$1" = in ] || [ "$1" = in-copy ]; then
+        local copy=()
+        [ "$1" = in-copy ] && copy=(--copy-table-files)
+        "$SHARDCTL" migrate --from "$from" --to "$to" --shard 1 --bulk-transfer "$2" "${copy[@]}" --json > "$3"
     else
         local src dst
         src=$(serve "$from" src); dst=$(serve "$to" dst)
@@ -88,7 +93,14 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 move in table-files "$WORK/files.json"
-move direct table-files "$WORK/remote-files.json"
+# Table files copied in one process against streamed across, in alternating pairs.
+for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then order="in-copy direct"; else order="direct in-copy"; fi
+    for where in $order; do
+        case $where in in-copy) out=files-copy ;; direct) out=remote-files ;; esac
+        move "$where" table-files "$WORK/$out-$r.json"
+    done
+done
 
 # Servers for the pause moves.
 cp -r "$WORK/a" "$WORK/a2"; cp -r "$WORK/empty" "$WORK/c"
@@ -115,7 +127,10 @@ local = [load(f"local-{r}") for r in range(1, rounds + 1)]
 remote = [load(f"remote-{r}") for r in range(1, rounds + 1)]
 relay = [load(f"relay-{r}") for r in range(1, rounds + 1)]
 assert all(r.get("bulkRoute") == "direct" for r in remote), [r.get("bulkRoute") for r in remote]
-files, remote_files = load("files"), load("remote-files")
+files = load("files")
+files_copy = [load(f"files-copy-{r}") for r in range(1, rounds + 1)]
+remote_files = [load(f"remote-files-{r}") for r in range(1, rounds + 1)]
+assert all(r.get("bulkTransfer") == "tableFiles" for r in files_copy + remote_files + [files])
 pauses = sorted(float(x) for x in open(f"{work}/pauses").read().split())
 def rate(r): return r["bytesCopied"] / r["bulkSeconds"] / 1e6
 def pct(p): return pauses[min(len(pauses) - 1, max(0, int(round(p / 100 * len(pauses) + 0.4999)) - 1))]
@@ -131,12 +146,16 @@ print(json.dumps({
     "crossOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, remote)), 3),
     "relayed": {"bulkMBps": round(median(map(rate, relay)), 1), "perRound": [round(rate(r), 1) for r in relay]},
     "relayOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, relay)), 3),
-    # The same shard as table files (bytes are the files' sizes): linked in one process, streamed across.
+    # The same shard as table files (bytes are the files' sizes): linked in one process
+    # (one move), copied in one process (--copy-table-files) and streamed across (ROUNDS pairs).
     "tableFiles": {
         "bytesCopied": files["bytesCopied"],
         "inProcess": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"]},
-        "crossProcess": {"bulkMBps": round(rate(remote_files), 1), "bulkSeconds": remote_files["bulkSeconds"]},
-        "crossProcessOverEntriesInProcess": round(median(r["bulkSeconds"] for r in local) / remote_files["bulkSeconds"], 3),
+        "copiedInProcess": {"bulkMBps": round(median(map(rate, files_copy)), 1), "perRound": [round(rate(r), 1) for r in files_copy]},
+        "crossProcess": {"bulkMBps": round(median(map(rate, remote_files)), 1), "perRound": [round(rate(r), 1) for r in remote_files],
+                         "bulkSeconds": median(r["bulkSeconds"] for r in remote_files)},
+        "crossOverCopiedInProcess": round(median(rate(b) / rate(a) for a, b in zip(files_copy, remote_files)), 3),
+        "crossProcessOverEntriesInProcess": round(median(r["bulkSeconds"] for r in local) / median(r["bulkSeconds"] for r in remote_files), 3),
     },
     "cutoverPauseMs": {"moves": len(pauses), "p50": pct(50), "p99": pct(99), "max": pauses[-1]},
     "freePageReporting": {"order": reporting("page_reporting_order"), "minFreeMs": reporting("min_free_ms")},

@@ -118,8 +118,29 @@ final class MigrateCommandTests: ShardctlTestCase {
         for answer in answers where answer.status != 0 { assertError(answer, mentioning: "not owned") }
     }
 
-    /// SIGKILL after the target committed (the source had not): the range is fenced
-    /// on the source until the next migrate between the two settles it forward.
+    /// `--copy-table-files` copies a whole shard's table files into the target
+    /// instead of hard-linking them: no target file shares an inode with a file
+    /// the source had (without the flag some do).
+    func testCopyTableFilesDoesNotLink() throws {
+        func inodes(_ dir: String) throws -> Set<UInt64> {
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".sst") }
+            return Set(try files.map { try XCTUnwrap((try FileManager.default.attributesOfItem(atPath: dir + "/" + $0))[.systemFileNumber] as? UInt64) })
+        }
+        for copy in [true, false] {
+            let (a, entries) = try makeSource(copy ? "A-copy" : "A-link")
+            let b = path(copy ? "B-copy" : "B-link")
+            try shardctl(["init", b, "--shards", "0", "--like", a])
+            try shardctl(["compact", a])  // the shard's entries in table files
+            let before = try inodes(a)
+            let moved = try shardctl(["migrate", "--from", a, "--to", b, "--shard", "1", "--json"] + (copy ? ["--copy-table-files"] : []))
+            let report = try XCTUnwrap(JSONSerialization.jsonObject(with: moved.stdoutData) as? [String: Any])
+            XCTAssertEqual(report["bulkTransfer"] as? String, "tableFiles")
+            let shared = before.intersection(try inodes(b))
+            XCTAssertEqual(shared.isEmpty, copy, copy ? "copied, not linked" : "linked by default")
+            try assertPartitioned(entries, over: [a, b])
+        }
+    }
+
     /// `--verbose` logs the migration's steps on stderr (swift-log), and stdout keeps the report alone.
     func testVerboseLogsTheStepsOnStderr() throws {
         let (a, entries) = try makeSource("A")
@@ -137,6 +158,8 @@ final class MigrateCommandTests: ShardctlTestCase {
         try assertPartitioned(entries, over: [a, b, c])
     }
 
+    /// SIGKILL after the target committed (the source had not): the range is fenced
+    /// on the source until the next migrate between the two settles it forward.
     func testKillBeforeSourceCommitSettlesOnTheTarget() throws {
         let (a, b, entries, shard0) = try killedMigrationOfShard0(at: "migration.source.before-commit")
         let (key, value) = try XCTUnwrap(shard0.min { $0.key < $1.key })

@@ -44,12 +44,18 @@ struct Migrate: AsyncParsableCommand {
     @Option(name: .customLong("bulk-route"),
             help: "Between two servers, how entries travel: direct (the target reads them from the source itself, relayed when it cannot) or relay (through this process).")
     var bulkRoute: BulkRoute = .direct
+    @Flag(name: .customLong("copy-table-files"),
+          help: "Copy a whole shard's table files into a target directory opened here instead of hard-linking them (what a target on another file system, or in another process, gets).")
+    var copyTableFiles = false
     @Flag(help: "Print the report as JSON.") var json = false
     @Flag(help: "Log the migration's steps and the engine's events to stderr (swift-log, debug level).") var verbose = false
     @OptionGroup var remote: RemoteOptions
 
     func validate() throws {
         guard resolve || shard != nil else { throw ValidationError("--shard is required (or --resolve)") }
+        if copyTableFiles && InstanceAddress(parsing: to) != nil {
+            throw ValidationError("--copy-table-files applies to a target directory opened here; a live target (\(to)) always receives copies")
+        }
     }
 
     func run() async throws {
@@ -57,7 +63,7 @@ struct Migrate: AsyncParsableCommand {
             let same = InstanceAddress(parsing: from).map { $0 == InstanceAddress(parsing: to) }
                 ?? (URL(fileURLWithPath: from).standardized.path == URL(fileURLWithPath: to).standardized.path)
             guard !same else { throw ShardDBError(.migrationConflict, "--from and --to are the same instance") }
-            return try openEndpoints([from, to], remote: remote, verbose: verbose)
+            return try openEndpoints([from, to], remote: remote, verbose: verbose, linkTableFiles: !copyTableFiles)
         }
         let source = endpoints[from]!, target = endpoints[to]!
         let progress = ProgressLine()

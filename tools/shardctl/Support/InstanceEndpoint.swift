@@ -52,17 +52,19 @@ enum InstanceEndpoint {
     /// - parameters:
     ///   - verbose: log the opened engine's events to stderr (a directory's; a live instance logs in its own process).
     ///   - createLike: create a missing directory as an empty instance with this partitioning.
+    ///   - linkTableFiles: a directory's engine hard-links table files a migration brings in from an engine in this process (false: copies them).
     static func open(_ spec: String, remote: RemoteOptions, verbose: Bool = false,
-                     createLike: Partitioning? = nil) throws -> InstanceEndpoint {
+                     createLike: Partitioning? = nil, linkTableFiles: Bool = true) throws -> InstanceEndpoint {
         if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address)) }
         if InstanceAddress.looksLikeAddress(spec) {
             throw ShardDBError(.invalidArgument, "'\(spec)' is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7400); a directory would need a '/' (./\(spec))")
         }
+        var options = shardctlEngineOptions(verbose: verbose)
+        options.migrationLinkTableFiles = linkTableFiles
         if let partitioning = createLike, !FileManager.default.fileExists(atPath: spec + "/CURRENT") {
-            return .local(try ShardEngine.create(at: spec, shards: 0, partitioning: partitioning,
-                                                 options: shardctlEngineOptions(verbose: verbose)))
+            return .local(try ShardEngine.create(at: spec, shards: 0, partitioning: partitioning, options: options))
         }
-        return .local(try ShardEngine.open(at: spec, options: shardctlEngineOptions(verbose: verbose)))
+        return .local(try ShardEngine.open(at: spec, options: options))
     }
 
     var endpoint: any MigrationSource & MigrationTarget {
@@ -83,10 +85,13 @@ enum InstanceEndpoint {
 }
 
 /// Opens every spec (closing the opened ones if one fails).
-func openEndpoints(_ specs: [String], remote: RemoteOptions, verbose: Bool = false) throws -> [String: InstanceEndpoint] {
+func openEndpoints(_ specs: [String], remote: RemoteOptions, verbose: Bool = false,
+                   linkTableFiles: Bool = true) throws -> [String: InstanceEndpoint] {
     var opened: [String: InstanceEndpoint] = [:]
     do {
-        for spec in specs where opened[spec] == nil { opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose) }
+        for spec in specs where opened[spec] == nil {
+            opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, linkTableFiles: linkTableFiles)
+        }
     } catch {
         for endpoint in opened.values { if case .local(let engine) = endpoint { engine.close() } }
         throw error
