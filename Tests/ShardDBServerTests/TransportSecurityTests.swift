@@ -57,6 +57,24 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertFalse(secret.matches("correct-horse-battery-staplf"))
     }
 
+    /// A token file the group or others can read (or write) is reported; one
+    /// only its owner can is not, and neither is a missing file.
+    func testATokenFileReadableByOthersIsReported() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("token-mode-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/token"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("correct-horse-battery-staple\n".utf8)))
+        for (mode, exposed) in [(0o600, false), (0o400, false), (0o644, true), (0o640, true), (0o604, true), (0o620, true)] {
+            XCTAssertEqual(chmod(path, mode_t(mode)), 0)
+            let exposure = SharedSecret.exposure(ofFile: path)
+            XCTAssertEqual(exposure != nil, exposed, "mode 0\(String(mode, radix: 8)): \(exposure ?? "nil")")
+            if let exposure { XCTAssertTrue(exposure.contains("0\(String(mode, radix: 8))") && exposure.contains("chmod 600"), exposure) }
+            XCTAssertNoThrow(try SharedSecret(contentsOf: path), "a warning, not a refusal")
+        }
+        XCTAssertNil(SharedSecret.exposure(ofFile: directory + "/missing"))
+    }
+
     /// A peer that accepts the TCP connection and never speaks HTTP/2 (a stopped
     /// process, a wrong service): the call fails at its deadline and closing the
     /// client returns, instead of both waiting for a handshake for ever.

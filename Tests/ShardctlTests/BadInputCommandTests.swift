@@ -445,6 +445,38 @@ final class BadInputCommandTests: ShardctlTestCase {
         XCTAssertTrue(piped.stderr.isEmpty, piped.stderr)
     }
 
+    /// `serve` with a token file others can read serves (orchestrators mount
+    /// secrets 0644 in private volumes) and warns once on stderr; a 0600 one is quiet.
+    func testServeWarnsAboutATokenFileOthersCanRead() throws {
+        let instance = path("inst")
+        try shardctl(["init", instance, "--shards", "1"])
+        for mode in [0o644, 0o600] {
+            let token = path("token-\(String(mode, radix: 8))")
+            XCTAssertTrue(FileManager.default.createFile(atPath: token, contents: Data("correct-horse-battery-staple\n".utf8)))
+            XCTAssertEqual(chmod(token, mode_t(mode)), 0)
+            let process = Process()
+            process.executableURL = try ShardctlProcess.executable
+            process.arguments = ["serve", instance, "--listen", "127.0.0.1:0", "--token-file", token]
+            let output = Pipe(), errors = Pipe()
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+            var printed = Data()
+            while !String(decoding: printed, as: UTF8.self).contains("\n") {
+                let more = output.fileHandleForReading.availableData
+                if more.isEmpty { break }
+                printed += more
+            }
+            XCTAssertTrue(String(decoding: printed, as: UTF8.self).hasPrefix("listening on 127.0.0.1:"), String(decoding: printed, as: UTF8.self))
+            process.terminate()
+            process.waitUntilExit()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let warnings = stderr.split(separator: "\n").filter { $0.hasPrefix("shardctl: warning: token file \(token) has mode 0644") }
+            XCTAssertEqual(warnings.count, mode == 0o644 ? 1 : 0, stderr)
+            XCTAssertEqual(process.terminationStatus, 0, stderr)
+        }
+    }
+
     /// bench marks the directories it makes and runs again over them, but no other.
     /// `stress` and `rescale` create their instances only where nothing is: a
     /// directory of someone's files is refused, never emptied or written into.

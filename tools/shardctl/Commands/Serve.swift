@@ -76,18 +76,16 @@ struct Serve: AsyncParsableCommand {
             engine.close()
             fail("cannot listen on \(listen): \(Self.bindFailure(listen) ?? "\(error)")")
         }
+        // Before "listening on": a supervisor that stops the server as soon as it
+        // reports ready finds the handlers in place.
+        StopSignals.install { Task { await server.shutdown() } }
+        // Once serving (a refused start stays one line of error).
+        for file in [tokenFile, peerTokenFile].compactMap({ $0 }) {
+            if let exposure = SharedSecret.exposure(ofFile: file) { writeStandardError(Data("shardctl: warning: \(exposure)\n".utf8)) }
+        }
         print("listening on \(bound)")
         fflush(stdout)
-
-        let signals = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { Task { await server.shutdown() } }
-            source.resume()
-            return source
-        }
         try? await server.run()
-        signals.forEach { $0.cancel() }
         engine.close()
         writeStandardError(Data("shardctl: stopped serving \(bound)\n".utf8))
     }
