@@ -537,13 +537,15 @@ final class CheckpointTests: XCTestCase {
         assertShardDBError(.targetNotEmpty, try checkpoints.restore(to: engine.path))
         XCTAssertEqual(listing(store), before)
 
-        // An existing empty directory is a valid target.
+        // An existing empty directory is a valid target; the restored one keeps its permissions.
         let empty = directory.path("empty")
         try files.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        XCTAssertEqual(chmod(empty, 0o750), 0)
         try checkpoints.restore(to: empty)
         let restored = try openRestored(empty)
         XCTAssertEqual(try restored.getString("k"), "v")
         restored.close()
+        XCTAssertEqual((try files.attributesOfItem(atPath: empty)[.posixPermissions] as? Int), 0o750)
     }
 
     // MARK: Interrupted steps (in-process; the kill cases run shardctl in CheckpointCommandTests)

@@ -350,10 +350,15 @@ public final class CheckpointStore: @unchecked Sendable {
     ///
     /// RocksDB copies into a hidden sibling (`.<name>.restoring-<pid>-…`) checking
     /// checksums; the copy is opened once as an instance, then renamed into place.
-    /// So `directory` never holds a partial restore.
+    /// So `directory` never holds a partial restore. An existing empty directory
+    /// is replaced by the restored one, which takes its permission bits (and its
+    /// owner, where this process may set it). A mount point cannot be replaced
+    /// (and the sibling would be on the parent's file system): it is refused
+    /// before anything is copied; restore into a directory inside it.
     ///
     /// - throws: ``ShardDBError``: `.targetNotEmpty`, `.checkpointNotFound`,
-    ///   `.checkpointCorrupted` (naming the bad file; nothing is left behind), `.notWritable`.
+    ///   `.checkpointCorrupted` (naming the bad file; nothing is left behind),
+    ///   `.invalidArgument` (a mount point, or inside the store), `.notWritable`.
     @discardableResult
     public func restore(id: Int? = nil, to directory: String, progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -365,13 +370,18 @@ public final class CheckpointStore: @unchecked Sendable {
         }
         let files = FileManager.default
         var isDirectory: ObjCBool = false
-        var targetExists = false
+        var existing: stat?  // the empty directory the restore replaces
         if files.fileExists(atPath: target, isDirectory: &isDirectory) {
             let entries = isDirectory.boolValue ? ((try? files.contentsOfDirectory(atPath: target)) ?? ["?"]) : ["?"]
             guard entries.isEmpty else {
                 throw ShardDBError(.targetNotEmpty, "restore target \(target) exists and is not an empty directory")
             }
-            targetExists = true
+            guard !Self.isMountPoint(target) else {
+                throw ShardDBError(.invalidArgument,
+                    "restore target \(target) is a mount point, which cannot be replaced: restore into a directory inside it (\(target)/instance)")
+            }
+            var info = stat()
+            if stat(target, &info) == 0 { existing = info }
         }
         let info = try checkpoint(id: id)
         let parent = (target as NSString).deletingLastPathComponent
@@ -421,7 +431,12 @@ public final class CheckpointStore: @unchecked Sendable {
         result.shards = restored.shardDescriptors
         restored.close()
         DurableFile.syncDirectory(temporary)
-        if targetExists { rmdir(target) }
+        if let existing {
+            // The replaced directory's permissions and owner carry over (best effort for the owner).
+            chmod(temporary, existing.st_mode & 0o7777)
+            if existing.st_uid != getuid() || existing.st_gid != getgid() { _ = chown(temporary, existing.st_uid, existing.st_gid) }
+            rmdir(target)
+        }
         guard rename(temporary, target) == 0 else {
             throw ShardDBError(.notWritable, "cannot move the restored instance to \(target): \(String(cString: strerror(errno)))")
         }
@@ -430,6 +445,14 @@ public final class CheckpointStore: @unchecked Sendable {
         try FailurePoints.hit("checkpoint.restore.after-rename")
         if let progress { progress(CheckpointProgress(bytesDone: info.totalBytes, bytesTotal: info.totalBytes, elapsedSeconds: poller?.elapsed ?? 0)) }
         return result
+    }
+
+    /// True when `path` is a directory another file system is mounted on (its
+    /// device differs from its parent's), or the root.
+    static func isMountPoint(_ path: String) -> Bool {
+        var own = stat(), parent = stat()
+        guard stat(path, &own) == 0, stat(path + "/..", &parent) == 0 else { return false }
+        return own.st_dev != parent.st_dev || own.st_ino == parent.st_ino
     }
 
     /// Removes hidden restore directories for `name` left by processes that died.
