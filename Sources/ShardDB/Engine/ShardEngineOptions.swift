@@ -9,6 +9,9 @@ public struct ShardEngineOptions: Sendable {
     public var syncWrites = false
     /// Write without the write-ahead log (benchmarks and bulk loads that can be
     /// redone): a crash loses unflushed writes, and changelog readers see a gap.
+    /// Shards are flushed one by one, so after a crash (or in a checkpoint taken
+    /// while writing) a batch across shards may be kept in one shard and lost in
+    /// another: batches are atomic across a crash only with the log.
     public var disableWAL = false
     /// Upper bound on how long an expired entry stays on disk in a shard nobody
     /// writes: RocksDB's `periodic_compaction_seconds` for shard column families.
