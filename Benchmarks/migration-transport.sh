@@ -27,6 +27,7 @@ cleanup() { for f in "$WORK"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/
 trap cleanup EXIT
 
 echo "benchmark-secret-$(date +%s%N)" > "$WORK/token"
+chmod 600 "$WORK/token"
 "$SHARDCTL" init "$WORK/a" --shards 4 >/dev/null
 python3 - "$KEYS" "$VALUE_BYTES" > "$WORK/data.tsv" <<'PY'
 import sys, random
@@ -68,7 +69,7 @@ move() {  # WHERE(in|direct|relay) TRANSFER OUT
     if [ "$1" = in ] || [ "$1" = in-copy ]; then
         local copy=()
         [ "$1" = in-copy ] && copy=(--copy-table-files)
-        "$SHARDCTL" migrate --from "$from" --to "$to" --shard 1 --bulk-transfer "$2" "${copy[@]}" --json > "$3"
+        "$SHARDCTL" migrate --from "$from" --to "$to" --shard 1 --bulk-transfer "$2" ${copy[@]+"${copy[@]}"} --json > "$3"
     else
         local src dst
         src=$(serve "$from" src); dst=$(serve "$to" dst)
@@ -114,7 +115,7 @@ for i in $(seq 0 $((PAUSE_MOVES - 1))); do
     lo=$((i * 1024 / PAUSE_MOVES)); hi=$(((i + 1) * 1024 / PAUSE_MOVES))
     merge=()
     [ "$i" -gt 0 ] && merge=(--merge-into "$(cat "$WORK/shard")")
-    "$SHARDCTL" migrate --from "$SRC" --to "$DST" --shard 0 --range "$lo..$hi" "${merge[@]}" --token-file "$WORK/token" --json > "$WORK/move.json"
+    "$SHARDCTL" migrate --from "$SRC" --to "$DST" --shard 0 --range "$lo..$hi" ${merge[@]+"${merge[@]}"} --token-file "$WORK/token" --json > "$WORK/move.json"
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["pauseMilliseconds"]); open(sys.argv[2],"w").write(str(r["targetShard"]))' \
         "$WORK/move.json" "$WORK/shard" >> "$WORK/pauses"
 done

@@ -65,11 +65,15 @@ final class TransportSecurityTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/token"
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("correct-horse-battery-staple\n".utf8)))
-        for (mode, exposed) in [(0o600, false), (0o400, false), (0o644, true), (0o640, true), (0o604, true), (0o620, true)] {
+        for (mode, exposed) in [(0o600, nil), (0o400, nil), (0o611, nil), (0o644, "read"), (0o640, "read"), (0o604, "read"),
+                                (0o620, "replace"), (0o602, "replace")] {
             XCTAssertEqual(chmod(path, mode_t(mode)), 0)
             let exposure = SharedSecret.exposure(ofFile: path)
-            XCTAssertEqual(exposure != nil, exposed, "mode 0\(String(mode, radix: 8)): \(exposure ?? "nil")")
-            if let exposure { XCTAssertTrue(exposure.contains("0\(String(mode, radix: 8))") && exposure.contains("chmod 600"), exposure) }
+            XCTAssertEqual(exposure != nil, exposed != nil, "mode 0\(String(mode, radix: 8)): \(exposure ?? "nil")")
+            if let exposure, let exposed {
+                XCTAssertTrue(exposure.contains("0\(String(mode, radix: 8))") && exposure.contains("can \(exposed) the secret")
+                              && exposure.contains("chmod 600"), exposure)
+            }
             XCTAssertNoThrow(try SharedSecret(contentsOf: path), "a warning, not a refusal")
         }
         XCTAssertNil(SharedSecret.exposure(ofFile: directory + "/missing"))

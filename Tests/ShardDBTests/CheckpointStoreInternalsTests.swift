@@ -15,5 +15,8 @@ final class CheckpointStoreInternalsTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: plain, withIntermediateDirectories: true)
         XCTAssertFalse(CheckpointStore.isMountPoint(plain))
         XCTAssertFalse(CheckpointStore.isMountPoint(directory.path("missing")))
+        // The mount table is read (bind mounts keep their parent's device): /proc is in it.
+        XCTAssertTrue(CheckpointStore.mountPoints().contains("/proc"), "\(CheckpointStore.mountPoints())")
+        XCTAssertFalse(CheckpointStore.mountPoints().contains(plain))
     }
 }

@@ -537,15 +537,22 @@ final class CheckpointTests: XCTestCase {
         assertShardDBError(.targetNotEmpty, try checkpoints.restore(to: engine.path))
         XCTAssertEqual(listing(store), before)
 
-        // An existing empty directory is a valid target; the restored one keeps its permissions.
+        // A symbolic link (even to an empty directory) is refused: the rename would replace the link.
+        let pointed = directory.path("pointed")
+        try files.createDirectory(atPath: pointed, withIntermediateDirectories: true)
+        try files.createSymbolicLink(atPath: directory.path("link"), withDestinationPath: pointed)
+        assertShardDBError(.invalidArgument, try checkpoints.restore(to: directory.path("link")))
+        XCTAssertEqual(try files.destinationOfSymbolicLink(atPath: directory.path("link")), pointed)
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: pointed), [])
+        XCTAssertFalse(try files.contentsOfDirectory(atPath: directory.path).contains { $0.contains(".restoring-") })
+
+        // An existing empty directory is a valid target.
         let empty = directory.path("empty")
         try files.createDirectory(atPath: empty, withIntermediateDirectories: true)
-        XCTAssertEqual(chmod(empty, 0o750), 0)
         try checkpoints.restore(to: empty)
         let restored = try openRestored(empty)
         XCTAssertEqual(try restored.getString("k"), "v")
         restored.close()
-        XCTAssertEqual((try files.attributesOfItem(atPath: empty)[.posixPermissions] as? Int), 0o750)
     }
 
     // MARK: Interrupted steps (in-process; the kill cases run shardctl in CheckpointCommandTests)

@@ -469,7 +469,12 @@ final class BadInputCommandTests: ShardctlTestCase {
             }
             XCTAssertTrue(String(decoding: printed, as: UTF8.self).hasPrefix("listening on 127.0.0.1:"), String(decoding: printed, as: UTF8.self))
             process.terminate()
+            // A server that ignores the signal fails the test instead of hanging it.
+            let watchdog = DispatchWorkItem { [pid = process.processIdentifier] in kill(pid, SIGKILL) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
             process.waitUntilExit()
+            watchdog.cancel()
+            XCTAssertEqual(process.terminationReason, .exit, "stopped by SIGTERM's handler, not killed")
             let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             let warnings = stderr.split(separator: "\n").filter { $0.hasPrefix("shardctl: warning: token file \(token) has mode 0644") }
             XCTAssertEqual(warnings.count, mode == 0o644 ? 1 : 0, stderr)

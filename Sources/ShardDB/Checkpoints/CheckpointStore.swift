@@ -351,14 +351,15 @@ public final class CheckpointStore: @unchecked Sendable {
     /// RocksDB copies into a hidden sibling (`.<name>.restoring-<pid>-…`) checking
     /// checksums; the copy is opened once as an instance, then renamed into place.
     /// So `directory` never holds a partial restore. An existing empty directory
-    /// is replaced by the restored one, which takes its permission bits (and its
-    /// owner, where this process may set it). A mount point cannot be replaced
-    /// (and the sibling would be on the parent's file system): it is refused
-    /// before anything is copied; restore into a directory inside it.
+    /// is replaced by the restored one (made by this process: its owner and mode
+    /// are this process's, not the replaced directory's). A mount point cannot be
+    /// replaced (and the sibling would be on the parent's file system), nor can a
+    /// symbolic link be (the rename would replace the link): both are refused
+    /// before anything is copied.
     ///
     /// - throws: ``ShardDBError``: `.targetNotEmpty`, `.checkpointNotFound`,
     ///   `.checkpointCorrupted` (naming the bad file; nothing is left behind),
-    ///   `.invalidArgument` (a mount point, or inside the store), `.notWritable`.
+    ///   `.invalidArgument` (a mount point, a symbolic link, or inside the store), `.notWritable`.
     @discardableResult
     public func restore(id: Int? = nil, to directory: String, progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
@@ -370,18 +371,22 @@ public final class CheckpointStore: @unchecked Sendable {
         }
         let files = FileManager.default
         var isDirectory: ObjCBool = false
-        var existing: stat?  // the empty directory the restore replaces
+        var link = stat()
+        if lstat(target, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK {
+            throw ShardDBError(.invalidArgument,
+                "restore target \(target) is a symbolic link, which the restored instance would replace: restore into \(resolvedTarget)")
+        }
+        var targetExists = false
         if files.fileExists(atPath: target, isDirectory: &isDirectory) {
             let entries = isDirectory.boolValue ? ((try? files.contentsOfDirectory(atPath: target)) ?? ["?"]) : ["?"]
             guard entries.isEmpty else {
                 throw ShardDBError(.targetNotEmpty, "restore target \(target) exists and is not an empty directory")
             }
-            guard !Self.isMountPoint(target) else {
+            guard !Self.isMountPoint(resolvedTarget) else {
                 throw ShardDBError(.invalidArgument,
                     "restore target \(target) is a mount point, which cannot be replaced: restore into a directory inside it (\(target)/instance)")
             }
-            var info = stat()
-            if stat(target, &info) == 0 { existing = info }
+            targetExists = true
         }
         let info = try checkpoint(id: id)
         let parent = (target as NSString).deletingLastPathComponent
@@ -431,11 +436,8 @@ public final class CheckpointStore: @unchecked Sendable {
         result.shards = restored.shardDescriptors
         restored.close()
         DurableFile.syncDirectory(temporary)
-        if let existing {
-            // The replaced directory's permissions and owner carry over (best effort for the owner).
-            chmod(temporary, existing.st_mode & 0o7777)
-            if existing.st_uid != getuid() || existing.st_gid != getgid() { _ = chown(temporary, existing.st_uid, existing.st_gid) }
-            rmdir(target)
+        if targetExists && rmdir(target) != 0 && errno != ENOENT {
+            throw ShardDBError(.notWritable, "cannot replace the empty directory \(target): \(String(cString: strerror(errno)))")
         }
         guard rename(temporary, target) == 0 else {
             throw ShardDBError(.notWritable, "cannot move the restored instance to \(target): \(String(cString: strerror(errno)))")
@@ -447,12 +449,36 @@ public final class CheckpointStore: @unchecked Sendable {
         return result
     }
 
-    /// True when `path` is a directory another file system is mounted on (its
-    /// device differs from its parent's), or the root.
+    /// True when something is mounted on `path` (an absolute path without
+    /// symbolic links): its device differs from its parent's, it is the root, or
+    /// this process's mount table lists it (a bind mount keeps the device).
     static func isMountPoint(_ path: String) -> Bool {
         var own = stat(), parent = stat()
         guard stat(path, &own) == 0, stat(path + "/..", &parent) == 0 else { return false }
-        return own.st_dev != parent.st_dev || own.st_ino == parent.st_ino
+        if own.st_dev != parent.st_dev || own.st_ino == parent.st_ino { return true }
+        return mountPoints().contains(path)
+    }
+
+    /// The mount points in `/proc/self/mountinfo` (the fifth field, octal escapes
+    /// decoded); empty where it cannot be read.
+    static func mountPoints() -> Set<String> {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        var points: Set<String> = []
+        for line in table.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard fields.count > 4 else { continue }
+            var decoded: [UInt8] = [], bytes = Array(fields[4].utf8)[...]
+            while let byte = bytes.popFirst() {
+                if byte == UInt8(ascii: "\\"), bytes.count >= 3, let code = UInt8(String(decoding: bytes.prefix(3), as: UTF8.self), radix: 8) {
+                    decoded.append(code)
+                    bytes = bytes.dropFirst(3)
+                } else {
+                    decoded.append(byte)
+                }
+            }
+            points.insert(String(decoding: decoded, as: UTF8.self))
+        }
+        return points
     }
 
     /// Removes hidden restore directories for `name` left by processes that died.

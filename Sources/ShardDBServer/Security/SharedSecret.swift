@@ -44,18 +44,24 @@ public struct SharedSecret: Sendable {
         }
     }
 
-    /// Why the token file at `path` is readable by more than its owner (its mode
-    /// lets the group or others read or write it, e.g. 0644 from the default
-    /// umask); nil when only its owner can, or when it cannot be examined. Not a
-    /// refusal: secrets mounted by an orchestrator are often 0644 in a private
-    /// volume; `shardctl serve` warns.
+    /// Why the token file at `path` is exposed to more than its owner (its mode
+    /// lets the group or others read it, e.g. 0644 from the default umask, or
+    /// replace it); nil when only its owner can, or when it cannot be examined.
+    /// Not a refusal: secrets mounted by an orchestrator are often 0644 in a
+    /// private volume; `shardctl serve` warns.
     public static func exposure(ofFile path: String) -> String? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         let mode = info.st_mode & 0o777
-        guard mode & 0o077 != 0 else { return nil }
-        return "token file \(path) has mode 0\(String(mode, radix: 8)): other users of this host can read the secret, "
-            + "which reads and overwrites all state (chmod 600 \(path))"
+        let what: String
+        if mode & 0o044 != 0 {
+            what = "other users of this host can read the secret, which reads and overwrites all state"
+        } else if mode & 0o022 != 0 {
+            what = "other users of this host can replace the secret"
+        } else {
+            return nil
+        }
+        return "token file \(path) has mode 0\(String(mode, radix: 8)): \(what) (chmod 600 \(path))"
     }
 
     var text: String { String(decoding: bytes, as: UTF8.self) }

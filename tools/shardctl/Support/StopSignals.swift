@@ -3,9 +3,16 @@ import Foundation
 import Glibc
 #endif
 
-/// The write end of ``StopSignals``' pipe, read by the C signal handler (which
-/// can capture nothing). Set once, before the handler is installed.
-private nonisolated(unsafe) var stopSignalPipe: Int32 = -1
+/// ``StopSignals``' pipe. A constant, so the C signal handler (which can capture
+/// nothing) reads it without exclusivity tracking; made before the handler is installed.
+private let stopSignalPipe: (read: Int32, write: Int32) = {
+    var ends: [Int32] = [-1, -1]
+    guard pipe(&ends) == 0 else { fatalError("pipe: \(String(cString: strerror(errno)))") }
+    _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+    _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+    _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)  // a full pipe drops the byte instead of blocking the handler
+    return (ends[0], ends[1])
+}()
 
 /// Calls a handler, on a thread of its own, for each SIGTERM or SIGINT.
 ///
@@ -17,13 +24,7 @@ private nonisolated(unsafe) var stopSignalPipe: Int32 = -1
 /// The C handler only writes a byte to a pipe (async-signal-safe).
 enum StopSignals {
     static func install(_ handler: @escaping @Sendable () -> Void) {
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { fatalError("pipe: \(String(cString: strerror(errno)))") }
-        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)  // a full pipe drops the byte instead of blocking the handler
-        stopSignalPipe = ends[1]
-        let reader = ends[0]
+        let reader = stopSignalPipe.read  // (initialised here, before any handler can run)
         let thread = Thread {
             var byte: UInt8 = 0
             while true {
@@ -37,7 +38,7 @@ enum StopSignals {
             action.__sigaction_handler.sa_handler = { _ in
                 var byte: UInt8 = 1
                 let saved = errno
-                _ = write(stopSignalPipe, &byte, 1)
+                _ = write(stopSignalPipe.write, &byte, 1)
                 errno = saved
             }
             sigemptyset(&action.sa_mask)
