@@ -364,6 +364,11 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["get", "--remote", "nonexistent.invalid:7411", "--token-file", p("good-token"), "k"], "cannot resolve host"),
             Case(["get", "--remote", "127.0.0.1:7411:1", "--token-file", p("good-token"), "k"], "is not HOST:PORT"),
             Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--retry-seconds", "inf", "k"], "--retry-seconds"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--call-timeout", "0", "k"], "--call-timeout"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--call-timeout", "-5", "k"], "--call-timeout"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--call-timeout", "nan", "k"], "--call-timeout"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--call-timeout", "100000", "k"], "--call-timeout"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--call-timeout", "soon", "k"], status: 64, "--call-timeout"),
             Case(["put", "--remote", "127.0.0.1:0", "--token-file", p("good-token"), "k", "v"], "port 0"),
             Case(["get", inst, "--token-file", p("good-token"), "key-1"], "applies to --remote"),
             Case(["put", inst, "--tls-ca", p("good-token"), "k", "v"], "applies to --remote"),
@@ -480,6 +485,34 @@ final class BadInputCommandTests: ShardctlTestCase {
             XCTAssertEqual(warnings.count, mode == 0o644 ? 1 : 0, stderr)
             XCTAssertEqual(process.terminationStatus, 0, stderr)
         }
+    }
+
+    /// `get --remote` to a peer that accepts the connection and never answers
+    /// gives up after about two `--call-timeout`s with `--retry-seconds 0`, not
+    /// the default minute.
+    func testACallTimeoutBoundsAQuickLookAtASilentPeer() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                guard bind(listener, raw, length) == 0, listen(listener, 16) == 0, getsockname(listener, raw, &length) == 0 else {
+                    throw POSIXError(.EADDRINUSE)
+                }
+            }
+        }
+        // The kernel completes the TCP handshake from the backlog; nothing ever answers.
+        let token = path("token")
+        XCTAssertTrue(FileManager.default.createFile(atPath: token, contents: Data("correct-horse-battery-staple\n".utf8)))
+        let started = Date()
+        let answer = try ShardctlProcess.run(["get", "--remote", "127.0.0.1:\(UInt16(bigEndian: address.sin_port))", "--token-file", token,
+                                              "--call-timeout", "1", "--retry-seconds", "0", "k"])
+        XCTAssertLessThan(Date().timeIntervalSince(started), 15, "gave up at the deadline, not after a minute")
+        assertError(answer, mentioning: "deadline")
     }
 
     /// bench marks the directories it makes and runs again over them, but no other.

@@ -20,6 +20,10 @@ struct RemoteOptions: ParsableArguments {
     @Option(name: .customLong("retry-seconds"), help: "How long a call to a live instance is retried when the connection fails.")
     var retrySeconds: Double = 30
 
+    @Option(name: .customLong("call-timeout"), parsing: .unconditional,
+            help: "The deadline of each call to a live instance, in seconds (a peer that accepts the connection and never answers fails after it).")
+    var callTimeout: Double = 60
+
     /// The connection options given on the command line, by flag name.
     var givenConnectionOptions: [String] {
         [("--token-file", tokenFile != nil), ("--tls-ca", tlsCA != nil), ("--tls-cert", tlsCert != nil), ("--tls-key", tlsKey != nil)]
@@ -35,8 +39,13 @@ struct RemoteOptions: ParsableArguments {
         guard retrySeconds.isFinite, (0...86_400).contains(retrySeconds) else {
             throw ShardDBError(.invalidArgument, "--retry-seconds must be between 0 and 86400, got \(retrySeconds)")
         }
+        guard callTimeout.isFinite, callTimeout >= 0.1, callTimeout <= 86_400 else {
+            throw ShardDBError(.invalidArgument, "--call-timeout must be between 0.1 and 86400 seconds, got \(callTimeout)")
+        }
         var configuration = RemoteInstance.Configuration()
         configuration.retryWindow = .milliseconds(Int64(retrySeconds * 1000))
+        configuration.callTimeout = .milliseconds(Int64(callTimeout * 1000))
+        configuration.closeGrace = min(configuration.closeGrace, configuration.callTimeout)
         return try RemoteInstance(address: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls,
                                   configuration: configuration)
     }
