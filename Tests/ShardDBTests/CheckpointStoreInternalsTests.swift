@@ -16,7 +16,19 @@ final class CheckpointStoreInternalsTests: XCTestCase {
         XCTAssertFalse(CheckpointStore.isMountPoint(plain))
         XCTAssertFalse(CheckpointStore.isMountPoint(directory.path("missing")))
         // The mount table is read (bind mounts keep their parent's device): /proc is in it.
-        XCTAssertTrue(CheckpointStore.mountPoints().contains("/proc"), "\(CheckpointStore.mountPoints())")
-        XCTAssertFalse(CheckpointStore.mountPoints().contains(plain))
+        XCTAssertTrue(CheckpointStore.mountPoints().contains(Array("/proc".utf8)))
+        XCTAssertFalse(CheckpointStore.mountPoints().contains(Array(plain.utf8)))
+    }
+
+    /// A target that does not exist yet is resolved through its parent, so a
+    /// symbolic link on the way (into the store, say) is seen.
+    func testATargetIsResolvedThroughItsParent() throws {
+        let directory = TemporaryDirectory()
+        let real = directory.path("real")
+        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: directory.path("link"), withDestinationPath: real)
+        let resolvedReal = try XCTUnwrap(realpath(real, nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) })
+        XCTAssertEqual(CheckpointStore.resolvingParent(of: directory.path("link") + "/new"), resolvedReal + "/new")
+        XCTAssertEqual(CheckpointStore.resolvingParent(of: "/"), "/")
     }
 }

@@ -90,10 +90,13 @@ final class CheckpointCommandTests: XCTestCase {
         try assertFails(["checkpoint", "restore", "--store", store, "--id", "9", path("r")], mentioning: "no checkpoint 9")
         try assertFails(["checkpoint", "restore", "--store", store, instance], mentioning: "not an empty directory")
         // Inside the store, the next create would collect the restored files as leftovers.
-        for inside in [store + "/backups/private/77", store] {
+        // Also through a symbolic link to a folder of the store, with a target that does not exist yet.
+        try FileManager.default.createSymbolicLink(atPath: path("into-store"), withDestinationPath: store + "/backups")
+        for inside in [store + "/backups/private/77", store, path("into-store") + "/new"] {
             try assertFails(["checkpoint", "restore", "--store", store, inside], mentioning: "inside the checkpoint store")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/backups/private/77"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/backups/new"))
         try assertFails(["checkpoint", "create", instance, "--store", store, "--metadata", "novalue"], mentioning: "key=value")
         let other = try makeInstance("other", keys: 10)
         try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")

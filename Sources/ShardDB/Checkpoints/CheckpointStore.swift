@@ -351,11 +351,11 @@ public final class CheckpointStore: @unchecked Sendable {
     /// RocksDB copies into a hidden sibling (`.<name>.restoring-<pid>-…`) checking
     /// checksums; the copy is opened once as an instance, then renamed into place.
     /// So `directory` never holds a partial restore. An existing empty directory
-    /// is replaced by the restored one (made by this process: its owner and mode
-    /// are this process's, not the replaced directory's). A mount point cannot be
-    /// replaced (and the sibling would be on the parent's file system), nor can a
-    /// symbolic link be (the rename would replace the link): both are refused
-    /// before anything is copied.
+    /// is replaced by the restored one in that rename (made by this process: its
+    /// owner and mode are this process's, not the replaced directory's). A mount
+    /// point cannot be replaced (and the sibling would be on the parent's file
+    /// system), nor can a symbolic link (rename cannot put a directory in its
+    /// place): both are refused before anything is copied.
     ///
     /// - throws: ``ShardDBError``: `.targetNotEmpty`, `.checkpointNotFound`,
     ///   `.checkpointCorrupted` (naming the bad file; nothing is left behind),
@@ -365,7 +365,9 @@ public final class CheckpointStore: @unchecked Sendable {
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
         // Inside the store, the next create or purge would collect the restored files as its own leftovers.
         let store = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-        let resolvedTarget = URL(fileURLWithPath: target).resolvingSymlinksInPath().path
+        // Resolved through the parent, which exists more often than the target (a
+        // missing target stops Foundation's resolution at its first missing part).
+        let resolvedTarget = Self.resolvingParent(of: target)
         guard resolvedTarget != store, !resolvedTarget.hasPrefix(store.hasSuffix("/") ? store : store + "/") else {
             throw ShardDBError(.invalidArgument, "restore target \(target) is inside the checkpoint store \(path): restore outside it")
         }
@@ -373,10 +375,10 @@ public final class CheckpointStore: @unchecked Sendable {
         var isDirectory: ObjCBool = false
         var link = stat()
         if lstat(target, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK {
+            let destination = (try? FileManager.default.destinationOfSymbolicLink(atPath: target)) ?? "?"
             throw ShardDBError(.invalidArgument,
-                "restore target \(target) is a symbolic link, which the restored instance would replace: restore into \(resolvedTarget)")
+                "restore target \(target) is a symbolic link (to \(destination)), which the restored instance cannot replace: restore into the directory it points to")
         }
-        var targetExists = false
         if files.fileExists(atPath: target, isDirectory: &isDirectory) {
             let entries = isDirectory.boolValue ? ((try? files.contentsOfDirectory(atPath: target)) ?? ["?"]) : ["?"]
             guard entries.isEmpty else {
@@ -386,7 +388,6 @@ public final class CheckpointStore: @unchecked Sendable {
                 throw ShardDBError(.invalidArgument,
                     "restore target \(target) is a mount point, which cannot be replaced: restore into a directory inside it (\(target)/instance)")
             }
-            targetExists = true
         }
         let info = try checkpoint(id: id)
         let parent = (target as NSString).deletingLastPathComponent
@@ -436,11 +437,17 @@ public final class CheckpointStore: @unchecked Sendable {
         result.shards = restored.shardDescriptors
         restored.close()
         DurableFile.syncDirectory(temporary)
-        if targetExists && rmdir(target) != 0 && errno != ENOENT {
-            throw ShardDBError(.notWritable, "cannot replace the empty directory \(target): \(String(cString: strerror(errno)))")
-        }
+        // rename replaces an empty directory in one step (the target is never missing).
         guard rename(temporary, target) == 0 else {
-            throw ShardDBError(.notWritable, "cannot move the restored instance to \(target): \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            switch errno {
+            case ENOTEMPTY, EEXIST:
+                throw ShardDBError(.targetNotEmpty, "restore target \(target) is no longer empty (\(reason)); nothing was restored into it")
+            case EBUSY:
+                throw ShardDBError(.invalidArgument, "restore target \(target) is in use as a mount point (\(reason)); restore into a directory inside it")
+            default:
+                throw ShardDBError(.notWritable, "cannot move the restored instance to \(target): \(reason)")
+            }
         }
         renamed = true
         DurableFile.syncDirectory(parent)
@@ -456,18 +463,29 @@ public final class CheckpointStore: @unchecked Sendable {
         var own = stat(), parent = stat()
         guard stat(path, &own) == 0, stat(path + "/..", &parent) == 0 else { return false }
         if own.st_dev != parent.st_dev || own.st_ino == parent.st_ino { return true }
-        return mountPoints().contains(path)
+        return mountPoints().contains(Array(path.utf8))
+    }
+
+    /// `path` with its parent's symbolic links resolved (the parent as
+    /// `realpath` gives it, when it exists), then its last component.
+    static func resolvingParent(of path: String) -> String {
+        let parent = (path as NSString).deletingLastPathComponent, name = (path as NSString).lastPathComponent
+        guard let resolved = realpath(parent, nil) else { return URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
+        defer { free(resolved) }
+        let base = String(cString: resolved)
+        return name.isEmpty || path == "/" ? base : (base == "/" ? "/" + name : base + "/" + name)
     }
 
     /// The mount points in `/proc/self/mountinfo` (the fifth field, octal escapes
-    /// decoded); empty where it cannot be read.
-    static func mountPoints() -> Set<String> {
-        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
-        var points: Set<String> = []
-        for line in table.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+    /// decoded); empty where it cannot be read. Read as bytes: one path that is
+    /// not UTF-8 must not hide the others.
+    static func mountPoints() -> Set<[UInt8]> {
+        guard let table = FileManager.default.contents(atPath: "/proc/self/mountinfo") else { return [] }
+        var points: Set<[UInt8]> = []
+        for line in table.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
             guard fields.count > 4 else { continue }
-            var decoded: [UInt8] = [], bytes = Array(fields[4].utf8)[...]
+            var decoded: [UInt8] = [], bytes = Array(fields[4])[...]
             while let byte = bytes.popFirst() {
                 if byte == UInt8(ascii: "\\"), bytes.count >= 3, let code = UInt8(String(decoding: bytes.prefix(3), as: UTF8.self), radix: 8) {
                     decoded.append(code)
@@ -476,7 +494,7 @@ public final class CheckpointStore: @unchecked Sendable {
                     decoded.append(byte)
                 }
             }
-            points.insert(String(decoding: decoded, as: UTF8.self))
+            points.insert(decoded)
         }
         return points
     }
