@@ -320,6 +320,10 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-route", "sideways"], status: 64, "invalid for '--bulk-route"),
             Case(["migrate", "--from", inst, "--to", "127.0.0.1:7400", "--shard", "0", "--copy-table-files", "--token-file", p("good-token")],
                  status: 64, "--copy-table-files applies to a target directory opened here"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "0..512", "--copy-table-files"],
+                 status: 64, "--copy-table-files applies only when a whole shard moves as table files"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-transfer", "entries", "--copy-table-files"],
+                 status: 64, "--copy-table-files applies only when a whole shard moves as table files"),
             // serve: peer credentials for pulling a bulk copy
             Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem")], status: 64, "--peer-tls-cert and --peer-tls-key go together"),
             Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem"), "--peer-tls-key", p("k.pem")], status: 64, "needs --tls-ca"),

@@ -56,6 +56,9 @@ struct Migrate: AsyncParsableCommand {
         if copyTableFiles && InstanceAddress(parsing: to) != nil {
             throw ValidationError("--copy-table-files applies to a target directory opened here; a live target (\(to)) always receives copies")
         }
+        if copyTableFiles && (range != nil || mergeInto != nil || bulkTransfer == .entries) {
+            throw ValidationError("--copy-table-files applies only when a whole shard moves as table files (not with --range, --merge-into or --bulk-transfer entries)")
+        }
     }
 
     func run() async throws {
