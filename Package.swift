@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
         // Already in the graph through grpc-swift-nio-transport; named to check TLS material up front.
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
+        // Also already in the graph; named for the server's connection gate (accepted channels).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // The RocksDB C API (rocksdb/c.h) as a system library.
@@ -64,6 +66,7 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Proto"],

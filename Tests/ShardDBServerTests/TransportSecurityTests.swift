@@ -143,26 +143,84 @@ final class TransportSecurityTests: XCTestCase {
         let server = MigrationServer(engine: engine, configuration: configuration)
         let boundText = try await server.start()
         let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try connectRaw(to: bound)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(bound.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(connected, 0)
         try await Task.sleep(for: .milliseconds(200))  // accepted and set up by the server
         let started = ContinuousClock.now
         await server.shutdown()
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "shutdown waited for the silent client")
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var n = 1
-        while n > 0 { n = read(fd, &buffer, buffer.count) }  // SETTINGS and GOAWAY, then the end
-        XCTAssertEqual(n, 0, "the silent connection is closed")
+        XCTAssertTrue(readsToEnd(fd, within: 5), "the silent connection is closed")  // SETTINGS and GOAWAY, then the end
+    }
+
+    /// A connection that starts no call is closed after `firstCallTimeout`,
+    /// whether it sent nothing or only the HTTP/2 preface and settings; one
+    /// that made a call is not (the server keeps serving it).
+    func testAConnectionThatStartsNoCallIsClosed() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("NoCall-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try ShardEngine.create(at: directory, shards: 1)
+        defer { engine.close() }
+        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
+        configuration.firstCallTimeout = .milliseconds(300)
+        configuration.connectionGraceTime = .milliseconds(500)
+        let server = MigrationServer(engine: engine, configuration: configuration)
+        let boundText = try await server.start()
+        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let client = try RemoteInstance(address: bound, secret: try SharedSecret(Workspace.token))
+        try await client.put(Array("kept".utf8), Array("value".utf8))
+
+        let silent = try connectRaw(to: bound)
+        defer { close(silent) }
+        let prefaceOnly = try connectRaw(to: bound)
+        defer { close(prefaceOnly) }
+        let settings: [UInt8] = [0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00]
+        let hello = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + settings
+        XCTAssertEqual(hello.withUnsafeBytes { send(prefaceOnly, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }, hello.count)
+        XCTAssertTrue(readsToEnd(silent, within: 10), "a connection that sent nothing is closed")
+        XCTAssertTrue(readsToEnd(prefaceOnly, within: 10), "a connection that only said hello is closed")
+        XCTAssertEqual(server.connectionGate.closed.timedOut, 2, "the client's connection is not among them")
+        XCTAssertEqual(server.connectionGate.closed.overLimit, 0)
+
+        // Past the timeout the client's connection still serves calls.
+        let value = try await client.get(Array("kept".utf8))
+        XCTAssertEqual(value, Array("value".utf8))
+        XCTAssertEqual(server.connectionGate.closed.timedOut, 2)
+        await client.close()
+        await server.shutdown()
+    }
+
+    /// Beyond `maxConnectionsWithoutCall` connections waiting for their first
+    /// call, a new one is closed at once (before its timeout); once the waiting
+    /// ones go, calls are served again.
+    func testConnectionsWaitingForAFirstCallAreCapped() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("NoCallCap-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try ShardEngine.create(at: directory, shards: 1)
+        defer { engine.close() }
+        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
+        configuration.firstCallTimeout = .seconds(120)
+        configuration.maxConnectionsWithoutCall = 2
+        configuration.connectionGraceTime = .milliseconds(500)
+        let server = MigrationServer(engine: engine, configuration: configuration)
+        let boundText = try await server.start()
+        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let first = try connectRaw(to: bound), second = try connectRaw(to: bound)
+        let third = try connectRaw(to: bound)
+        defer { close(third) }
+        XCTAssertTrue(readsToEnd(third, within: 10), "the connection over the limit is closed")
+        XCTAssertEqual(server.connectionGate.closed.overLimit, 1)
+        XCTAssertEqual(server.connectionGate.closed.timedOut, 0, "the waiting ones are still open")
+        XCTAssertTrue(isOpen(first), "the first waiting connection is still open")
+
+        close(first)
+        close(second)
+        // The server sees both go (their close), then a client's connection is accepted.
+        let client = try RemoteInstance(address: bound, secret: try SharedSecret(Workspace.token))
+        try await client.put(Array("after".utf8), Array("flood".utf8))
+        let value = try await client.get(Array("after".utf8))
+        XCTAssertEqual(value, Array("flood".utf8))
+        await client.close()
+        await server.shutdown()
     }
 
     func testGarbageAndTruncatedFramesLeaveTheServerServing() async throws {
@@ -401,10 +459,10 @@ final class TransportSecurityTests: XCTestCase {
         b.terminate()
     }
 
-    private func sendRaw(_ bytes: [UInt8], to address: InstanceAddress) throws {
+    /// A TCP connection to `address` (IPv4), blocking.
+    private func connectRaw(to address: InstanceAddress) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         XCTAssertGreaterThanOrEqual(fd, 0)
-        defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(address.port).bigEndian)
@@ -413,6 +471,32 @@ final class TransportSecurityTests: XCTestCase {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         XCTAssertEqual(connected, 0)
+        return fd
+    }
+
+    /// Reads `fd` until the peer closes it (true) or `seconds` pass without that.
+    private func readsToEnd(_ fd: Int32, within seconds: Int) -> Bool {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var n = 1
+        while n > 0 { n = read(fd, &buffer, buffer.count) }
+        return n == 0
+    }
+
+    /// Whether the peer has not closed `fd`: what it sent so far is read without waiting.
+    private func isOpen(_ fd: Int32) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { continue }
+            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+        }
+    }
+
+    private func sendRaw(_ bytes: [UInt8], to address: InstanceAddress) throws {
+        let fd = try connectRaw(to: address)
+        defer { close(fd) }
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         // Give the server a moment to read and reject, then hang up mid-stream.
         var timeout = timeval(tv_sec: 0, tv_usec: 300_000)

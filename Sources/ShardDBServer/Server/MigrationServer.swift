@@ -44,6 +44,13 @@ public final class MigrationServer: Sendable {
         /// for connections whose peer went silent (grpc-swift's graceful close waits
         /// for the peer's ping acknowledgement, which never comes).
         public var connectionGraceTime: Duration = .seconds(30)
+        /// A connection that has not started a call this long after it was
+        /// accepted is closed (a peer that connects and never completes HTTP/2
+        /// otherwise holds its socket until the server stops).
+        public var firstCallTimeout: Duration = .seconds(10)
+        /// At most this many connections may wait for their first call at
+        /// once; one accepted beyond that is closed at once.
+        public var maxConnectionsWithoutCall = 128
 
         public init(listen: InstanceAddress = InstanceAddress(host: "127.0.0.1", port: 0), secret: SharedSecret?,
                     tls: ServerTLS? = nil, advertisedAddress: String? = nil, bulkRateLimit: ByteRate? = nil,
@@ -66,10 +73,14 @@ public final class MigrationServer: Sendable {
     private let transport: HTTP2ServerTransport.Posix
     private let location = LockedValue<String>("")
     private let serving = LockedValue<Task<Void, Error>?>(nil)
+    let connectionGate: ConnectionGate
 
     public init(engine: ShardEngine, configuration: Configuration) {
         self.engine = engine
         self.configuration = configuration
+        let gate = ConnectionGate(firstCallTimeout: configuration.firstCallTimeout,
+                                  maxWaiting: configuration.maxConnectionsWithoutCall)
+        connectionGate = gate
         transport = HTTP2ServerTransport.Posix(
             address: Self.bindAddress(configuration.listen),
             transportSecurity: configuration.tls?.transportSecurity ?? .plaintext,
@@ -81,6 +92,8 @@ public final class MigrationServer: Sendable {
                 config.connection.keepalive.timeout = .seconds(10)
                 config.connection.maxIdleTime = configuration.connectionIdleTimeout
                 config.connection.maxGraceTime = configuration.connectionGraceTime
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = { gate.accepted($0) }
+                config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { gate.streamOpened($0) }
             })
         let location = self.location
         let service = ShardInstanceService(engine: engine, location: { location.value },
