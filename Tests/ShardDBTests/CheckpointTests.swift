@@ -476,6 +476,56 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// Two instances creating one new store at once: the second, arriving just
+    /// before the first writes the store's manifest, is refused as busy (both used
+    /// to write a manifest, and the store named the loser as the owner of the
+    /// winner's checkpoints).
+    func testTwoInstancesCreatingOneStoreAtOnceLeaveOneOwner() throws {
+        let directory = TemporaryDirectory()
+        let a = try makeEngine(in: directory, name: "a", shards: 2)
+        defer { a.close() }
+        let b = try makeEngine(in: directory, name: "b", shards: 2)
+        defer { b.close() }
+        try a.put("k", "a")
+        try b.put("k", "b")
+        let store = directory.path("store")
+        let second = LockedResult()
+        FailurePoints.arm("checkpoint.store.before-manifest", action: .call(.init {
+            FailurePoints.disarmAll()
+            do { _ = try b.checkpoint(to: store); second.set("created") } catch { second.set("\(error)") }
+        }))
+        try a.checkpoint(to: store)
+        XCTAssertTrue(second.value?.contains("in use by another checkpoint") == true, second.value ?? "nil")
+        let checkpoints = try CheckpointStore.open(at: store)
+        defer { checkpoints.close() }
+        XCTAssertEqual(checkpoints.ownerInstanceID, a.instanceID)
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.instanceID), [a.instanceID])
+        // The store is a's: b is now refused as foreign, not as busy.
+        checkpoints.close()
+        assertShardDBError(.foreignCheckpointStore, try b.checkpoint(to: store))
+    }
+
+    /// A store folder holding only its lock file (a create stopped before its
+    /// manifest was written) is still taken as a new store.
+    func testAStoreHoldingOnlyItsLockIsCreated() throws {
+        let directory = TemporaryDirectory()
+        let a = try makeEngine(in: directory, name: "a", shards: 2)
+        defer { a.close() }
+        try a.put("k", "a")
+        let store = directory.path("store")
+        FailurePoints.arm("checkpoint.store.before-manifest", action: .error)
+        assertShardDBError(.injectedFailure, try a.checkpoint(to: store))
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: store), ["LOCK"])
+        let info = try a.checkpoint(to: store)
+        XCTAssertEqual(info.instanceID, a.instanceID)
+        // A folder with anything else in it is still refused, and gets no lock file.
+        let foreign = directory.path("foreign")
+        try files.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+        try "x".write(toFile: foreign + "/notes.txt", atomically: true, encoding: .utf8)
+        assertShardDBError(.checkpointStoreNotFound, try a.checkpoint(to: foreign))
+        XCTAssertEqual(try files.contentsOfDirectory(atPath: foreign), ["notes.txt"])
+    }
+
     func testStoreOfAnotherInstanceIsRefusedUnlessAllowed() throws {
         let directory = TemporaryDirectory()
         let a = try makeEngine(in: directory, name: "a", shards: 2)
@@ -599,4 +649,12 @@ private final class ManagedAtomicFlag: @unchecked Sendable {
     func set() { condition.lock(); flag = true; condition.unlock() }
     func finish() { condition.lock(); finished = true; condition.broadcast(); condition.unlock() }
     func waitFinished() { condition.lock(); while !finished { condition.wait() }; condition.unlock() }
+}
+
+/// A text a failure-point hook leaves for the test.
+private final class LockedResult: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: String?
+    var value: String? { lock.withLock { stored } }
+    func set(_ text: String) { lock.withLock { stored = text } }
 }

@@ -90,7 +90,8 @@ public final class CheckpointStore: @unchecked Sendable {
         guard let manifest else {
             throw ShardDBError(.checkpointStoreNotFound, "\(path) is not a checkpoint store (no \(manifestName))")
         }
-        return try openLocked(at: path, owner: manifest.instanceID, exclusive: exclusive)
+        return try openLocked(at: path, owner: manifest.instanceID, exclusive: exclusive,
+                              lockDescriptor: try lock(path, exclusive: exclusive))
     }
 
     /// Opens the store at `path` for a checkpoint of `instanceID`, creating it if
@@ -110,21 +111,40 @@ public final class CheckpointStore: @unchecked Sendable {
             }
         }
         guard access(path, W_OK | X_OK) == 0 else { throw ShardDBError(.notWritable, "checkpoint store \(path) is not writable") }
-        if let manifest = try readManifest(at: path) {
-            guard manifest.instanceID == instanceID || allowForeignInstance else {
-                throw ShardDBError(.foreignCheckpointStore,
-                    "checkpoint store \(path) belongs to instance \(manifest.instanceID), not \(instanceID) (allowForeignInstance mixes them)")
+        /// The store's owner: its manifest's, checked against `instanceID`; nil when there is no
+        /// manifest yet and the directory is empty (a lock file aside): a new store.
+        func owner() throws -> String? {
+            if let manifest = try readManifest(at: path) {
+                guard manifest.instanceID == instanceID || allowForeignInstance else {
+                    throw ShardDBError(.foreignCheckpointStore,
+                        "checkpoint store \(path) belongs to instance \(manifest.instanceID), not \(instanceID) (allowForeignInstance mixes them)")
+                }
+                return manifest.instanceID
             }
-            return try openLocked(at: path, owner: manifest.instanceID, exclusive: true)
+            let entries = ((try? files.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != lockName }
+            guard entries.isEmpty else {
+                throw ShardDBError(.checkpointStoreNotFound, "\(path) is not empty and not a checkpoint store; refusing to use it")
+            }
+            return nil
         }
-        let entries = (try? files.contentsOfDirectory(atPath: path)) ?? []
-        guard entries.isEmpty else {
-            throw ShardDBError(.checkpointStoreNotFound, "\(path) is not empty and not a checkpoint store; refusing to use it")
+        // Checked before the lock file is made (a foreign folder gets none), and again under the
+        // lock: two instances creating one store at once would otherwise both write a manifest,
+        // and the one that lost the lock would have its name on the other's checkpoints.
+        _ = try owner()
+        let fd = try lock(path, exclusive: true)
+        do {
+            if let existing = try owner() {
+                return try openLocked(at: path, owner: existing, exclusive: true, lockDescriptor: fd)
+            }
+            try FailurePoints.hit("checkpoint.store.before-manifest")
+            let manifest = CheckpointStoreManifest(format: CheckpointStoreManifest.currentFormat, instanceID: instanceID,
+                                                   createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+            try DurableFile.write(MetadataCoding.encode(manifest), to: path + "/" + manifestName)
+        } catch {
+            Glibc.close(fd)
+            throw error
         }
-        let manifest = CheckpointStoreManifest(format: CheckpointStoreManifest.currentFormat, instanceID: instanceID,
-                                               createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
-        try DurableFile.write(MetadataCoding.encode(manifest), to: path + "/" + manifestName)
-        return try openLocked(at: path, owner: instanceID, exclusive: true)
+        return try openLocked(at: path, owner: instanceID, exclusive: true, lockDescriptor: fd)
     }
 
     private static func readManifest(at path: String) throws -> CheckpointStoreManifest? {
@@ -146,7 +166,10 @@ public final class CheckpointStore: @unchecked Sendable {
         }
     }
 
-    private static func openLocked(at path: String, owner: String, exclusive: Bool) throws -> CheckpointStore {
+    /// Takes the store's lock (`STORE/LOCK`, made if missing): the descriptor holding it.
+    ///
+    /// - throws: ``ShardDBError`` `.checkpointStoreBusy`, `.notWritable`, `.storage`.
+    private static func lock(_ path: String, exclusive: Bool) throws -> Int32 {
         let lockPath = path + "/" + lockName
         let fd = Glibc.open(lockPath, exclusive ? (O_RDWR | O_CREAT | O_CLOEXEC) : (O_RDONLY | O_CREAT | O_CLOEXEC), 0o644)
         guard fd >= 0 else {
@@ -160,6 +183,11 @@ public final class CheckpointStore: @unchecked Sendable {
             Glibc.close(fd)
             throw ShardDBError(.checkpointStoreBusy, "checkpoint store \(path) is in use by another checkpoint or purge; retry later")
         }
+        return fd
+    }
+
+    /// Opens the store whose lock `fd` holds; closes `fd` when it fails.
+    private static func openLocked(at path: String, owner: String, exclusive: Bool, lockDescriptor fd: Int32) throws -> CheckpointStore {
         do {
             try checkMetaFiles(path)
             if exclusive {
