@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/perf_level.h>
@@ -58,6 +59,14 @@ extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer
 
 extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
   save_error(errptr, db->rep->VerifyChecksum());
+}
+
+extern "C" void sharddb_delete_files_in_range_cf(rocksdb_t *db, rocksdb_column_family_handle_t *family,
+                                                 const char *begin, size_t begin_length,
+                                                 const char *end, size_t end_length, char **errptr) {
+  rocksdb::Slice b(begin, begin_length), e(end, end_length);
+  save_error(errptr, rocksdb::DeleteFilesInRange(db->rep, family->rep, begin ? &b : nullptr, end ? &e : nullptr,
+                                                 /*include_end=*/false));
 }
 
 namespace {

@@ -94,12 +94,15 @@ extension Database {
         }
     }
 
-    /// Deletes table files whose keys all lie in `[begin, end)` (RocksDB's DeleteFilesInRange).
+    /// Deletes table files (level 1 and below) whose keys all lie in `[begin, end)`
+    /// (RocksDB's DeleteFilesInRange with include_end false: the C API's call
+    /// would also drop a file whose largest key is `end`).
     public func deleteFiles(from begin: [UInt8], to end: [UInt8], in family: ColumnFamily? = nil) throws {
         try withHandle(family) { db, cf in
             try begin.withUnsafeBytes { b in
                 try end.withUnsafeBytes { e in
-                    try withStatus { rocksdb_delete_file_in_range_cf(db, cf, b.cPointer, b.count, e.cPointer, e.count, $0) }
+                    // (cPointer is never NULL, not even for an empty bound: NULL would mean unbounded.)
+                    try withStatus { sharddb_delete_files_in_range_cf(db, cf, b.cPointer, b.count, e.cPointer, e.count, $0) }
                 }
             }
         }

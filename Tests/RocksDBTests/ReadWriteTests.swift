@@ -18,6 +18,23 @@ final class ReadWriteTests: XCTestCase {
         dir = nil
     }
 
+    /// deleteFiles drops the files wholly inside [begin, end), and keeps one
+    /// whose largest key is `end` itself (the C API's call dropped it: RocksDB's
+    /// include_end defaults to true), so a key at the end of a cleared range survives.
+    func testDeleteFilesKeepsAFileEndingAtTheEndBound() throws {
+        // One table file, below level 0, holding b..m exactly.
+        for key in ["b", "c", "k", "m"] { try db.put(key, "value-\(key)") }
+        try db.flush()
+        try db.compactRange()
+        XCTAssertEqual(try db.property("rocksdb.num-files-at-level0"), "0")
+        try db.deleteFiles(from: bytes("a"), to: bytes("m"))
+        XCTAssertEqual(text(try db.get("m")), "value-m", "the file ending at the end bound stays")
+        XCTAssertEqual(text(try db.get("b")), "value-b")
+        try db.deleteFiles(from: bytes("a"), to: bytes("m\0"))
+        XCTAssertNil(try db.get("m"), "a file wholly inside the range goes")
+        XCTAssertNil(try db.get("b"))
+    }
+
     func testPutGetAndOverwrite() throws {
         XCTAssertNil(try db.get("k"))
         try db.put("k", "v1")

@@ -150,6 +150,29 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(try target.keys().count, 7 * 20)
     }
 
+    /// Moving the lower end of a shard whose table file ends exactly at the split
+    /// key: the source's cleanup drops whole files inside the moved range, and the
+    /// key at the split (which the source keeps) survives it. (RocksDB's
+    /// DeleteFilesInRange, as the C API called it, took the end bound inclusive
+    /// and dropped that file, key and all.)
+    func testCleanupKeepsTheKeyAtTheSplitWhenAFileEndsThere() async throws {
+        let dir = TemporaryDirectory()
+        let partitioning = Partitioning.range(splitPoints: [bytes("m")])
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, partitioning: partitioning, options: engineOptions())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, partitioning: .range(splitPoints: []), options: engineOptions())
+        defer { source.close(); target.close() }
+        // Shard 0 owns [-, m): one table file below level 0 holding b..f exactly.
+        for key in ["b", "c", "d", "f"] { try source.put(bytes(key), bytes("value-\(key)")) }
+        try source.purgeExpired(shard: 0)  // flush and compact
+        try source.put(bytes("g"), bytes("value-g"))
+        // Move [-, f): the source keeps [f, m), f included.
+        _ = try await source.migrate(Self.request(shard: 0, range: .keys(lower: [], upper: bytes("f"))), to: target)
+        XCTAssertEqual(try source.get(bytes("f")), bytes("value-f"), "the key at the split stays on the source")
+        XCTAssertEqual(try source.get(bytes("g")), bytes("value-g"))
+        for key in ["b", "c", "d"] { XCTAssertEqual(try target.get(bytes(key)), bytes("value-\(key)"), key) }
+        XCTAssertEqual(try source.keys(ScanRequest(shard: 0)), [bytes("f"), bytes("g")])
+    }
+
     /// A range delete made on the source during catch-up reaches the target clipped to
     /// the migrating range: keys of the range it covers are gone on the target, keys
     /// outside the migrating range stay on the source as the delete left them.

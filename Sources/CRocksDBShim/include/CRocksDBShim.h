@@ -49,6 +49,16 @@ void sharddb_perf_level_default_once(int level);
 /// names the damaged file. Errors as in the C API (*errptr, rocksdb_free).
 void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr);
 
+/// DeleteFilesInRange over [begin, end): table files (level 1 and below) whose
+/// keys all lie in it are dropped. Why: rocksdb_delete_file_in_range_cf passes
+/// no include_end, and RocksDB's default (true) makes the interval [begin, end]:
+/// a file whose largest key is `end` itself goes too, with `end`'s newest
+/// version, which a caller clearing [begin, end) still owns. Either bound may
+/// be NULL (unbounded). Errors as in the C API (*errptr, rocksdb_free).
+void sharddb_delete_files_in_range_cf(rocksdb_t *db, rocksdb_column_family_handle_t *family,
+                                      const char *begin, size_t begin_length,
+                                      const char *end, size_t end_length, char **errptr);
+
 /// Put of one entry whose key and value each come in two parts (either part
 /// may be empty: NULL with length 0), concatenated by RocksDB as it encodes the
 /// write batch (WriteBatch::Put with SliceParts). Same semantics and errors as
