@@ -135,6 +135,35 @@ final class ScanTests: XCTestCase {
         }
     }
 
+    /// What a scan's or a zero-copy read's body throws reaches the caller as
+    /// it was thrown (it used to arrive as `.storage`), on every scan path.
+    func testTheBodysOwnErrorReachesTheCaller() throws {
+        struct Stop: Error, Equatable { let at: Int }
+        let directory = TemporaryDirectory()
+        for (name, partitioning) in [("hash", Partitioning.hash(keyGroups: 64)), ("range", .range(splitPoints: [bytes("m")]))] {
+            let engine = try makeEngine(in: directory, name: name, shards: 2, partitioning: partitioning)
+            defer { engine.close() }
+            try fill(engine)
+            for request in [ScanRequest(), ScanRequest(start: bytes("b"), end: bytes("p")), ScanRequest(prefix: bytes("ba"))] {
+                var visited = 0
+                XCTAssertThrowsError(try engine.scan(request) { _ in
+                    visited += 1
+                    throw Stop(at: visited)
+                }, "\(name) \(request)") { error in
+                    XCTAssertEqual(error as? Stop, Stop(at: 1), "\(name) \(request): \(error)")
+                }
+            }
+            XCTAssertThrowsError(try engine.withValue(forKey: bytes("apple")) { _ in throw Stop(at: 0) }) { error in
+                XCTAssertEqual(error as? Stop, Stop(at: 0), "\(name): \(error)")
+            }
+            // The engine's own errors are still typed.
+            XCTAssertThrowsError(try engine.withValue(forKey: [UInt8]()) { _ in }) { error in
+                XCTAssertEqual((error as? ShardDBError)?.code, .invalidKey, "\(name): \(error)")
+            }
+            XCTAssertEqual(try engine.getString("apple"), "value-of-apple")
+        }
+    }
+
     // MARK: Zero-copy reads
 
     func testZeroCopyReadsSeeTheValueWithoutItsHeader() throws {

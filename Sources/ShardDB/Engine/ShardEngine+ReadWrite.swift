@@ -157,8 +157,11 @@ extension ShardEngine {
 
     /// Reads the value under `key` without copying it: `body` sees RocksDB's
     /// pinned buffer (header stripped), which must not escape the closure.
+    /// `body` runs while the engine is held open: it must not close the engine
+    /// (that waits for `body` to return, for ever).
     ///
     /// - returns: `body`'s result; nil when the key is absent or expired.
+    /// - throws: ``ShardDBError`` as ``get(_:)``, or what `body` throws, unchanged.
     @inlinable
     public func withValue<R>(forKey key: some ContiguousBytes, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         try key.withUnsafeBytes { k in try withValueRaw(k, body) }
@@ -178,14 +181,16 @@ extension ShardEngine {
     @usableFromInline
     func readValue(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try Self.validate(key: key)
-        try routedRead(key) { shard, keyGroup in
-            try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
-                try storage(path) {
-                    _ = try database.withValue(forKey: storedKey, in: shard.family) { stored in
-                        let (header, payload) = try decodeStored(stored, key: key)
-                        // The clock is read only for values that can expire.
-                        if let expiry = header.expiresAtMilliseconds, clock.nowMilliseconds() >= expiry { return }
-                        try body(payload)
+        try CallerError.unwrapping {
+            try routedRead(key) { shard, keyGroup in
+                try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+                    try storage(path) {
+                        _ = try database.withValue(forKey: storedKey, in: shard.family) { stored in
+                            let (header, payload) = try decodeStored(stored, key: key)
+                            // The clock is read only for values that can expire.
+                            if let expiry = header.expiresAtMilliseconds, clock.nowMilliseconds() >= expiry { return }
+                            try CallerError.marking { try body(payload) }
+                        }
                     }
                 }
             }

@@ -44,10 +44,18 @@ extension ShardEngine {
     /// A shard with a fenced range (a migration's cutover) is scanned once the
     /// fence is resolved, as point reads wait.
     ///
+    /// `body` may run while the engine is held open: it must not close the engine
+    /// (that would wait for the scan, for ever).
+    ///
     /// - throws: ``ShardDBError``: `.shardNotFound`, `.invalidArgument` (negative limit),
     ///   `.migrationInProgress` (a fence that did not resolve in ``ShardEngineOptions/fenceWaitSeconds``),
-    ///   `.corruptedValue`, `.storage`, or what `body` throws.
+    ///   `.corruptedValue`, `.storage`, or what `body` throws, unchanged.
     public func scan(_ request: ScanRequest = ScanRequest(), _ body: (ScanEntry) throws -> Bool) throws {
+        try CallerError.unwrapping { try scanMarked(request, body) }
+    }
+
+    /// ``scan(_:_:)``, with what `body` throws marked as the caller's (``CallerError``).
+    private func scanMarked(_ request: ScanRequest, _ body: (ScanEntry) throws -> Bool) throws {
         if let limit = request.limit, limit < 0 { throw ShardDBError(.invalidArgument, "limit must not be negative") }
         if request.limit == 0 { return }
         var table = self.table
@@ -85,8 +93,8 @@ extension ShardEngine {
             let (header, payload) = try self.decodeStored(stored, key: key)
             if header.isExpired(at: now) { return true }
             remaining -= 1
-            let keepGoing = try body(ScanEntry(shard: shardID, key: key, value: payload, expiresAtMilliseconds: header.expiresAtMilliseconds,
-                                                   writtenAtMilliseconds: header.writtenAtMilliseconds))
+            let keepGoing = try CallerError.marking { try body(ScanEntry(shard: shardID, key: key, value: payload, expiresAtMilliseconds: header.expiresAtMilliseconds,
+                                                   writtenAtMilliseconds: header.writtenAtMilliseconds)) }
             return keepGoing && remaining > 0
         }
 

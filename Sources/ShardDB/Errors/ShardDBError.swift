@@ -117,8 +117,28 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 }
 
-/// Runs `body`, turning any RocksDB error into a ``ShardDBError``.
+/// Runs `body`, turning any RocksDB error into a ``ShardDBError``; a caller's
+/// own error (``CallerError``) passes through unchanged.
 @inline(__always)
 func storage<R>(_ path: String, _ body: () throws -> R) throws -> R {
-    do { return try body() } catch { throw ShardDBError.wrap(error, path: path) }
+    do { return try body() } catch let error as CallerError { throw error } catch { throw ShardDBError.wrap(error, path: path) }
+}
+
+/// An error thrown by a caller's closure (a scan's or a zero-copy read's body)
+/// on its way out through ``storage(_:_:)``, which would otherwise report it as
+/// `.storage`: the public call unwraps it, so the caller catches its own error.
+struct CallerError: Error {
+    let error: any Error
+
+    /// Runs a caller's closure, marking what it throws.
+    @inline(__always)
+    static func marking<R>(_ body: () throws -> R) throws -> R {
+        do { return try body() } catch { throw CallerError(error: error) }
+    }
+
+    /// Runs `body`, throwing a marked caller's error as it was thrown.
+    @inline(__always)
+    static func unwrapping<R>(_ body: () throws -> R) throws -> R {
+        do { return try body() } catch let marked as CallerError { throw marked.error }
+    }
 }
