@@ -48,6 +48,10 @@ final class BackgroundWorkTests: XCTestCase {
             }
         }
         XCTAssertEqual(try engine.getString("k"), "v")
+        // The largest finite timeouts mean "for ever" (a year): they used to trap converting to a Duration.
+        for timeout in [1e16, .greatestFiniteMagnitude] as [Double] {
+            XCTAssertTrue(try engine.waitForBackgroundWork(timeoutSeconds: timeout), "timeout \(timeout)")
+        }
         engine.close()
         XCTAssertThrowsError(try engine.waitForBackgroundWork(timeoutSeconds: 1)) { error in
             XCTAssertEqual((error as? ShardDBError)?.code, .closed)

@@ -32,11 +32,17 @@ final class DiskSpaceGuard: @unchecked Sendable {
     /// Throws `.diskFull`, or `.storage` after an earlier I/O error, before a write of about `bytes`.
     @inline(__always)
     func check(writing bytes: Int) throws {
-        if failed.load(ordering: .relaxed) { throw failure.withLock { $0 } ?? ShardDBError(.storage, "\(path): an earlier write failed") }
+        try checkNotFailed()
         guard minimumFreeBytes > 0 else { return }
         // Per-record overhead in the WAL and memtable, so deletes count too.
         if budget.wrappingSubtract(Int64(bytes) + 64, ordering: .relaxed).newValue > 0 { return }
         try measure(writing: bytes)
+    }
+
+    /// Throws `.storage` after an earlier I/O error (the free-space reserve is not looked at).
+    @inline(__always)
+    func checkNotFailed() throws {
+        if failed.load(ordering: .relaxed) { throw failure.withLock { $0 } ?? ShardDBError(.storage, "\(path): an earlier write failed") }
     }
 
     /// The write itself must fit above the reserve too (a bulk chunk ingested as a
@@ -99,6 +105,18 @@ extension ShardEngine {
     @inline(__always)
     func guardedWrite<R>(bytes: Int, _ body: () throws -> R) throws -> R {
         try diskSpace.check(writing: bytes)
+        do { return try storage(path, body) } catch {
+            diskSpace.record(error)
+            throw error
+        }
+    }
+
+    /// Runs a small bookkeeping write (shard records, the migration journal, metrics):
+    /// refused after an earlier write failed, as every write is (the next one to the
+    /// same log would abort the process), but not held to the free-space reserve, so
+    /// a migration can still record its abort on a nearly full disk.
+    func bookkeepingWrite<R>(_ body: () throws -> R) throws -> R {
+        try diskSpace.checkNotFailed()
         do { return try storage(path, body) } catch {
             diskSpace.record(error)
             throw error

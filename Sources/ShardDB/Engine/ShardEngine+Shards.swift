@@ -55,7 +55,7 @@ extension ShardEngine {
         }
         var descriptor = shard.descriptor
         change(&descriptor)
-        try storage(path) {
+        try bookkeepingWrite {
             try database.put(Array(MetadataKey.shard(id).utf8), MetadataCoding.encode(ShardRecord(descriptor)),
                              in: metadata, options: WriteOptions(sync: true))
         }
@@ -91,7 +91,10 @@ extension ShardEngine {
         guard timeoutSeconds.isFinite, timeoutSeconds >= 0 else {
             throw ShardDBError(.invalidArgument, "the wait for background work needs a timeout of 0 seconds or more, got \(timeoutSeconds)")
         }
-        let deadline = ContinuousClock.now + .milliseconds(Int64((timeoutSeconds * 1000).rounded(.up)))
+        // Capped at a year: a larger timeout (Double.greatestFiniteMagnitude for "for ever")
+        // would not fit in a Duration.
+        let milliseconds = min((timeoutSeconds * 1000).rounded(.up), Self.longestWaitMilliseconds)
+        let deadline = ContinuousClock.now + .milliseconds(Int64(milliseconds))
         while true {
             if try !hasBackgroundWork() { return true }
             guard ContinuousClock.now < deadline else { return false }
@@ -100,6 +103,7 @@ extension ShardEngine {
     }
 
     static let backgroundWorkPollMicroseconds: UInt32 = 5_000
+    static let longestWaitMilliseconds: Double = 365 * 24 * 3600 * 1000
 
     /// Whether any shard has a memtable waiting to be flushed or a compaction
     /// waiting to run, or the database is running either (those two are database-wide).

@@ -272,7 +272,8 @@ public final class ShardEngine: @unchecked Sendable {
                 let record = ShardStatsRecord(expiredDropped: dropped)
                 try batch.put(Array(MetadataKey.stats(shard.id).utf8), MetadataCoding.encode(record), in: metadata)
             }
-            if batch.count > 0 { try database.write(batch) }
+            // (Not after a failed write: the next one to the same log would abort the process.)
+            if batch.count > 0 { try bookkeepingWrite { try database.write(batch) } }
         } catch {
             logger.warning("could not save shard metrics at close", metadata: ["error": "\(error)"])
         }

@@ -104,7 +104,7 @@ extension ShardEngine {
     func writeJournal(_ entry: MigrationJournalEntry) throws {
         let batch = WriteBatch()
         try journal(entry, in: batch)
-        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
     }
 
     func progressRecord(_ id: String) throws -> MigrationProgressRecord? {

@@ -297,7 +297,7 @@ extension ShardEngine: MigrationSource {
         // No fsync needed before waking the fenced callers: if this write is lost
         // in a crash, the durable `fenced` entry plus the target's durable commit
         // roll the move forward at recovery (docs/MIGRATION.md).
-        try storage(path) { try database.write(batch) }
+        try bookkeepingWrite { try database.write(batch) }
         let fence = migrationRuntime.fence(plan.id)
         updateTable { table in
             let ids = Set(changed.map(\.id))
@@ -390,15 +390,17 @@ extension ShardEngine: MigrationSource {
         let bounds = (lower: lower, upper: upperBound)
         let sentinel: [UInt8] = [UInt8](repeating: 0xFF, count: 8)
         let upper = bounds.upper ?? sentinel
-        try database.deleteRange(from: bounds.lower, to: upper, in: family)
-        if bounds.upper == nil {
-            let iterator = try database.makeIterator(in: family, lowerBound: sentinel)
-            iterator.seekToFirst()
-            while iterator.isValid {
-                try database.delete(iterator.key, in: family)
-                iterator.next()
+        try bookkeepingWrite {
+            try database.deleteRange(from: bounds.lower, to: upper, in: family)
+            if bounds.upper == nil {
+                let iterator = try database.makeIterator(in: family, lowerBound: sentinel)
+                iterator.seekToFirst()
+                while iterator.isValid {
+                    try database.delete(iterator.key, in: family)
+                    iterator.next()
+                }
+                try iterator.checkStatus()
             }
-            try iterator.checkStatus()
         }
         if reclaim {
             try database.deleteFiles(from: bounds.lower, to: upper, in: family)

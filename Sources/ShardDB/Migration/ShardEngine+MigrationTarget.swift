@@ -47,7 +47,7 @@ extension ShardEngine: MigrationTarget {
         entry.phase = .bulkCopy
         entry.snapshotSequence = snapshotSequence
         try journal(entry, in: batch)
-        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
         logger.debug("migration prepared (target)", metadata: ["id": "\(plan.id)", "range": "\(plan.range)"])
         return IncomingState(snapshotSequence: snapshotSequence, bulkResumeKey: nil, bulkDone: false, appliedThrough: snapshotSequence)
     }
@@ -219,7 +219,7 @@ extension ShardEngine: MigrationTarget {
             progress.bulkDone = true
             let batch = WriteBatch()
             try batch.put(MigrationKeys.progress(plan.id), MetadataCoding.encode(progress), in: metadata)
-            try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+            try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
             return true
         }
     }
@@ -567,7 +567,7 @@ extension ShardEngine: MigrationTarget {
             entry.phase = .committed
             entry.finalSequence = finalSequence
             try journal(entry, in: batch)
-            try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+            try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
         } catch {
             if let overlapFence { removeFence(overlapFence, outcome: .released) }
             throw error
@@ -687,7 +687,7 @@ extension ShardEngine: MigrationTarget {
         try batch.delete(MigrationKeys.progress(plan.id), in: metadata)
         entry.phase = .aborted
         try journal(entry, in: batch)
-        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
         return true
     }
 }
