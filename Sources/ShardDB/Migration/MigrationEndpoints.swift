@@ -319,6 +319,21 @@ final class MigrationRuntime: @unchecked Sendable {
     private var snapshots: [String: Snapshot] = [:]
     private var readers: [String: ChangelogReader] = [:]
     private var fences: [String: Fence] = [:]
+    private var callLocks: [String: NSRecursiveLock] = [:]
+
+    /// Runs `body` while no other serialized call of migration `id` runs (reading
+    /// its changelog on a source, applying chunks on a target).
+    func serialized<R>(_ id: String, _ body: () throws -> R) rethrows -> R {
+        let callLock = withLock {
+            if let existing = callLocks[id] { return existing }
+            let created = NSRecursiveLock()
+            callLocks[id] = created
+            return created
+        }
+        callLock.lock()
+        defer { callLock.unlock() }
+        return try body()
+    }
 
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
         lock.lock()
@@ -347,6 +362,7 @@ final class MigrationRuntime: @unchecked Sendable {
         let snapshot: Snapshot? = withLock {
             readers[id] = nil
             fences[id] = nil
+            callLocks[id] = nil  // (a call holding it keeps its reference)
             return snapshots.removeValue(forKey: id)
         }
         snapshot?.release()

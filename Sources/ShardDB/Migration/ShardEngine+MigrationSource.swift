@@ -201,14 +201,20 @@ extension ShardEngine: MigrationSource {
         guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished, entry.plan == plan else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")
         }
-        var reader = migrationRuntime.reader(plan.id)
-        if reader == nil || reader!.nextSequence != from {
-            reader = try ChangelogReader(engine: self, shard: plan.sourceShard, range: plan.range, from: from)
-            migrationRuntime.setReader(plan.id, reader)
+        // One read per migration at a time: the kept reader is not thread-safe, and a
+        // retry overlapping the call it repeats (same `from`) would take up where
+        // that call left the reader, skipping what it read.
+        return try migrationRuntime.serialized(plan.id) {
+            var reader = migrationRuntime.reader(plan.id)
+            if reader == nil || reader!.nextSequence != from {
+                reader = try ChangelogReader(engine: self, shard: plan.sourceShard, range: plan.range, from: from)
+                migrationRuntime.setReader(plan.id, reader)
+            }
+            try FailurePoints.hit("migration.source.reading-changes")
+            let latest = try latestSequenceNumber()
+            let records = try reader!.read(maxRecords: maxRecords)
+            return ChangeChunk(records: records, nextSequence: reader!.nextSequence, latestSequence: latest)
         }
-        let latest = try latestSequenceNumber()
-        let records = try reader!.read(maxRecords: maxRecords)
-        return ChangeChunk(records: records, nextSequence: reader!.nextSequence, latestSequence: latest)
     }
 
     /// Syncs the write-ahead log: a durable write (the fence's, the commit's)

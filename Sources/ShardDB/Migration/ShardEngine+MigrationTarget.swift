@@ -322,6 +322,12 @@ extension ShardEngine: MigrationTarget {
     /// - throws: `.migrationConflict` when the migration is not prepared here;
     ///   `.invalidArgument` when a chunk other than the last says the copy is done.
     public func applyBulk(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
+        // One call per migration at a time: a late retry overlapping the call it
+        // repeats (or a newer one) would read the progress before the other wrote it.
+        try migrationRuntime.serialized(plan.id) { try applyBulkSerialized(plan, chunks) }
+    }
+
+    private func applyBulkSerialized(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
         guard let last = chunks.last else { return }
         guard !chunks.dropLast().contains(where: \.done) else {
             throw ShardDBError(.invalidArgument, "migration \(plan.id): a bulk chunk marked done is followed by another")
@@ -418,6 +424,12 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
+        // Serialized as applyBulk: a stale call that read the progress before a newer
+        // chunk was applied would write older values over it.
+        try migrationRuntime.serialized(plan.id) { try applyChangesSerialized(plan, chunk) }
+    }
+
+    private func applyChangesSerialized(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
         guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
@@ -431,6 +443,7 @@ extension ShardEngine: MigrationTarget {
                 + "and records up to \(chunk.records.map(\.sequence).max() ?? 0)")
         }
         if chunk.nextSequence <= progress.appliedThrough + 1 && chunk.records.isEmpty { return }
+        try FailurePoints.hit("migration.target.applying-changes")
         let staging = try stagingFamily(for: plan, create: false)
         let overlapFamily = try self.overlapFamily(for: plan, create: false)
         let overlap = plan.overlap

@@ -1,0 +1,118 @@
+import Foundation
+@testable import ShardDB
+import XCTest
+
+/// A transport retries a call whose answer it did not get, and the first call
+/// may still be running on the other side: calls of one migration that overlap
+/// run one after the other, so neither skips nor undoes what the other did.
+final class OverlappingCallsTests: XCTestCase {
+    override func tearDown() {
+        FailurePoints.disarmAll()
+        super.tearDown()
+    }
+
+    /// A source and a target with shard 0's bulk copied, and writes to it after the snapshot.
+    private func prepared(_ dir: TemporaryDirectory) async throws -> (ShardEngine, ShardEngine, MigrationPlan, UInt64) {
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 1, options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, options: .testing())
+        for i in 0..<100 { try source.put("key-\(i)", "bulk-\(i)") }
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "overlap"))
+        try source.prepareOutgoing(plan)
+        let snapshot = try source.openBulk(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
+        var after: [UInt8]?
+        while true {
+            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
+            try target.applyBulk(plan, chunk)
+            after = chunk.lastKey
+            if chunk.done { break }
+        }
+        return (source, target, plan, snapshot)
+    }
+
+    /// A second read from the same position, started while the first is reading,
+    /// returns the same records (it used to share the first's reader and skip them).
+    func testAnOverlappingChangelogReadReturnsTheSameRecords() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target, plan, snapshot) = try await prepared(dir)
+        defer { source.close(); target.close() }
+        for i in 0..<50 { try source.put("key-\(i)", "change-\(i)") }
+        let second = LockedChunk()
+        let started = DispatchSemaphore(value: 0)
+        FailurePoints.arm("migration.source.reading-changes", action: .call(.init {
+            FailurePoints.disarmAll()
+            Thread.detachNewThread {
+                started.signal()
+                second.set(Result { try source.readChanges(plan, from: snapshot + 1, maxRecords: 20) })
+            }
+            started.wait()
+            usleep(20_000)  // (only widens the window: correctness does not depend on it)
+        }))
+        let first = try source.readChanges(plan, from: snapshot + 1, maxRecords: 20)
+        let other = try second.wait().get()
+        XCTAssertEqual(first.records.count, 20)
+        XCTAssertEqual(other.records.map(\.sequence), first.records.map(\.sequence))
+        XCTAssertEqual(other.nextSequence, first.nextSequence)
+    }
+
+    /// A stale apply of an older chunk that overlaps the apply of a newer one does
+    /// not write its older values over the newer ones (a key deleted by the newer
+    /// chunk stays deleted).
+    func testAStaleApplyDoesNotUndoANewerOne() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target, plan, snapshot) = try await prepared(dir)
+        defer { source.close(); target.close() }
+        try source.put("key-1", "older")
+        let older = try source.readChanges(plan, from: snapshot + 1, maxRecords: 100)
+        try source.delete("key-1")
+        let newer = try source.readChanges(plan, from: older.nextSequence, maxRecords: 100)
+        XCTAssertEqual(newer.records.count, 1)
+        // The first apply of the older chunk stalls after reading the progress; meanwhile
+        // its retry and then the newer chunk are applied (another thread). Run at once, the
+        // stalled call would then write "older" over the delete and move the progress back.
+        let newerApplied = LockedChunk()
+        let started = DispatchSemaphore(value: 0)
+        FailurePoints.arm("migration.target.applying-changes", action: .call(.init {
+            FailurePoints.disarmAll()
+            Thread.detachNewThread {
+                started.signal()
+                newerApplied.set(Result {
+                    try target.applyChanges(plan, older)
+                    try target.applyChanges(plan, newer)
+                    return newer
+                })
+            }
+            started.wait()
+            usleep(20_000)  // (only widens the window: correctness does not depend on it)
+        }))
+        try target.applyChanges(plan, older)
+        _ = try newerApplied.wait().get()
+        let state = try target.prepareIncoming(plan, snapshotSequence: snapshot)
+        XCTAssertEqual(state.appliedThrough, newer.nextSequence - 1)
+        let final = try source.fenceOutgoing(plan)
+        XCTAssertEqual(final, newer.nextSequence - 1)
+        try target.commitIncoming(plan, finalSequence: final)
+        XCTAssertNil(try target.get("key-1"), "the newer delete stands")
+        XCTAssertEqual(try target.getString("key-2"), "bulk-2")
+    }
+}
+
+/// A result another thread leaves for the test.
+private final class LockedChunk: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var stored: Result<ChangeChunk, Error>?
+
+    func set(_ result: Result<ChangeChunk, Error>) {
+        condition.lock()
+        stored = result
+        condition.signal()
+        condition.unlock()
+    }
+
+    func wait() -> Result<ChangeChunk, Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while stored == nil { condition.wait() }
+        return stored!
+    }
+}
