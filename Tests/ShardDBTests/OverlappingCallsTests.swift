@@ -37,7 +37,7 @@ final class OverlappingCallsTests: XCTestCase {
         let (source, target, plan, snapshot) = try await prepared(dir)
         defer { source.close(); target.close() }
         for i in 0..<50 { try source.put("key-\(i)", "change-\(i)") }
-        let second = LockedChunk()
+        let second = Awaited<ChangeChunk>()
         let started = DispatchSemaphore(value: 0)
         FailurePoints.arm("migration.source.reading-changes", action: .call(.init {
             FailurePoints.disarmAll()
@@ -70,7 +70,7 @@ final class OverlappingCallsTests: XCTestCase {
         // The first apply of the older chunk stalls after reading the progress; meanwhile
         // its retry and then the newer chunk are applied (another thread). Run at once, the
         // stalled call would then write "older" over the delete and move the progress back.
-        let newerApplied = LockedChunk()
+        let newerApplied = Awaited<ChangeChunk>()
         let started = DispatchSemaphore(value: 0)
         FailurePoints.arm("migration.target.applying-changes", action: .call(.init {
             FailurePoints.disarmAll()
@@ -95,21 +95,47 @@ final class OverlappingCallsTests: XCTestCase {
         XCTAssertNil(try target.get("key-1"), "the newer delete stands")
         XCTAssertEqual(try target.getString("key-2"), "bulk-2")
     }
+
+    /// An abort (`--resolve` from another process) that arrives while the source
+    /// fences waits for the fence, then lifts it: the range is writable again and
+    /// the journal says aborted (it could be journaled over as fenced, or leave
+    /// the fence in place with nothing to lift it).
+    func testAnAbortOverlappingTheFenceLeavesTheRangeWritable() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target, plan, _) = try await prepared(dir)
+        defer { source.close(); target.close() }
+        let aborted = Awaited<Bool>()
+        let started = DispatchSemaphore(value: 0)
+        FailurePoints.arm("migration.source.before-fence", action: .call(.init {
+            FailurePoints.disarmAll()
+            Thread.detachNewThread {
+                started.signal()
+                aborted.set(Result { try source.abortOutgoing(plan); return true })
+            }
+            started.wait()
+            usleep(20_000)  // (only widens the window: correctness does not depend on it)
+        }))
+        _ = try? source.fenceOutgoing(plan)
+        XCTAssertTrue(try aborted.wait().get())
+        XCTAssertEqual(try source.migrationEntry(plan.id)?.phase, .aborted)
+        try source.put("key-1", "after the abort")
+        XCTAssertEqual(try source.getString("key-1"), "after the abort")
+    }
 }
 
 /// A result another thread leaves for the test.
-private final class LockedChunk: @unchecked Sendable {
+private final class Awaited<Value>: @unchecked Sendable {
     private let condition = NSCondition()
-    private var stored: Result<ChangeChunk, Error>?
+    private var stored: Result<Value, Error>?
 
-    func set(_ result: Result<ChangeChunk, Error>) {
+    func set(_ result: Result<Value, Error>) {
         condition.lock()
         stored = result
         condition.signal()
         condition.unlock()
     }
 
-    func wait() -> Result<ChangeChunk, Error> {
+    func wait() -> Result<Value, Error> {
         condition.lock()
         defer { condition.unlock() }
         while stored == nil { condition.wait() }

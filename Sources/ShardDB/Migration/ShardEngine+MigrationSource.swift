@@ -225,6 +225,16 @@ extension ShardEngine: MigrationSource {
     }
 
     public func fenceOutgoing(_ plan: MigrationPlan) throws -> UInt64 {
+        // Under the shard-map lock, which an abort and a commit also take: an abort
+        // (`--resolve` from another process) cannot come between reading the entry
+        // and journaling the fence (it would be overwritten as fenced, or its fence
+        // left in the routing table with nothing to lift it).
+        let final = try shardMapLock.withLock { _ in try fenceOutgoingLocked(plan) }
+        try FailurePoints.hit("migration.source.fenced")
+        return final
+    }
+
+    private func fenceOutgoingLocked(_ plan: MigrationPlan) throws -> UInt64 {
         guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")
         }
@@ -246,7 +256,6 @@ extension ShardEngine: MigrationSource {
             removeFence(fence, outcome: .released)
             throw error
         }
-        try FailurePoints.hit("migration.source.fenced")
         return final
     }
 
