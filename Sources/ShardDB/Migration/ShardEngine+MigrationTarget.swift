@@ -54,6 +54,11 @@ extension ShardEngine: MigrationTarget {
 
     /// The target owns nothing of the range, no other migration touches it, and the shape fits.
     private func validateIncoming(_ plan: MigrationPlan) throws {
+        // The new shard's record would not load at the next open (nor give its values
+        // the expiry meant): a plan from a peer is checked as setDefaultTTL checks.
+        if let ttl = plan.defaultTTLSeconds, ttl <= 0 || ttl > TTL.maxSeconds {
+            throw ShardDBError(.invalidTTL, "migration \(plan.id): default TTL must be between 1 and \(TTL.maxSeconds) seconds, got \(ttl)")
+        }
         let current = table
         for shard in current.shards where shard.isActive && shard.descriptor.range.overlaps(plan.range) {
             // An overlapping merge names its overlap; anything else is owned here already.

@@ -69,7 +69,13 @@ public enum TTL: Sendable, Equatable {
         case .expiresAt(let at): return at
         case .shardDefault:
             guard let seconds = shardDefaultSeconds else { return nil }
-            milliseconds = seconds &* 1000
+            // Checked: a default stored before defaults were bounded (or sent by a
+            // peer) could be large enough to wrap around to a short TTL.
+            let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            guard !overflow else {
+                throw ShardDBError(.invalidTTL, "the shard's default TTL of \(seconds) s overflows the expiry timestamp; set a default of at most \(TTL.maxSeconds) s")
+            }
+            milliseconds = product
         case .milliseconds(let ms): milliseconds = ms
         }
         guard milliseconds > 0 else {
