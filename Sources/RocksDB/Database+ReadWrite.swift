@@ -169,26 +169,28 @@ extension Database {
             let sizes = ranges.map { $0.count }
             var values = [OpaquePointer?](repeating: nil, count: keys.count)
             var errors = [UnsafeMutablePointer<CChar>?](repeating: nil, count: keys.count)
-            try withHandle(family) { db, cf in
+            // Copied and released under the handle: the slices pin RocksDB's memory
+            // (blocks, memtables), which must not outlive a concurrent close.
+            return try withHandle(family) { db, cf -> [[UInt8]?] in
                 try options?.checkSnapshot()
                 keyPointers.withUnsafeBufferPointer { kp in
                     sizes.withUnsafeBufferPointer { sp in
                         rocksdb_batched_multi_get_cf(db, readOptions, cf, keys.count, kp.baseAddress, sp.baseAddress, &values, &errors, false)
                     }
                 }
-            }
-            defer { values.forEach { if let v = $0 { rocksdb_pinnableslice_destroy(v) } } }
-            var firstError: RocksDBError?
-            for case let error? in errors {
-                if firstError == nil { firstError = RocksDBError(statusMessage: String(cString: error)) }
-                rocksdb_free(error)
-            }
-            if let firstError { throw firstError }
-            return values.map { value in
-                guard let value else { return nil }
-                var length = 0
-                let data = rocksdb_pinnableslice_value(value, &length)
-                return [UInt8](UnsafeRawBufferPointer(start: data, count: length))
+                defer { values.forEach { if let v = $0 { rocksdb_pinnableslice_destroy(v) } } }
+                var firstError: RocksDBError?
+                for case let error? in errors {
+                    if firstError == nil { firstError = RocksDBError(statusMessage: String(cString: error)) }
+                    rocksdb_free(error)
+                }
+                if let firstError { throw firstError }
+                return values.map { value in
+                    guard let value else { return nil }
+                    var length = 0
+                    let data = rocksdb_pinnableslice_value(value, &length)
+                    return [UInt8](UnsafeRawBufferPointer(start: data, count: length))
+                }
             }
         }
     }
