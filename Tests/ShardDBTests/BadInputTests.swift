@@ -396,6 +396,27 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try reopened.getString("good"), "v")
     }
 
+    /// A hashed shard holding a stored key shorter than the key-group prefix
+    /// (planted: the engine never writes one) fails a scan with a typed error; it
+    /// used to trap slicing the prefix off.
+    func testAStoredKeyShorterThanItsPrefixFailsAScanNotTheProcess() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("instance")
+        // Shard 1 owns key groups [256, 512): stored keys from [1, 0] up to [2, 0], and [2] lies between.
+        let engine = try ShardEngine.create(at: path, shards: 4, partitioning: .hash(keyGroups: 1024), options: .testing())
+        XCTAssertEqual(engine.shardDescriptors[1].range, .keyGroups(KeyGroupRange(256, 512)))
+        try engine.put("good", "v")
+        engine.close()
+        try RawInstance.withDatabase(at: path) { database in
+            try database.put([0x02], [1, 0], in: try database.columnFamily(named: "shard-1"))
+        }
+        let reopened = try ShardEngine.open(at: path, options: .testing())
+        defer { reopened.close() }
+        let error = assertShardDBError(.corruptedValue, try reopened.entries())
+        XCTAssertTrue(error?.message.contains("shorter than its key-group prefix") ?? false, error?.message ?? "")
+        XCTAssertEqual(try reopened.getString("good"), "v")
+    }
+
     func testUseAfterCloseIsClosed() throws {
         let directory = TemporaryDirectory()
         let engine = try makeEngine(in: directory)

@@ -89,6 +89,9 @@ extension ShardEngine {
         let now = clock.nowMilliseconds()
         let hashed = table.isHashed
         func visit(_ shardID: Int, _ storedKey: UnsafeRawBufferPointer, _ stored: UnsafeRawBufferPointer) throws -> Bool {
+            if hashed && storedKey.count < 2 {
+                throw ShardDBError(.corruptedValue, "shard \(shardID) holds a stored key of \(storedKey.count) byte(s), shorter than its key-group prefix (damaged or foreign data; shardctl verify)")
+            }
             let key = KeyEncoding.userKey(storedKey, hashed: hashed)
             let (header, payload) = try self.decodeStored(stored, key: key)
             if header.isExpired(at: now) { return true }

@@ -40,10 +40,11 @@ enum KeyEncoding {
         return UnsafeRawBufferPointer(rebasing: buffer[..<2])
     }
 
-    /// The user key inside a stored key.
+    /// The user key inside a stored key (empty for a hashed stored key shorter
+    /// than its prefix, which only damaged or foreign data holds: no trap).
     @inline(__always)
     static func userKey(_ stored: UnsafeRawBufferPointer, hashed: Bool) -> UnsafeRawBufferPointer {
-        hashed ? UnsafeRawBufferPointer(rebasing: stored[2...]) : stored
+        hashed ? UnsafeRawBufferPointer(rebasing: stored[min(2, stored.count)...]) : stored
     }
 
     /// The smallest byte string greater than every string starting with `prefix`; nil if none (all 0xFF).
