@@ -39,6 +39,10 @@ public final class WALIterator {
     /// RocksDB's iterator starts on its first batch; it must be advanced only
     /// after the batch it is on has been taken (GetBatch moves it out).
     private var onUntakenBatch = true
+    /// False once the iterator came up empty before its first batch: RocksDB may
+    /// then have no log reader, and stepping it dereferences the missing reader
+    /// (facebook/rocksdb#14865: an abort or a segfault), so it is never stepped again.
+    private var mayStep = true
 
     init(database: Database, since sequence: UInt64) throws {
         self.database = database
@@ -60,7 +64,9 @@ public final class WALIterator {
     /// The next write batch, or nil at the current end of the log.
     ///
     /// After nil, a later call looks again for batches appended to the last log
-    /// file the iterator knows; batches in newer files need a new iterator.
+    /// file the iterator knows; batches in newer files need a new iterator, and
+    /// so does anything after RocksDB's `TryAgain`, or when the iterator found no
+    /// batch at all (it then answers nil for good).
     ///
     /// - returns: the batch's first sequence number and its serialized bytes
     ///   (header included: the same sequence, then the count).
@@ -72,9 +78,14 @@ public final class WALIterator {
     public func next() throws -> (sequence: UInt64, data: [UInt8])? {
         try database.core.lock.withReadLock {
             guard let iterator = slot.pointer else { throw RocksDBError.closed("WAL iterator") }
-            if !onUntakenBatch { rocksdb_wal_iter_next(iterator) }
+            let first = onUntakenBatch
+            if !first {
+                guard mayStep else { return nil }
+                rocksdb_wal_iter_next(iterator)
+            }
             onUntakenBatch = false
             guard rocksdb_wal_iter_valid(iterator) != 0 else {
+                if first { mayStep = false }
                 do {
                     try withStatus { rocksdb_wal_iter_status(iterator, $0) }
                 } catch let error as RocksDBError where error.kind == .tryAgain {

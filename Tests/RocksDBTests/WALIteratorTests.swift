@@ -24,6 +24,20 @@ final class WALIteratorTests: XCTestCase {
         return batches
     }
 
+    /// An iterator that came up empty with no log to read (a fresh database) answers
+    /// nil again when asked again; RocksDB itself would step a log reader it does not
+    /// have (facebook/rocksdb#14865: a segfault).
+    func testAnIteratorThatStartsEmptyStaysNil() throws {
+        let dir = TemporaryDirectory()
+        let db = try openArchiving(dir)
+        let log = try db.updates(since: 0)
+        XCTAssertNil(try log.next())
+        XCTAssertNil(try log.next())
+        try db.put("a", "1")
+        XCTAssertNil(try log.next(), "a new iterator sees it")
+        XCTAssertEqual(try drain(try db.updates(since: 1)).map(\.keys), [["a"]])
+    }
+
     func testReadsEveryBatchWithItsSequenceThenNilAtTheEnd() throws {
         let dir = TemporaryDirectory()
         let db = try openArchiving(dir)
