@@ -505,8 +505,9 @@ final class CheckpointTests: XCTestCase {
         assertShardDBError(.foreignCheckpointStore, try b.checkpoint(to: store))
     }
 
-    /// A store folder holding only its lock file (a create stopped before its
-    /// manifest was written) is still taken as a new store.
+    /// A store folder holding only its lock file and perhaps the manifest's
+    /// temporary copy (a create stopped before its manifest was in place) is still
+    /// taken as a new store.
     func testAStoreHoldingOnlyItsLockIsCreated() throws {
         let directory = TemporaryDirectory()
         let a = try makeEngine(in: directory, name: "a", shards: 2)
@@ -516,8 +517,12 @@ final class CheckpointTests: XCTestCase {
         FailurePoints.arm("checkpoint.store.before-manifest", action: .error)
         assertShardDBError(.injectedFailure, try a.checkpoint(to: store))
         XCTAssertEqual(try files.contentsOfDirectory(atPath: store), ["LOCK"])
+        // A kill during the manifest's write leaves its temporary copy too.
+        let leftover = store + "/sharddb-checkpoint-store.json.tmp-12345"
+        try "{\"format\": 1, \"instan".write(toFile: leftover, atomically: false, encoding: .utf8)
         let info = try a.checkpoint(to: store)
         XCTAssertEqual(info.instanceID, a.instanceID)
+        XCTAssertFalse(files.fileExists(atPath: leftover), "the leftover is removed once the manifest is in place")
         // A folder with anything else in it is still refused, and gets no lock file.
         let foreign = directory.path("foreign")
         try files.createDirectory(atPath: foreign, withIntermediateDirectories: true)

@@ -121,7 +121,10 @@ public final class CheckpointStore: @unchecked Sendable {
                 }
                 return manifest.instanceID
             }
-            let entries = ((try? files.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != lockName }
+            // What a create stopped before its manifest was in place leaves: the lock, and
+            // the manifest's temporary copy (DurableFile.write's "<name>.tmp-<pid>").
+            let entries = ((try? files.contentsOfDirectory(atPath: path)) ?? [])
+                .filter { $0 != lockName && !$0.hasPrefix(manifestName + ".tmp-") }
             guard entries.isEmpty else {
                 throw ShardDBError(.checkpointStoreNotFound, "\(path) is not empty and not a checkpoint store; refusing to use it")
             }
@@ -132,19 +135,26 @@ public final class CheckpointStore: @unchecked Sendable {
         // and the one that lost the lock would have its name on the other's checkpoints.
         _ = try owner()
         let fd = try lock(path, exclusive: true)
+        let storeOwner: String
         do {
             if let existing = try owner() {
-                return try openLocked(at: path, owner: existing, exclusive: true, lockDescriptor: fd)
+                storeOwner = existing
+            } else {
+                try FailurePoints.hit("checkpoint.store.before-manifest")
+                let manifest = CheckpointStoreManifest(format: CheckpointStoreManifest.currentFormat, instanceID: instanceID,
+                                                       createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+                try DurableFile.write(MetadataCoding.encode(manifest), to: path + "/" + manifestName)
+                for leftover in ((try? files.contentsOfDirectory(atPath: path)) ?? []) where leftover.hasPrefix(manifestName + ".tmp-") {
+                    try? files.removeItem(atPath: path + "/" + leftover)
+                }
+                storeOwner = instanceID
             }
-            try FailurePoints.hit("checkpoint.store.before-manifest")
-            let manifest = CheckpointStoreManifest(format: CheckpointStoreManifest.currentFormat, instanceID: instanceID,
-                                                   createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
-            try DurableFile.write(MetadataCoding.encode(manifest), to: path + "/" + manifestName)
         } catch {
             Glibc.close(fd)
             throw error
         }
-        return try openLocked(at: path, owner: instanceID, exclusive: true, lockDescriptor: fd)
+        // (openLocked closes the descriptor itself when it fails.)
+        return try openLocked(at: path, owner: storeOwner, exclusive: true, lockDescriptor: fd)
     }
 
     private static func readManifest(at path: String) throws -> CheckpointStoreManifest? {
