@@ -238,23 +238,41 @@ public final class Database: @unchecked Sendable {
         return try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)
     }
 
-    /// Drops a column family and its data. Handles to it throw `.closed` afterwards.
+    /// Drops a column family and its data. Handles to it throw `.closed` afterwards
+    /// (from the moment the drop starts).
     public func dropColumnFamily(named name: String) throws {
-        // The drop itself (a durable manifest write) under the shared lock, so calls on
-        // other families go on meanwhile (RocksDB allows calls on a dropped family until
-        // its handle is destroyed); exclusive only to destroy the handle.
-        let slot: ColumnFamilySlot = try core.lock.withReadLock {
-            guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
+        // First, for an instant exclusively, the family's handle is taken out of use: a
+        // write to it once RocksDB has dropped it would fail in the memtable after the
+        // WAL took it, which RocksDB treats as a fatal error (every later write of the
+        // database refused until it is reopened). Iterators already open keep working.
+        let slot: ColumnFamilySlot = try core.lock.withWriteLock {
+            guard core.handle != nil else { throw RocksDBError.closed("database \(path)") }
             guard let slot = core.registry.withLock({ core.columnFamilies[name] }), let handle = slot.handle else {
                 throw RocksDBError(kind: .notFound, message: "NotFound: column family '\(name)'")
             }
-            try withStatus { rocksdb_drop_column_family(db, handle, $0) }
+            slot.dropping = handle
+            slot.handle = nil
             return slot
+        }
+        do {
+            // The drop itself (a durable manifest write) under the shared lock, so calls on
+            // other families go on meanwhile.
+            try core.lock.withReadLock {
+                guard let db = core.handle, let handle = slot.dropping else { throw RocksDBError.closed("database \(path)") }
+                try withStatus { rocksdb_drop_column_family(db, handle, $0) }
+            }
+        } catch {
+            core.lock.withWriteLock {
+                // Not dropped (the default family, an I/O error): back in use, unless close() ran.
+                if core.handle != nil, let handle = slot.dropping { slot.handle = handle }
+                slot.dropping = nil
+            }
+            throw error
         }
         core.lock.withWriteLock {
             // Unless close() destroyed it in between (it was still registered).
-            if let handle = slot.handle { rocksdb_column_family_handle_destroy(handle) }
-            slot.handle = nil
+            if let handle = slot.dropping { rocksdb_column_family_handle_destroy(handle) }
+            slot.dropping = nil
             core.registry.withLock {
                 if core.columnFamilies[name] === slot { core.columnFamilies.removeValue(forKey: name) }
             }
@@ -299,6 +317,8 @@ public final class Database: @unchecked Sendable {
 final class ColumnFamilySlot: @unchecked Sendable {
     // Written only under the database's exclusive lock.
     var handle: OpaquePointer?
+    /// The handle while ``Database/dropColumnFamily(named:)`` drops the family (``handle`` is nil then).
+    var dropping: OpaquePointer?
     init(handle: OpaquePointer) { self.handle = handle }
 
     func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
@@ -376,7 +396,9 @@ final class DatabaseCore: @unchecked Sendable {
             }
             for slot in registry.withLock({ Array(columnFamilies.values) }) {
                 if let h = slot.handle { rocksdb_column_family_handle_destroy(h) }
+                if let h = slot.dropping { rocksdb_column_family_handle_destroy(h) }
                 slot.handle = nil
+                slot.dropping = nil
             }
             rocksdb_close(db)
             handle = nil
