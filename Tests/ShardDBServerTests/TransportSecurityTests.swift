@@ -114,6 +114,47 @@ final class TransportSecurityTests: XCTestCase {
         }
         await client.close()
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(10), "the call or the close outlived its deadline")
+
+        // A put that ran into its deadline is not sent again, however long the retry
+        // window (it may have been stored, and would overwrite a newer write).
+        configuration.retryWindow = .seconds(30)
+        let writer = try RemoteInstance(address: try XCTUnwrap(InstanceAddress(parsing: "127.0.0.1:\(port)")),
+                                        secret: try SharedSecret(Workspace.token), configuration: configuration)
+        let putStarted = ContinuousClock.now
+        do {
+            try await writer.put(Array("k".utf8), Array("v".utf8))
+            XCTFail("a silent peer took a put")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .deadlineExceeded, "\(error)")
+        }
+        XCTAssertLessThan(ContinuousClock.now - putStarted, .seconds(5), "the put was retried after its deadline")
+        await writer.close()
+    }
+
+    /// A client used after `close()` fails at once with `.closed` (it retried
+    /// grpc-swift's "client is stopped" as a transport failure for its whole retry window).
+    func testAClosedClientFailsAtOnce() async throws {
+        let workspace = try Workspace("ClosedClient")
+        let server = try ServeProcess(directory: try workspace.makeInstance("a", shards: 1, keys: 5), tokenFile: workspace.tokenFile)
+        let client = try workspace.client(server.address, retry: .seconds(30))
+        let shards = try await client.describeInstance().shards.count
+        XCTAssertEqual(shards, 1)
+        await client.close()
+        let started = ContinuousClock.now
+        for call in ["get", "put", "describe"] {
+            do {
+                switch call {
+                case "get": _ = try await client.get(Array("key-1".utf8))
+                case "put": try await client.put(Array("key-1".utf8), Array("x".utf8))
+                default: _ = try await client.describeInstance()
+                }
+                XCTFail("\(call) on a closed client succeeded")
+            } catch let error as ShardDBError {
+                XCTAssertEqual(error.code, .closed, "\(call): \(error)")
+            }
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2), "calls on a closed client are not retried")
+        XCTAssertEqual(server.terminate(), 0)
     }
 
     /// `--listen` takes a host name, as clients do (it failed with "no listening

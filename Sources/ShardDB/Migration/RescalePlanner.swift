@@ -54,6 +54,9 @@ public enum RescalePlanner {
         for (index, instance) in all.enumerated() {
             for shard in instance.shards where shard.state == .active {
                 guard case .keyGroups(let r) = shard.range else { continue }
+                guard r.lowerBound >= 0, r.upperBound <= k else {
+                    throw ShardDBError(.invalidArgument, "shard \(shard.id) of \(instance.location) owns key groups \(r), outside 0..<\(k)")
+                }
                 for kg in r.lowerBound..<r.upperBound {
                     if owner[kg] != nil {
                         throw ShardDBError(.invalidArgument, "key group \(kg) is owned twice (\(instance.location) and \(all[owner[kg]!.instance].location))")

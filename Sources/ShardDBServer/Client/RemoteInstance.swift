@@ -45,6 +45,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     let stub: WireShardInstance.Client<HTTP2ClientTransport.Posix>
     private let connections: Task<Void, Error>
     private let bulkStreams = LockedValue<[String: BulkStream]>([:])
+    private let isClosed = LockedValue(false)
 
     /// Connects lazily: nothing is sent before the first call. A host name the
     /// resolver says does not exist is refused here (``InstanceAddress/checkConnectable()``).
@@ -79,6 +80,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     /// Closes the connection (after the calls in flight, for at most
     /// ``Configuration/closeGrace``).
     public func close() async {
+        isClosed.value = true
         for stream in bulkStreams.value.values { await stream.cancel() }
         client.beginGracefulShutdown()
         // A connection whose HTTP/2 handshake never finishes (a peer that accepted the
@@ -103,10 +105,18 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     }
 
     /// Runs `body`, retrying transport failures within the retry window; engine errors come back as ``ShardDBError``.
-    private func retrying<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+    ///
+    /// - parameters:
+    ///   - onlyUnreached: retry only failures where the call most likely never reached the
+    ///     peer (no connection: `unavailable`), never after a deadline or an unknown end
+    ///     (a put that timed out may have been stored; sent again it could overwrite a newer write).
+    private func retrying<T: Sendable>(_ what: String, onlyUnreached: Bool = false,
+                                       _ body: () async throws -> T) async throws -> T {
         let giveUp = ContinuousClock.now + configuration.retryWindow
         var delay = Duration.milliseconds(20)
         while true {
+            // A closed client fails at once (grpc-swift's "client is stopped" would be retried as unavailable).
+            guard !isClosed.value else { throw ShardDBError(.closed, "\(address) \(what): this RemoteInstance is closed") }
             let failure: Error
             do {
                 return try await body()
@@ -116,12 +126,17 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     guard engineError.code == .corruptedValue else { throw engineError }
                     failure = engineError
                 } else {
-                    guard Self.isTransient(error.code) else { throw RPCError(code: error.code, message: "\(address) \(what): \(error.message)") }
+                    guard Self.isTransient(error.code), !onlyUnreached || error.code == .unavailable else {
+                        throw RPCError(code: error.code, message: "\(address) \(what): \(error.message)")
+                    }
                     failure = RPCError(code: error.code, message: "\(address) \(what): \(error.message)\(Self.hint(error.message))")
                 }
             } catch let error as ShardDBError where error.code == .corruptedValue {
                 failure = error  // a chunk that failed its checksum here
             } catch let error as RuntimeError {
+                if error.code == .clientIsStopped {
+                    throw ShardDBError(.closed, "\(address) \(what): this RemoteInstance is closed")
+                }
                 failure = RPCError(code: .unavailable, message: "\(address) \(what): \(error.message)")
             }
             try Task.checkCancellation()
@@ -212,7 +227,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         request.plan = WireMigrationPlan(plan)
         if let after { request.after = Data(after) }
         request.maxChunkBytes = UInt32(clamping: Self.wireChunkBytes(maxBytes))
-        request.maxChunks = UInt32(configuration.bulkChunksPerStream)
+        request.maxChunks = UInt32(clamping: max(1, configuration.bulkChunksPerStream))
         let stream = BulkStream(after: after, prefetch: configuration.bulkPrefetch)
         let stub = self.stub, options = self.options, pipe = stream.pipe
         stream.reader = Task {
@@ -352,11 +367,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     request.sourceAddress = address
                     if let after = position.value.after { request.after = Data(after) }
                     request.maxChunkBytes = UInt32(clamping: maxBytes)
-                    request.maxChunks = UInt32(configuration.bulkChunksPerStream)
+                    request.maxChunks = UInt32(clamping: max(1, configuration.bulkChunksPerStream))
                     request.sourceRetryMs = sourceRetryMilliseconds
                     try await stub.pullBulk(request, options: options) { response in
                         for try await message in response.messages {
-                            let chunk = BulkPullProgress(keys: Int(message.keys), bytes: Int(message.bytes),
+                            let chunk = BulkPullProgress(keys: Int(clamping: message.keys), bytes: Int(clamping: message.bytes),
                                                          lastKey: message.hasLastKey ? [UInt8](message.lastKey) : nil,
                                                          done: message.done)
                             position.update { position in
@@ -396,7 +411,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     try await stub.pullTableFiles(request, options: options) { response in
                         for try await message in response.messages {
                             position.value = (message.file, message.offset, message.done)
-                            if message.bytes > 0 { written(Int(message.bytes)) }
+                            if message.bytes > 0 { written(Int(clamping: message.bytes)) }
                         }
                     }
                 }
@@ -598,18 +613,21 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// Stores `value` under `key`; `ttlSeconds` nil keeps the shard's default TTL.
     ///
-    /// A put is retried only when it surely did not reach the engine (no connection), never after a deadline.
+    /// A put is retried only on `unavailable` (no connection, nearly always before the
+    /// call reached the engine), never after a deadline or an unknown end: sent again,
+    /// a put that was stored could overwrite a newer write of another client.
     public func put(_ key: [UInt8], _ value: [UInt8], ttlSeconds: Int64? = nil) async throws {
         let request = WirePutRequest.with {
             $0.key = Data(key)
             $0.value = Data(value)
             if let ttlSeconds { $0.ttlSeconds = ttlSeconds }
         }
-        _ = try await retrying("put") { try await stub.put(request, options: options) }
+        _ = try await retrying("put", onlyUnreached: true) { try await stub.put(request, options: options) }
     }
 
+    /// Removes `key`; retried as ``put(_:_:ttlSeconds:)`` is.
     public func delete(_ key: [UInt8]) async throws {
-        _ = try await retrying("delete") { try await stub.delete(.with { $0.key = Data(key) }, options: options) }
+        _ = try await retrying("delete", onlyUnreached: true) { try await stub.delete(.with { $0.key = Data(key) }, options: options) }
     }
 }
 

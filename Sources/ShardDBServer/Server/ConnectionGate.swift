@@ -41,7 +41,9 @@ final class ConnectionGate: @unchecked Sendable {
             channel.close(promise: nil)
             return channel.eventLoop.makeSucceededVoidFuture()
         }
-        let nanoseconds = firstCallTimeout.components.seconds * 1_000_000_000 + firstCallTimeout.components.attoseconds / 1_000_000_000
+        // At most a year (a larger timeout would overflow in nanoseconds), at least 1 ns.
+        let seconds = min(max(firstCallTimeout.components.seconds, 0), 365 * 86_400)
+        let nanoseconds = seconds * 1_000_000_000 + max(firstCallTimeout.components.attoseconds, 0) / 1_000_000_000
         waiting[id] = channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, nanoseconds))) { [weak self] in
             guard let self, self.forget(id, timedOut: true) != nil else { return }
             channel.close(promise: nil)

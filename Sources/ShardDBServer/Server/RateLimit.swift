@@ -5,7 +5,8 @@ import ShardDB
 public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
     public var bytesPerSecond: Int
 
-    public init(bytesPerSecond: Int) { self.bytesPerSecond = bytesPerSecond }
+    /// At least 1 byte per second (0 or less would divide by zero when waiting).
+    public init(bytesPerSecond: Int) { self.bytesPerSecond = max(1, bytesPerSecond) }
 
     /// The highest rate accepted: 1 PB/s, far past any link, far below `Int.max`.
     public static let maximum = 1e15
@@ -43,8 +44,8 @@ actor BulkRateLimiter {
     private var last = ContinuousClock.now
 
     init(_ rate: ByteRate) {
-        self.rate = Double(rate.bytesPerSecond)
-        self.available = Double(rate.bytesPerSecond)
+        self.rate = Double(max(1, rate.bytesPerSecond))
+        self.available = Double(max(1, rate.bytesPerSecond))
     }
 
     /// Takes `bytes` from the bucket, sleeping while it is in debt.

@@ -53,7 +53,12 @@ extension WirePartitioning {
 
     func decoded() throws -> Partitioning {
         switch kind {
-        case .hashKeyGroups(let k)?: return .hash(keyGroups: Int(k))
+        case .hashKeyGroups(let k)?:
+            // Checked here: a planner indexes arrays by key group (a peer's 2^32 - 1 would be a 68 GB array).
+            guard k >= 1 && k <= Partitioning.maxKeyGroups else {
+                throw malformed("\(k) key groups (between 1 and \(Partitioning.maxKeyGroups))")
+            }
+            return .hash(keyGroups: Int(k))
         case .rangeSplitPoints(let s)?: return .range(splitPoints: s.points.map { [UInt8]($0) })
         case nil: throw malformed("partitioning without a kind")
         }
@@ -144,9 +149,17 @@ extension WireInstanceDescription {
     }
 
     func decoded() throws -> InstanceDescription {
-        try InstanceDescription(instanceID: instanceID, location: location, partitioning: partitioning.decoded(),
-                                shards: shards.map { try $0.decoded() },
-                                unfinishedMigrations: unfinishedMigrations.map { try $0.decoded() })
+        let partitioning = try partitioning.decoded()
+        let shards = try shards.map { try $0.decoded() }
+        if case .hash(let k) = partitioning {
+            for shard in shards {
+                guard case .keyGroups(let groups) = shard.range, groups.upperBound <= k else {
+                    throw malformed("shard \(shard.id)'s range \(shard.range) is not key groups within 0..<\(k)")
+                }
+            }
+        }
+        return try InstanceDescription(instanceID: instanceID, location: location, partitioning: partitioning,
+                                       shards: shards, unfinishedMigrations: unfinishedMigrations.map { try $0.decoded() })
     }
 }
 
