@@ -21,8 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
         // Already in the graph through grpc-swift-nio-transport; named to check TLS material up front.
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
-        // Also already in the graph; named for the server's connection gate (accepted channels).
+        // Also already in the graph; named for the server's connection gate (accepted channels, HTTP/2 frames).
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
     ],
     targets: [
         // The RocksDB C API (rocksdb/c.h) as a system library.
@@ -67,6 +68,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Proto"],

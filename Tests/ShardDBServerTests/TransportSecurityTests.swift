@@ -230,6 +230,81 @@ final class TransportSecurityTests: XCTestCase {
         await server.shutdown()
     }
 
+    /// A call refused as unauthenticated closes its connection, so a peer without
+    /// a credential cannot keep sockets by making calls; a peer with one is not affected.
+    func testAnUnauthenticatedCallClosesItsConnection() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("Unauthenticated-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try ShardEngine.create(at: directory, shards: 1)
+        defer { engine.close() }
+        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
+        configuration.connectionGraceTime = .milliseconds(500)
+        let server = MigrationServer(engine: engine, configuration: configuration)
+        let boundText = try await server.start()
+        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let owner = try RemoteInstance(address: bound, secret: try SharedSecret(Workspace.token))
+        try await owner.put(Array("k".utf8), Array("v".utf8))
+
+        let intruder = try RemoteInstance(address: bound, secret: try SharedSecret("not-the-secret-at-all-0000"))
+        do {
+            _ = try await intruder.describeInstance()
+            XCTFail("a call with a wrong token succeeded")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .unauthenticated, "\(error)")
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while server.connectionGate.closed.unauthenticated == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertEqual(server.connectionGate.closed.unauthenticated, 1, "the intruder's connection is closed")
+        await intruder.close()
+        let value = try await owner.get(Array("k".utf8))
+        XCTAssertEqual(value, Array("v".utf8), "the owner's connection serves on")
+        XCTAssertEqual(server.connectionGate.closed.unauthenticated, 1)
+        await owner.close()
+        await server.shutdown()
+    }
+
+    /// A connection told to go (here: idle) whose peer never answers is closed
+    /// after the grace time; grpc-swift alone waited for the peer's
+    /// acknowledgement for ever. The peer made one authenticated call (raw HTTP/2),
+    /// then went silent.
+    func testASilentPeerToldToGoIsClosedAfterTheGraceTime() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("GoAway-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try ShardEngine.create(at: directory, shards: 1)
+        defer { engine.close() }
+        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
+        configuration.connectionIdleTimeout = .milliseconds(300)
+        configuration.connectionGraceTime = .milliseconds(300)
+        let server = MigrationServer(engine: engine, configuration: configuration)
+        let boundText = try await server.start()
+        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let fd = try connectRaw(to: bound)
+        defer { close(fd) }
+        func frame(_ type: UInt8, _ flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+            [UInt8(payload.count >> 16 & 0xFF), UInt8(payload.count >> 8 & 0xFF), UInt8(payload.count & 0xFF), type, flags,
+             UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+        }
+        // HPACK literals with incremental indexing (names indexed where the static table has them).
+        func literal(_ prefix: [UInt8], _ value: String) -> [UInt8] { prefix + [UInt8(value.utf8.count)] + Array(value.utf8) }
+        let headers: [UInt8] = [0x83, 0x86]  // :method POST, :scheme http
+            + literal([0x44], "/sharddb.transport.v1.ShardInstance/Describe")
+            + literal([0x41], "localhost")
+            + literal([0x5F], "application/grpc")
+            + literal([0x40, 2] + Array("te".utf8), "trailers")
+            + literal([0x40, 15] + Array("x-sharddb-token".utf8), Workspace.token)
+        let hello = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(0x4, 0, stream: 0, [])
+            + frame(0x1, 0x4, stream: 1, headers) + frame(0x0, 0x1, stream: 1, [0, 0, 0, 0, 0])
+        XCTAssertEqual(hello.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }, hello.count)
+        // The answer (settings, headers, the description, trailers), then nothing is acknowledged.
+        XCTAssertTrue(readsToEnd(fd, within: 10), "the silent connection is closed")
+        XCTAssertEqual(server.connectionGate.closed.afterGoAway, 1)
+        XCTAssertEqual(server.connectionGate.closed.timedOut, 0, "it made a call")
+        XCTAssertEqual(server.connectionGate.closed.unauthenticated, 0, "its call was authenticated")
+        await server.shutdown()
+    }
+
     /// Beyond `maxConnectionsWithoutCall` connections waiting for their first
     /// call, a new one is closed at once (before its timeout); once the waiting
     /// ones go, calls are served again.

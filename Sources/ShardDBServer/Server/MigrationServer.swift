@@ -40,13 +40,14 @@ public final class MigrationServer: Sendable {
         /// clients reconnect on their next call.
         public var connectionIdleTimeout: Duration = .seconds(300)
         /// How long a connection told to go (idle, or at ``MigrationServer/shutdown()``)
-        /// keeps its calls before it is closed. At shutdown it also bounds the wait
-        /// for connections whose peer went silent (grpc-swift's graceful close waits
-        /// for the peer's ping acknowledgement, which never comes).
+        /// keeps its calls before it is closed, whatever the peer does (grpc-swift's
+        /// graceful close alone waits for the peer's ping acknowledgement, which a
+        /// silent peer never sends).
         public var connectionGraceTime: Duration = .seconds(30)
         /// A connection that has not started a call this long after it was
         /// accepted is closed (a peer that connects and never completes HTTP/2
-        /// otherwise holds its socket until the server stops).
+        /// otherwise holds its socket until the server stops). A call refused as
+        /// unauthenticated closes its connection too.
         public var firstCallTimeout: Duration = .seconds(10)
         /// At most this many connections may wait for their first call at
         /// once; one accepted beyond that is closed at once.
@@ -79,7 +80,8 @@ public final class MigrationServer: Sendable {
         self.engine = engine
         self.configuration = configuration
         let gate = ConnectionGate(firstCallTimeout: configuration.firstCallTimeout,
-                                  maxWaiting: configuration.maxConnectionsWithoutCall)
+                                  maxWaiting: configuration.maxConnectionsWithoutCall,
+                                  graceTime: configuration.connectionGraceTime)
         connectionGate = gate
         transport = HTTP2ServerTransport.Posix(
             address: Self.bindAddress(configuration.listen),
