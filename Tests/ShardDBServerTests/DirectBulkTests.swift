@@ -76,6 +76,25 @@ final class DirectBulkTests: XCTestCase {
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
 
+    /// A pull that runs longer than the retry window while it makes progress, then
+    /// fails (here at its deadline: the source is rate-limited), is called again
+    /// from where it stood. The window counted from the call's start, so a long
+    /// call that failed was never retried and the migration aborted.
+    func testALongPullThatFailsAfterProgressIsRetried() async throws {
+        let workspace = try Workspace("LongPull")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile, extra: ["--rate-limit", "250KB/s"])
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let (result, report) = try await migrate(between(a, b, workspace) + [
+            "--shard", "0", "--bulk-transfer", "entries", "--bulk-chunk-bytes", "65536",
+            "--call-timeout", "1.5", "--retry-seconds", "1",
+        ])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(report?["bulkRoute"] as? String, "direct")
+        XCTAssertGreaterThan(report?["bulkSeconds"] as? Double ?? 0, 1.5, "longer than a call's deadline")
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
     /// A bulk stream from the source carries a budget of chunks; a copy that needs
     /// more streams than one opens the next at once, with no retry delay, so even
     /// `--retry-seconds 0` (no retries at all) moves a shard of hundreds of

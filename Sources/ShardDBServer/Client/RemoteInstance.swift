@@ -110,9 +110,13 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     ///   - onlyUnreached: retry only failures where the call most likely never reached the
     ///     peer (no connection: `unavailable`), never after a deadline or an unknown end
     ///     (a put that timed out may have been stored; sent again it could overwrite a newer write).
+    ///   - progress: for a long call (a bulk stream or pull): when it last made progress.
+    ///     The window then runs from there, so a call that failed after more than a
+    ///     window of good work is retried (it used to count from the call's start).
     private func retrying<T: Sendable>(_ what: String, onlyUnreached: Bool = false,
+                                       progress: LockedValue<ContinuousClock.Instant>? = nil,
                                        _ body: () async throws -> T) async throws -> T {
-        let giveUp = ContinuousClock.now + configuration.retryWindow
+        let started = ContinuousClock.now
         var delay = Duration.milliseconds(20)
         while true {
             // A closed client fails at once (grpc-swift's "client is stopped" would be retried as unavailable).
@@ -140,6 +144,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 failure = RPCError(code: .unavailable, message: "\(address) \(what): \(error.message)")
             }
             try Task.checkCancellation()
+            let giveUp = max(started, progress?.value ?? started) + configuration.retryWindow
             guard ContinuousClock.now + delay < giveUp else { throw failure }
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(1))
@@ -358,10 +363,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     public func pullBulk(_ plan: MigrationPlan, fromSourceAt address: String, after: [UInt8]?, maxBytes: Int,
                          applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool {
         let position = LockedValue<(after: [UInt8]?, done: Bool)>((after, false))
+        let progressed = LockedValue(ContinuousClock.now)
         let wirePlan = WireMigrationPlan(plan)
         return try await unlessPullRefused {
             while !position.value.done {
-                try await retrying("pullBulk") {
+                try await retrying("pullBulk", progress: progressed) {
                     var request = WirePullBulkRequest()
                     request.plan = wirePlan
                     request.sourceAddress = address
@@ -378,6 +384,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                                 position.after = chunk.lastKey ?? position.after
                                 position.done = chunk.done
                             }
+                            progressed.value = ContinuousClock.now
                             applied(chunk)
                         }
                     }
@@ -396,10 +403,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         let position = LockedValue<(file: UInt32, offset: UInt64, done: Bool)>((0, 0, false))
         let wirePlan = WireMigrationPlan(plan)
         let wireFiles = files.map(WireTableFileInfo.init)
-        let callBytes = UInt64(max(chunkBytes, 1) * configuration.bulkChunksPerStream)
+        let callBytes = UInt64(max(chunkBytes, 1) * max(1, configuration.bulkChunksPerStream))
+        let progressed = LockedValue(ContinuousClock.now)
         return try await unlessPullRefused {
             while !position.value.done {
-                try await retrying("pullTableFiles") {
+                try await retrying("pullTableFiles", progress: progressed) {
                     var request = WirePullTableFilesRequest()
                     request.plan = wirePlan
                     request.sourceAddress = address
@@ -411,6 +419,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     try await stub.pullTableFiles(request, options: options) { response in
                         for try await message in response.messages {
                             position.value = (message.file, message.offset, message.done)
+                            progressed.value = ContinuousClock.now
                             if message.bytes > 0 { written(Int(clamping: message.bytes)) }
                         }
                     }
@@ -488,10 +497,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         unary: @escaping @Sendable (Item) async throws -> Void
     ) async throws {
         let state = LockedValue(InOrderStream<Item>())
+        let progressed = LockedValue(ContinuousClock.now)
         let perStream = max(1, configuration.bulkChunksPerStream), inFlight = max(1, configuration.bulkInFlight)
         while !state.value.finished {
             do {
-                try await retrying(what) {
+                try await retrying(what, progress: progressed) {
                     // What `next` threw may come back from the call as a transport error: never retried.
                     if let failure = state.value.sourceFailure { throw SourceFailure(error: failure) }
                     let window = StreamWindow(limit: inFlight)
@@ -527,6 +537,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                                     throw RPCError(code: .internalError, message: "more acknowledgements than items sent")
                                 }
                                 await window.release()
+                                progressed.value = ContinuousClock.now
                                 done(item)
                             }
                         } catch {
