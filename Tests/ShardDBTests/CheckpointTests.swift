@@ -505,6 +505,32 @@ final class CheckpointTests: XCTestCase {
         assertShardDBError(.foreignCheckpointStore, try b.checkpoint(to: store))
     }
 
+    /// A checkpoint record over RocksDB's 1 MiB for a backup's metadata is refused
+    /// up front with a typed error (RocksDB said only "App metadata too large",
+    /// reported as a storage error of the instance); one just under it round-trips.
+    /// A store with no checkpoint has nothing to verify: that is an error too.
+    func testARecordOverOneMiBIsRefusedAndAnEmptyStoreDoesNotVerify() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        try engine.put("k", "v")
+        let store = directory.path("store")
+        FailurePoints.arm("checkpoint.before-backup", action: .error)
+        assertShardDBError(.injectedFailure, try engine.checkpoint(to: store))
+        let empty = try CheckpointStore.open(at: store)
+        assertShardDBError(.checkpointNotFound, try empty.verify())
+        empty.close()
+
+        let error = assertShardDBError(.invalidArgument, try engine.checkpoint(to: store, metadata: ["note": String(repeating: "a", count: 1_100_000)]))
+        XCTAssertTrue(error?.message.contains("can carry") ?? false, error?.message ?? "")
+        let near = try engine.checkpoint(to: store, metadata: ["note": String(repeating: "b", count: 1_000_000)])
+        let reopened = try CheckpointStore.open(at: store)
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.checkpoints().map(\.id), [near.id], "only the one that fits")
+        XCTAssertEqual(try reopened.checkpoint(id: near.id).metadata["note"]?.count, 1_000_000)
+        XCTAssertEqual(try reopened.verify().map(\.id), [near.id])
+    }
+
     /// A store folder holding only its lock file and perhaps the manifest's
     /// temporary copy (a create stopped before its manifest was in place) is still
     /// taken as a new store.

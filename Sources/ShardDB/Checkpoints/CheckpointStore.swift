@@ -365,6 +365,9 @@ public final class CheckpointStore: @unchecked Sendable {
                 throw ShardDBError(.checkpointCorrupted, "checkpoint \(first.id) in \(path) is damaged: \(first.reason)\(all)")
             }
             targets = try checkpoints()
+            guard !targets.isEmpty else {
+                throw ShardDBError(.checkpointNotFound, "checkpoint store \(path) holds no checkpoint to verify")
+            }
         }
         for target in targets {
             try verifyFiles(target.id)
@@ -542,7 +545,8 @@ public final class CheckpointStore: @unchecked Sendable {
         let prefix = ".\(name).restoring-"
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
             let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap { Int32($0) } ?? 0
-            if pid > 0 && pid != getpid() && kill(pid, 0) == 0 { continue }  // still restoring
+            // Still restoring (EPERM: a process of another user, alive).
+            if pid > 0 && pid != getpid() && (kill(pid, 0) == 0 || errno == EPERM) { continue }
             if pid == getpid() { continue }
             try? FileManager.default.removeItem(atPath: parent + "/" + entry)
         }

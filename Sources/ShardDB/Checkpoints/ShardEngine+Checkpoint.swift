@@ -63,16 +63,28 @@ extension CheckpointStore {
             createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000),
             partitioning: PartitioningRecord(engine.partitioning),
             shards: table.shards.map { ShardRecord($0.descriptor) }, metadata: metadata)
+        let encoded = MetadataCoding.encode(record)
+        // RocksDB's BackupEngine keeps at most 1 MiB with a backup (and says only "App metadata too large").
+        guard encoded.count <= Self.maxRecordBytes else {
+            throw ShardDBError(.invalidArgument,
+                "a checkpoint record of \(encoded.count) bytes (the shard map of \(table.shards.count) shards and \(metadata.count) metadata entries) is over the \(Self.maxRecordBytes) bytes a checkpoint can carry; nothing was written. Use less --metadata (or shorter split points)")
+        }
         try FailurePoints.hit("checkpoint.before-backup")
 
         let started = Date()
-        let id = try backup(of: engine, record: record, liveBytes: liveBytes, started: started, progress: progress)
+        let id = try backup(of: engine, record: encoded, liveBytes: liveBytes, started: started, progress: progress)
         // From here the checkpoint is committed and listed.
         try FailurePoints.hit("checkpoint.after-backup")
 
         let files = try storage(path) { try backups.files(ofBackup: id) }
         let copied = files.filter { !stored.contains($0.relativePath) }.reduce(UInt64(0)) { $0 + $1.size }
-        try DurableFile.write(MetadataCoding.encode(CheckpointStatsRecord(bytesCopied: copied)), to: statsPath(Int(id)))
+        do {
+            try DurableFile.write(MetadataCoding.encode(CheckpointStatsRecord(bytesCopied: copied)), to: statsPath(Int(id)))
+        } catch {
+            // The checkpoint is committed and restorable: its statistic is optional (list shows none).
+            engine.logger.warning("checkpoint created, its copy statistic not saved", metadata: [
+                "store": "\(path)", "id": "\(id)", "error": "\(error)"])
+        }
         try FailurePoints.hit("checkpoint.after-stats")
 
         var info = try checkpoint(id: Int(id))
@@ -84,10 +96,13 @@ extension CheckpointStore {
     }
 
     /// Creates the RocksDB backup carrying `record`.
-    private func backup(of engine: ShardEngine, record: CheckpointRecord, liveBytes: UInt64, started: Date,
+    /// The largest record a checkpoint carries (RocksDB's limit on a backup's app metadata).
+    static let maxRecordBytes = 1 << 20
+
+    private func backup(of engine: ShardEngine, record: [UInt8], liveBytes: UInt64, started: Date,
                         progress: ((CheckpointProgress) -> Void)?) throws -> UInt32 {
         try storage(engine.path) {
-            try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: MetadataCoding.encode(record)) { copied in
+            try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: record) { copied in
                 // Only `kill` acts here: the callback runs inside RocksDB, which must not unwind.
                 try? FailurePoints.hit("checkpoint.copying")
                 progress?(CheckpointProgress(bytesDone: min(copied, liveBytes), bytesTotal: liveBytes,
