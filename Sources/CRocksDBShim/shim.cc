@@ -61,6 +61,16 @@ extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
   save_error(errptr, db->rep->VerifyChecksum());
 }
 
+extern "C" void sharddb_compact_range_cf(rocksdb_t *db, rocksdb_column_family_handle_t *family,
+                                         const char *begin, size_t begin_length,
+                                         const char *end, size_t end_length,
+                                         unsigned char bottommost_force, char **errptr) {
+  rocksdb::CompactRangeOptions options;
+  if (bottommost_force) options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  rocksdb::Slice b(begin, begin_length), e(end, end_length);
+  save_error(errptr, db->rep->CompactRange(options, family->rep, begin ? &b : nullptr, end ? &e : nullptr));
+}
+
 extern "C" void sharddb_delete_files_in_range_cf(rocksdb_t *db, rocksdb_column_family_handle_t *family,
                                                  const char *begin, size_t begin_length,
                                                  const char *end, size_t end_length, char **errptr) {

@@ -37,7 +37,8 @@ extension Database {
         return String(cString: text)
     }
 
-    /// Approximate on-disk bytes of the keys in `[begin, end)`, memtables included.
+    /// Approximate on-disk bytes of the keys in `[begin, end)`: table files only (the
+    /// C call leaves out memtables, so unflushed data counts as about 0).
     public func approximateSize(from begin: [UInt8], to end: [UInt8], in family: ColumnFamily? = nil) throws -> UInt64 {
         try withHandle(family) { db, cf in
             var size: UInt64 = 0
@@ -75,21 +76,24 @@ extension Database {
         try withHandle { db in try withStatus { rocksdb_flush_wal(db, sync ? 1 : 0, $0) } }
     }
 
-    /// Compacts the keys in `[begin, end)` of `family` (nil bounds: the whole range),
-    /// running compaction filters on every entry and forcing the bottommost level.
+    /// Compacts the keys in `[begin, end]` of `family` (RocksDB's CompactRange takes
+    /// the end inclusive; nil bounds: unbounded), running compaction filters on
+    /// every entry and forcing the bottommost level.
+    ///
+    /// - throws: ``RocksDBError`` when the compaction failed (an I/O error,
+    ///   compactions paused or aborted): the C API's call drops that status, so
+    ///   this goes through the shim.
     public func compactRange(_ family: ColumnFamily? = nil, from begin: [UInt8]? = nil, to end: [UInt8]? = nil) throws {
-        let options = rocksdb_compactoptions_create()!
-        defer { rocksdb_compactoptions_destroy(options) }
-        rocksdb_compactoptions_set_bottommost_level_compaction(options, 2)  // kForce
         try withHandle(family) { db, cf in
-            func call(_ b: UnsafeRawBufferPointer?, _ e: UnsafeRawBufferPointer?) {
-                rocksdb_compact_range_cf_opt(db, cf, options, b?.cPointer, b?.count ?? 0, e?.cPointer, e?.count ?? 0)
+            func call(_ b: UnsafeRawBufferPointer?, _ e: UnsafeRawBufferPointer?) throws {
+                // (cPointer is never NULL: NULL, for a nil bound, means unbounded.)
+                try withStatus { sharddb_compact_range_cf(db, cf, b?.cPointer, b?.count ?? 0, e?.cPointer, e?.count ?? 0, 1, $0) }
             }
             switch (begin, end) {
-            case let (b?, e?): b.withUnsafeBytes { bb in e.withUnsafeBytes { ee in call(bb, ee) } }
-            case let (b?, nil): b.withUnsafeBytes { call($0, nil) }
-            case let (nil, e?): e.withUnsafeBytes { call(nil, $0) }
-            case (nil, nil): call(nil, nil)
+            case let (b?, e?): try b.withUnsafeBytes { bb in try e.withUnsafeBytes { ee in try call(bb, ee) } }
+            case let (b?, nil): try b.withUnsafeBytes { try call($0, nil) }
+            case let (nil, e?): try e.withUnsafeBytes { try call(nil, $0) }
+            case (nil, nil): try call(nil, nil)
             }
         }
     }

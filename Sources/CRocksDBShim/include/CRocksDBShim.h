@@ -49,6 +49,16 @@ void sharddb_perf_level_default_once(int level);
 /// names the damaged file. Errors as in the C API (*errptr, rocksdb_free).
 void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr);
 
+/// DB::CompactRange over [begin, end] (NULL: unbounded), forcing the bottommost
+/// level when bottommost_force is non-zero, as rocksdb_compact_range_cf_opt
+/// does, but with its status: the C call returns void, so a compaction that
+/// failed (an I/O error, compactions paused or aborted) looked like success.
+/// Errors as in the C API (*errptr, rocksdb_free).
+void sharddb_compact_range_cf(rocksdb_t *db, rocksdb_column_family_handle_t *family,
+                              const char *begin, size_t begin_length,
+                              const char *end, size_t end_length,
+                              unsigned char bottommost_force, char **errptr);
+
 /// DeleteFilesInRange over [begin, end): table files (level 1 and below) whose
 /// keys all lie in it are dropped. Why: rocksdb_delete_file_in_range_cf passes
 /// no include_end, and RocksDB's default (true) makes the interval [begin, end]:
