@@ -80,8 +80,12 @@ extension Database {
     /// Applies every operation of `batch` atomically.
     public func write(_ batch: WriteBatch, options: WriteOptions? = nil) throws {
         let writeOptions = options?.pointer ?? defaultWriteOptions.pointer
+        guard batch.databases.allSatisfy({ $0 == ObjectIdentifier(self) }) else {
+            throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: the write batch has operations on column families of another database")
+        }
         try withHandle { db in
-            // Under the shared lock, so no family can be dropped between this check and the write.
+            // Under the shared lock; a drop withdraws the handle under the exclusive lock
+            // before RocksDB drops the family, so none is dropped between this check and the write.
             for slot in batch.familySlots.values where slot.handle == nil { throw RocksDBError.closed("column family") }
             try withStatus { rocksdb_write(db, writeOptions, batch.pointer, $0) }
         }

@@ -16,6 +16,11 @@ public final class WriteBatch {
     public init() { pointer = rocksdb_writebatch_create() }
 
     /// A batch holding RocksDB's serialized write-batch bytes (as read from the WAL).
+    ///
+    /// The bytes are not checked: a malformed batch, or one naming a column family
+    /// id the database it is written to lacks, fails in RocksDB after the WAL took
+    /// it, and RocksDB then refuses every later write of that database until it is
+    /// reopened. Check foreign bytes with ``WriteBatchDecoder/decode(_:_:)`` first.
     public init(data: UnsafeRawBufferPointer) {
         pointer = rocksdb_writebatch_create_from(data.cPointer, data.count)
     }
@@ -36,6 +41,7 @@ public final class WriteBatch {
     public func clear() {
         rocksdb_writebatch_clear(pointer)
         familySlots.removeAll()
+        databases.removeAll()
     }
 
     /// The column families the batch writes to. A batch naming a family dropped
@@ -43,10 +49,14 @@ public final class WriteBatch {
     /// RocksDB then refuses every later write (a background error); ``Database/write(_:options:)``
     /// checks these first.
     private(set) var familySlots: [ObjectIdentifier: ColumnFamilySlot] = [:]
+    /// The databases those families belong to: a batch records only a family's
+    /// numeric id, which in another database names another family (or none).
+    private(set) var databases: Set<ObjectIdentifier> = []
 
     private func withFamily(_ family: ColumnFamily, _ body: (OpaquePointer) -> Void) throws {
         try family.database.withHandle(family) { _, cf in body(cf) }
         familySlots[ObjectIdentifier(family.slot)] = family.slot
+        databases.insert(family.databaseIdentity)
     }
 
     /// Calls `body` with RocksDB's serialized form of the batch.

@@ -141,4 +141,22 @@ final class WriteBatchTests: XCTestCase {
         XCTAssertNil(try db.get("gone"))
         XCTAssertNil(try db.get(bytes("b")))
     }
+
+    /// A batch built on one database's families is refused by another: it holds
+    /// only the families' numeric ids, which there name other families (or none,
+    /// and RocksDB would refuse every later write).
+    func testABatchOfAnotherDatabasesFamiliesIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let first = try openDatabase(at: dir.path("first"), columnFamilies: ["a"])
+        defer { first.close() }
+        let second = try openDatabase(at: dir.path("second"), columnFamilies: ["a"])
+        defer { second.close() }
+        let batch = WriteBatch()
+        try batch.put(bytes("k"), bytes("v"), in: first.columnFamily(named: "a"))
+        assertThrows(.invalidArgument, try second.write(batch))
+        XCTAssertNil(try second.get(bytes("k"), in: second.columnFamily(named: "a")))
+        try second.put(bytes("after"), bytes("ok"))
+        try first.write(batch)
+        XCTAssertEqual(text(try first.get(bytes("k"), in: first.columnFamily(named: "a"))), "v")
+    }
 }
