@@ -217,15 +217,22 @@ final class TransportSecurityTests: XCTestCase {
         let settings: [UInt8] = [0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00]
         let hello = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + settings
         XCTAssertEqual(hello.withUnsafeBytes { send(prefaceOnly, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }, hello.count)
+        // A call to a method that does not exist is answered UNIMPLEMENTED before any
+        // interceptor runs: it does not count as authenticated work.
+        let unknownMethod = try connectRaw(to: bound)
+        defer { close(unknownMethod) }
+        let call = Self.rawCall("NoSuchMethod", token: nil)
+        XCTAssertEqual(call.withUnsafeBytes { send(unknownMethod, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }, call.count)
         XCTAssertTrue(readsToEnd(silent, within: 10), "a connection that sent nothing is closed")
         XCTAssertTrue(readsToEnd(prefaceOnly, within: 10), "a connection that only said hello is closed")
-        XCTAssertEqual(server.connectionGate.closed.timedOut, 2, "the client's connection is not among them")
+        XCTAssertTrue(readsToEnd(unknownMethod, within: 10), "a connection that only made a refused call is closed")
+        XCTAssertEqual(server.connectionGate.closed.timedOut, 3, "the client's connection is not among them")
         XCTAssertEqual(server.connectionGate.closed.overLimit, 0)
 
         // Past the timeout the client's connection still serves calls.
         let value = try await client.get(Array("kept".utf8))
         XCTAssertEqual(value, Array("value".utf8))
-        XCTAssertEqual(server.connectionGate.closed.timedOut, 2)
+        XCTAssertEqual(server.connectionGate.closed.timedOut, 3)
         await client.close()
         await server.shutdown()
     }
@@ -282,20 +289,7 @@ final class TransportSecurityTests: XCTestCase {
         let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
         let fd = try connectRaw(to: bound)
         defer { close(fd) }
-        func frame(_ type: UInt8, _ flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
-            [UInt8(payload.count >> 16 & 0xFF), UInt8(payload.count >> 8 & 0xFF), UInt8(payload.count & 0xFF), type, flags,
-             UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
-        }
-        // HPACK literals with incremental indexing (names indexed where the static table has them).
-        func literal(_ prefix: [UInt8], _ value: String) -> [UInt8] { prefix + [UInt8(value.utf8.count)] + Array(value.utf8) }
-        let headers: [UInt8] = [0x83, 0x86]  // :method POST, :scheme http
-            + literal([0x44], "/sharddb.transport.v1.ShardInstance/Describe")
-            + literal([0x41], "localhost")
-            + literal([0x5F], "application/grpc")
-            + literal([0x40, 2] + Array("te".utf8), "trailers")
-            + literal([0x40, 15] + Array("x-sharddb-token".utf8), Workspace.token)
-        let hello = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(0x4, 0, stream: 0, [])
-            + frame(0x1, 0x4, stream: 1, headers) + frame(0x0, 0x1, stream: 1, [0, 0, 0, 0, 0])
+        let hello = Self.rawCall("Describe", token: Workspace.token)
         XCTAssertEqual(hello.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }, hello.count)
         // The answer (settings, headers, the description, trailers), then nothing is acknowledged.
         XCTAssertTrue(readsToEnd(fd, within: 10), "the silent connection is closed")
@@ -573,6 +567,25 @@ final class TransportSecurityTests: XCTestCase {
         await target.close()
         a.terminate()
         b.terminate()
+    }
+
+    /// The bytes of a client that opens HTTP/2 and makes one unary call to `method`
+    /// of the service with an empty message (and the token, if any), by hand.
+    private static func rawCall(_ method: String, token: String?) -> [UInt8] {
+        func frame(_ type: UInt8, _ flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+            [UInt8(payload.count >> 16 & 0xFF), UInt8(payload.count >> 8 & 0xFF), UInt8(payload.count & 0xFF), type, flags,
+             UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+        }
+        // HPACK literals with incremental indexing (names indexed where the static table has them).
+        func literal(_ prefix: [UInt8], _ value: String) -> [UInt8] { prefix + [UInt8(value.utf8.count)] + Array(value.utf8) }
+        var headers: [UInt8] = [0x83, 0x86]  // :method POST, :scheme http
+        headers += literal([0x44], "/sharddb.transport.v1.ShardInstance/\(method)")
+        headers += literal([0x41], "localhost")
+        headers += literal([0x5F], "application/grpc")
+        headers += literal([0x40, 2] + Array("te".utf8), "trailers")
+        if let token { headers += literal([0x40, 15] + Array("x-sharddb-token".utf8), token) }
+        return Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(0x4, 0, stream: 0, [])
+            + frame(0x1, 0x4, stream: 1, headers) + frame(0x0, 0x1, stream: 1, [0, 0, 0, 0, 0])
     }
 
     /// A TCP connection to `address` (IPv4), blocking.

@@ -521,8 +521,12 @@ final class CheckpointTests: XCTestCase {
         assertShardDBError(.checkpointNotFound, try empty.verify())
         empty.close()
 
-        let error = assertShardDBError(.invalidArgument, try engine.checkpoint(to: store, metadata: ["note": String(repeating: "a", count: 1_100_000)]))
+        let big = ["note": String(repeating: "a", count: 1_100_000)]
+        let error = assertShardDBError(.invalidArgument, try engine.checkpoint(to: store, metadata: big))
         XCTAssertTrue(error?.message.contains("can carry") ?? false, error?.message ?? "")
+        // Refused before the store is touched: a new one is not even created.
+        assertShardDBError(.invalidArgument, try engine.checkpoint(to: directory.path("fresh"), metadata: big))
+        XCTAssertFalse(files.fileExists(atPath: directory.path("fresh")))
         let near = try engine.checkpoint(to: store, metadata: ["note": String(repeating: "b", count: 1_000_000)])
         let reopened = try CheckpointStore.open(at: store)
         defer { reopened.close() }

@@ -32,6 +32,8 @@ extension ShardEngine {
     public func checkpoint(to storePath: String, metadata: [String: String] = [:], allowForeignInstance: Bool = false,
                            progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
         guard isOpen else { throw ShardDBError(.closed, "the engine at \(path) is closed") }
+        // The record's size checked before the store is touched (again in create, with the real record).
+        try CheckpointStore.checkRecordSize(of: self, metadata: metadata)
         let store = try CheckpointStore.openForCheckpoint(at: storePath, instanceID: instanceID,
                                                           allowForeignInstance: allowForeignInstance)
         defer { store.close() }
@@ -57,18 +59,8 @@ extension CheckpointStore {
         }
         let table = engine.table
         let liveBytes = try engine.liveBytes(table)
-        let record = CheckpointRecord(
-            format: CheckpointRecord.currentFormat, instanceID: engine.instanceID,
-            sequenceNumber: try storage(engine.path) { try engine.database.latestSequenceNumber() },
-            createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000),
-            partitioning: PartitioningRecord(engine.partitioning),
-            shards: table.shards.map { ShardRecord($0.descriptor) }, metadata: metadata)
-        let encoded = MetadataCoding.encode(record)
-        // RocksDB's BackupEngine keeps at most 1 MiB with a backup (and says only "App metadata too large").
-        guard encoded.count <= Self.maxRecordBytes else {
-            throw ShardDBError(.invalidArgument,
-                "a checkpoint record of \(encoded.count) bytes (the shard map of \(table.shards.count) shards and \(metadata.count) metadata entries) is over the \(Self.maxRecordBytes) bytes a checkpoint can carry; nothing was written. Use less --metadata (or shorter split points)")
-        }
+        let encoded = try Self.checkedRecord(of: engine, table: table, metadata: metadata,
+                                             sequenceNumber: try storage(engine.path) { try engine.database.latestSequenceNumber() })
         try FailurePoints.hit("checkpoint.before-backup")
 
         let started = Date()
@@ -98,6 +90,30 @@ extension CheckpointStore {
     /// Creates the RocksDB backup carrying `record`.
     /// The largest record a checkpoint carries (RocksDB's limit on a backup's app metadata).
     static let maxRecordBytes = 1 << 20
+
+    /// The encoded record of a checkpoint of `engine` now.
+    ///
+    /// - throws: `.invalidArgument` when it is over ``maxRecordBytes``: RocksDB's BackupEngine
+    ///   keeps at most 1 MiB with a backup (and says only "App metadata too large").
+    static func checkedRecord(of engine: ShardEngine, table: RoutingTable, metadata: [String: String],
+                              sequenceNumber: UInt64) throws -> [UInt8] {
+        let record = CheckpointRecord(
+            format: CheckpointRecord.currentFormat, instanceID: engine.instanceID, sequenceNumber: sequenceNumber,
+            createdAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1000),
+            partitioning: PartitioningRecord(engine.partitioning),
+            shards: table.shards.map { ShardRecord($0.descriptor) }, metadata: metadata)
+        let encoded = MetadataCoding.encode(record)
+        guard encoded.count <= maxRecordBytes else {
+            throw ShardDBError(.invalidArgument,
+                "a checkpoint record of \(encoded.count) bytes (the shard map of \(table.shards.count) shards and \(metadata.count) metadata entries) is over the \(maxRecordBytes) bytes a checkpoint can carry; nothing was written. Use less --metadata (or shorter split points)")
+        }
+        return encoded
+    }
+
+    /// ``checkedRecord(of:table:metadata:sequenceNumber:)`` before anything is opened or written.
+    static func checkRecordSize(of engine: ShardEngine, metadata: [String: String]) throws {
+        _ = try checkedRecord(of: engine, table: engine.table, metadata: metadata, sequenceNumber: .max)
+    }
 
     private func backup(of engine: ShardEngine, record: [UInt8], liveBytes: UInt64, started: Date,
                         progress: ((CheckpointProgress) -> Void)?) throws -> UInt32 {

@@ -221,7 +221,8 @@ extension ShardEngine: MigrationSource {
     /// fsyncs everything written before it, so syncing the bulk of it now keeps
     /// that work out of the write pause.
     public func prepareCutover(_ plan: MigrationPlan) throws {
-        try storage(path) { try database.flushWAL(sync: true) }
+        // (Behind the write-failure latch: after a failed append, syncing the same log aborts the process.)
+        try bookkeepingWrite { try database.flushWAL(sync: true) }
     }
 
     public func fenceOutgoing(_ plan: MigrationPlan) throws -> UInt64 {
@@ -379,6 +380,7 @@ extension ShardEngine: MigrationSource {
             // or files is a synced manifest edit that would outlive a commit lost in a power
             // cut: the shard would be `active` in a journal still `fenced`, with no family,
             // and the instance would not open. So the commit is made durable first.
+            try diskSpace.checkNotFailed()
             try database.flushWAL(sync: true)
             if wholeShardMoved {
                 if database.columnFamilyNames.contains(familyName) { try database.dropColumnFamily(named: familyName) }

@@ -47,8 +47,10 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     private let bulkStreams = LockedValue<[String: BulkStream]>([:])
     private let isClosed = LockedValue(false)
 
-    /// Connects lazily: nothing is sent before the first call. A host name the
-    /// resolver says does not exist is refused here (``InstanceAddress/checkConnectable()``).
+    /// Connects in the background at once (grpc-swift's connection pool; a server
+    /// closes a connection that carries no authenticated call within 10 s, and the
+    /// client then reconnects for its next call). A host name the resolver says does
+    /// not exist is refused here (``InstanceAddress/checkConnectable()``).
     ///
     /// - parameters:
     ///   - secret: the token sent with every call; nil when a client certificate (`tls`) authenticates.
@@ -624,9 +626,10 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// Stores `value` under `key`; `ttlSeconds` nil keeps the shard's default TTL.
     ///
-    /// A put is retried only on `unavailable` (no connection, nearly always before the
-    /// call reached the engine), never after a deadline or an unknown end: sent again,
-    /// a put that was stored could overwrite a newer write of another client.
+    /// A put is retried only on `unavailable` (no connection, or one that broke), never
+    /// after a deadline or an unknown end: sent again, a put that was stored could
+    /// overwrite a newer write of another client. A connection that broke after the
+    /// put reached the engine (the server killed just then) still leaves that chance.
     public func put(_ key: [UInt8], _ value: [UInt8], ttlSeconds: Int64? = nil) async throws {
         let request = WirePutRequest.with {
             $0.key = Data(key)

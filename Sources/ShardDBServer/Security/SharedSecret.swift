@@ -86,6 +86,8 @@ struct CallAuthentication: ServerInterceptor {
     let secret: SharedSecret?
     /// The handshake requires and verifies client certificates (``ServerTLS/clientCertificateAuthority``).
     let verifiesClientCertificates: Bool
+    /// Told the peer (`ServerContext.remotePeer`) of each call that passed.
+    var passed: @Sendable (String) -> Void = { _ in }
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>,
@@ -93,12 +95,14 @@ struct CallAuthentication: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         if verifiesClientCertificates, (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate != nil {
+            passed(context.remotePeer)
             return try await next(request, context)
         }
         let presented = request.metadata[stringValues: SharedSecret.header].first(where: { _ in true })
         guard let secret, let presented, secret.matches(presented) else {
             return StreamingServerResponse(error: RPCError(code: .unauthenticated, message: "missing or wrong \(SharedSecret.header)"))
         }
+        passed(context.remotePeer)
         return try await next(request, context)
     }
 }

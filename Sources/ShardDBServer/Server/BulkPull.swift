@@ -206,6 +206,12 @@ extension ShardInstanceService {
         do {
             try await body(source)
             await source.close()
+        } catch let error as RPCError where error.code == .unauthenticated || error.code == .permissionDenied {
+            await source.close()
+            // The source's refusal of this instance, not the coordinator's: passed on as
+            // unauthenticated it would close the coordinator's connection (ConnectionGate).
+            // The coordinator relays instead.
+            throw RPCError(code: .failedPrecondition, message: "the source at \(address) refused this instance: \(error.message)")
         } catch {
             await source.close()
             throw ErrorMapping.rpcError(error)

@@ -4,9 +4,11 @@ import NIOHTTP2
 
 /// Bounds how long a connection can hold a socket without doing authenticated work.
 ///
-/// - Each accepted connection must open its first HTTP/2 stream (a call) within
-///   `firstCallTimeout`, and at most `maxWaiting` connections may wait for their
-///   first call at once: one accepted beyond that is closed at once.
+/// - Each accepted connection must carry its first authenticated call within
+///   `firstCallTimeout`, and at most `maxWaiting` connections may wait for one at
+///   once: one accepted beyond that is closed at once. (Calls that are refused —
+///   no credential, or a method grpc-swift answers UNIMPLEMENTED before any
+///   interceptor runs — do not count.)
 /// - A call refused as unauthenticated closes its connection (just after the
 ///   refusal is written): the peer has no credential, and its connection would
 ///   otherwise count as one that made a call.
@@ -21,7 +23,8 @@ final class ConnectionGate: @unchecked Sendable {
     let maxWaiting: Int
     let graceTime: Duration
     private let lock = NSLock()
-    private var waiting: [ObjectIdentifier: Scheduled<Void>] = [:]
+    /// By the connection's peer as grpc-swift names it (`ServerContext.remotePeer`).
+    private var waiting: [String: Scheduled<Void>] = [:]
     private var counts = Closed()
 
     /// Connections closed so far, by reason.
@@ -50,7 +53,8 @@ final class ConnectionGate: @unchecked Sendable {
     /// For `onAcceptTCPConnection`: starts the connection's first-call timer (or
     /// closes it when too many wait already) and watches it for a GOAWAY.
     func accepted(_ channel: any Channel) -> EventLoopFuture<Void> {
-        let id = ObjectIdentifier(channel)
+        // Without a peer address nothing could match the call's: no timer.
+        guard let id = Self.peer(channel.remoteAddress) else { return channel.eventLoop.makeSucceededVoidFuture() }
         lock.lock()
         guard waiting.count < maxWaiting else {
             counts.overLimit += 1
@@ -75,11 +79,15 @@ final class ConnectionGate: @unchecked Sendable {
         return channel.eventLoop.makeSucceededVoidFuture()
     }
 
-    /// For `onAcceptHTTP2Stream`: the stream's connection made a call; a refusal
-    /// as unauthenticated on it closes the connection.
+    /// For the authentication interceptor: a call from `peer` (`ServerContext.remotePeer`)
+    /// passed; its connection is no longer timed.
+    func authenticated(peer: String) {
+        forget(peer)?.cancel()
+    }
+
+    /// For `onAcceptHTTP2Stream`: a refusal as unauthenticated on the stream closes its connection.
     func streamOpened(_ stream: any Channel) -> EventLoopFuture<Void> {
         if let connection = stream.parent {
-            forget(ObjectIdentifier(connection))?.cancel()
             if stream.eventLoop.inEventLoop {
                 let closer = UnauthenticatedCallCloser(connection: connection) { [weak self] in self?.count { $0.unauthenticated += 1 } }
                 try? stream.pipeline.syncOperations.addHandler(closer, position: .first)
@@ -88,8 +96,17 @@ final class ConnectionGate: @unchecked Sendable {
         return stream.eventLoop.makeSucceededVoidFuture()
     }
 
+    /// A peer address as grpc-swift's server names it in `ServerContext.remotePeer`.
+    static func peer(_ address: SocketAddress?) -> String? {
+        switch address {
+        case .v4(let ip)?: return address?.port.map { "ipv4:\(ip.host):\($0)" }
+        case .v6(let ip)?: return address?.port.map { "ipv6:[\(ip.host)]:\($0)" }
+        default: return nil
+        }
+    }
+
     @discardableResult
-    private func forget(_ id: ObjectIdentifier) -> Scheduled<Void>? {
+    private func forget(_ id: String) -> Scheduled<Void>? {
         lock.lock()
         defer { lock.unlock() }
         return waiting.removeValue(forKey: id)

@@ -44,10 +44,10 @@ public final class MigrationServer: Sendable {
         /// graceful close alone waits for the peer's ping acknowledgement, which a
         /// silent peer never sends).
         public var connectionGraceTime: Duration = .seconds(30)
-        /// A connection that has not started a call this long after it was
-        /// accepted is closed (a peer that connects and never completes HTTP/2
-        /// otherwise holds its socket until the server stops). A call refused as
-        /// unauthenticated closes its connection too.
+        /// A connection that has not carried an authenticated call this long after
+        /// it was accepted is closed (a peer that connects and never completes HTTP/2,
+        /// or only makes refused calls, otherwise holds its socket until the server
+        /// stops). A call refused as unauthenticated closes its connection at once.
         public var firstCallTimeout: Duration = .seconds(10)
         /// At most this many connections may wait for their first call at
         /// once; one accepted beyond that is closed at once.
@@ -103,10 +103,10 @@ public final class MigrationServer: Sendable {
                                            peers: configuration.peers)
         let omitted = Self.omittedMethods(ProcessInfo.processInfo.environment["SHARDDB_SERVER_OMIT_RPCS"])
         let registered: any RegistrableRPCService = omitted.isEmpty ? service : WithoutMethods(service: service, omitted: omitted)
-        server = GRPCServer(transport: transport, services: [registered], interceptors: [
-            CallAuthentication(secret: configuration.secret,
-                               verifiesClientCertificates: configuration.tls?.clientCertificateAuthority != nil),
-        ])
+        var authentication = CallAuthentication(secret: configuration.secret,
+                                                verifiesClientCertificates: configuration.tls?.clientCertificateAuthority != nil)
+        authentication.passed = { gate.authenticated(peer: $0) }
+        server = GRPCServer(transport: transport, services: [registered], interceptors: [authentication])
     }
 
     /// Starts listening; returns the bound address (`host:port`).
