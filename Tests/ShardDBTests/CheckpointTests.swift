@@ -1,4 +1,5 @@
 import Foundation
+import RocksDB
 import ShardDB
 import XCTest
 
@@ -503,6 +504,52 @@ final class CheckpointTests: XCTestCase {
         // The store is a's: b is now refused as foreign, not as busy.
         checkpoints.close()
         assertShardDBError(.foreignCheckpointStore, try b.checkpoint(to: store))
+    }
+
+    /// A checkpoint RocksDB loads but whose record does not decode (planted: a
+    /// backup of the store's with garbage for a record) is listed as damaged and
+    /// left out; the others list, verify by id, restore and purge as before (one
+    /// such record used to make list, verify and purge fail for the whole store),
+    /// and it goes only when dropped explicitly.
+    func testACheckpointWithAnUnreadableRecordDoesNotBlockTheStore() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 2)
+        defer { engine.close() }
+        try engine.put("k", "v1")
+        let store = directory.path("store")
+        let first = try engine.checkpoint(to: store)
+        let garbage: Int = try {
+            let plain = try Database.open(at: directory.path("plain"), options: { let o = Options(); o.createIfMissing = true; return o }())
+            defer { plain.close() }
+            try plain.put("x", "y")
+            let backups = try BackupEngine.open(at: store + "/backups")
+            defer { backups.close() }
+            return Int(try backups.createBackup(of: plain, appMetadata: Array("{not a record".utf8)))
+        }()
+        try engine.put("k", "v2")
+        let second = try engine.checkpoint(to: store)
+        XCTAssertEqual([first.id, garbage, second.id], [1, 2, 3])
+
+        let opened = try CheckpointStore.open(at: store)
+        XCTAssertEqual(try opened.checkpoints().map(\.id), [first.id, second.id])
+        XCTAssertEqual(opened.damagedCheckpoints.map(\.id), [garbage])
+        XCTAssertTrue(opened.damagedCheckpoints[0].reason.contains("unreadable record"), opened.damagedCheckpoints[0].reason)
+        XCTAssertEqual(try opened.verify(id: second.id).map(\.id), [second.id])
+        assertShardDBError(.checkpointCorrupted, try opened.verify())  // the whole store: it names the damage
+        assertShardDBError(.checkpointCorrupted, try opened.checkpoint(id: garbage))
+        try opened.restore(to: directory.path("restored"))  // the latest readable one, the newest of all
+        opened.close()
+        let restored = try openRestored(directory.path("restored"))
+        XCTAssertEqual(try restored.getString("k"), "v2")
+        restored.close()
+
+        let exclusive = try CheckpointStore.open(at: store, exclusive: true)
+        XCTAssertEqual(try exclusive.purge(keep: 1), [first.id], "purging by count skips it")
+        XCTAssertEqual(try exclusive.purge(dropDamaged: true), [garbage])
+        XCTAssertEqual(exclusive.damagedCheckpoints, [])
+        XCTAssertEqual(try exclusive.checkpoints().map(\.id), [second.id])
+        exclusive.close()
+        XCTAssertEqual(try engine.checkpoint(to: store).id, second.id + 1)
     }
 
     /// A checkpoint record over RocksDB's 1 MiB for a backup's metadata is refused

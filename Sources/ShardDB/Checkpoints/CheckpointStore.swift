@@ -52,6 +52,10 @@ public final class CheckpointStore: @unchecked Sendable {
     private let closeLock = NSLock()
     private var closed = false
     private var damaged: [DamagedCheckpoint]
+    /// Checkpoints RocksDB loads but whose record does not decode (damaged bytes
+    /// that are still valid hex, a newer format in a shared store): reported with
+    /// the damaged ones, left out of the listing; their files are intact.
+    private var unreadable: [DamagedCheckpoint] = []
 
     private init(path: String, ownerInstanceID: String, backups: BackupEngine, exclusive: Bool, lockDescriptor: Int32,
                  damaged: [DamagedCheckpoint]) {
@@ -212,8 +216,10 @@ public final class CheckpointStore: @unchecked Sendable {
             var settings = BackupEngine.Settings()
             settings.progressIntervalBytes = progressIntervalBytes
             let backups = try storage(path) { try BackupEngine.open(at: path + "/" + backupsName, settings: settings) }
-            return CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, exclusive: exclusive, lockDescriptor: fd,
-                                   damaged: damaged)
+            let store = CheckpointStore(path: path, ownerInstanceID: owner, backups: backups, exclusive: exclusive, lockDescriptor: fd,
+                                        damaged: damaged)
+            store.unreadable = try store.backupsWithUnreadableRecords()
+            return store
         } catch {
             Glibc.close(fd)
             throw error
@@ -263,16 +269,43 @@ public final class CheckpointStore: @unchecked Sendable {
 
     /// Every readable checkpoint, oldest first. Damaged ones are in ``damagedCheckpoints``.
     public func checkpoints() throws -> [CheckpointInfo] {
-        try storage(path) { try backups.backups() }.map { try info(for: $0) }
+        try readableBackups().map { try info(for: $0) }
     }
 
-    /// Checkpoints RocksDB cannot load (a file missing, the meta file unreadable),
-    /// oldest first, as found when the store was opened. ``checkpoints()`` leaves
-    /// them out; they cannot be restored; ``purge(keep:dropDamaged:)`` drops them.
+    /// Checkpoints that cannot be restored, oldest first, as found when the store
+    /// was opened: RocksDB cannot load them (a file missing, the meta file
+    /// unreadable), or their record does not decode. ``checkpoints()`` leaves them
+    /// out; ``purge(keep:dropDamaged:)`` drops them.
     public var damagedCheckpoints: [DamagedCheckpoint] {
         closeLock.lock()
         defer { closeLock.unlock() }
+        return (damaged + unreadable).sorted { $0.id < $1.id }
+    }
+
+    /// The damaged checkpoints RocksDB itself cannot load: the next create or garbage
+    /// collection would delete their remaining files.
+    private var filesDamaged: [DamagedCheckpoint] {
+        closeLock.lock()
+        defer { closeLock.unlock() }
         return damaged
+    }
+
+    /// RocksDB's backups whose record decodes.
+    private func readableBackups() throws -> [BackupEngine.BackupInfo] {
+        let skipped = Set(damagedCheckpoints.map(\.id))
+        return try storage(path) { try backups.backups() }.filter { !skipped.contains(Int($0.id)) }
+    }
+
+    /// The backups whose record cannot be read, with the reason.
+    private func backupsWithUnreadableRecords() throws -> [DamagedCheckpoint] {
+        try storage(path) { try backups.backups() }.compactMap { backup in
+            do {
+                _ = try info(for: backup)
+                return nil
+            } catch let error as ShardDBError {
+                return DamagedCheckpoint(id: Int(backup.id), reason: error.message)
+            }
+        }
     }
 
     /// The checkpoint `id`, or the latest when nil.
@@ -281,7 +314,7 @@ public final class CheckpointStore: @unchecked Sendable {
     ///   checkpoint `id` is damaged, or, for nil, when the latest one is (an older
     ///   one is never taken silently instead): the message names the missing file.
     public func checkpoint(id: Int?) throws -> CheckpointInfo {
-        let all = try storage(path) { try backups.backups() }
+        let all = try readableBackups()
         let damaged = damagedCheckpoints
         if let id {
             if let backup = all.first(where: { Int($0.id) == id }) { return try info(for: backup) }
@@ -584,9 +617,13 @@ public final class CheckpointStore: @unchecked Sendable {
             throw ShardDBError(.invalidArgument, "purging checkpoint store \(path) needs it opened with exclusive: true")
         }
         try FailurePoints.hit("checkpoint.purge.begin")
-        let damaged = damagedCheckpoints
-        guard damaged.isEmpty || dropDamaged else { throw refusal(damaged, "purging would delete their remaining files, so nothing was deleted") }
-        let all = try storage(path) { try backups.backups() }
+        let filesDamaged = self.filesDamaged
+        guard filesDamaged.isEmpty || dropDamaged else {
+            throw refusal(filesDamaged, "purging would delete their remaining files, so nothing was deleted")
+        }
+        // Checkpoints whose record does not decode are kept unless dropped explicitly (their files are whole).
+        let damaged = dropDamaged ? damagedCheckpoints : []
+        let all = try readableBackups()
         // `keep` counts per instance: in a store shared with `allowForeignInstance`,
         // one instance's checkpoints never push out another's.
         var kept: [BackupEngine.BackupInfo] = []
@@ -611,6 +648,7 @@ public final class CheckpointStore: @unchecked Sendable {
             try storage(path) { try backups.delete(backup: UInt32(victim)) }
             closeLock.lock()
             self.damaged.removeAll { $0.id == victim }
+            self.unreadable.removeAll { $0.id == victim }
             closeLock.unlock()
             try FailurePoints.hit("checkpoint.purge.after-delete")
         }
@@ -621,7 +659,7 @@ public final class CheckpointStore: @unchecked Sendable {
 
     /// Refuses to create a checkpoint while the store holds damaged ones.
     func refuseIfDamaged() throws {
-        let damaged = damagedCheckpoints
+        let damaged = filesDamaged
         guard damaged.isEmpty else { throw refusal(damaged, "a new checkpoint would delete their remaining files, so none was taken") }
     }
 
