@@ -175,15 +175,11 @@ final class TransportSecurityTests: XCTestCase {
     /// from stopping: shutdown closes it after the grace time (a graceful close
     /// alone waited for it for ever, and `shardctl serve` ignored SIGTERM).
     func testASilentClientDoesNotHoldUpShutdown() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("SilentClient-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try ShardEngine.create(at: directory, shards: 1)
-        defer { engine.close() }
-        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
-        configuration.connectionGraceTime = .milliseconds(500)
-        let server = MigrationServer(engine: engine, configuration: configuration)
-        let boundText = try await server.start()
-        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let host = try await InProcessServer("SilentClient") { configuration in
+            configuration.connectionGraceTime = .milliseconds(500)
+        }
+        let server = host.server, bound = host.address
+        defer { withExtendedLifetime(host) {} }  // (the instance lives to the end of the test)
         let fd = try connectRaw(to: bound)
         defer { close(fd) }
         try await Task.sleep(for: .milliseconds(200))  // accepted and set up by the server
@@ -197,16 +193,12 @@ final class TransportSecurityTests: XCTestCase {
     /// whether it sent nothing or only the HTTP/2 preface and settings; one
     /// that made a call is not (the server keeps serving it).
     func testAConnectionThatStartsNoCallIsClosed() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("NoCall-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try ShardEngine.create(at: directory, shards: 1)
-        defer { engine.close() }
-        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
-        configuration.firstCallTimeout = .milliseconds(300)
-        configuration.connectionGraceTime = .milliseconds(500)
-        let server = MigrationServer(engine: engine, configuration: configuration)
-        let boundText = try await server.start()
-        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let host = try await InProcessServer("NoCall") { configuration in
+            configuration.firstCallTimeout = .milliseconds(300)
+            configuration.connectionGraceTime = .milliseconds(500)
+        }
+        let server = host.server, bound = host.address
+        defer { withExtendedLifetime(host) {} }  // (the instance lives to the end of the test)
         let client = try RemoteInstance(address: bound, secret: try SharedSecret(Workspace.token))
         try await client.put(Array("kept".utf8), Array("value".utf8))
 
@@ -240,15 +232,11 @@ final class TransportSecurityTests: XCTestCase {
     /// A call refused as unauthenticated closes its connection, so a peer without
     /// a credential cannot keep sockets by making calls; a peer with one is not affected.
     func testAnUnauthenticatedCallClosesItsConnection() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("Unauthenticated-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try ShardEngine.create(at: directory, shards: 1)
-        defer { engine.close() }
-        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
-        configuration.connectionGraceTime = .milliseconds(500)
-        let server = MigrationServer(engine: engine, configuration: configuration)
-        let boundText = try await server.start()
-        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let host = try await InProcessServer("Unauthenticated") { configuration in
+            configuration.connectionGraceTime = .milliseconds(500)
+        }
+        let server = host.server, bound = host.address
+        defer { withExtendedLifetime(host) {} }  // (the instance lives to the end of the test)
         let owner = try RemoteInstance(address: bound, secret: try SharedSecret(Workspace.token))
         try await owner.put(Array("k".utf8), Array("v".utf8))
 
@@ -277,16 +265,12 @@ final class TransportSecurityTests: XCTestCase {
     /// acknowledgement for ever. The peer made one authenticated call (raw HTTP/2),
     /// then went silent.
     func testASilentPeerToldToGoIsClosedAfterTheGraceTime() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("GoAway-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try ShardEngine.create(at: directory, shards: 1)
-        defer { engine.close() }
-        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
-        configuration.connectionIdleTimeout = .milliseconds(300)
-        configuration.connectionGraceTime = .milliseconds(300)
-        let server = MigrationServer(engine: engine, configuration: configuration)
-        let boundText = try await server.start()
-        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let host = try await InProcessServer("GoAway") { configuration in
+            configuration.connectionIdleTimeout = .milliseconds(300)
+            configuration.connectionGraceTime = .milliseconds(300)
+        }
+        let server = host.server, bound = host.address
+        defer { withExtendedLifetime(host) {} }  // (the instance lives to the end of the test)
         let fd = try connectRaw(to: bound)
         defer { close(fd) }
         let hello = Self.rawCall("Describe", token: Workspace.token)
@@ -303,17 +287,13 @@ final class TransportSecurityTests: XCTestCase {
     /// call, a new one is closed at once (before its timeout); once the waiting
     /// ones go, calls are served again.
     func testConnectionsWaitingForAFirstCallAreCapped() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("NoCallCap-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try ShardEngine.create(at: directory, shards: 1)
-        defer { engine.close() }
-        var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
-        configuration.firstCallTimeout = .seconds(120)
-        configuration.maxConnectionsWithoutCall = 2
-        configuration.connectionGraceTime = .milliseconds(500)
-        let server = MigrationServer(engine: engine, configuration: configuration)
-        let boundText = try await server.start()
-        let bound = try XCTUnwrap(InstanceAddress(parsing: boundText))
+        let host = try await InProcessServer("NoCallCap") { configuration in
+            configuration.firstCallTimeout = .seconds(120)
+            configuration.maxConnectionsWithoutCall = 2
+            configuration.connectionGraceTime = .milliseconds(500)
+        }
+        let server = host.server, bound = host.address
+        defer { withExtendedLifetime(host) {} }  // (the instance lives to the end of the test)
         let first = try connectRaw(to: bound), second = try connectRaw(to: bound)
         let third = try connectRaw(to: bound)
         defer { close(third) }
@@ -567,6 +547,31 @@ final class TransportSecurityTests: XCTestCase {
         await target.close()
         a.terminate()
         b.terminate()
+    }
+
+    /// A ``MigrationServer`` in this process over a new one-shard instance, with the
+    /// test's secret and `configure` applied; the instance goes with this object
+    /// (the test shuts the server down).
+    private final class InProcessServer {
+        let server: MigrationServer
+        let address: InstanceAddress
+        private let engine: ShardEngine
+        private let directory: String
+
+        init(_ name: String, _ configure: (inout MigrationServer.Configuration) -> Void) async throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
+            engine = try ShardEngine.create(at: directory, shards: 1)
+            var configuration = MigrationServer.Configuration(secret: try SharedSecret(Workspace.token))
+            configure(&configuration)
+            server = MigrationServer(engine: engine, configuration: configuration)
+            let bound = try await server.start()
+            address = try XCTUnwrap(InstanceAddress(parsing: bound))
+        }
+
+        deinit {
+            engine.close()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 
     /// The bytes of a client that opens HTTP/2 and makes one unary call to `method`

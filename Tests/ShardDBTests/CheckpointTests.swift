@@ -21,6 +21,16 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// Instances `a` and `b` in `directory`, each with "k" set to its name.
+    private func twoInstances(in directory: TemporaryDirectory) throws -> (ShardEngine, ShardEngine) {
+        let a = try makeEngine(in: directory, name: "a", shards: 2)
+        let b: ShardEngine
+        do { b = try makeEngine(in: directory, name: "b", shards: 2) } catch { a.close(); throw error }
+        try a.put("k", "a")
+        try b.put("k", "b")
+        return (a, b)
+    }
+
     private func openRestored(_ path: String) throws -> ShardEngine {
         try ShardEngine.open(at: path, options: .testing())
     }
@@ -483,12 +493,8 @@ final class CheckpointTests: XCTestCase {
     /// winner's checkpoints).
     func testTwoInstancesCreatingOneStoreAtOnceLeaveOneOwner() throws {
         let directory = TemporaryDirectory()
-        let a = try makeEngine(in: directory, name: "a", shards: 2)
-        defer { a.close() }
-        let b = try makeEngine(in: directory, name: "b", shards: 2)
-        defer { b.close() }
-        try a.put("k", "a")
-        try b.put("k", "b")
+        let (a, b) = try twoInstances(in: directory)
+        defer { a.close(); b.close() }
         let store = directory.path("store")
         let second = LockedResult()
         FailurePoints.arm("checkpoint.store.before-manifest", action: .call(.init {
@@ -610,12 +616,8 @@ final class CheckpointTests: XCTestCase {
 
     func testStoreOfAnotherInstanceIsRefusedUnlessAllowed() throws {
         let directory = TemporaryDirectory()
-        let a = try makeEngine(in: directory, name: "a", shards: 2)
-        defer { a.close() }
-        let b = try makeEngine(in: directory, name: "b", shards: 2)
-        defer { b.close() }
-        try a.put("k", "a")
-        try b.put("k", "b")
+        let (a, b) = try twoInstances(in: directory)
+        defer { a.close(); b.close() }
         let store = directory.path("store")
         try a.checkpoint(to: store)
         let before = listing(store)

@@ -11,6 +11,24 @@ final class OverlappingCallsTests: XCTestCase {
         super.tearDown()
     }
 
+    /// Arms failure point `point` so that, when this test's call reaches it, `call`
+    /// starts on another thread (the overlapping call); this call goes on a moment
+    /// later without waiting for it. The other call's result is in what is returned.
+    private func overlapping<Value>(at point: StaticString, _ call: @escaping @Sendable () throws -> Value) -> Awaited<Value> {
+        let result = Awaited<Value>()
+        let started = DispatchSemaphore(value: 0)
+        FailurePoints.arm("\(point)", action: .call(.init {
+            FailurePoints.disarmAll()
+            Thread.detachNewThread {
+                started.signal()
+                result.set(Result { try call() })
+            }
+            started.wait()
+            usleep(20_000)  // (only widens the window: correctness does not depend on it)
+        }))
+        return result
+    }
+
     /// A source and a target with shard 0's bulk copied, and writes to it after the snapshot.
     private func prepared(_ dir: TemporaryDirectory) async throws -> (ShardEngine, ShardEngine, MigrationPlan, UInt64) {
         let source = try ShardEngine.create(at: dir.path("source"), shards: 1, options: .testing())
@@ -37,17 +55,9 @@ final class OverlappingCallsTests: XCTestCase {
         let (source, target, plan, snapshot) = try await prepared(dir)
         defer { source.close(); target.close() }
         for i in 0..<50 { try source.put("key-\(i)", "change-\(i)") }
-        let second = Awaited<ChangeChunk>()
-        let started = DispatchSemaphore(value: 0)
-        FailurePoints.arm("migration.source.reading-changes", action: .call(.init {
-            FailurePoints.disarmAll()
-            Thread.detachNewThread {
-                started.signal()
-                second.set(Result { try source.readChanges(plan, from: snapshot + 1, maxRecords: 20) })
-            }
-            started.wait()
-            usleep(20_000)  // (only widens the window: correctness does not depend on it)
-        }))
+        let second = overlapping(at: "migration.source.reading-changes") {
+            try source.readChanges(plan, from: snapshot + 1, maxRecords: 20)
+        }
         let first = try source.readChanges(plan, from: snapshot + 1, maxRecords: 20)
         let other = try second.wait().get()
         XCTAssertEqual(first.records.count, 20)
@@ -70,21 +80,11 @@ final class OverlappingCallsTests: XCTestCase {
         // The first apply of the older chunk stalls after reading the progress; meanwhile
         // its retry and then the newer chunk are applied (another thread). Run at once, the
         // stalled call would then write "older" over the delete and move the progress back.
-        let newerApplied = Awaited<ChangeChunk>()
-        let started = DispatchSemaphore(value: 0)
-        FailurePoints.arm("migration.target.applying-changes", action: .call(.init {
-            FailurePoints.disarmAll()
-            Thread.detachNewThread {
-                started.signal()
-                newerApplied.set(Result {
-                    try target.applyChanges(plan, older)
-                    try target.applyChanges(plan, newer)
-                    return newer
-                })
-            }
-            started.wait()
-            usleep(20_000)  // (only widens the window: correctness does not depend on it)
-        }))
+        let newerApplied = overlapping(at: "migration.target.applying-changes") {
+            try target.applyChanges(plan, older)
+            try target.applyChanges(plan, newer)
+            return newer
+        }
         try target.applyChanges(plan, older)
         _ = try newerApplied.wait().get()
         let state = try target.prepareIncoming(plan, snapshotSequence: snapshot)
@@ -104,17 +104,10 @@ final class OverlappingCallsTests: XCTestCase {
         let dir = TemporaryDirectory()
         let (source, target, plan, _) = try await prepared(dir)
         defer { source.close(); target.close() }
-        let aborted = Awaited<Bool>()
-        let started = DispatchSemaphore(value: 0)
-        FailurePoints.arm("migration.source.before-fence", action: .call(.init {
-            FailurePoints.disarmAll()
-            Thread.detachNewThread {
-                started.signal()
-                aborted.set(Result { try source.abortOutgoing(plan); return true })
-            }
-            started.wait()
-            usleep(20_000)  // (only widens the window: correctness does not depend on it)
-        }))
+        let aborted = overlapping(at: "migration.source.before-fence") {
+            try source.abortOutgoing(plan)
+            return true
+        }
         _ = try? source.fenceOutgoing(plan)
         XCTAssertTrue(try aborted.wait().get())
         XCTAssertEqual(try source.migrationEntry(plan.id)?.phase, .aborted)
