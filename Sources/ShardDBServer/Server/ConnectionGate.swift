@@ -120,6 +120,15 @@ final class ConnectionGate: @unchecked Sendable {
     }
 }
 
+/// Closes `channel` after `delay` unless it closed meanwhile; `closing` counts it.
+private func closeLater(_ channel: any Channel, in delay: TimeAmount, _ closing: @escaping () -> Void) {
+    channel.eventLoop.scheduleTask(in: delay) {
+        guard channel.isActive else { return }
+        closing()
+        channel.close(promise: nil)
+    }
+}
+
 /// Closes the connection `grace` after the first GOAWAY written on it.
 private final class GoAwayDeadline: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTP2Frame
@@ -136,12 +145,7 @@ private final class GoAwayDeadline: ChannelOutboundHandler, RemovableChannelHand
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if !armed, case .goAway = unwrapOutboundIn(data).payload {
             armed = true
-            let channel = context.channel, closing = self.closing
-            context.eventLoop.scheduleTask(in: grace) {
-                guard channel.isActive else { return }
-                closing()
-                channel.close(promise: nil)
-            }
+            closeLater(context.channel, in: grace, closing)
         }
         context.write(data, promise: promise)
     }
@@ -162,13 +166,8 @@ private final class UnauthenticatedCallCloser: ChannelOutboundHandler, Removable
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .headers(let headers) = unwrapOutboundIn(data), headers.headers.first(name: "grpc-status") == "16" {
-            let connection = self.connection, closing = self.closing
             // A moment later, so the refusal is flushed to the peer before the close.
-            connection.eventLoop.scheduleTask(in: .milliseconds(50)) {
-                guard connection.isActive else { return }
-                closing()
-                connection.close(promise: nil)
-            }
+            closeLater(connection, in: .milliseconds(50), closing)
         }
         context.write(data, promise: promise)
     }

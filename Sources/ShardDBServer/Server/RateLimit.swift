@@ -44,8 +44,9 @@ actor BulkRateLimiter {
     private var last = ContinuousClock.now
 
     init(_ rate: ByteRate) {
+        // (bytesPerSecond is a var: 0 set after init would divide by zero when waiting.)
         self.rate = Double(max(1, rate.bytesPerSecond))
-        self.available = Double(max(1, rate.bytesPerSecond))
+        self.available = self.rate
     }
 
     /// Takes `bytes` from the bucket, sleeping while it is in debt.
