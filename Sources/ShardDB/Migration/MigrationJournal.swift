@@ -93,6 +93,22 @@ extension ShardEngine {
         return try Self.decodeMeta(MigrationJournalEntry.self, bytes, key: "migration/\(id)", path: path)
     }
 
+    /// The journal entry of `plan`'s migration, if any, once it is known to
+    /// record this very plan. Every step a peer asks for names its migration by
+    /// the plan it sends; a stale or forged plan under a journaled id (another
+    /// range, shard or shape) must not steer that migration's reads, writes or
+    /// fences to what it names instead of what was prepared.
+    ///
+    /// - throws: `.migrationConflict` when the journal records another plan under the id.
+    func journalEntry(for plan: MigrationPlan) throws -> MigrationJournalEntry? {
+        guard let entry = try migrationEntry(plan.id) else { return nil }
+        guard entry.plan == plan else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) was prepared here with another plan "
+                + "(shard \(entry.plan.sourceShard) \(entry.plan.range) → \(entry.plan.targetShard)); this request's differs")
+        }
+        return entry
+    }
+
     /// Adds the journal entry to `batch`.
     func journal(_ entry: MigrationJournalEntry, in batch: WriteBatch) throws {
         var entry = entry
@@ -105,6 +121,13 @@ extension ShardEngine {
         let batch = WriteBatch()
         try journal(entry, in: batch)
         try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
+    }
+
+    /// The target's progress in `plan`'s migration, once the journal is known to
+    /// record this very plan (``journalEntry(for:)``).
+    func progressRecord(for plan: MigrationPlan) throws -> MigrationProgressRecord? {
+        _ = try journalEntry(for: plan)
+        return try progressRecord(plan.id)
     }
 
     func progressRecord(_ id: String) throws -> MigrationProgressRecord? {

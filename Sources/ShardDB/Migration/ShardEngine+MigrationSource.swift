@@ -45,7 +45,7 @@ extension ShardEngine: MigrationSource {
     }
 
     public func openBulk(_ plan: MigrationPlan) throws -> UInt64 {
-        guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
+        guard var entry = try journalEntry(for: plan), entry.role == .source, entry.isUnfinished else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this source")
         }
         if let first = entry.snapshotSequence {
@@ -69,7 +69,7 @@ extension ShardEngine: MigrationSource {
     }
 
     public func exportTableFiles(_ plan: MigrationPlan) throws -> [TableFile]? {
-        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy,
+        guard let entry = try journalEntry(for: plan), entry.role == .source, entry.phase == .bulkCopy,
               entry.snapshotSequence != nil else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
         }
@@ -97,7 +97,7 @@ extension ShardEngine: MigrationSource {
     public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) throws -> Data {
         try Self.checkTableFileName(name)
         guard maxBytes > 0 else { throw ShardDBError(.invalidArgument, "table file reads need a positive size, got \(maxBytes) bytes") }
-        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy else {
+        guard let entry = try journalEntry(for: plan), entry.role == .source, entry.phase == .bulkCopy else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
         }
         try FailurePoints.hit("migration.source.table-file-read")
@@ -182,8 +182,11 @@ extension ShardEngine: MigrationSource {
     ///
     /// - throws: `.migrationConflict` when the migration is not in its bulk phase here.
     func bulkSnapshot(_ plan: MigrationPlan) throws -> Snapshot {
-        if let snapshot = migrationRuntime.snapshot(plan.id) { return snapshot }
-        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.phase == .bulkCopy,
+        if let snapshot = migrationRuntime.snapshot(plan.id) {
+            _ = try journalEntry(for: plan)  // (reads go by the plan's range)
+            return snapshot
+        }
+        guard let entry = try journalEntry(for: plan), entry.role == .source, entry.phase == .bulkCopy,
               let first = entry.snapshotSequence else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) has no open bulk copy on this source")
         }
@@ -198,7 +201,7 @@ extension ShardEngine: MigrationSource {
     public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) throws -> ChangeChunk {
         // Only for a migration running here, as recorded: a reader is kept per
         // migration until it ends, and the range read is the journal's.
-        guard let entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished, entry.plan == plan else {
+        guard let entry = try journalEntry(for: plan), entry.role == .source, entry.isUnfinished else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")
         }
         // One read per migration at a time: the kept reader is not thread-safe, and a
@@ -236,7 +239,7 @@ extension ShardEngine: MigrationSource {
     }
 
     private func fenceOutgoingLocked(_ plan: MigrationPlan) throws -> UInt64 {
-        guard var entry = try migrationEntry(plan.id), entry.role == .source, entry.isUnfinished else {
+        guard var entry = try journalEntry(for: plan), entry.role == .source, entry.isUnfinished else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not in progress on this source")
         }
         if entry.phase == .fenced, let final = entry.finalSequence { return final }
@@ -261,7 +264,7 @@ extension ShardEngine: MigrationSource {
     }
 
     public func commitOutgoing(_ plan: MigrationPlan) throws {
-        guard var entry = try migrationEntry(plan.id), entry.role == .source else {
+        guard var entry = try journalEntry(for: plan), entry.role == .source else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is unknown on this source")
         }
         if entry.phase == .committed || entry.phase == .cleaned { return }
@@ -348,7 +351,7 @@ extension ShardEngine: MigrationSource {
     public func abortOutgoing(_ plan: MigrationPlan) throws {
         // Under the shard-map lock, which a commit also takes: the two never both run.
         let aborted = try shardMapLock.withLock { _ -> Bool in
-            guard var entry = try migrationEntry(plan.id), entry.role == .source else {
+            guard var entry = try journalEntry(for: plan), entry.role == .source else {
                 migrationRuntime.clear(plan.id)
                 return false
             }
@@ -367,7 +370,7 @@ extension ShardEngine: MigrationSource {
     }
 
     public func cleanupOutgoing(_ plan: MigrationPlan) throws {
-        guard var entry = try migrationEntry(plan.id), entry.role == .source else { return }
+        guard var entry = try journalEntry(for: plan), entry.role == .source else { return }
         if entry.phase == .cleaned { return }
         guard entry.phase == .committed else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not committed; nothing to clean up")

@@ -157,7 +157,7 @@ extension ShardEngine: MigrationTarget {
     }
 
     private func importTableFilesAlone(_ plan: MigrationPlan, _ files: [TableFile]) throws -> Bool {
-        guard var progress = try progressRecord(plan.id) else {
+        guard var progress = try progressRecord(for: plan) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
         guard case .newShard = plan.shape, plan.overlap == nil, !files.isEmpty else { return false }
@@ -275,7 +275,7 @@ extension ShardEngine: MigrationTarget {
     ///
     /// - throws: `.migrationConflict` otherwise.
     public func checkTakesTableFiles(_ plan: MigrationPlan) throws {
-        guard let progress = try progressRecord(plan.id), !progress.bulkDone, case .newShard = plan.shape, plan.overlap == nil else {
+        guard let progress = try progressRecord(for: plan), !progress.bulkDone, case .newShard = plan.shape, plan.overlap == nil else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) takes no table files on this target now")
         }
     }
@@ -329,7 +329,15 @@ extension ShardEngine: MigrationTarget {
     public func applyBulk(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
         // One call per migration at a time: a late retry overlapping the call it
         // repeats (or a newer one) would read the progress before the other wrote it.
+        try checkPrepared(plan)  // (before a call lock is made for the id)
         try migrationRuntime.serialized(plan.id) { try applyBulkSerialized(plan, chunks) }
+    }
+
+    /// - throws: `.migrationConflict` unless `plan`'s migration is prepared on this target.
+    private func checkPrepared(_ plan: MigrationPlan) throws {
+        guard try progressRecord(for: plan) != nil else {
+            throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
+        }
     }
 
     private func applyBulkSerialized(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
@@ -345,7 +353,7 @@ extension ShardEngine: MigrationTarget {
             }
             previous = chunk.lastEntryKey ?? previous
         }
-        guard var progress = try progressRecord(plan.id) else {
+        guard var progress = try progressRecord(for: plan) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
         if progress.bulkDone {
@@ -431,11 +439,12 @@ extension ShardEngine: MigrationTarget {
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
         // Serialized as applyBulk: a stale call that read the progress before a newer
         // chunk was applied would write older values over it.
+        try checkPrepared(plan)
         try migrationRuntime.serialized(plan.id) { try applyChangesSerialized(plan, chunk) }
     }
 
     private func applyChangesSerialized(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
-        guard var progress = try progressRecord(plan.id) else {
+        guard var progress = try progressRecord(for: plan) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
         guard progress.bulkDone else {
@@ -502,7 +511,7 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func commitIncoming(_ plan: MigrationPlan, finalSequence: UInt64) throws {
-        guard var entry = try migrationEntry(plan.id), entry.role == .target else {
+        guard var entry = try journalEntry(for: plan), entry.role == .target else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is unknown on this target")
         }
         if entry.phase == .committed { return }
@@ -529,6 +538,7 @@ extension ShardEngine: MigrationTarget {
             return true
         }
         guard committedNow else { return }
+        migrationRuntime.clear(plan.id)  // (its call lock)
         // Table files sent for an import that did not happen (the bulk went as entries).
         if let sent = try? tableImportDirectory(plan.id) { try? FileManager.default.removeItem(atPath: sent) }
         if plan.overlap != nil {
@@ -672,12 +682,14 @@ extension ShardEngine: MigrationTarget {
     public func abortIncoming(_ plan: MigrationPlan) throws {
         // Under the shard-map lock, which a commit also takes: the two never both run.
         let aborted = try shardMapLock.withLock { _ in try abortIncomingLocked(plan) }
-        if aborted { logger.debug("migration aborted (target)", metadata: ["id": "\(plan.id)"]) }
+        guard aborted else { return }
+        migrationRuntime.clear(plan.id)  // (its call lock)
+        logger.debug("migration aborted (target)", metadata: ["id": "\(plan.id)"])
     }
 
     /// - returns: false when there was nothing to abort.
     private func abortIncomingLocked(_ plan: MigrationPlan) throws -> Bool {
-        guard var entry = try migrationEntry(plan.id), entry.role == .target else { return false }
+        guard var entry = try journalEntry(for: plan), entry.role == .target else { return false }
         guard entry.isUnfinished else {
             if entry.phase == .committed {
                 throw ShardDBError(.migrationConflict, "migration \(plan.id) is committed on the target; it cannot be aborted")

@@ -1,0 +1,65 @@
+import Foundation
+@testable import ShardDB
+import XCTest
+
+/// Every migration step names its migration by the plan the caller sends. A plan
+/// under a journaled id that is not the journaled plan (a replayed stream of an
+/// older migration that reused the id, or a peer's bug) is refused by every step
+/// on both sides, before it reads, writes or fences anything, and the genuine
+/// migration then finishes as if nothing had happened.
+final class ForgedPlanTests: XCTestCase {
+    func testEveryStepRefusesAPlanThatIsNotTheJournaledOne() async throws {
+        let dir = TemporaryDirectory()
+        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, options: .testing())
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, options: .testing())
+        defer { source.close(); target.close() }
+        for i in 0..<200 { try source.put("key-\(i)", "value-\(i)") }
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "m"))
+        try source.prepareOutgoing(plan)
+        let snapshot = try source.openBulk(plan)
+        _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
+
+        // The same id, naming the source's other shard (whose keys the forged steps would copy or fence).
+        var forged = plan
+        let other = try XCTUnwrap(source.shardDescriptors.first { $0.id == 1 })
+        forged.sourceShard = 1
+        forged.range = other.range
+        let before = try source.contents()
+
+        assertShardDBError(.migrationConflict, try source.openBulk(forged))
+        assertShardDBError(.migrationConflict, try source.readBulk(forged, after: nil, maxBytes: 1 << 20))
+        assertShardDBError(.migrationConflict, try source.exportTableFiles(forged))
+        assertShardDBError(.migrationConflict, try source.readTableFile(forged, name: "000001.sst", offset: 0, maxBytes: 4096))
+        assertShardDBError(.migrationConflict, try source.readChanges(forged, from: snapshot + 1, maxRecords: 10))
+        assertShardDBError(.migrationConflict, try source.fenceOutgoing(forged))
+        assertShardDBError(.migrationConflict, try source.commitOutgoing(forged))
+        assertShardDBError(.migrationConflict, try source.abortOutgoing(forged))
+        assertShardDBError(.migrationConflict, try source.cleanupOutgoing(forged))
+        // Nothing was fenced: shard 1's keys still take writes.
+        let shardOneKey = try XCTUnwrap((0..<200).map { "key-\($0)" }.first { source.recordedOwner(of: bytes($0)) == 1 })
+        try source.put(shardOneKey, "written after the forged steps")
+
+        let genuineChunk = try source.readBulk(plan, after: nil, maxBytes: 1 << 30)
+        XCTAssertTrue(genuineChunk.done)
+        assertShardDBError(.migrationConflict, try target.applyBulk(forged, genuineChunk))
+        assertShardDBError(.migrationConflict, try target.writeTableFile(forged, name: "000001.sst", offset: 0, Data([1])))
+        assertShardDBError(.migrationConflict, try target.importTableFiles(forged, []))
+        assertShardDBError(.migrationConflict, try target.abortIncoming(forged))
+        assertShardDBError(.migrationConflict, try target.commitIncoming(forged, finalSequence: snapshot))
+        // The genuine migration goes on as prepared.
+        try target.applyBulk(plan, genuineChunk)
+        let empty = ChangeChunk(records: [], nextSequence: snapshot + 1, latestSequence: snapshot)
+        assertShardDBError(.migrationConflict, try target.applyChanges(forged, empty))
+        let final = try source.fenceOutgoing(plan)
+        try target.catchUpAndCommit(plan, from: source, next: snapshot + 1, final: final)
+        try source.commitOutgoing(plan)
+        try source.cleanupOutgoing(plan)
+
+        var expected = before
+        expected[bytes(shardOneKey)] = bytes("written after the forged steps")
+        var merged = try source.contents()
+        for (key, value) in try target.contents() { XCTAssertNil(merged.updateValue(value, forKey: key)) }
+        XCTAssertEqual(merged, expected)
+        XCTAssertEqual(try target.migrationEntry("m")?.phase, .committed)
+    }
+}
