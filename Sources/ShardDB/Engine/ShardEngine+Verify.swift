@@ -51,8 +51,9 @@ extension ShardEngine {
                     if !intact {
                         badValues += 1
                         if badValues <= 3 {
-                            let key = try iterator.withKey { KeyEncoding.userKey($0, hashed: table.isHashed) }
-                            report.problems.append("shard \(shard.id): key '\(ByteText.display([UInt8](key)))': corrupted value header")
+                            // Copied inside: RocksDB's buffer must not outlive the call (a close may free it).
+                            let key = try iterator.withKey { [UInt8](KeyEncoding.userKey($0, hashed: table.isHashed)) }
+                            report.problems.append("shard \(shard.id): key '\(ByteText.display(key))': corrupted value header")
                         }
                     }
                     iterator.next()
