@@ -406,6 +406,25 @@ class MigrationTests: XCTestCase {
         for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v) }
     }
 
+    /// The target's commit is durable but answers with an error (a target that
+    /// failed right after it, a lost reply): the coordinator reads the target's
+    /// journal and finishes the move, instead of leaving the source fenced until
+    /// a resolve and reporting a failure.
+    func testACommitThatFailsAfterItIsDurableFinishesTheMove() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2)
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 300)
+        FailurePoints.arm("migration.target.committed", action: .error)
+        defer { FailurePoints.disarmAll() }
+        let report = try await source.migrate(Self.request(shard: 1, id: "m"), to: target)
+        XCTAssertEqual(report.id, "m")
+        XCTAssertTrue(source.table.fences.isEmpty, "the source is not left fenced")
+        XCTAssertEqual(try source.migrationEntry("m")?.phase, .cleaned)
+        XCTAssertEqual(try target.migrationEntry("m")?.phase, .committed)
+        for (k, v) in oracle { XCTAssertEqual(try read(k, [source, target]), v) }
+    }
+
     /// A shard taking a range by merge cannot move out at the same time, nor can
     /// a shard moving out take a merge: the merge's commit would grow a record
     /// that no longer owns anything, and the merged range would have no owner.

@@ -258,7 +258,15 @@ public struct MigrationCoordinator: Sendable {
                 }
                 next = chunk.nextSequence
             }
-            try await target.commitIncoming(plan, finalSequence: finalSequence)
+            do {
+                try await target.commitIncoming(plan, finalSequence: finalSequence)
+            } catch {
+                // The commit may be durable though its answer was lost (the target
+                // failed right after it, or the reply did): the target's journal decides.
+                guard try await Self.targetCommitted(plan, target) else { throw error }
+                logger.warning("the target's commit answered with an error but is durable; finishing the migration",
+                               metadata: ["id": "\(plan.id)", "error": "\(error)"])
+            }
             targetCommitted = true
             try await source.commitOutgoing(plan)
             let pause = Double(DispatchTime.now().uptimeNanoseconds - pauseStart.uptimeNanoseconds) / 1e6
@@ -287,10 +295,22 @@ public struct MigrationCoordinator: Sendable {
                 try await target.abortIncoming(plan)
                 try await source.abortOutgoing(plan)
             } catch let abortError {
-                logger.error("abort failed; the journals decide at next open", metadata: ["id": "\(plan.id)", "error": "\(abortError)"])
+                // A target that committed refuses the abort: the decision is made, finish it.
+                if (try? await Self.targetCommitted(plan, target)) == true, (try? await source.commitOutgoing(plan)) != nil {
+                    logger.error("the migration failed after the target committed; the source's side is finished, its cleanup is not",
+                                 metadata: ["id": "\(plan.id)", "error": "\(error)"])
+                    throw error
+                }
+                logger.error("abort failed; the range stays fenced until a resolve (`shardctl migrate --resolve`) decides by the journals",
+                             metadata: ["id": "\(plan.id)", "error": "\(abortError)"])
             }
             throw error
         }
+    }
+
+    /// Whether the target's journal records `plan`'s migration as committed.
+    private static func targetCommitted(_ plan: MigrationPlan, _ target: any MigrationTarget) async throws -> Bool {
+        try await target.migrationEntry(plan.id)?.phase == .committed
     }
 
     /// The bulk phase as table files (``BulkTransfer/tableFiles``): exported by the
