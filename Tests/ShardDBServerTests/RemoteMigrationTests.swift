@@ -213,9 +213,12 @@ final class RemoteMigrationTests: XCTestCase {
         // Dial the restarted peer afresh: a channel to the dead process sits in gRPC's
         // reconnect backoff and fails calls at once ("transient failure") for a while.
         await client.close()
-        let resolved = try await shardctl(["migrate", "--from", a.address.description, "--to", b.address.description,
-                                           "--resolve", "--token-file", workspace.tokenFile])
+        // Named the other way round: a resolve settles both directions.
+        let resolved = try await shardctl(["migrate", "--from", b.address.description, "--to", a.address.description,
+                                           "--resolve", "--json", "--token-file", workspace.tokenFile])
         XCTAssertEqual(resolved.status, 0, "\(point): \(resolved.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(resolved.stdout.utf8)) as? [String: [String]]
+        XCTAssertEqual(report?["settled"]?.count, 1, "\(point): \(resolved.stdout)")
 
         let source = try workspace.client(a.address), target = try workspace.client(b.address)
         try await assertOwnership([source, target])

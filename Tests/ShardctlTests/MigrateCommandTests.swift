@@ -209,6 +209,34 @@ final class MigrateCommandTests: ShardctlTestCase {
         try assertPartitioned(entries, over: [a, b])
     }
 
+    /// A rescale after a move killed in doubt (the target committed, the source not):
+    /// it settles the move first by the journals instead of refusing the range as
+    /// owned twice; a dry run, which changes nothing, says so instead.
+    func testRescaleSettlesAKilledMoveFirst() throws {
+        let (a, b, entries, shard0) = try killedMigrationOfShard0(at: "migration.source.before-commit")
+        assertError(try ShardctlProcess.run(["rescale", "--from", "\(a),\(b)", "--to", "\(a),\(b)", "--dry-run"]),
+                    mentioning: "unfinished")
+        let rescaled = try shardctl(["rescale", "--from", "\(a),\(b)", "--to", "\(a),\(b)", "--json"])
+        let result = try XCTUnwrap(JSONSerialization.jsonObject(with: rescaled.stdoutData) as? [String: Any])
+        XCTAssertEqual((result["settled"] as? [String])?.count, 1, rescaled.stdout)
+        try assertPartitioned(entries, over: [a, b])
+        let (key, value) = try XCTUnwrap(shard0.min { $0.key < $1.key })
+        let answers = try [a, b].map { try ShardctlProcess.run(["get", $0, key]) }
+        XCTAssertEqual(answers.filter { $0.status == 0 }.map(\.stdout), [value + "\n"])
+    }
+
+    /// A rescale whose second new instance cannot be created removes the first one
+    /// it made: nothing had moved, and a refused run leaves nothing behind.
+    func testRescaleThatCannotCreateATargetLeavesNone() throws {
+        let (a, entries) = try makeSource("A", count: 40)
+        let made = path("new"), blocker = path("file")
+        FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
+        let refused = try ShardctlProcess.run(["rescale", "--from", a, "--to", "\(a),\(made),\(blocker)/x"])
+        assertError(refused, mentioning: "\(blocker)/x")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: made), "the instance made for the run is removed")
+        XCTAssertEqual(try exported(a), entries)
+    }
+
     /// Instance A (4 shards, loaded) and an empty B like it; `migrate --from A --to B --shard 0`
     /// killed by SIGKILL at failure point `point`. Returns shard 0's entries as they were.
     private func killedMigrationOfShard0(at point: String, file: StaticString = #filePath, line: UInt = #line) throws

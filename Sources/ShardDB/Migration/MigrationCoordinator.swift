@@ -452,7 +452,17 @@ public struct MigrationCoordinator: Sendable {
         return ByteText.hex((0..<6).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
-    /// Settles migrations between these two instances that a crash left
+    /// Settles what a crash left unfinished between two instances, in both
+    /// directions (``resolveUnfinished(source:target:)`` each way).
+    ///
+    /// - returns: a line per migration settled.
+    @discardableResult
+    public static func resolveUnfinished(between a: any MigrationSource & MigrationTarget,
+                                         and b: any MigrationSource & MigrationTarget) async throws -> [String] {
+        try await resolveUnfinished(source: a, target: b) + resolveUnfinished(source: b, target: a)
+    }
+
+    /// Settles migrations from `source` to `target` that a crash left
     /// unfinished, by the decision table in docs/MIGRATION.md: once the target
     /// has committed, the source commits (and cleans up); otherwise both roll back.
     ///

@@ -30,7 +30,7 @@ struct Migrate: AsyncParsableCommand {
     @Option(help: "The source instance: a directory or HOST:PORT.") var from: String
     @Option(help: "The target instance: a directory or HOST:PORT.") var to: String
     @Option(parsing: .unconditional, help: "The source shard.") var shard: Int?
-    @Flag(help: "Only settle migrations between the two that a crash left unfinished.") var resolve = false
+    @Flag(help: "Only settle migrations between the two (in either direction) that a crash left unfinished.") var resolve = false
     @Option(help: "Only this part of the shard: LO..HI.") var range: String?
     @Option(name: .customLong("merge-into"), parsing: .unconditional, help: "Merge into this existing target shard.") var mergeInto: Int?
     @Option(name: .customLong("on-conflict"),
@@ -72,8 +72,12 @@ struct Migrate: AsyncParsableCommand {
         let progress = ProgressLine()
         do {
             if resolve {
-                let settled = try await MigrationCoordinator.resolveUnfinished(source: source.endpoint, target: target.endpoint)
-                print(settled.isEmpty ? "nothing to resolve" : settled.joined(separator: "\n"))
+                let settled = try await MigrationCoordinator.resolveUnfinished(between: source.endpoint, and: target.endpoint)
+                if json {
+                    printJSON(["settled": settled], pretty: true)
+                } else {
+                    print(settled.isEmpty ? "nothing to resolve" : settled.joined(separator: "\n"))
+                }
                 await source.close()
                 await target.close()
                 return

@@ -42,7 +42,7 @@ struct Rescale: AsyncParsableCommand {
                 }
             }
             guard parallelism > 0 else { throw ShardDBError(.invalidArgument, "--parallelism must be positive") }
-            opened = try openEndpoints(fromSpecs, remote: remote)
+            opened = try openEndpoints(fromSpecs, remote: remote, verbose: verbose)
             let partitioning = try await opened[fromSpecs[0]]!.endpoint.describeInstance().partitioning
             // A target directory that does not exist yet starts empty, partitioned like the sources.
             // It is planned as such and created only for a real run once the plan holds, so a dry
@@ -74,11 +74,43 @@ struct Rescale: AsyncParsableCommand {
                     seen[id] = spec
                 }
             }
+            // Moves a crash left unfinished are settled first, by the journals (docs/MIGRATION.md):
+            // until then a range in doubt is recorded by both its owners, and the plan would
+            // refuse it as owned twice.
+            var settled: [String] = []
+            let unfinished = Set(descriptions.values.flatMap { $0.unfinishedMigrations.map(\.plan.id) })
+            if !unfinished.isEmpty {
+                if dryRun {
+                    throw ShardDBError(.migrationConflict, "migrations \(unfinished.sorted().joined(separator: ", ")) are unfinished; "
+                        + "a rescale settles them first (run it without --dry-run, or 'shardctl migrate --resolve')")
+                }
+                let specs = opened.keys.sorted()
+                for (i, a) in specs.enumerated() {
+                    for b in specs[(i + 1)...] {
+                        settled += try await MigrationCoordinator.resolveUnfinished(between: opened[a]!.endpoint, and: opened[b]!.endpoint)
+                    }
+                }
+                for (spec, endpoint) in opened { descriptions[spec] = try await endpoint.endpoint.describeInstance() }
+                if !json { for line in settled { print("settled \(line)") } }
+            }
             var plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
             if !dryRun && !missing.isEmpty {
-                for spec in missing where opened[spec] == nil {
-                    opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, createLike: partitioning)
-                    descriptions[spec] = try await opened[spec]!.endpoint.describeInstance()
+                var created: [(spec: String, existed: Bool)] = []
+                do {
+                    for spec in missing where opened[spec] == nil {
+                        let existed = FileManager.default.fileExists(atPath: spec)  // (then an empty directory)
+                        opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, createLike: partitioning)
+                        created.append((spec, existed))
+                        descriptions[spec] = try await opened[spec]!.endpoint.describeInstance()
+                    }
+                } catch {
+                    // Nothing has moved yet: the instances made for this run go again, empty.
+                    for (spec, existed) in created {
+                        await opened.removeValue(forKey: spec)?.close()
+                        let files = existed ? ((try? FileManager.default.contentsOfDirectory(atPath: spec)) ?? []).map { spec + "/" + $0 } : [spec]
+                        for file in files { try? FileManager.default.removeItem(atPath: file) }
+                    }
+                    throw error
                 }
                 plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
             }
@@ -99,7 +131,7 @@ struct Rescale: AsyncParsableCommand {
             }
             progress.finish()
             if json {
-                printJSON(RescaleResult(plan: plan, reports: reports), pretty: true)
+                printJSON(RescaleResult(plan: plan, reports: reports, settled: settled), pretty: true)
             } else {
                 let pauses = reports.map(\.pauseMilliseconds).sorted()
                 print(String(format: "done: %d moves, %d keys copied; write pause max %.2f ms", reports.count,
@@ -115,5 +147,7 @@ struct Rescale: AsyncParsableCommand {
     struct RescaleResult: Encodable {
         var plan: RescalePlan
         var reports: [MigrationReport]
+        /// Unfinished migrations settled before planning, a line each.
+        var settled: [String]
     }
 }

@@ -118,8 +118,7 @@ struct Stress: AsyncParsableCommand {
 
     /// Settles migrations a crash left unfinished, in both directions.
     static func settleMigrations(_ a: ShardEngine, _ b: ShardEngine) async throws -> [String] {
-        try await MigrationCoordinator.resolveUnfinished(source: a, target: b)
-            + MigrationCoordinator.resolveUnfinished(source: b, target: a)
+        try await MigrationCoordinator.resolveUnfinished(between: a, and: b)
     }
 
     /// Every key group must be owned by exactly one active shard across both instances.
