@@ -456,6 +456,28 @@ class MigrationTests: XCTestCase {
         try a.abortOutgoing(merge2)
         try b.abortOutgoing(out)
 
+        // Nor a range at the end the merge grows (kg[64,128) next to the merged kg[128,256)):
+        // once the merge committed, it would be in the shard's middle and the source could
+        // never record its move (the range stayed fenced for good). Either order is refused.
+        let endOut = try await MigrationCoordinator(source: b, target: c).makePlan(
+            Self.request(shard: 0, range: .keyGroups(KeyGroupRange(64, 128)), id: "end-out"))
+        let merge3 = try await MigrationCoordinator(source: a, target: b).makePlan(Self.request(shard: 1, mergeInto: 0, id: "merge3"))
+        try b.prepareOutgoing(endOut)
+        try a.prepareOutgoing(merge3)
+        assertShardDBError(.migrationConflict, try b.prepareIncoming(merge3, snapshotSequence: try a.openBulk(merge3)))
+        try b.abortOutgoing(endOut)
+        _ = try b.prepareIncoming(merge3, snapshotSequence: try a.openBulk(merge3))
+        let endOut2 = try await MigrationCoordinator(source: b, target: c).makePlan(
+            Self.request(shard: 0, range: .keyGroups(KeyGroupRange(64, 128)), id: "end-out2"))
+        assertShardDBError(.migrationConflict, try b.prepareOutgoing(endOut2))
+        // The other end may move meanwhile.
+        let otherEnd = try await MigrationCoordinator(source: b, target: c).makePlan(
+            Self.request(shard: 0, range: .keyGroups(KeyGroupRange(0, 64)), id: "other-end"))
+        try b.prepareOutgoing(otherEnd)
+        try b.abortOutgoing(otherEnd)
+        try b.abortIncoming(merge3)
+        try a.abortOutgoing(merge3)
+
         // One after the other, both run; every key has exactly its one owner.
         _ = try await a.migrate(Self.request(shard: 1, mergeInto: 0), to: b)
         _ = try await b.migrate(Self.request(shard: 0), to: c)

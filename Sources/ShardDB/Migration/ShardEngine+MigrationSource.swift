@@ -31,12 +31,14 @@ extension ShardEngine: MigrationSource {
                     throw overlapConflict(plan, entry)
                 }
                 // A shard growing by an incoming merge cannot also move out whole: its
-                // table files would carry the merge's staged keys along. (A range at the
-                // other end may move meanwhile, as a rescale does; and the merge's commit
-                // refuses a shard that moved out whole first.)
+                // table files would carry the merge's staged keys along. Nor can it move
+                // out a range at the end the merge grows: once the merge commits, that
+                // range is in the shard's middle, and the source could never record the
+                // move. (A range at the other end may move meanwhile, as a rescale does.)
                 if entry.role == .target, case .mergeInto(let id) = entry.plan.shape, id == plan.sourceShard,
-                   plan.range == shard.descriptor.range {
-                    throw ShardDBError(.migrationConflict, "shard \(id) is taking \(entry.plan.range) in migration \(entry.plan.id); move it whole once that finishes")
+                   plan.range == shard.descriptor.range || plan.range.union(with: entry.plan.range) != nil {
+                    throw ShardDBError(.migrationConflict, "shard \(id) is taking \(entry.plan.range) in migration \(entry.plan.id); "
+                        + "move \(plan.range) once that finishes")
                 }
             }
             try writeJournal(MigrationJournalEntry(plan: plan, role: .source, phase: .prepared, updatedAtMilliseconds: 0))

@@ -89,11 +89,14 @@ extension ShardEngine: MigrationTarget {
             guard shard.descriptor.range.union(with: plan.range) != nil else {
                 throw ShardDBError(.migrationConflict, "range \(plan.range) is not adjacent to shard \(id)'s range \(shard.descriptor.range)")
             }
-            // A shard moving out whole cannot also grow: see prepareOutgoing.
+            // A shard moving out whole, or moving out a range at the end this merge
+            // grows, cannot also grow: see prepareOutgoing.
             if let outgoing = try migrationJournal().first(where: {
-                $0.isUnfinished && $0.role == .source && $0.plan.sourceShard == id && $0.plan.range == shard.descriptor.range
+                $0.isUnfinished && $0.role == .source && $0.plan.sourceShard == id
+                    && ($0.plan.range == shard.descriptor.range || $0.plan.range.union(with: plan.range) != nil)
             }) {
-                throw ShardDBError(.migrationConflict, "shard \(id) is moving out whole in migration \(outgoing.plan.id); merge into it once that finishes")
+                throw ShardDBError(.migrationConflict, "shard \(id) is moving out \(outgoing.plan.range) in migration \(outgoing.plan.id); "
+                    + "merge into it once that finishes")
             }
         }
     }
