@@ -98,4 +98,38 @@ final class SourceAndTargetAtOnceTests: XCTestCase {
             XCTAssertEqual(found, [value], "k\(i) kg \(a.keyGroup(of: "k\(i)") ?? -1): \(outcomes); moves \(plan.moves.map { "\($0.fromLocation.suffix(1))->\($0.toLocation.suffix(1)) \($0.range)" }); reports \(reports.map { "\($0.keysCopied)" })")
         }
     }
+
+    /// A rescale where one lane moves a small shard S of T out whole while another
+    /// lane brings T a range adjacent to S: the second must not merge into S (the
+    /// first would then be refused and the rescale fail, depending on which
+    /// prepared first); it makes a shard of its own, and every move finishes.
+    func testARescaleDoesNotMergeIntoAShardItIsMovingOut() async throws {
+        let dir = TemporaryDirectory()
+        let part = Partitioning.hash(keyGroups: 90)
+        let names = ["a", "t", "u", "v"]
+        let engines = try names.enumerated().map { index, name in
+            try ShardEngine.create(at: dir.path(name), shards: index == 0 ? 3 : 0, partitioning: part, options: .testing())
+        }
+        let (a, t, u, v) = (engines[0], engines[1], engines[2], engines[3])
+        defer { engines.forEach { $0.close() } }
+        for i in 0..<3000 { try a.put("k\(i)", "value-\(i)") }
+        // a: kg[0,30) and kg[60,90); t: S = kg[30,32); u: kg[32,60); v: nothing.
+        let middle = try XCTUnwrap(a.shardDescriptors.first { $0.range == .keyGroups(KeyGroupRange(30, 60)) }).id
+        _ = try await a.migrate(MigrationRequest(shard: middle, range: .keyGroups(KeyGroupRange(30, 32))), to: t)
+        _ = try await a.migrate(MigrationRequest(shard: middle), to: u)
+        let plan = try RescalePlanner.plan(current: [a, t, u].map { try $0.describeInstance() },
+                                           targets: [t, u, v].map { try $0.describeInstance() })
+        let small = try XCTUnwrap(t.shardDescriptors.first { $0.state == .active }).id
+        XCTAssertTrue(plan.moves.contains { $0.fromInstance == t.instanceID && $0.shard == small },
+                      "the layout makes the plan move S out: \(plan.moves)")
+        let reports = try await RescaleExecutor(engines: engines, parallelism: 3).run(plan)
+        XCTAssertEqual(reports.count, plan.moves.count)
+        for i in 0..<3000 {
+            let found = try engines.compactMap { engine -> String? in
+                do { return try engine.getString("k\(i)") } catch let error as ShardDBError where error.code == .keyNotOwned { return nil }
+            }
+            XCTAssertEqual(found, ["value-\(i)"], "k\(i)")
+        }
+        XCTAssertTrue(try a.shards().allSatisfy { $0.descriptor.state != .active }, "a gave everything away")
+    }
 }

@@ -176,7 +176,7 @@ public struct RescaleExecutor: Sendable {
     /// shard run in plan order (each takes an end of what is left); two moves
     /// into one target never overlap (a target picks shard ids and merges one
     /// move at a time). A move merges into an adjacent shard of its target when
-    /// there is one, else creates a shard.
+    /// there is one that the plan moves nothing more out of, else creates a shard.
     public func run(_ plan: RescalePlan, progress: @escaping @Sendable (RescaleMove, MigrationProgress) -> Void = { _, _ in })
         async throws -> [MigrationReport] {
         var laneOrder: [String] = []
@@ -187,11 +187,13 @@ public struct RescaleExecutor: Sendable {
             lanes[lane, default: []].append(move)
         }
         let targets = TargetLocks()
+        let lanesLeft = LanesLeft(laneOrder)
         let endpoints = self.endpoints
         return try await withThrowingTaskGroup(of: [MigrationReport].self) { group in
             var reports: [MigrationReport] = []
             var next = 0
-            func startLane(_ moves: [RescaleMove]) {
+            func startLane(_ lane: String) {
+                let moves = lanes[lane]!
                 group.addTask {
                     var done: [MigrationReport] = []
                     for move in moves {
@@ -201,8 +203,16 @@ public struct RescaleExecutor: Sendable {
                         await targets.acquire(move.toInstance)
                         do {
                             var request = MigrationRequest(shard: move.shard, range: move.range)
-                            request.mergeInto = try await target.describeInstance().shards
-                                .first { $0.state == .active && $0.range.merged(with: move.range) != nil }?.id
+                            for shard in try await target.describeInstance().shards
+                            where shard.state == .active && shard.range.merged(with: move.range) != nil {
+                                // Not into a shard whose own moves out are still to come: the
+                                // source refuses to move a shard out whole (or at the end a
+                                // merge grows) while it takes a merge, and the rescale would fail.
+                                if await !lanesLeft.contains("\(move.toInstance)/\(shard.id)") {
+                                    request.mergeInto = shard.id
+                                    break
+                                }
+                            }
                             var coordinator = MigrationCoordinator(source: source, target: target)
                             coordinator.logger = logger
                             done.append(try await coordinator.migrate(request) { progress(move, $0) })
@@ -212,17 +222,26 @@ public struct RescaleExecutor: Sendable {
                             throw error
                         }
                     }
+                    await lanesLeft.finish(lane)
                     return done
                 }
             }
-            while next < min(parallelism, laneOrder.count) { startLane(lanes[laneOrder[next]]!); next += 1 }
+            while next < min(parallelism, laneOrder.count) { startLane(laneOrder[next]); next += 1 }
             while let finished = try await group.next() {
                 reports += finished
-                if next < laneOrder.count { startLane(lanes[laneOrder[next]]!); next += 1 }
+                if next < laneOrder.count { startLane(laneOrder[next]); next += 1 }
             }
             return reports
         }
     }
+}
+
+/// The lanes (`instance/shard` moving out) of a rescale not finished yet.
+actor LanesLeft {
+    private var left: Set<String>
+    init(_ lanes: [String]) { left = Set(lanes) }
+    func contains(_ lane: String) -> Bool { left.contains(lane) }
+    func finish(_ lane: String) { left.remove(lane) }
 }
 
 /// One move at a time into each target instance.
