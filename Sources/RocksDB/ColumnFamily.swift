@@ -2,8 +2,9 @@ import CRocksDB
 
 /// A handle to one column family of an open ``Database``.
 ///
-/// Keeps its database alive. After the family is dropped, or the database
-/// closed, calls that use it throw ``RocksDBError/Kind/closed``.
+/// Keeps its database alive. After the family is dropped, calls that use it
+/// throw ``RocksDBError/Kind/columnFamilyDropped``; after the database is
+/// closed, ``RocksDBError/Kind/closed``.
 public final class ColumnFamily: @unchecked Sendable {
     /// The family's name.
     public let name: String

@@ -86,7 +86,7 @@ extension Database {
         try withHandle { db in
             // Under the shared lock; a drop withdraws the handle under the exclusive lock
             // before RocksDB drops the family, so none is dropped between this check and the write.
-            for slot in batch.familySlots.values where slot.handle == nil { throw RocksDBError.closed("column family") }
+            for slot in batch.familySlots.values where slot.handle == nil { throw slot.unusable("") }
             try withStatus { rocksdb_write(db, writeOptions, batch.pointer, $0) }
         }
     }

@@ -238,8 +238,9 @@ public final class Database: @unchecked Sendable {
         return try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)
     }
 
-    /// Drops a column family and its data. Handles to it throw `.closed` afterwards
-    /// (from the moment the drop starts).
+    /// Drops a column family and its data. Calls with handles to it throw
+    /// `.columnFamilyDropped` afterwards (from the moment the drop starts; `.closed`
+    /// once the database is closed).
     public func dropColumnFamily(named name: String) throws {
         // First, for an instant exclusively, the family's handle is taken out of use: a
         // write to it once RocksDB has dropped it would fail in the memtable after the
@@ -252,6 +253,7 @@ public final class Database: @unchecked Sendable {
             }
             slot.dropping = handle
             slot.handle = nil
+            slot.dropped = true
             return slot
         }
         do {
@@ -266,6 +268,7 @@ public final class Database: @unchecked Sendable {
                 // Not dropped (the default family, an I/O error): back in use, unless close() ran.
                 if core.handle != nil, let handle = slot.dropping { slot.handle = handle }
                 slot.dropping = nil
+                slot.dropped = false
             }
             throw error
         }
@@ -302,7 +305,7 @@ public final class Database: @unchecked Sendable {
                 guard family.databaseIdentity == ObjectIdentifier(self) else {
                     throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(family.name)' belongs to another database")
                 }
-                guard let h = family.slot.handle else { throw RocksDBError.closed("column family '\(family.name)'") }
+                guard let h = family.slot.handle else { throw family.slot.unusable("'\(family.name)'") }
                 familyHandle = h
             } else {
                 guard let h = core.defaultFamilyHandle else { throw RocksDBError.closed("database \(path)") }
@@ -319,11 +322,19 @@ final class ColumnFamilySlot: @unchecked Sendable {
     var handle: OpaquePointer?
     /// The handle while ``Database/dropColumnFamily(named:)`` drops the family (``handle`` is nil then).
     var dropping: OpaquePointer?
+    /// True from the start of a drop that did not fail.
+    var dropped = false
     init(handle: OpaquePointer) { self.handle = handle }
 
     func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
-        guard let handle else { throw RocksDBError.closed("column family") }
+        guard let handle else { throw unusable("") }
         return try body(handle)
+    }
+
+    /// Why the handle is nil: the family was dropped, or the database closed.
+    func unusable(_ name: String) -> RocksDBError {
+        let family = name.isEmpty ? "column family" : "column family \(name)"
+        return dropped ? RocksDBError.dropped(name.isEmpty ? "" : name) : RocksDBError.closed(family)
     }
 }
 

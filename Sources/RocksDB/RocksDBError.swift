@@ -29,7 +29,8 @@ public struct RocksDBError: Error, Sendable, Equatable, CustomStringConvertible 
         case tryAgain = "Operation failed. Try again."
         case compactionTooLarge = "Compaction too large"
         case columnFamilyDropped = "Column family dropped"
-        /// The database (or the column family) was closed or dropped before this call.
+        /// The database was closed before this call (a column family used after
+        /// it was dropped is ``columnFamilyDropped``).
         case closed = "Closed"
         /// A status string this wrapper does not recognise.
         case unknown = "Unknown"
@@ -69,6 +70,11 @@ public struct RocksDBError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String { message }
+
+    /// A column family used after it was dropped (the database is open).
+    static func dropped(_ family: String) -> RocksDBError {
+        RocksDBError(kind: .columnFamilyDropped, message: "Column family dropped: the column family\(family.isEmpty ? "" : " " + family) was dropped")
+    }
 
     static func closed(_ what: String) -> RocksDBError {
         RocksDBError(kind: .closed, message: "Closed: \(what) is closed")

@@ -226,7 +226,7 @@ final class LifetimeTests: XCTestCase {
         XCTAssertEqual(text(try db.get("default-still")), "works")
     }
 
-    func testDroppedColumnFamilyHandleThrowsClosed() throws {
+    func testDroppedColumnFamilyHandleThrowsDropped() throws {
         let dir = TemporaryDirectory()
         let db = try openDatabase(at: dir.path("db"))
         let family = try db.createColumnFamily(named: "cf")
@@ -239,10 +239,10 @@ final class LifetimeTests: XCTestCase {
         XCTAssertFalse(again.isOpen)
         XCTAssertTrue(db.isOpen)
         XCTAssertEqual(db.columnFamilyNames, ["default"])
-        assertThrows(.closed, try db.get(bytes("k"), in: family))
-        assertThrows(.closed, try db.put(bytes("k"), bytes("v"), in: again))
-        assertThrows(.closed, try db.makeIterator(in: family))
-        assertThrows(.closed, try WriteBatch().delete(bytes("k"), in: family))
+        assertThrows(.columnFamilyDropped, try db.get(bytes("k"), in: family))
+        assertThrows(.columnFamilyDropped, try db.put(bytes("k"), bytes("v"), in: again))
+        assertThrows(.columnFamilyDropped, try db.makeIterator(in: family))
+        assertThrows(.columnFamilyDropped, try WriteBatch().delete(bytes("k"), in: family))
         assertThrows(.notFound, try db.columnFamily(named: "cf"))
         assertThrows(.notFound, try db.dropColumnFamily(named: "cf"))
 
@@ -250,9 +250,11 @@ final class LifetimeTests: XCTestCase {
         let recreated = try db.createColumnFamily(named: "cf")
         XCTAssertNotEqual(recreated.id, family.id)
         XCTAssertNil(try db.get(bytes("k"), in: recreated))
-        assertThrows(.closed, try db.get(bytes("k"), in: family))
+        assertThrows(.columnFamilyDropped, try db.get(bytes("k"), in: family))
         db.close()
         XCTAssertFalse(recreated.isOpen)
+        // Once the database is closed, every handle says so.
+        assertThrows(.closed, try db.get(bytes("k"), in: recreated))
     }
 
     func testColumnFamilyOfAnotherDatabaseIsRejected() throws {

@@ -261,7 +261,7 @@ final class ReadWriteTests: XCTestCase {
         // A dropped family is refused before RocksDB is called.
         try db.dropColumnFamily(named: "cf")
         XCTAssertThrowsError(try put("a", "b", "c", "d", in: family)) { error in
-            XCTAssertEqual((error as? RocksDBError)?.kind, .closed, "\(error)")
+            XCTAssertEqual((error as? RocksDBError)?.kind, .columnFamilyDropped, "\(error)")
         }
     }
 

@@ -51,7 +51,7 @@ final class WriteBatchTests: XCTestCase {
         // Dropping a family the batch writes to makes the write fail before it reaches
         // RocksDB (which would apply part of it and then refuse all later writes).
         try db.dropColumnFamily(named: "b")
-        assertThrows(.closed, try db.write(batch))
+        assertThrows(.columnFamilyDropped, try db.write(batch))
         XCTAssertNil(try db.get(bytes("k"), in: a))
         // The database still takes writes.
         try db.put(bytes("after"), bytes("ok"), in: a)

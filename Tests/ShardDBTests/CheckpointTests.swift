@@ -723,18 +723,6 @@ final class CheckpointTests: XCTestCase {
     }
 }
 
-/// A flag set by one thread, and a "finished" signal back, for the writer thread above.
-private final class ManagedAtomicFlag: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var flag = false
-    private var finished = false
-
-    var isSet: Bool { condition.lock(); defer { condition.unlock() }; return flag }
-    func set() { condition.lock(); flag = true; condition.unlock() }
-    func finish() { condition.lock(); finished = true; condition.broadcast(); condition.unlock() }
-    func waitFinished() { condition.lock(); while !finished { condition.wait() }; condition.unlock() }
-}
-
 /// A text a failure-point hook leaves for the test.
 private final class LockedResult: @unchecked Sendable {
     private let lock = NSLock()

@@ -93,3 +93,15 @@ extension XCTestCase {
                                defaultTTLSeconds: defaultTTLSeconds, options: .testing(clock: clock))
     }
 }
+
+/// A stop flag for a worker thread, and a way to wait until the worker saw it and finished.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var flag = false
+    private var finished = false
+
+    var isSet: Bool { condition.lock(); defer { condition.unlock() }; return flag }
+    func set() { condition.lock(); flag = true; condition.unlock() }
+    func finish() { condition.lock(); finished = true; condition.broadcast(); condition.unlock() }
+    func waitFinished() { condition.lock(); while !finished { condition.wait() }; condition.unlock() }
+}

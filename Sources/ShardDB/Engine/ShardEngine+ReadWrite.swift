@@ -201,6 +201,19 @@ extension ShardEngine {
     ///
     /// - throws: as ``get(_:)``; nothing is returned if any key is invalid or not owned.
     public func multiGet<Key: ContiguousBytes>(_ keys: [Key]) throws -> [[UInt8]?] {
+        while true {
+            // A shard dropped between the lookups and the reads (a migration's cleanup):
+            // looked up again, the keys it held name their new owner.
+            let generation = table.generation
+            do {
+                return try multiGetOnce(keys)
+            } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
+                guard table.generation != generation else { throw error }
+            }
+        }
+    }
+
+    private func multiGetOnce<Key: ContiguousBytes>(_ keys: [Key]) throws -> [[UInt8]?] {
         // Group the stored keys by shard, remembering each key's position.
         var groups: [Int: (shard: Shard, positions: [Int], keys: [[UInt8]])] = [:]
         for (position, key) in keys.enumerated() {

@@ -101,10 +101,16 @@ extension ShardEngine {
             return keepGoing && remaining > 0
         }
 
-        for shard in shards {
-            guard let family = shard.family else { continue }
+        var visited = 0
+        while visited < shards.count {
+            // The shard map may have changed since the scan started (a migration of a
+            // shard not visited yet): the shard is scanned as it stands now, once a
+            // fence on it resolves, and skipped once it is no longer this instance's.
+            guard let shard = try currentShard(shards[visited], request) else { visited += 1; continue }
+            guard let family = shard.family else { visited += 1; continue }
             var stop = false
-            try storage(path) {
+            let generation = self.table.generation
+            do { try storage(path) {
                 switch shard.descriptor.range {
                 case .keyGroups(let groups):
                     if lower.isEmpty && upper == nil {
@@ -146,9 +152,29 @@ extension ShardEngine {
                         return more
                     }
                 }
+            } } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
+                // Dropped between the look and an iterator's creation: the shard moved
+                // away meanwhile; what it still had to show is its new owner's.
+                guard self.table.generation != generation else { throw error }
             }
             if stop { return }
+            visited += 1
         }
+    }
+
+    /// `shard` as the current table has it, after any fence on it resolved; nil
+    /// when it is no longer an active shard of this instance (it moved away
+    /// during the scan). A scan of one named shard that moved away fails as
+    /// ``activeShard(_:)`` does.
+    private func currentShard(_ shard: Shard, _ request: ScanRequest) throws -> Shard? {
+        var table = self.table
+        while let fence = table.fences.first(where: { shard.descriptor.range.overlaps($0.range) }) {
+            try waitOut(fence)
+            table = self.table
+        }
+        if let id = request.shard { return try activeShard(id) }
+        guard let current = table.shard(id: shard.id), current.isActive, current.family === shard.family else { return nil }
+        return current
     }
 
     /// Copies of the entries a scan visits (use ``scan(_:_:)`` for large results).

@@ -315,14 +315,20 @@ public final class ShardEngine: @unchecked Sendable {
     }
 
     /// Runs a read of the shard owning `key`, waiting out a fence that holds it.
+    /// A read that finds its shard's column family dropped (a migration's cleanup
+    /// between the lookup and the read) looks again: the table then names the new
+    /// owner (`.keyNotOwned`), instead of the read failing as if the engine were closed.
     @inline(__always)
     func routedRead<R>(_ key: UnsafeRawBufferPointer, _ body: (Shard, Int?) throws -> R) throws -> R {
         while true {
+            let generation = table.generation
             do {
                 let (shard, keyGroup) = try locate(key)
                 return try body(shard, keyGroup)
             } catch let hit as FenceHit {
                 try waitOut(hit.fence)
+            } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
+                guard table.generation != generation else { throw error }
             }
         }
     }
