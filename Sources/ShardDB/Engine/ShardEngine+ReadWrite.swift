@@ -204,11 +204,11 @@ extension ShardEngine {
         while true {
             // A shard dropped between the lookups and the reads (a migration's cleanup):
             // looked up again, the keys it held name their new owner.
-            let generation = table.generation
+            let generation = tableGeneration
             do {
                 return try multiGetOnce(keys)
             } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
-                guard table.generation != generation else { throw error }
+                guard tableGeneration != generation else { throw error }
             }
         }
     }

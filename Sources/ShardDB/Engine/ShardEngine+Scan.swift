@@ -109,7 +109,7 @@ extension ShardEngine {
             guard let shard = try currentShard(shards[visited], request) else { visited += 1; continue }
             guard let family = shard.family else { visited += 1; continue }
             var stop = false
-            let generation = self.table.generation
+            let generation = tableGeneration
             do { try storage(path) {
                 switch shard.descriptor.range {
                 case .keyGroups(let groups):
@@ -155,7 +155,7 @@ extension ShardEngine {
             } } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
                 // Dropped between the look and an iterator's creation: the shard moved
                 // away meanwhile; what it still had to show is its new owner's.
-                guard self.table.generation != generation else { throw error }
+                guard tableGeneration != generation else { throw error }
             }
             if stop { return }
             visited += 1

@@ -321,17 +321,26 @@ public final class ShardEngine: @unchecked Sendable {
     @inline(__always)
     func routedRead<R>(_ key: UnsafeRawBufferPointer, _ body: (Shard, Int?) throws -> R) throws -> R {
         while true {
-            let generation = table.generation
+            let shard: Shard, keyGroup: Int?, generation: UInt64
             do {
-                let (shard, keyGroup) = try locate(key)
-                return try body(shard, keyGroup)
+                (shard, keyGroup, generation) = try routing.withLock { table throws -> (Shard, Int?, UInt64) in
+                    let (shard, keyGroup) = try table.locate(key)
+                    return (shard, keyGroup, table.generation)
+                }
             } catch let hit as FenceHit {
                 try waitOut(hit.fence)
+                continue
+            }
+            do {
+                return try body(shard, keyGroup)
             } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
-                guard table.generation != generation else { throw error }
+                guard tableGeneration != generation else { throw error }
             }
         }
     }
+
+    /// The routing table's generation (read without copying the table).
+    var tableGeneration: UInt64 { routing.withLock { $0.generation } }
 
     /// The shard owning `key` and its key group, looked up under the routing lock:
     /// unlike `table.locate(key)` this does not take a reference to the table
