@@ -212,6 +212,10 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["init", fresh, "--default-ttl=-3"], "TTL"),
             Case(["init", fresh, "--default-ttl", "9223372036854775"], "10,000 years"),
             Case(["init", fresh, "--like", missing], "does not exist"),
+            // A path under a regular file: the system's reason, not Foundation's "error 512".
+            Case(["init", p("good-token") + "/x"], "cannot create \(p("good-token"))/x: Not a directory"),
+            Case(["checkpoint", "create", inst, "--store", p("good-token") + "/st"], "Not a directory"),
+            Case(["bench", "ttl", "--dir", p("good-token") + "/x", "--num", "10", "--rounds", "1"], "cannot create \(p("good-token"))/x: Not a directory"),
             Case(["init", fresh, "--like", plain], "plain RocksDB"),
             Case(["init", fresh, "--like", empty], "holds no ShardDB instance"),
             Case(["init", fresh, "--like", inst, "--key-groups", "8"], status: 64, "--like excludes"),

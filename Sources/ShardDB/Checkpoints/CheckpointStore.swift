@@ -111,7 +111,7 @@ public final class CheckpointStore: @unchecked Sendable {
             guard isDirectory.boolValue else { throw ShardDBError(.notWritable, "checkpoint store \(path) exists and is not a directory") }
         } else {
             do { try files.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-                throw ShardDBError(.notWritable, "cannot create checkpoint store \(path): \(describe(error))")
+                throw ShardDBError(.notWritable, "cannot create checkpoint store \(path): \(ShardDBError.fileSystemReason(error))")
             }
         }
         guard access(path, W_OK | X_OK) == 0 else { throw ShardDBError(.notWritable, "checkpoint store \(path) is not writable") }
@@ -467,7 +467,7 @@ public final class CheckpointStore: @unchecked Sendable {
         let parent = (target as NSString).deletingLastPathComponent
         let name = (target as NSString).lastPathComponent
         do { try files.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-            throw ShardDBError(.notWritable, "cannot create \(parent): \(Self.describe(error))")
+            throw ShardDBError(.notWritable, "cannot create \(parent): \(ShardDBError.fileSystemReason(error))")
         }
         guard access(parent, W_OK | X_OK) == 0 else { throw ShardDBError(.notWritable, "\(parent) is not writable") }
         Self.removeAbandonedRestores(in: parent, name: name)
@@ -640,7 +640,7 @@ public final class CheckpointStore: @unchecked Sendable {
             let stats = statsPath(victim)
             if FileManager.default.fileExists(atPath: stats) {
                 do { try FileManager.default.removeItem(atPath: stats) } catch {
-                    throw ShardDBError(.notWritable, "cannot remove \(stats): \(Self.describe(error))")
+                    throw ShardDBError(.notWritable, "cannot remove \(stats): \(ShardDBError.fileSystemReason(error))")
                 }
             }
             // RocksDB removes the backup's meta file first (it is no longer listed),
@@ -671,10 +671,6 @@ public final class CheckpointStore: @unchecked Sendable {
             let id = entry.hasSuffix(".json") ? Int(entry.dropLast(5)) : nil
             if id.map({ !live.contains($0) }) ?? true { try? FileManager.default.removeItem(atPath: directory + "/" + entry) }
         }
-    }
-
-    static func describe(_ error: Error) -> String {
-        (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
     }
 }
 

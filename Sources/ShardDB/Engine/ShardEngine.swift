@@ -108,7 +108,7 @@ public final class ShardEngine: @unchecked Sendable {
             // table files and logs it does not know as obsolete.
             let entries: [String]
             do { entries = try files.contentsOfDirectory(atPath: path) } catch {
-                throw ShardDBError(.notWritable, "cannot read \(path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+                throw ShardDBError(.notWritable, "cannot read \(path): \(ShardDBError.fileSystemReason(error))")
             }
             if let found = rocksDBFiles(in: entries) {
                 throw ShardDBError(.notAnInstance,
@@ -116,7 +116,7 @@ public final class ShardEngine: @unchecked Sendable {
             }
         } else {
             do { try files.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-                throw ShardDBError(.notWritable, "cannot create \(path): \(error.localizedDescription)")
+                throw ShardDBError(.notWritable, "cannot create \(path): \(ShardDBError.fileSystemReason(error))")
             }
         }
         guard files.isWritableFile(atPath: path) else { throw ShardDBError(.notWritable, "\(path) is not writable") }
@@ -190,7 +190,7 @@ public final class ShardEngine: @unchecked Sendable {
         guard isDirectory.boolValue else { throw ShardDBError(.notAnInstance, "\(path) is not a directory") }
         let entries: [String]
         do { entries = try files.contentsOfDirectory(atPath: path) } catch {
-            throw ShardDBError(.notWritable, "cannot read \(path): \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+            throw ShardDBError(.notWritable, "cannot read \(path): \(ShardDBError.fileSystemReason(error))")
         }
         guard entries.contains("CURRENT") else {
             if let found = rocksDBFiles(in: entries) {

@@ -1,3 +1,4 @@
+import Foundation
 import RocksDB
 
 /// The one error type of the ShardDB engine.
@@ -98,6 +99,19 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String { message }
+
+    /// A file-system error as the one line a user acts on: the system's reason
+    /// ("Not a directory", "Permission denied") when Foundation wraps one, which
+    /// its own description reduces to "The operation could not be completed".
+    public static func fileSystemReason(_ error: Error) -> String {
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? Error {
+            let posix = underlying as NSError
+            if posix.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(posix.code))) }
+        }
+        return ns.localizedFailureReason ?? ns.localizedDescription
+    }
 
     /// Wraps RocksDB's error, naming the ones ShardDB users act on.
     static func wrap(_ error: Error, path: String) -> ShardDBError {

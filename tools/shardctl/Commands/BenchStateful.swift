@@ -190,7 +190,9 @@ func timeCopy(_ source: String, _ destination: String) throws -> Double {
 func timeTableFileCopy(_ source: String, _ destination: String) throws -> (seconds: Double, bytes: Int) {
     let files = try FileManager.default.contentsOfDirectory(atPath: source).filter { $0.hasSuffix(".sst") }.sorted()
     guard !files.isEmpty else { throw ShardDBError(.storage, "\(source) has no table files to copy") }
-    try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
+    do { try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true) } catch {
+        throw ShardDBError(.notWritable, "cannot create \(destination): \(ShardDBError.fileSystemReason(error))")
+    }
     let start = monotonicNanos()
     for arguments in [["/bin/cp"] + files.map { source + "/" + $0 } + [destination], ["/bin/sync"]] {
         let process = Process()

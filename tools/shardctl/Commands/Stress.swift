@@ -205,7 +205,7 @@ struct StressLayout {
     func create(seed: UInt64, sync: Bool, keys: Int) throws {
         guard keys > 0 else { throw ShardDBError(.invalidArgument, "--keys must be positive") }
         do { try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true) } catch {
-            throw ShardDBError(.notWritable, "cannot create the work directory \(workdir): \(error.localizedDescription)")
+            throw ShardDBError(.notWritable, "cannot create the work directory \(workdir): \(ShardDBError.fileSystemReason(error))")
         }
         // No oracle yet: a work directory this command set up (its marker, written first)
         // holds at most a half-created setup from a crash in the first run, removed

@@ -21,7 +21,7 @@ enum BenchDirectory {
         }
         let entries: [String]
         do { entries = try files.contentsOfDirectory(atPath: path) } catch {
-            throw ShardDBError(.notWritable, "cannot read \(option) \(path): \(error.localizedDescription)")
+            throw ShardDBError(.notWritable, "cannot read \(option) \(path): \(ShardDBError.fileSystemReason(error))")
         }
         guard entries.isEmpty || entries.contains(marker) else {
             throw ShardDBError(.invalidArgument,
@@ -29,14 +29,16 @@ enum BenchDirectory {
                 + "bench removes what it works in, so give it a new or empty directory")
         }
         do { try files.removeItem(atPath: path) } catch {
-            throw ShardDBError(.notWritable, "cannot remove \(option) \(path): \(error.localizedDescription)")
+            throw ShardDBError(.notWritable, "cannot remove \(option) \(path): \(ShardDBError.fileSystemReason(error))")
         }
     }
 
     /// Marks `path` (an existing directory) as bench's, for ``clear(_:option:)`` next time.
     static func mark(_ path: String) throws {
         let files = FileManager.default
-        try files.createDirectory(atPath: path, withIntermediateDirectories: true)
+        do { try files.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw ShardDBError(.notWritable, "cannot create \(path): \(ShardDBError.fileSystemReason(error))")
+        }
         guard files.createFile(atPath: path + "/" + marker,
                                contents: Data("made by shardctl bench, which removes this directory when it runs here again\n".utf8)) else {
             throw ShardDBError(.notWritable, "cannot write \(path)/\(marker)")
