@@ -239,6 +239,16 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["scan", inst, "--limit", "-1"], "--limit"),
             Case(["delete-range", inst, "a", "b", "--key-group", "-1"], "outside [0, 4096)"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "-1"], "shard -1"),
+            // Negative numbers reach the option's own check (they read as a missing value).
+            Case(["put", inst, "k", "v", "--min-free-disk-bytes", "-1"], status: 64, "'-1' is invalid for '--min-free-disk-bytes"),
+            Case(["import", inst, "--batch-size", "-1"], "--batch-size must be positive"),
+            Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--retry-seconds", "-1", "k"], "--retry-seconds must be between"),
+            Case(["stress", fresh, "--ops", "-1"], "--ops must not be negative"),
+            Case(["stress", fresh, "--keys", "-3"], "--keys must be positive"),
+            Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "-5MB/s"], "is not like 200MB/s"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-chunk-bytes", "-5"], status: 64, "--bulk-chunk-bytes must be positive"),
+            // A value that starts with '-' is taken for an option: the error says how to pass it.
+            Case(["put", inst, "k", "-5"], status: 64, "goes after '--'"),
             Case(["put", inst, "k", "v", "--ttl", "9223372036854775807"], "10,000 years"),
             Case(["put", inst, "k", "v", "--ttl", "9223372036854775"], "10,000 years"),
             Case(["put", inst, "k", "v", "--ttl", "soon"], status: 64, "invalid for '--ttl"),

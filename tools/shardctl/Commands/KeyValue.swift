@@ -6,7 +6,10 @@ import ShardDBServer
 struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Store a value (UTF-8 text) under a key.",
-        discussion: "Usage: put DIR KEY VALUE, or put --remote HOST:PORT --token-file F KEY VALUE for a live instance.")
+        discussion: """
+            Usage: put DIR KEY VALUE, or put --remote HOST:PORT --token-file F KEY VALUE for a live instance. \
+            A key or value that starts with '-' goes after '--': put DIR -- KEY -VALUE.
+            """)
 
     @OptionGroup var target: KeyTargetOptions
     @Option(parsing: .unconditional, help: "Seconds until the value expires (default: the shard's default TTL, if any).")
@@ -68,20 +71,25 @@ struct KeyTargetOptions: ParsableArguments {
     @Option(help: "HOST:PORT of a live instance ('shardctl serve') instead of a directory.") var remote: String?
     @OptionGroup var remoteOptions: RemoteOptions
     @Flag(name: .long, help: "Log engine events to stderr.") var verbose = false
-    @Option(name: .long, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off; not with --remote).")
+    @Option(name: .long, parsing: .unconditional, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off; not with --remote).")
     var minFreeDiskBytes: UInt64?
     @Argument(help: "The instance's data directory (unless --remote), then the operands.") var operands: [String] = []
 
     /// The operand count, checked while parsing: a wrong one is a usage error (status 64).
     func checkCount(_ names: [String]) throws {
         if remote != nil {
-            guard operands.count == names.count else { throw ValidationError("expected \(names.joined(separator: " ")) after --remote") }
+            guard operands.count == names.count else {
+                throw ValidationError("expected \(names.joined(separator: " ")) after --remote\(Self.dashHint)")
+            }
         } else {
             guard operands.count == names.count + 1 else {
-                throw ValidationError("expected DIR \(names.joined(separator: " ")) (or --remote HOST:PORT)")
+                throw ValidationError("expected DIR \(names.joined(separator: " ")) (or --remote HOST:PORT)\(Self.dashHint)")
             }
         }
     }
+
+    /// Operands that start with '-' are read as options unless they follow '--'.
+    static let dashHint = "; a key or value that starts with '-' goes after '--' (put DIR -- KEY -VALUE)"
 
     func split(expecting names: [String]) throws -> (Location, [String]) {
         try checkCount(names)

@@ -37,7 +37,7 @@ struct Migrate: AsyncParsableCommand {
             help: "When the range overlaps a target shard: refuse, source-wins, target-wins or last-write-wins (docs/MIGRATION.md).")
     var onConflict: MigrationConflictPolicy = .refuse
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
-    @Option(name: .customLong("bulk-chunk-bytes"), help: "Bytes per bulk-copy chunk.") var bulkChunkBytes = 4 << 20
+    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk.") var bulkChunkBytes = 4 << 20
     @Option(name: .customLong("bulk-transfer"),
             help: "How the bulk phase copies: auto (a whole shard as its table files when it can, else entries), entries, or table-files (fail if it cannot).")
     var bulkTransfer: BulkTransferArgument = .auto
@@ -53,6 +53,7 @@ struct Migrate: AsyncParsableCommand {
 
     func validate() throws {
         guard resolve || shard != nil else { throw ValidationError("--shard is required (or --resolve)") }
+        guard bulkChunkBytes > 0 else { throw ValidationError("--bulk-chunk-bytes must be positive (it is raised to at least 4096), got \(bulkChunkBytes)") }
         if copyTableFiles && InstanceAddress(parsing: to) != nil {
             throw ValidationError("--copy-table-files applies to a target directory opened here; a live target (\(to)) always receives copies")
         }

@@ -21,7 +21,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-cert"), help: "Serve TLS with this certificate chain (PEM); with --tls-key.") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "Private key (PEM) of --tls-cert.") var tlsKey: String?
     @Option(name: .customLong("tls-ca"), help: "Require client certificates signed by this CA (PEM); needs --tls-cert.") var tlsCA: String?
-    @Option(name: .customLong("rate-limit"), help: "Cap on bulk-copy bytes read from this instance, e.g. 200MB/s.") var rateLimit: String?
+    @Option(name: .customLong("rate-limit"), parsing: .unconditional, help: "Cap on bulk-copy bytes read from this instance, e.g. 200MB/s.") var rateLimit: String?
     @Option(help: "HOST:PORT peers should record for this instance (default: the bound address).") var advertise: String?
     @Option(name: .customLong("peer-token-file"),
             help: "Secret this instance presents when, as a migration target, it pulls a bulk copy from the source itself (default: --token-file when serving without TLS; without one the coordinator relays the copy).")
@@ -85,7 +85,13 @@ struct Serve: AsyncParsableCommand {
         }
         print("listening on \(bound)")
         fflush(stdout)
-        try? await server.run()
+        do {
+            try await server.run()
+        } catch {
+            // The transport stopped on its own: not the clean stop a signal asks for.
+            engine.close()
+            fail("serving \(bound) failed: \(error)")
+        }
         engine.close()
         writeStandardError(Data("shardctl: stopped serving \(bound)\n".utf8))
     }

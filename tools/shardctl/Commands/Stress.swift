@@ -27,10 +27,10 @@ struct Stress: AsyncParsableCommand {
     @Option(help: "Seed of the random mix (each run after a crash derives its own from it).")
     var seed: UInt64 = 1
 
-    @Option(help: "Operations to run.")
+    @Option(parsing: .unconditional, help: "Operations to run.")
     var ops = 2000
 
-    @Option(help: "Distinct keys in the workload.")
+    @Option(parsing: .unconditional, help: "Distinct keys in the workload.")
     var keys = 2000
 
     @Option(name: .customLong("max-value-bytes"), help: "Largest value written.")

@@ -11,7 +11,7 @@ struct InstanceOptions: ParsableArguments {
     @Flag(name: .long, help: "Log engine events to stderr.")
     var verbose = false
 
-    @Option(name: .long, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off).")
+    @Option(name: .long, parsing: .unconditional, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off).")
     var minFreeDiskBytes: UInt64?
 
     func engineOptions() -> ShardEngineOptions {

@@ -17,7 +17,7 @@ struct RemoteOptions: ParsableArguments {
     @Option(name: .customLong("tls-key"), help: "Private key (PEM) of --tls-cert.")
     var tlsKey: String?
 
-    @Option(name: .customLong("retry-seconds"), help: "How long a call to a live instance is retried when the connection fails.")
+    @Option(name: .customLong("retry-seconds"), parsing: .unconditional, help: "How long a call to a live instance is retried when the connection fails.")
     var retrySeconds: Double = 30
 
     @Option(name: .customLong("call-timeout"), parsing: .unconditional,
