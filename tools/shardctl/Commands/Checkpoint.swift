@@ -11,7 +11,8 @@ struct Checkpoint: ParsableCommand {
             instance. Each checkpoint is consistent across all shards and copies only the table files \
             the store does not hold yet. A checkpoint whose files were damaged later (one missing, \
             its meta file unreadable) is listed as damaged; create and purge refuse to run while \
-            there is one, deleting nothing, until 'purge --drop-damaged' drops it. See docs/CHECKPOINTS.md.
+            there is one, deleting nothing, until 'purge --drop-damaged' drops it (one whose only \
+            damage is its record does not block them). See docs/CHECKPOINTS.md.
             """,
         subcommands: [Create.self, List.self, Verify.self, Restore.self, Purge.self])
 
@@ -24,8 +25,8 @@ struct Checkpoint: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Checkpoint an instance into a store (created if missing) while it may be written.",
             discussion: """
-                Refused (exit status 2, nothing changed) while the store holds a damaged checkpoint: \
-                RocksDB would delete its remaining files. Inspect it with 'list' and 'verify', then \
+                Refused (exit status 2, nothing changed) while the store holds a checkpoint with \
+                damaged files (one missing, its meta file unreadable): RocksDB would delete its remaining files. Inspect it with 'list' and 'verify', then \
                 drop it with 'purge --drop-damaged'.
                 """)
 
@@ -168,7 +169,7 @@ struct Checkpoint: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete all but the newest N checkpoints, and the files only they used.",
             discussion: """
-                While the store holds a damaged checkpoint (see 'list'), a purge is refused (exit \
+                While the store holds a checkpoint with damaged files (see 'list'), a purge is refused (exit \
                 status 2, nothing deleted) unless --drop-damaged is given: RocksDB deletes the damaged \
                 checkpoints' remaining files along with the purged ones. Give --keep, --drop-damaged or both.
                 """)
