@@ -9,7 +9,9 @@ extension ShardEngine {
     /// - parameters:
     ///   - ttl: how long the value lives; by default the shard's default TTL (none unless set).
     /// - throws: ``ShardDBError``: `.invalidKey`, `.invalidValue`, `.invalidTTL`,
-    ///   `.keyNotOwned` (with the owner when known), `.diskFull`, `.closed`, `.storage`.
+    ///   `.keyNotOwned` (with the owner when known), `.migrationInProgress` (a migration's
+    ///   fence on the key outlasted ``ShardEngineOptions/fenceWaitSeconds``), `.diskFull`,
+    ///   `.closed`, `.storage`.
     @inlinable
     public func put(_ key: some ContiguousBytes, _ value: some ContiguousBytes, ttl: TTL = .shardDefault) throws {
         try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try putRaw(k, v, ttl: ttl) } }
@@ -43,7 +45,8 @@ extension ShardEngine {
 
     /// Removes `key` (no error when absent).
     ///
-    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.diskFull`, `.closed`, `.storage`.
+    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.migrationInProgress` (as ``put(_:_:ttl:)``),
+    ///   `.diskFull`, `.closed`, `.storage`.
     @inlinable
     public func delete(_ key: some ContiguousBytes) throws {
         try key.withUnsafeBytes { k in try deleteRaw(k) }
@@ -139,7 +142,8 @@ extension ShardEngine {
 
     /// The value stored under `key`, copied; nil when absent or expired.
     ///
-    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.corruptedValue`, `.closed`, `.storage`.
+    /// - throws: ``ShardDBError``: `.invalidKey`, `.keyNotOwned`, `.migrationInProgress` (a migration's
+    ///   fence on the key outlasted ``ShardEngineOptions/fenceWaitSeconds``), `.corruptedValue`, `.closed`, `.storage`.
     @inlinable
     public func get(_ key: some ContiguousBytes) throws -> [UInt8]? {
         try key.withUnsafeBytes { k in try withValueRaw(k) { [UInt8]($0) } }

@@ -146,6 +146,10 @@ extension ShardEngine {
     public func makeWriteBatch() -> ShardWriteBatch { ShardWriteBatch(engine: self) }
 
     /// Applies `batch` atomically.
+    ///
+    /// - throws: ``ShardDBError``: `.invalidArgument` (a batch of another engine),
+    ///   `.migrationConflict` (a shard the batch writes to moved or changed since the
+    ///   batch was built: build it again), `.migrationInProgress`, `.diskFull`, `.closed`, `.storage`.
     public func write(_ batch: ShardWriteBatch) throws {
         guard batch.engine === self else { throw ShardDBError(.invalidArgument, "the batch belongs to another engine") }
         while true {
