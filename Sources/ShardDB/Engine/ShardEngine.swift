@@ -240,7 +240,9 @@ public final class ShardEngine: @unchecked Sendable {
                     let stats = try database.get(Array(MetadataKey.stats(descriptor.id).utf8), in: meta)
                     if let stats {
                         let record = try decodeMeta(ShardStatsRecord.self, stats, key: MetadataKey.stats(descriptor.id), path: path)
-                        filter.dropped.store(record.expiredDropped, ordering: .relaxed)
+                        // Added, not stored: compactions the open started may have dropped
+                        // entries already (counted from zero until now).
+                        filter.dropped.wrappingAdd(record.expiredDropped, ordering: .relaxed)
                         filter.persisted.store(record.expiredDropped, ordering: .relaxed)
                     }
                 }
