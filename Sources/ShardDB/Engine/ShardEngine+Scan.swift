@@ -106,10 +106,9 @@ extension ShardEngine {
             // The shard map may have changed since the scan started (a migration of a
             // shard not visited yet): the shard is scanned as it stands now, once a
             // fence on it resolves, and skipped once it is no longer this instance's.
-            guard let shard = try currentShard(shards[visited], request) else { visited += 1; continue }
+            guard let (shard, generation) = try currentShard(shards[visited], request) else { visited += 1; continue }
             guard let family = shard.family else { visited += 1; continue }
             var stop = false
-            let generation = tableGeneration
             do { try storage(path) {
                 switch shard.descriptor.range {
                 case .keyGroups(let groups):
@@ -118,7 +117,7 @@ extension ShardEngine {
                         let bounds = shard.descriptor.range.storedBounds
                         let iterator = try database.makeIterator(in: family, lowerBound: bounds.lower, upperBound: bounds.upper)
                         iterator.seekToFirst()
-                        try iterator.forEach { k, v in
+                        try iterator.forEach(batchBytes: batchBytes(remaining), maxBatchEntries: min(remaining, 1024)) { k, v in
                             let more = try visit(shard.id, k, v)
                             if !more { stop = true }
                             return more
@@ -146,7 +145,7 @@ extension ShardEngine {
                     if let to, !from.lexicographicallyPrecedes(to) { return }
                     let iterator = try database.makeIterator(in: family, lowerBound: from, upperBound: to)
                     iterator.seekToFirst()
-                    try iterator.forEach { k, v in
+                    try iterator.forEach(batchBytes: batchBytes(remaining), maxBatchEntries: min(remaining, 1024)) { k, v in
                         let more = try visit(shard.id, k, v)
                         if !more { stop = true }
                         return more
@@ -162,19 +161,29 @@ extension ShardEngine {
         }
     }
 
-    /// `shard` as the current table has it, after any fence on it resolved; nil
-    /// when it is no longer an active shard of this instance (it moved away
-    /// during the scan). A scan of one named shard that moved away fails as
-    /// ``activeShard(_:)`` does.
-    private func currentShard(_ shard: Shard, _ request: ScanRequest) throws -> Shard? {
+    /// The batch buffer for a scan that shows at most `remaining` more entries: a
+    /// scan of a few entries (a seek and one read) copies a few entries across the
+    /// C boundary, not a full batch of them. (Expired entries it skips cost more batches.)
+    private func batchBytes(_ remaining: Int) -> Int { remaining >= 256 ? 64 << 10 : 4096 }
+
+    /// `shard` as the current table has it (and that table's generation), after
+    /// any fence on it resolved; nil when it is no longer an active shard of this
+    /// instance (it moved away during the scan). A shard that grew by a merge
+    /// meanwhile is the same family (another handle object) with a wider range.
+    /// A scan of one named shard that moved away fails as ``activeShard(_:)`` does.
+    private func currentShard(_ shard: Shard, _ request: ScanRequest) throws -> (Shard, UInt64)? {
         var table = self.table
         while let fence = table.fences.first(where: { shard.descriptor.range.overlaps($0.range) }) {
             try waitOut(fence)
             table = self.table
         }
-        if let id = request.shard { return try activeShard(id) }
-        guard let current = table.shard(id: shard.id), current.isActive, current.family === shard.family else { return nil }
-        return current
+        if let id = request.shard {
+            guard let current = table.shard(id: id), current.isActive else { return (try activeShard(id), table.generation) }
+            return (current, table.generation)
+        }
+        guard let current = table.shard(id: shard.id), current.isActive,
+              let family = current.family, family.id == shard.family?.id else { return nil }
+        return (current, table.generation)
     }
 
     /// Copies of the entries a scan visits (use ``scan(_:_:)`` for large results).

@@ -263,7 +263,7 @@ public struct MigrationCoordinator: Sendable {
             } catch {
                 // The commit may be durable though its answer was lost (the target
                 // failed right after it, or the reply did): the target's journal decides.
-                guard try await Self.targetCommitted(plan, target) else { throw error }
+                guard (try? await Self.targetCommitted(plan, target)) == true else { throw error }
                 logger.warning("the target's commit answered with an error but is durable; finishing the migration",
                                metadata: ["id": "\(plan.id)", "error": "\(error)"])
             }
@@ -458,17 +458,27 @@ public struct MigrationCoordinator: Sendable {
     /// - returns: a line per migration settled.
     @discardableResult
     public static func resolveUnfinished(between a: any MigrationSource & MigrationTarget,
-                                         and b: any MigrationSource & MigrationTarget) async throws -> [String] {
-        try await resolveUnfinished(source: a, target: b) + resolveUnfinished(source: b, target: a)
+                                         and b: any MigrationSource & MigrationTarget,
+                                         inDoubtOnly: Bool = false) async throws -> [String] {
+        try await resolveUnfinished(source: a, target: b, inDoubtOnly: inDoubtOnly)
+            + resolveUnfinished(source: b, target: a, inDoubtOnly: inDoubtOnly)
     }
 
     /// Settles migrations from `source` to `target` that a crash left
     /// unfinished, by the decision table in docs/MIGRATION.md: once the target
     /// has committed, the source commits (and cleans up); otherwise both roll back.
     ///
+    /// With `inDoubtOnly`, only a migration whose target committed while its
+    /// source is still fenced is settled, and only by the source's commit: that
+    /// one range is recorded by both owners. Nothing is rolled back and nothing
+    /// cleaned up, so a migration another coordinator is running goes on (its own
+    /// commit then finds the source committed), and data a move kept on its source
+    /// stays. A rescale settles this way before planning.
+    ///
     /// - returns: a line per migration settled.
     @discardableResult
-    public static func resolveUnfinished(source: any MigrationSource, target: any MigrationTarget) async throws -> [String] {
+    public static func resolveUnfinished(source: any MigrationSource, target: any MigrationTarget,
+                                         inDoubtOnly: Bool = false) async throws -> [String] {
         let from = try await source.describeInstance()
         let to = try await target.describeInstance()
         var settled: [String] = []
@@ -478,6 +488,12 @@ public struct MigrationCoordinator: Sendable {
             guard ids.insert(entry.plan.id).inserted else { continue }
             let plan = entry.plan
             let targetEntry = try await target.migrationEntry(plan.id)
+            if inDoubtOnly {
+                guard targetEntry?.phase == .committed, try await source.migrationEntry(plan.id)?.phase == .fenced else { continue }
+                try await source.commitOutgoing(plan)
+                settled.append("\(plan.id): committed on the target; the source recorded the move")
+                continue
+            }
             if targetEntry?.phase == .committed {
                 try await source.commitOutgoing(plan)
                 try await source.cleanupOutgoing(plan)

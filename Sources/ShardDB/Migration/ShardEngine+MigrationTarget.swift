@@ -336,9 +336,10 @@ extension ShardEngine: MigrationTarget {
         try migrationRuntime.serialized(plan.id) { try applyBulkSerialized(plan, chunks) }
     }
 
-    /// - throws: `.migrationConflict` unless `plan`'s migration is prepared on this target.
+    /// - throws: `.migrationConflict` unless `plan` is the journaled plan of a
+    ///   migration this target took part in (the progress is read under the lock).
     private func checkPrepared(_ plan: MigrationPlan) throws {
-        guard try progressRecord(for: plan) != nil else {
+        guard let entry = try journalEntry(for: plan), entry.role == .target else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
     }
@@ -356,7 +357,7 @@ extension ShardEngine: MigrationTarget {
             }
             previous = chunk.lastEntryKey ?? previous
         }
-        guard var progress = try progressRecord(for: plan) else {
+        guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
         if progress.bulkDone {
@@ -447,7 +448,7 @@ extension ShardEngine: MigrationTarget {
     }
 
     private func applyChangesSerialized(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
-        guard var progress = try progressRecord(for: plan) else {
+        guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
         guard progress.bulkDone else {
