@@ -74,26 +74,29 @@ struct Rescale: AsyncParsableCommand {
                     seen[id] = spec
                 }
             }
-            // Moves a crash left unfinished are settled first, by the journals (docs/MIGRATION.md):
-            // until then a range in doubt is recorded by both its owners, and the plan would
-            // refuse it as owned twice.
+            // A move a crash left in doubt (its target committed, its source still fenced)
+            // is recorded by both owners, and the plan would refuse its range as owned
+            // twice: such moves are finished first, by the journals (docs/MIGRATION.md).
+            // Nothing else is settled: another coordinator's migration may be running.
             var settled: [String] = []
-            let unfinished = Set(descriptions.values.flatMap { $0.unfinishedMigrations.map(\.plan.id) })
-            if !unfinished.isEmpty {
-                if dryRun {
-                    throw ShardDBError(.migrationConflict, "migrations \(unfinished.sorted().joined(separator: ", ")) are unfinished; "
-                        + "a rescale settles them first (run it without --dry-run, or 'shardctl migrate --resolve')")
-                }
+            if !dryRun && descriptions.values.contains(where: { !$0.unfinishedMigrations.isEmpty }) {
                 let specs = opened.keys.sorted()
                 for (i, a) in specs.enumerated() {
                     for b in specs[(i + 1)...] {
-                        settled += try await MigrationCoordinator.resolveUnfinished(between: opened[a]!.endpoint, and: opened[b]!.endpoint)
+                        settled += try await MigrationCoordinator.resolveUnfinished(between: opened[a]!.endpoint, and: opened[b]!.endpoint,
+                                                                                    inDoubtOnly: true)
                     }
                 }
                 for (spec, endpoint) in opened { descriptions[spec] = try await endpoint.endpoint.describeInstance() }
                 if !json { for line in settled { print("settled \(line)") } }
             }
-            var plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
+            var plan: RescalePlan
+            do {
+                plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
+            } catch let error as ShardDBError where dryRun && descriptions.values.contains(where: { !$0.unfinishedMigrations.isEmpty }) {
+                throw ShardDBError(error.code, error.message + " (a migration is unfinished: a rescale without --dry-run "
+                    + "finishes one left in doubt first; 'shardctl migrate --resolve' settles any)")
+            }
             if !dryRun && !missing.isEmpty {
                 var created: [(spec: String, existed: Bool)] = []
                 do {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ShardDB
 import ShardDBServer
+import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -78,7 +79,11 @@ struct Serve: AsyncParsableCommand {
         }
         // Before "listening on": a supervisor that stops the server as soon as it
         // reports ready finds the handlers in place.
-        StopSignals.install { Task { await server.shutdown() } }
+        let stopping = Mutex(false)
+        StopSignals.install {
+            stopping.withLock { $0 = true }
+            Task { await server.shutdown() }
+        }
         // Once serving (a refused start stays one line of error).
         for file in [tokenFile, peerTokenFile].compactMap({ $0 }) {
             if let exposure = SharedSecret.exposure(ofFile: file) { writeStandardError(Data("shardctl: warning: \(exposure)\n".utf8)) }
@@ -87,11 +92,12 @@ struct Serve: AsyncParsableCommand {
         fflush(stdout)
         do {
             try await server.run()
-        } catch {
-            // The transport stopped on its own: not the clean stop a signal asks for.
+        } catch where !stopping.withLock({ $0 }) {
+            // The transport stopped on its own: not the clean stop a signal asks for
+            // (which may end the serving task with an error once its grace time is up).
             engine.close()
             fail("serving \(bound) failed: \(error)")
-        }
+        } catch {}
         engine.close()
         writeStandardError(Data("shardctl: stopped serving \(bound)\n".utf8))
     }
