@@ -50,7 +50,7 @@ final class ConcurrencyTests: XCTestCase {
 
         // Writers put the same value under the same key in both families in one batch;
         // a reader on snapshots must never see them differ.
-        DispatchQueue.concurrentPerform(iterations: writers + 1) { worker in
+        runConcurrently(writers + 1) { worker in
             do {
                 if worker < writers {
                     for round in 0..<rounds {

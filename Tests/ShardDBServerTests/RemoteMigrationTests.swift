@@ -39,10 +39,19 @@ final class RemoteMigrationTests: XCTestCase {
         XCTAssertGreaterThan(report["keysCopied"] as? Int ?? 0, 4000)
         XCTAssertEqual(report["bulkTransfer"] as? String, "tableFiles", "a whole shard streams as its table files")
 
-        try await Task.sleep(for: .milliseconds(200))  // writes after the cutover land on the target
+        try await Task.sleep(for: .milliseconds(200))  // (more writes after the cutover)
         writer.cancel()
         let written = await writer.value
         XCTAssertGreaterThan(written, 50)
+        let acknowledgedCount = await client.acknowledged.count, refusals = await client.refusals
+        XCTAssertGreaterThan(acknowledgedCount, 50, "writes were acknowledged throughout")
+        // Only a fence that outlasted its wait may refuse a write; a redirect that broke would show here.
+        XCTAssertEqual(Set(refusals.keys).subtracting([.migrationInProgress]), [], "\(refusals)")
+        // A write of a moved key sent to the source lands on the target.
+        for i in 0..<200 {
+            let stored = await client.put("key-\(i)", "after-\(i)", via: a.address)
+            XCTAssertTrue(stored, "key-\(i)")
+        }
 
         // A key of the moved shard, asked of the source, names the new owner.
         let source = try workspace.client(a.address)

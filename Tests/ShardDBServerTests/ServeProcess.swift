@@ -190,6 +190,8 @@ actor RoutingClient {
     private(set) var acknowledged: [String: String] = [:]
     /// Writes whose outcome is unknown (the call failed): the key holds this value or an acknowledged one.
     private(set) var uncertain: [String: String] = [:]
+    /// Writes the engine refused (not written), by error code.
+    private(set) var refusals: [ShardDBError.Code: Int] = [:]
 
     /// Instances to ask when one knows nothing of a key (only the instance that gave a range away knows its owner).
     private let peers: [InstanceAddress]
@@ -235,6 +237,7 @@ actor RoutingClient {
             uncertain[key] = nil
             return true
         } catch let error as ShardDBError where error.code != .storage {
+            refusals[error.code, default: 0] += 1
             return false  // refused by the engine: not written
         } catch {
             uncertain[key] = value

@@ -126,25 +126,47 @@ final class CheckpointTests: XCTestCase {
         let counters = (0..<16).map { "counter-\($0)" }
         XCTAssertEqual(Set(counters.compactMap { engine.recordedOwner(of: bytes($0)) }).count, 4, "counters span every shard")
         let stop = ManagedAtomicFlag()
-        final class Latencies: @unchecked Sendable { var milliseconds: [Double] = [] }
-        let latencies = Latencies()
+        final class Progress: @unchecked Sendable {
+            private let lock = NSLock()
+            private var done = 0, failures: [String] = [], times: [Double] = []
+            func wrote(_ round: Int, ms: Double) { lock.withLock { done = round; times.append(ms) } }
+            func failed(_ error: Error) { lock.withLock { failures.append("\(error)") } }
+            var rounds: Int { lock.withLock { done } }
+            var errors: [String] { lock.withLock { failures } }
+            var milliseconds: [Double] { lock.withLock { times } }
+        }
+        let progress = Progress()
         let writer = Thread {
             var round = 0
             while !stop.isSet {
                 round += 1
                 let started = DispatchTime.now().uptimeNanoseconds
-                try? engine.write { batch in for key in counters { try batch.put(key, "\(round)") } }
-                latencies.milliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
+                do {
+                    try engine.write { batch in for key in counters { try batch.put(key, "\(round)") } }
+                    progress.wrote(round, ms: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
+                } catch {
+                    progress.failed(error)
+                }
             }
             stop.finish()
         }
+        /// Waits (at most 30 s) until the writer has acknowledged more than `round` rounds.
+        func waitPast(_ round: Int) {
+            let deadline = Date().addingTimeInterval(30)
+            while progress.rounds <= round && Date() < deadline && progress.errors.isEmpty { usleep(1000) }
+        }
         try fill(engine, keys: 0..<5000, tag: "base")
         writer.start()
-        Thread.sleep(forTimeInterval: 0.05)
+        waitPast(10)
+        let before = progress.rounds
         let info = try engine.checkpoint(to: directory.path("store"))
-        Thread.sleep(forTimeInterval: 0.05)
+        let after = progress.rounds
+        waitPast(after)  // still writing after the checkpoint returned
         stop.set()
         stop.waitFinished()
+        XCTAssertEqual(progress.errors, [])
+        XCTAssertGreaterThan(before, 10, "the writer was running before the checkpoint")
+        XCTAssertGreaterThan(progress.rounds, after, "and after it")
 
         let store = try CheckpointStore.open(at: directory.path("store"))
         defer { store.close() }
@@ -153,7 +175,10 @@ final class CheckpointTests: XCTestCase {
         defer { restored.close() }
         let values = Set(try counters.map { try restored.getString($0) ?? "missing" })
         XCTAssertEqual(values.count, 1, "every shard at one point of the write sequence: \(values)")
-        let sorted = latencies.milliseconds.sorted()
+        // That point is a round acknowledged while the checkpoint ran (or the one in flight as it ended).
+        let restoredRound = try XCTUnwrap(values.first.flatMap { Int($0) }, "\(values)")
+        XCTAssertTrue((before...(after + 1)).contains(restoredRound), "round \(restoredRound), checkpoint taken between \(before) and \(after)")
+        let sorted = progress.milliseconds.sorted()
         if !sorted.isEmpty {
             let p99 = sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))]
             print("checkpoint consistency: \(sorted.count) cross-shard batches during the checkpoint, write p99 \(p99) ms, max \(sorted.last!) ms")

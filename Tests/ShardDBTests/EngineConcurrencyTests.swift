@@ -58,7 +58,7 @@ final class EngineConcurrencyTests: XCTestCase {
         let prefixes = ["a", "b", "c", "d"]
         for prefix in prefixes { try engine.put("\(prefix)-seed", "seed") }
         let failures = Mutex<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: 4) { worker in
+        runConcurrently(4) { worker in
             do {
                 if worker < 2 {
                     for i in 0..<500 {

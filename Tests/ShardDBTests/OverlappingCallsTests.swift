@@ -128,10 +128,16 @@ private final class Awaited<Value>: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// The result; a failure after two minutes without one (a call that hangs fails the test, not the run).
     func wait() -> Result<Value, Error> {
         condition.lock()
         defer { condition.unlock() }
-        while stored == nil { condition.wait() }
+        let deadline = Date().addingTimeInterval(120)
+        while stored == nil {
+            if !condition.wait(until: deadline) { return .failure(TimedOut()) }
+        }
         return stored!
     }
+
+    struct TimedOut: Error {}
 }

@@ -255,7 +255,7 @@ final class TTLTests: XCTestCase {
         let writersDone = Atomic<Int>(0)
         let purges = Atomic<Int>(0)
         let failures = Mutex<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: 3) { worker in
+        runConcurrently(3) { worker in
             do {
                 if worker < 2 {
                     for i in 0..<1_000 {

@@ -235,11 +235,24 @@ final class CorruptionTests: ShardctlTestCase {
 
     /// Whatever the damaged instance returns is what was written.
     private func assertNoWrongData(_ directory: String, line: UInt = #line) {
-        let result = try? ShardctlProcess.run(["export", directory, "--format", "jsonl"])
-        guard let result, result.status == 0 else { return }  // refusing to read is fine
-        for record in (try? jsonLines(result.stdout)) ?? [] {
-            guard let key = try? Self.bytes(record, "key"), let value = try? Self.bytes(record, "value") else { continue }
-            XCTAssertEqual(original[key], value, "wrong value for \(String(decoding: key, as: UTF8.self))", line: line)
+        let result: ShardctlProcess.Result
+        do { result = try ShardctlProcess.run(["export", directory, "--format", "jsonl"]) } catch {
+            return XCTFail("export did not run: \(error)", line: line)
+        }
+        XCTAssertNil(result.signal, "export crashed: \(result.stderr)", line: line)
+        guard result.status == 0 else {
+            // Refusing to read is fine, as a typed error.
+            XCTAssertEqual(result.status, 2, result.stderr, line: line)
+            XCTAssertTrue(result.stderrLines.count == 1 && result.stderr.hasPrefix("shardctl: error: "), result.stderr, line: line)
+            return
+        }
+        do {
+            for record in try jsonLines(result.stdout) {
+                let key = try Self.bytes(record, "key"), value = try Self.bytes(record, "value")
+                XCTAssertEqual(original[key], value, "wrong value for \(String(decoding: key, as: UTF8.self))", line: line)
+            }
+        } catch {
+            XCTFail("export wrote a record that does not parse: \(error)", line: line)
         }
     }
 

@@ -70,9 +70,15 @@ enum ShardctlProcess {
 
     /// Runs `shardctl arguments...` to its end. `environment` adds to (or, with an
     /// empty value, removes from) this process's environment; `SHARDDB_FAILPOINTS`
-    /// is never inherited.
-    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Result {
+    /// is never inherited. A child still running after `timeout` seconds is killed
+    /// (SIGKILL, which the result shows): a hang fails the test instead of the run.
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:],
+                    timeout: TimeInterval = 600) throws -> Result {
         let running = try start(arguments, environment: environment)
+        let process = running.process
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
         if let stdin, !stdin.isEmpty {
             // The child may exit before reading everything (a malformed import line); EPIPE is fine then.
             try? running.stdin.write(contentsOf: stdin)
