@@ -138,6 +138,25 @@ final class BenchCommandTests: XCTestCase {
         }
     }
 
+    /// Keys shorter than 8 bytes hold the index's low-order bytes, as db_bench's do
+    /// (they held the high-order ones, all zero: every key was the same); fillseq
+    /// writes in key order, so it defaults to range partitioning.
+    func testShortKeysStayDistinctAndFillseqIsOrdered() throws {
+        let (settings, _) = try report(["--num", "1000", "--key_size", "4", "--benchmarks", "fillseq"])
+        XCTAssertTrue((settings["partitioning"] as? String)?.hasPrefix("range") ?? false, "\(settings)")
+        let exported = try BenchCLI.run(["export", root.appendingPathComponent("db").path, "--format", "jsonl"])
+        XCTAssertEqual(exported.status, 0, exported.stderr)
+        XCTAssertEqual(exported.stdout.split(separator: "\n").count, 1000, "one key per index")
+    }
+
+    /// YCSB-D's "latest" reads choose among keys whose inserts finished: with two
+    /// threads inserting, every read finds its key.
+    func testYCSBLatestReadsOnlyFinishedInserts() throws {
+        let (_, results) = try report(["--workload", "ycsb-d", "--recordcount", "300", "--operationcount", "6000", "--threads", "2"])
+        let reads = try XCTUnwrap(results.first { ($0["name"] as? String)?.hasSuffix("read") == true }, "\(results.map { $0["name"] ?? "" })")
+        XCTAssertEqual(reads["found"] as? Int, reads["ops"] as? Int, "\(reads)")
+    }
+
     func testBadInputExitsWithStatus2AndOneLine() throws {
         let cases: [[String]] = [
             ["--benchmarks", "fillrandom,nosuchworkload"],

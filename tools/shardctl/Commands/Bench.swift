@@ -197,7 +197,7 @@ struct WorkloadBench: ParsableCommand {
             guard !workloads.isEmpty else { throw invalid("--benchmarks names no workload") }
         }
 
-        let ordered = workloads.contains { $0.needsOrderedKeys } || ycsb?.needsOrderedKeys == true
+        let ordered = workloads.contains { $0.prefersOrderedKeys } || ycsb?.needsOrderedKeys == true
         let scheme: Partitioning
         switch partitioning ?? (ordered ? "range" : "hash") {
         case "hash": scheme = .hash(keyGroups: Partitioning.defaultKeyGroups)

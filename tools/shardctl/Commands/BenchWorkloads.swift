@@ -14,15 +14,21 @@ enum BenchWorkload: String, CaseIterable {
     var needsFreshDatabase: Bool { self == .fillseq || self == .fillrandom }
     /// Seeks are only meaningful over key-ordered shards (range partitioning).
     var needsOrderedKeys: Bool { self == .seekrandom }
+    /// fillseq writes keys in order, as db_bench's does, only without a hashed key-group
+    /// prefix in front of them: range partitioning is its default (hash stays possible).
+    var prefersOrderedKeys: Bool { needsOrderedKeys || self == .fillseq }
 }
 
-/// db_bench's keys: the index as 8 big-endian bytes, padded with '0' to the key size.
+/// db_bench's keys: the index as 8 big-endian bytes, padded with '0' to the key
+/// size; a key shorter than 8 bytes holds the index's low-order bytes, big-endian
+/// (db_bench's `GenerateKeyFromInt`), so distinct indexes below 256^size stay distinct.
 enum BenchKeys {
     @inline(__always)
     static func write(_ index: Int, into key: UnsafeMutableRawBufferPointer) {
         let bigEndian = UInt64(truncatingIfNeeded: index).bigEndian
         withUnsafeBytes(of: bigEndian) { bytes in
-            for i in 0..<min(8, key.count) { key[i] = bytes[i] }
+            let count = min(8, key.count)
+            for i in 0..<count { key[i] = bytes[8 - count + i] }
         }
     }
 

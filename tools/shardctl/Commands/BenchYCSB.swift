@@ -152,8 +152,7 @@ struct YCSBRunner {
         }
 
         // Run: operationcount operations over all threads.
-        let inserted = BenchCounter()
-        inserted.value.store(recordCount, ordering: .relaxed)
+        let inserted = AcknowledgedCounter(acknowledgedThrough: recordCount - 1)
         let expectedNewKeys = Int(Double(operationCount) * (workload.proportions.first { $0.0 == .insert }?.1 ?? 0) * 2)
         let operationCount = self.operationCount
         let runTallies = try runThreads(threads) { index -> [ThreadTally] in
@@ -165,7 +164,7 @@ struct YCSBRunner {
             let ops = operationCount / threads + (index < operationCount % threads ? 1 : 0)
 
             func chooseKeynum() -> Int {
-                let last = inserted.value.load(ordering: .relaxed) - 1
+                let last = inserted.last
                 switch workload.distribution {
                 case .uniform:
                     return random.uniform(last + 1)
@@ -183,35 +182,35 @@ struct YCSBRunner {
 
             let start = monotonicNanoseconds()
             for i in 0..<tallies.count { tallies[i].start = start }
+            let timed = tallies[0].timesEachOperation
             var now = start
             for _ in 0..<ops {
+                // The operation and its key are chosen outside the sample: YCSB times the database call.
                 let operation = workload.operation(random.unit())
+                let keynum = operation == .insert ? inserted.next() : chooseKeynum()
+                let key = YCSBWorkload.key(keynum)
+                let scanLength = operation == .scan ? 1 + random.uniform(YCSBWorkload.maxScanLength) : 0
+                let begin = timed ? monotonicNanoseconds() : now
                 var bytes = 0
                 switch operation {
                 case .read:
-                    let key = YCSBWorkload.key(chooseKeynum())
                     if let length = try engine.withValue(forKey: key, { $0.count }) {
                         bytes = key.count + length
                         tallies[operation.rawValue].found += 1
                     }
                 case .update:
-                    let key = YCSBWorkload.key(chooseKeynum())
                     try values.withNext(YCSBWorkload.recordSize) { try engine.put(key, $0) }
                     bytes = key.count + YCSBWorkload.recordSize
                 case .insert:
-                    let keynum = inserted.value.wrappingAdd(1, ordering: .relaxed).oldValue
-                    let key = YCSBWorkload.key(keynum)
                     try values.withNext(YCSBWorkload.recordSize) { try engine.put(key, $0) }
+                    inserted.acknowledge(keynum)
                     bytes = key.count + YCSBWorkload.recordSize
                 case .scan:
-                    let key = YCSBWorkload.key(chooseKeynum())
-                    let length = 1 + random.uniform(YCSBWorkload.maxScanLength)
-                    try engine.scan(ScanRequest(start: key, limit: length)) { entry in
+                    try engine.scan(ScanRequest(start: key, limit: scanLength)) { entry in
                         bytes &+= entry.key.count &+ entry.value.count
                         return true
                     }
                 case .readModifyWrite:
-                    let key = YCSBWorkload.key(chooseKeynum())
                     if let length = try engine.withValue(forKey: key, { $0.count }) {
                         bytes = key.count + length
                         tallies[operation.rawValue].found += 1
@@ -220,7 +219,7 @@ struct YCSBRunner {
                     bytes += key.count + YCSBWorkload.recordSize
                 }
                 tallies[operation.rawValue].bytes += bytes
-                now = tallies[operation.rawValue].record(since: now)
+                now = tallies[operation.rawValue].record(since: begin)
             }
             for i in 0..<tallies.count { tallies[i].finish = now }
             return tallies
@@ -236,5 +235,37 @@ struct YCSBRunner {
             results.append(result)
         }
         return results
+    }
+}
+
+/// YCSB's AcknowledgedCounterGenerator: inserts take the next key number, and
+/// reads choose among the keys up to the highest one below which every insert
+/// has finished (``last``), so a "latest" read never asks for a key still being
+/// written by another thread.
+final class AcknowledgedCounter: Sendable {
+    private let issued: Atomic<Int>
+    private let limit: Atomic<Int>
+    private let pending = Mutex<Set<Int>>([])
+
+    /// Key numbers through `acknowledgedThrough` exist (the load).
+    init(acknowledgedThrough: Int) {
+        issued = Atomic(acknowledgedThrough + 1)
+        limit = Atomic(acknowledgedThrough)
+    }
+
+    /// The next key number to insert.
+    func next() -> Int { issued.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// The highest key number below which (and at which) every insert finished.
+    var last: Int { limit.load(ordering: .acquiring) }
+
+    /// Records that the insert of `keynum` finished.
+    func acknowledge(_ keynum: Int) {
+        pending.withLock { done in
+            done.insert(keynum)
+            var through = limit.load(ordering: .relaxed)
+            while done.remove(through + 1) != nil { through += 1 }
+            limit.store(through, ordering: .releasing)
+        }
     }
 }
