@@ -169,6 +169,43 @@ final class RemoteMigrationTests: XCTestCase {
         XCTAssertEqual(b.terminate(), 0)
     }
 
+    /// The target dies in the catch-up (kill -9 at its first applied change
+    /// chunk) and is back within the coordinator's retry window: the migration
+    /// resumes from the last position the target applied and finishes, and every
+    /// acknowledged write is readable.
+    func testCatchUpResumesAfterTheTargetRestarts() async throws {
+        let workspace = try Workspace("RemoteCatchUp")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 4000, valueSize: 200),
+                                 tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
+                                 failpoints: "migration.target.changes=kill")
+        let client = RoutingClient(workspace: workspace)
+        let writer = startWriter(client, via: a.address)
+        try await Task.sleep(for: .milliseconds(100))
+        let migrate = Task.detached {
+            try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
+                              "--token-file", workspace.tokenFile, "--retry-seconds", "60", "--json"])
+        }
+        XCTAssertTrue(b.waitForExit(timeout: 60), "the target was not killed in the catch-up")
+        try b.restart()
+        let result = try await migrate.value
+        XCTAssertEqual(result.status, 0, "the migration resumes once the target is back: \(result.stderr)")
+        writer.cancel()
+        _ = await writer.value
+        await client.close()  // (dial the restarted target afresh)
+
+        let source = try workspace.client(a.address), target = try workspace.client(b.address)
+        try await assertOwnership([source, target])
+        var expected = await client.acknowledged
+        for i in stride(from: 0, to: 4000, by: 10) where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 200) }
+        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
+        await client.close()
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
     /// One side dies (kill -9 at a failure point) mid-migration; after a
     /// restart, resolving leaves every key group with exactly one owner and
     /// every acknowledged write readable; a second migration then succeeds.

@@ -33,6 +33,19 @@ final class TransportSecurityTests: XCTestCase {
         let cli = try Shardctl.run(["put", "--remote", server.address.description, "--token-file", wrongTokenFile, "key-2", "evil"])
         XCTAssertEqual(cli.status, 2)
         XCTAssertTrue(cli.stderr.contains("unauthenticated") || cli.stderr.contains("x-sharddb-token"), cli.stderr)
+        // A migration's calls are refused alike: a migrate with the wrong token moves nothing.
+        let other = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let move = try Shardctl.run(["migrate", "--from", server.address.description, "--to", other.address.description,
+                                     "--shard", "1", "--token-file", wrongTokenFile, "--retry-seconds", "1"])
+        XCTAssertEqual(move.status, 2, move.stdout)
+        XCTAssertTrue(move.stderr.contains("unauthenticated") || move.stderr.contains("x-sharddb-token"), move.stderr)
+        let untouched = try workspace.client(other.address)
+        let shardsThere = try await untouched.describeInstance().shards.count
+        XCTAssertEqual(shardsThere, 0, "the target took nothing")
+        let journal = try await untouched.describeInstance().unfinishedMigrations
+        XCTAssertEqual(journal.count, 0, "nor journaled anything")
+        await untouched.close()
+        XCTAssertEqual(other.terminate(), 0)
 
         let owner = try workspace.client(server.address)
         let value1 = try await owner.get(Array("key-1".utf8)).map { String(decoding: $0, as: UTF8.self) }

@@ -157,6 +157,75 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(reads["found"] as? Int, reads["ops"] as? Int, "\(reads)")
     }
 
+    /// The db_bench flags reach RocksDB: its own OPTIONS file records them.
+    func testFlagsReachRocksDBsOptions() throws {
+        _ = try report(["--num", "500", "--benchmarks", "fillrandom", "--compression_type", "none",
+                        "--write_buffer_size", "1048576", "--bloom_bits", "10", "--block_size", "8192"])
+        let db = root.appendingPathComponent("db").path
+        let optionsFile = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: db).filter { $0.hasPrefix("OPTIONS-") }.max())
+        let text = try String(contentsOfFile: db + "/" + optionsFile, encoding: .utf8)
+        // The shard's column family section (the metadata family keeps its own settings).
+        let shardSection = try XCTUnwrap(text.components(separatedBy: "[CFOptions \"shard-").dropFirst().first, text)
+        // (RocksDB 7.8 writes the filter's name without its bits per key.)
+        for expected in ["compression=kNoCompression", "write_buffer_size=1048576", "block_size=8192", "filter_policy=bloomfilter"] {
+            XCTAssertTrue(shardSection.contains(expected), "\(expected) not in the shard's options")
+        }
+    }
+
+    /// YCSB's operation mixes: each run's rows split the operations in the workload's proportions.
+    func testYCSBOperationMixes() throws {
+        let shares: [String: [String: Double]] = [
+            "ycsb-a": ["read": 0.5, "update": 0.5], "ycsb-b": ["read": 0.95, "update": 0.05], "ycsb-c": ["read": 1.0],
+            "ycsb-e": ["scan": 0.95, "insert": 0.05], "ycsb-f": ["read": 0.5, "rmw": 0.5],
+        ]
+        for (workload, expected) in shares.sorted(by: { $0.key < $1.key }) {
+            try? FileManager.default.removeItem(at: root.appendingPathComponent("db"))
+            let (_, results) = try report(["--workload", workload, "--recordcount", "300", "--operationcount", "4000"])
+            for (operation, share) in expected {
+                // Rows: "<workload> load", "<workload> run", then "  <operation>" per operation type.
+                let row = try XCTUnwrap(results.first { ($0["name"] as? String)?.trimmingCharacters(in: .whitespaces) == operation },
+                                        "\(workload): \(results.map { $0["name"] ?? "" })")
+                let ops = Double(row["ops"] as? Int ?? 0)
+                XCTAssertEqual(ops / 4000, share, accuracy: 0.03, "\(workload) \(operation)")
+            }
+        }
+    }
+
+    /// bench migrate and bench checkpoint report what the issue names, as JSON.
+    func testMigrateAndCheckpointBenchesReportTheirFigures() throws {
+        let migrate = try BenchCLI.run(["bench", "migrate", "--size-mb", "2", "--runs", "1", "--write-rate", "300",
+                                        "--baseline-seconds", "0.2", "--bulk", "files", "--json"])
+        XCTAssertEqual(migrate.status, 0, migrate.stderr)
+        let moved = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(migrate.stdout.utf8)) as? [String: Any], migrate.stdout)
+        let mode = try XCTUnwrap((moved["modes"] as? [[String: Any]])?.first, migrate.stdout)
+        XCTAssertGreaterThan((mode["bulkMBps"] as? [Double])?.first ?? 0, 0)
+        XCTAssertNotNil((mode["catchUpSeconds"] as? [Double])?.first)
+        let pause = try XCTUnwrap(mode["pauseMs"] as? [String: Any])
+        for field in ["p50", "p99", "max"] { XCTAssertGreaterThan(pause[field] as? Double ?? 0, 0, "pause \(field)") }
+        XCTAssertGreaterThan((moved["writerBaseline"] as? [String: Any])?["count"] as? Int ?? 0, 0, "a baseline of foreground writes")
+        XCTAssertNotNil(moved["writerP99Ratio"] as? Double)
+
+        let checkpoint = try BenchCLI.run(["bench", "checkpoint", "--size-mb", "2", "--write-rate", "100", "--json"])
+        XCTAssertEqual(checkpoint.status, 0, checkpoint.stderr)
+        let figures = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(checkpoint.stdout.utf8)) as? [String: Any], checkpoint.stdout)
+        let full = figures["fullBytesCopied"] as? Int ?? 0, incremental = figures["incrementalBytesCopied"] as? Int ?? -1
+        XCTAssertGreaterThan(full, 0)
+        XCTAssertLessThan(incremental, full, "an incremental checkpoint copies less than a full one")
+        XCTAssertGreaterThan(figures["fullSeconds"] as? Double ?? 0, 0)
+    }
+
+    /// Without --json: a table with a header and a row per workload.
+    func testTableOutput() throws {
+        let result = try BenchCLI.run(["bench", "--num", "500", "--benchmarks", "fillrandom,readrandom",
+                                       "--db", root.appendingPathComponent("db").path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let header = try XCTUnwrap(lines.first { $0.contains("ops/s") }, result.stdout)
+        for column in ["MB/s", "p50", "p99", "p99.9"] { XCTAssertTrue(header.contains(column), "\(column) in \(header)") }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("fillrandom") }, result.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("readrandom") }, result.stdout)
+    }
+
     func testBadInputExitsWithStatus2AndOneLine() throws {
         let cases: [[String]] = [
             ["--benchmarks", "fillrandom,nosuchworkload"],

@@ -29,6 +29,8 @@ final class CrashTests: ShardctlTestCase {
             try shardctl(["stress", workdir, "--seed", "\(seed)", "--ops", "300"] + mode)
         }
         var failures: [String] = []
+        var through: [String: Int] = [:]  // the operation each work directory verified through
+        var advancing = 0
         var pointsHit: [String: Int] = [:]
         var randomKills = 0, finishedRuns = 0
         let started = Date()
@@ -60,6 +62,18 @@ final class CrashTests: ShardctlTestCase {
                 failures.append("cycle \(cycle) (\(workdir), point \(point ?? "random")): verify failed: \(verify.stderr)")
                 break
             }
+            // "verified: K keys through operation N (L acknowledged lost), ...". A process
+            // kill keeps the page cache, so nothing acknowledged may be lost even without
+            // --sync (stress itself accepts an unsynced loss, which an OS crash can cause).
+            let numbers = Self.numbers(in: verify.stdout, after: ["through operation ", "("])
+            if let lostCount = numbers[1], lostCount > 0 {
+                failures.append("cycle \(cycle) (\(workdir), point \(point ?? "random")): \(lostCount) acknowledged operations lost to a process kill: \(verify.stdout)")
+                break
+            }
+            if let reached = numbers[0] {
+                if reached > (through[workdir] ?? 0) { advancing += 1 }
+                through[workdir] = reached
+            }
         }
         let summary = "crash test: \(cycles) cycles in \(Int(Date().timeIntervalSince(started))) s, seed \(seed): "
             + "\(randomKills) random kills, \(pointsHit.values.reduce(0, +)) at failure points "
@@ -70,6 +84,19 @@ final class CrashTests: ShardctlTestCase {
         // Two cycles in three arm a point: if none ever fired, the points are not being
         // armed (SHARDDB_FAILPOINTS broken) and every cycle was only a random kill.
         if cycles >= 9 { XCTAssertFalse(pointsHit.isEmpty, "no failure point fired: \(summary)") }
+        // A driver that hangs (killed at its deadline, like a random kill) makes no progress.
+        if failures.isEmpty { XCTAssertGreaterThanOrEqual(advancing, cycles / 3, "the workload advanced in \(advancing) of \(cycles) cycles") }
+    }
+
+    /// The integers that follow each of `markers` in `text`, each marker looked for
+    /// after the previous one (nil from the first one missing).
+    static func numbers(in text: String, after markers: [String]) -> [Int?] {
+        var rest = text[...]
+        return markers.map { marker in
+            guard let range = rest.range(of: marker) else { rest = rest[rest.endIndex...]; return nil }
+            rest = rest[range.upperBound...]
+            return Int(rest.prefix { $0.isNumber })
+        }
     }
 }
 
