@@ -42,5 +42,6 @@ let package = Package(
         suite("BatchWrites", [.product(name: "ShardDB", package: "ShardDB"), .product(name: "RocksDB", package: "ShardDB")]),
         suite("Scans", [.product(name: "ShardDB", package: "ShardDB"), .product(name: "RocksDB", package: "ShardDB")]),
         suite("Encoding", [.product(name: "ShardDB", package: "ShardDB")]),
+        suite("Changelog", [.product(name: "ShardDB", package: "ShardDB"), .product(name: "RocksDB", package: "ShardDB")]),
     ]
 )

@@ -95,6 +95,23 @@ final class DirectBulkTests: XCTestCase {
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
 
+    /// `--rate-limit` also caps a whole shard streamed as its table files (the
+    /// default transfer): the copy takes at least its bytes over the rate.
+    func testTheRateLimitCapsTableFileStreams() async throws {
+        let workspace = try Workspace("RateLimitedFiles")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile, extra: ["--rate-limit", "40KB/s"])
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let (result, report) = try await migrate(between(a, b, workspace) + ["--shard", "0"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(report?["bulkTransfer"] as? String, "tableFiles")
+        let bytes = Double(report?["bytesCopied"] as? Int ?? 0), seconds = report?["bulkSeconds"] as? Double ?? 0
+        XCTAssertGreaterThan(bytes, 100_000, "enough to measure a rate")
+        // (A token bucket may start with a burst of up to a second's worth.)
+        XCTAssertGreaterThanOrEqual(seconds, (bytes - 40_000) / 40_000 * 0.9, "\(bytes) bytes in \(seconds) s at 40KB/s")
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
     /// A bulk stream from the source carries a budget of chunks; a copy that needs
     /// more streams than one opens the next at once, with no retry delay, so even
     /// `--retry-seconds 0` (no retries at all) moves a shard of hundreds of
