@@ -107,16 +107,21 @@ public final class Iterator {
     /// position is past the stopping entry (somewhere in its batch): seek again
     /// before reusing it.
     ///
+    /// - parameters:
+    ///   - firstBatchEntries: entries of the first batch, doubling batch after batch up
+    ///     to `maxBatchEntries` (for a caller that will likely stop early: a scan of a
+    ///     few entries copies a few, and one that skips many still takes big batches).
     /// - throws: ``RocksDBError`` when iteration fails, or what `body` throws.
-    public func forEach(batchBytes: Int = 64 << 10, maxBatchEntries: Int = 1024,
+    public func forEach(batchBytes: Int = 64 << 10, maxBatchEntries: Int = 1024, firstBatchEntries: Int? = nil,
                         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        var batchEntries = max(1, min(firstBatchEntries ?? maxBatchEntries, maxBatchEntries))
         var capacity = batchBytes
         var buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
         defer { buffer.deallocate() }
         while true {
             var used = 0, needed = 0
             let count = try withPointer { p in
-                sharddb_iter_next_batch(p, buffer.assumingMemoryBound(to: CChar.self), capacity, maxBatchEntries, &used, &needed)
+                sharddb_iter_next_batch(p, buffer.assumingMemoryBound(to: CChar.self), capacity, batchEntries, &used, &needed)
             }
             if count == 0 {
                 if needed > 0 {  // one entry larger than the buffer: grow and retry
@@ -136,6 +141,7 @@ public final class Iterator {
                 offset += 8 + keyLength + valueLength
                 if try !body(key, value) { return }
             }
+            batchEntries = min(batchEntries * 2, maxBatchEntries)
         }
         try checkStatus()
     }

@@ -24,6 +24,8 @@ let benchmarks: @Sendable () -> Void = {
     // Per record: one batch of 1000 puts decoded per 1000 scaled iterations.
     Benchmark("WriteBatchDecoder 1000-put batch (per record)") { benchmark in
         let data = batchData(count: 1000)
+        benchmark.startMeasurement()
+        defer { benchmark.stopMeasurement() }
         data.withUnsafeBytes { bytes in
             var remaining = benchmark.scaledIterations.count
             while remaining > 0 {

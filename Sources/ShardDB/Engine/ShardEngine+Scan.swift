@@ -117,7 +117,7 @@ extension ShardEngine {
                         let bounds = shard.descriptor.range.storedBounds
                         let iterator = try database.makeIterator(in: family, lowerBound: bounds.lower, upperBound: bounds.upper)
                         iterator.seekToFirst()
-                        try iterator.forEach(batchBytes: batchBytes(remaining), maxBatchEntries: min(remaining, 1024)) { k, v in
+                        try iterator.forEach(firstBatchEntries: remaining) { k, v in
                             let more = try visit(shard.id, k, v)
                             if !more { stop = true }
                             return more
@@ -145,7 +145,7 @@ extension ShardEngine {
                     if let to, !from.lexicographicallyPrecedes(to) { return }
                     let iterator = try database.makeIterator(in: family, lowerBound: from, upperBound: to)
                     iterator.seekToFirst()
-                    try iterator.forEach(batchBytes: batchBytes(remaining), maxBatchEntries: min(remaining, 1024)) { k, v in
+                    try iterator.forEach(firstBatchEntries: remaining) { k, v in
                         let more = try visit(shard.id, k, v)
                         if !more { stop = true }
                         return more
@@ -160,11 +160,6 @@ extension ShardEngine {
             visited += 1
         }
     }
-
-    /// The batch buffer for a scan that shows at most `remaining` more entries: a
-    /// scan of a few entries (a seek and one read) copies a few entries across the
-    /// C boundary, not a full batch of them. (Expired entries it skips cost more batches.)
-    private func batchBytes(_ remaining: Int) -> Int { remaining >= 256 ? 64 << 10 : 4096 }
 
     /// `shard` as the current table has it (and that table's generation), after
     /// any fence on it resolved; nil when it is no longer an active shard of this

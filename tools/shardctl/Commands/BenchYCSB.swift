@@ -160,7 +160,8 @@ struct YCSBRunner {
             var values = BenchValues(minimumSize: YCSBWorkload.recordSize)
             var scrambled = ZipfianGenerator(items: Self.scrambledItemCount, zetan: Self.scrambledZetan)
             var latest = ZipfianGenerator(items: recordCount)
-            var tallies = Array(repeating: ThreadTally(), count: YCSBWorkload.Operation.allCases.count)
+            var tallies = Array(repeating: ThreadTally(timesEachOperation: driver.settings.histogram),
+                                count: YCSBWorkload.Operation.allCases.count)
             let ops = operationCount / threads + (index < operationCount % threads ? 1 : 0)
 
             func chooseKeynum() -> Int {
@@ -202,8 +203,9 @@ struct YCSBRunner {
                     try values.withNext(YCSBWorkload.recordSize) { try engine.put(key, $0) }
                     bytes = key.count + YCSBWorkload.recordSize
                 case .insert:
+                    // Acknowledged even if the put fails (the run then ends): reads must not wait on it.
+                    defer { inserted.acknowledge(keynum) }
                     try values.withNext(YCSBWorkload.recordSize) { try engine.put(key, $0) }
-                    inserted.acknowledge(keynum)
                     bytes = key.count + YCSBWorkload.recordSize
                 case .scan:
                     try engine.scan(ScanRequest(start: key, limit: scanLength)) { entry in
