@@ -182,14 +182,20 @@ final class RemoteMigrationTests: XCTestCase {
         let client = RoutingClient(workspace: workspace)
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
-        let migrate = Task.detached {
-            try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
-                              "--token-file", workspace.tokenFile, "--retry-seconds", "60", "--json"])
+        let before = await client.acknowledged.count
+        let migrate = Task {
+            try await onThread {
+                try Shardctl.run(["migrate", "--from", a.address.description, "--to", b.address.description, "--shard", "0",
+                                  "--token-file", workspace.tokenFile, "--retry-seconds", "60", "--json"])
+            }
         }
-        XCTAssertTrue(b.waitForExit(timeout: 60), "the target was not killed in the catch-up")
+        let killed = try await onThread { b.waitForExit(timeout: 60) }
+        XCTAssertTrue(killed, "the target was not killed in the catch-up")
         try b.restart()
         let result = try await migrate.value
         XCTAssertEqual(result.status, 0, "the migration resumes once the target is back: \(result.stderr)")
+        let during = await client.acknowledged.count
+        XCTAssertGreaterThan(during, before, "writes went on while the target was down and back")
         writer.cancel()
         _ = await writer.value
         await client.close()  // (dial the restarted target afresh)

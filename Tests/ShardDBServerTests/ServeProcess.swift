@@ -283,3 +283,12 @@ func assertOwnership(_ instances: [RemoteInstance], keyGroups: Int = Partitionin
                    "key groups without exactly one owner: \(owners.enumerated().filter { $0.element != 1 }.prefix(5).map { "\($0.offset)x\($0.element)" })",
                    file: file, line: line)
 }
+
+/// Runs blocking `body` (waiting for a child process) on a thread of its own: on
+/// 2 cores the concurrency pool has two threads, and blocking them would starve
+/// the test's own writer and clients.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}

@@ -124,5 +124,5 @@ func runConcurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
     ready.wait()
     for _ in 0..<count { go.signal() }
-    finished.wait()
+    if finished.wait(timeout: .now() + 600) == .timedOut { XCTFail("runConcurrently: a worker still runs after 10 minutes") }
 }

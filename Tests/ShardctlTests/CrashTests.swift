@@ -25,11 +25,13 @@ final class CrashTests: ShardctlTestCase {
         // Two work directories: synchronous writes (every acknowledged write survives)
         // and asynchronous ones (the recovered state is a prefix of the history).
         let workdirs = [(path("sync"), ["--sync"]), (path("async"), [])]
+        var through: [String: Int] = [:]  // the operation each work directory verified through
         for (workdir, mode) in workdirs {
             try shardctl(["stress", workdir, "--seed", "\(seed)", "--ops", "300"] + mode)
+            let verified = try shardctl(["stress", workdir, "--verify-only"])
+            through[workdir] = try XCTUnwrap(Self.numbers(in: verified.stdout, after: ["through operation "])[0], verified.stdout)
         }
         var failures: [String] = []
-        var through: [String: Int] = [:]  // the operation each work directory verified through
         var advancing = 0
         var pointsHit: [String: Int] = [:]
         var randomKills = 0, finishedRuns = 0
@@ -66,14 +68,16 @@ final class CrashTests: ShardctlTestCase {
             // kill keeps the page cache, so nothing acknowledged may be lost even without
             // --sync (stress itself accepts an unsynced loss, which an OS crash can cause).
             let numbers = Self.numbers(in: verify.stdout, after: ["through operation ", "("])
-            if let lostCount = numbers[1], lostCount > 0 {
+            guard let reached = numbers[0], let lostCount = numbers[1] else {
+                failures.append("cycle \(cycle): verify printed no 'through operation N (L acknowledged lost)': \(verify.stdout)")
+                break
+            }
+            if lostCount > 0 {
                 failures.append("cycle \(cycle) (\(workdir), point \(point ?? "random")): \(lostCount) acknowledged operations lost to a process kill: \(verify.stdout)")
                 break
             }
-            if let reached = numbers[0] {
-                if reached > (through[workdir] ?? 0) { advancing += 1 }
-                through[workdir] = reached
-            }
+            if reached > (through[workdir] ?? 0) { advancing += 1 }
+            through[workdir] = reached
         }
         let summary = "crash test: \(cycles) cycles in \(Int(Date().timeIntervalSince(started))) s, seed \(seed): "
             + "\(randomKills) random kills, \(pointsHit.values.reduce(0, +)) at failure points "
@@ -84,8 +88,9 @@ final class CrashTests: ShardctlTestCase {
         // Two cycles in three arm a point: if none ever fired, the points are not being
         // armed (SHARDDB_FAILPOINTS broken) and every cycle was only a random kill.
         if cycles >= 9 { XCTAssertFalse(pointsHit.isEmpty, "no failure point fired: \(summary)") }
-        // A driver that hangs (killed at its deadline, like a random kill) makes no progress.
-        if failures.isEmpty { XCTAssertGreaterThanOrEqual(advancing, cycles / 3, "the workload advanced in \(advancing) of \(cycles) cycles") }
+        // A driver that hangs (killed at its deadline, like a random kill) makes no
+        // progress in any cycle; one killed early on a loaded machine only in some.
+        if failures.isEmpty && cycles >= 6 { XCTAssertGreaterThan(advancing, 0, "the workload never advanced in \(cycles) cycles") }
     }
 
     /// The integers that follow each of `markers` in `text`, each marker looked for

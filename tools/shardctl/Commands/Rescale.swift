@@ -77,7 +77,7 @@ struct Rescale: AsyncParsableCommand {
             // A move a crash left in doubt (its target committed, its source still fenced)
             // is recorded by both owners, and the plan would refuse its range as owned
             // twice: such moves are finished first, by the journals (docs/MIGRATION.md).
-            // Nothing else is settled: another coordinator's migration may be running.
+            // Nothing else is settled here (each move's migrate settles its own direction).
             var settled: [String] = []
             if !dryRun && descriptions.values.contains(where: { !$0.unfinishedMigrations.isEmpty }) {
                 let specs = opened.keys.sorted()
