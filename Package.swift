@@ -86,8 +86,10 @@ let package = Package(
             path: "tools/shardctl",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
-        .testTarget(name: "RocksDBTests", dependencies: ["RocksDB", "CRocksDBShim"], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "ShardDBTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        // Helpers the test targets share (one copy of each); linked only into tests.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "RocksDBTests", dependencies: ["RocksDB", "CRocksDBShim", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "ShardDBTests", dependencies: ["ShardDB", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardctlTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(
             name: "ShardDBServerTests",

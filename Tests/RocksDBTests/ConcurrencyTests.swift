@@ -1,5 +1,6 @@
 import Foundation
 import RocksDB
+import TestSupport
 import XCTest
 
 final class ConcurrencyTests: XCTestCase {

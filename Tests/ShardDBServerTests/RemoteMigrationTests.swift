@@ -18,6 +18,16 @@ final class RemoteMigrationTests: XCTestCase {
         }
     }
 
+    /// What reading through `client` must show: its acknowledged writes, and every
+    /// `every`-th of the `loaded` keys (Workspace.makeInstance's values) it did not overwrite.
+    private func expectedContents(_ client: RoutingClient, loaded: Int, every: Int, valueSize: Int) async -> [String: String] {
+        var expected = await client.acknowledged
+        for i in stride(from: 0, to: loaded, by: every) where expected["key-\(i)"] == nil {
+            expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: valueSize)
+        }
+        return expected
+    }
+
     private func shardctl(_ arguments: [String]) async throws -> Shardctl.Result {
         try await Task.detached { try Shardctl.run(arguments) }.value
     }
@@ -65,8 +75,7 @@ final class RemoteMigrationTests: XCTestCase {
         }
         XCTAssertGreaterThan(redirected, 10)
 
-        var expected = await client.acknowledged
-        for i in stride(from: 0, to: 20_000, by: 10) where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 100) }
+        let expected = await expectedContents(client, loaded: 20_000, every: 10, valueSize: 100)
         try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
         try await assertOwnership([source, target])
 
@@ -102,8 +111,7 @@ final class RemoteMigrationTests: XCTestCase {
             }
             XCTAssertEqual(Double(owned), Double(Partitioning.defaultKeyGroups) / 3, accuracy: 2)
         }
-        var expected = await client.acknowledged
-        for i in stride(from: 0, to: 6000, by: 10) where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 100) }
+        let expected = await expectedContents(client, loaded: 6000, every: 10, valueSize: 100)
         // Ask the last instance first: redirects work from any entry point.
         try await verify(client, expected: expected, uncertain: await client.uncertain, via: c.address)
         await client.close()
@@ -159,8 +167,7 @@ final class RemoteMigrationTests: XCTestCase {
         try await assertOwnership([source, target])
         let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }.count
         XCTAssertEqual(targetShards, 1)
-        var expected = await client.acknowledged
-        for i in 0..<8000 where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 400) }
+        let expected = await expectedContents(client, loaded: 8000, every: 1, valueSize: 400)
         try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
         await client.close()
         await source.close()
@@ -202,8 +209,7 @@ final class RemoteMigrationTests: XCTestCase {
 
         let source = try workspace.client(a.address), target = try workspace.client(b.address)
         try await assertOwnership([source, target])
-        var expected = await client.acknowledged
-        for i in stride(from: 0, to: 4000, by: 10) where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 200) }
+        let expected = await expectedContents(client, loaded: 4000, every: 10, valueSize: 200)
         try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
         await client.close()
         await source.close()
@@ -278,8 +284,7 @@ final class RemoteMigrationTests: XCTestCase {
         let targetUnfinished = try await target.describeInstance().unfinishedMigrations.count
         XCTAssertEqual(sourceUnfinished, 0, point)
         XCTAssertEqual(targetUnfinished, 0, point)
-        var expected = await client.acknowledged
-        for i in stride(from: 0, to: 8000, by: 10) where expected["key-\(i)"] == nil { expected["key-\(i)"] = "value-\(i)-" + String(repeating: "x", count: 400) }
+        let expected = await expectedContents(client, loaded: 8000, every: 10, valueSize: 400)
         try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
 
         // Whatever was decided, the instances work on: move the rest of the state over.

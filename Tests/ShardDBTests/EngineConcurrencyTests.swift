@@ -1,6 +1,7 @@
 import Foundation
 import ShardDB
 import Synchronization
+import TestSupport
 import XCTest
 
 final class EngineConcurrencyTests: XCTestCase {

@@ -105,24 +105,3 @@ final class ManagedAtomicFlag: @unchecked Sendable {
     func finish() { condition.lock(); finished = true; condition.broadcast(); condition.unlock() }
     func waitFinished() { condition.lock(); while !finished { condition.wait() }; condition.unlock() }
 }
-
-/// Runs `body(0..<count)` on `count` threads of their own, started together, and
-/// waits for all of them. (`DispatchQueue.concurrentPerform` runs at most as many
-/// iterations at once as there are CPUs, in order: on 2 cores its last ones start
-/// only after the first finish, and "alongside" tests then overlap nothing.)
-func runConcurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    let ready = DispatchGroup(), go = DispatchSemaphore(value: 0), finished = DispatchGroup()
-    for index in 0..<count {
-        ready.enter()
-        finished.enter()
-        Thread {
-            ready.leave()
-            go.wait()
-            body(index)
-            finished.leave()
-        }.start()
-    }
-    ready.wait()
-    for _ in 0..<count { go.signal() }
-    if finished.wait(timeout: .now() + 600) == .timedOut { XCTFail("runConcurrently: a worker still runs after 10 minutes") }
-}

@@ -2,6 +2,7 @@ import Foundation
 import RocksDB
 import ShardDB
 import Synchronization
+import TestSupport
 import XCTest
 
 final class TTLTests: XCTestCase {
