@@ -28,6 +28,23 @@ final class RemoteMigrationTests: XCTestCase {
         return expected
     }
 
+    /// Every key group has one owner between `a` and `b` (after `check`, given their
+    /// clients), every expected value reads back through `client`; then both stop cleanly.
+    private func assertOwnedAndStop(_ client: RoutingClient, _ a: ServeProcess, _ b: ServeProcess, _ workspace: Workspace,
+                                    loaded: Int, every: Int, valueSize: Int,
+                                    check: (RemoteInstance, RemoteInstance) async throws -> Void = { _, _ in }) async throws {
+        let source = try workspace.client(a.address), target = try workspace.client(b.address)
+        try await assertOwnership([source, target])
+        try await check(source, target)
+        let expected = await expectedContents(client, loaded: loaded, every: every, valueSize: valueSize)
+        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
+        await client.close()
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
     private func shardctl(_ arguments: [String]) async throws -> Shardctl.Result {
         try await Task.detached { try Shardctl.run(arguments) }.value
     }
@@ -163,17 +180,10 @@ final class RemoteMigrationTests: XCTestCase {
         writer.cancel()
         _ = await writer.value
 
-        let source = try workspace.client(a.address), target = try workspace.client(b.address)
-        try await assertOwnership([source, target])
-        let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }.count
-        XCTAssertEqual(targetShards, 1)
-        let expected = await expectedContents(client, loaded: 8000, every: 1, valueSize: 400)
-        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
-        await client.close()
-        await source.close()
-        await target.close()
-        XCTAssertEqual(a.terminate(), 0)
-        XCTAssertEqual(b.terminate(), 0)
+        try await assertOwnedAndStop(client, a, b, workspace, loaded: 8000, every: 1, valueSize: 400) { _, target in
+            let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }.count
+            XCTAssertEqual(targetShards, 1)
+        }
     }
 
     /// The target dies in the catch-up (kill -9 at its first applied change
@@ -207,15 +217,7 @@ final class RemoteMigrationTests: XCTestCase {
         _ = await writer.value
         await client.close()  // (dial the restarted target afresh)
 
-        let source = try workspace.client(a.address), target = try workspace.client(b.address)
-        try await assertOwnership([source, target])
-        let expected = await expectedContents(client, loaded: 4000, every: 10, valueSize: 200)
-        try await verify(client, expected: expected, uncertain: await client.uncertain, via: a.address)
-        await client.close()
-        await source.close()
-        await target.close()
-        XCTAssertEqual(a.terminate(), 0)
-        XCTAssertEqual(b.terminate(), 0)
+        try await assertOwnedAndStop(client, a, b, workspace, loaded: 4000, every: 10, valueSize: 200)
     }
 
     /// One side dies (kill -9 at a failure point) mid-migration; after a
