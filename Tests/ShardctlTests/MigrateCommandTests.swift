@@ -209,6 +209,31 @@ final class MigrateCommandTests: ShardctlTestCase {
         try assertPartitioned(entries, over: [a, b])
     }
 
+    /// On a terminal a migration draws its progress on stderr (a line redrawn in
+    /// place); off one it draws nothing (the other tests). `script` gives it a
+    /// pseudo-terminal.
+    func testProgressIsDrawnOnATerminal() throws {
+        let scriptTool = "/usr/bin/script"
+        guard FileManager.default.isExecutableFile(atPath: scriptTool) else { throw XCTSkip("no \(scriptTool) (util-linux)") }
+        let (a, _) = try makeSource("A", count: 200)
+        let b = path("B")
+        try shardctl(["init", b, "--shards", "0", "--like", a])
+        let command = [try ShardctlProcess.executable.path, "migrate", "--from", a, "--to", b, "--shard", "1"]
+            .map { "'" + $0 + "'" }.joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: scriptTool)
+        process.arguments = ["-qec", command, "/dev/null"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("\r\u{1B}[Kprepare: "), "a progress line, redrawn in place: \(text.debugDescription)")
+        XCTAssertTrue(text.contains("migrated "), text)
+    }
+
     /// A rescale after a move killed in doubt (the target committed, the source not):
     /// it settles the move first by the journals instead of refusing the range as
     /// owned twice; a dry run, which changes nothing, says so instead.
