@@ -334,7 +334,7 @@ final class ColumnFamilySlot: @unchecked Sendable {
     /// Why the handle is nil: the family was dropped, or the database closed.
     func unusable(_ name: String) -> RocksDBError {
         let family = name.isEmpty ? "column family" : "column family \(name)"
-        return dropped ? RocksDBError.dropped(name.isEmpty ? "" : name) : RocksDBError.closed(family)
+        return dropped ? RocksDBError.dropped(name) : RocksDBError.closed(family)
     }
 }
 

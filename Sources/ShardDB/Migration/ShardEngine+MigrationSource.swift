@@ -380,13 +380,13 @@ extension ShardEngine: MigrationSource {
         try FailurePoints.hit("migration.source.before-cleanup")
         let familyName = "shard-\(plan.sourceShard)"
         let wholeShardMoved = table.shard(id: plan.sourceShard).map { !$0.isActive } ?? true
+        // The commit went to the WAL unsynced (commitOutgoingLocked). Dropping a family
+        // or files is a synced manifest edit that would outlive a commit lost in a power
+        // cut: the shard would be `active` in a journal still `fenced`, with no family,
+        // and the instance would not open. So the commit is made durable first (behind
+        // the write-failure latch, as prepareCutover's sync).
+        try bookkeepingWrite { try database.flushWAL(sync: true) }
         try storage(path) {
-            // The commit went to the WAL unsynced (commitOutgoingLocked). Dropping a family
-            // or files is a synced manifest edit that would outlive a commit lost in a power
-            // cut: the shard would be `active` in a journal still `fenced`, with no family,
-            // and the instance would not open. So the commit is made durable first.
-            try diskSpace.checkNotFailed()
-            try database.flushWAL(sync: true)
             if wholeShardMoved {
                 if database.columnFamilyNames.contains(familyName) { try database.dropColumnFamily(named: familyName) }
             } else if let family = table.shard(id: plan.sourceShard)?.family {

@@ -26,8 +26,9 @@ struct Checkpoint: ParsableCommand {
             abstract: "Checkpoint an instance into a store (created if missing) while it may be written.",
             discussion: """
                 Refused (exit status 2, nothing changed) while the store holds a checkpoint with \
-                damaged files (one missing, its meta file unreadable): RocksDB would delete its remaining files. Inspect it with 'list' and 'verify', then \
-                drop it with 'purge --drop-damaged'.
+                damaged files (one missing, its meta file unreadable): RocksDB would delete its \
+                remaining files. Inspect it with 'list' and 'verify', then drop it with \
+                'purge --drop-damaged'.
                 """)
 
         @OptionGroup var instance: InstanceOptions

@@ -79,7 +79,8 @@ struct Rescale: AsyncParsableCommand {
             // twice: such moves are finished first, by the journals (docs/MIGRATION.md).
             // Nothing else is settled here (each move's migrate settles its own direction).
             var settled: [String] = []
-            if !dryRun && descriptions.values.contains(where: { !$0.unfinishedMigrations.isEmpty }) {
+            let unfinished = descriptions.values.contains { !$0.unfinishedMigrations.isEmpty }
+            if !dryRun && unfinished {
                 let specs = opened.keys.sorted()
                 for (i, a) in specs.enumerated() {
                     for b in specs[(i + 1)...] {
@@ -93,7 +94,7 @@ struct Rescale: AsyncParsableCommand {
             var plan: RescalePlan
             do {
                 plan = try RescalePlanner.plan(current: fromSpecs.map { descriptions[$0]! }, targets: toSpecs.map { descriptions[$0]! })
-            } catch let error as ShardDBError where dryRun && descriptions.values.contains(where: { !$0.unfinishedMigrations.isEmpty }) {
+            } catch let error as ShardDBError where dryRun && unfinished {
                 throw ShardDBError(error.code, error.message + " (a migration is unfinished: a rescale without --dry-run "
                     + "finishes one left in doubt first; 'shardctl migrate --resolve' settles any)")
             }
