@@ -40,7 +40,7 @@ for r in results:
     echo "smoke: ok   $name"
 }
 
-check "db_bench workloads, 1 thread" 6 --num 2000 --benchmarks fillseq,fillrandom,overwrite,readrandom,readseq,readwhilewriting --db "$dir/a"
+check "db_bench workloads, 1 thread" 8 --num 2000 --benchmarks fillseq,fillrandom,overwrite,readrandom,readseq,readwhilewriting,readrandomwriterandom,updaterandom --db "$dir/a"
 check "db_bench workloads, 2 threads" 4 --num 2000 --threads 2 --benchmarks fillrandom,readrandom,readseq,readwhilewriting --db "$dir/b"
 check "seekrandom (range partitioning)" 2 --num 2000 --benchmarks fillrandom,seekrandom --db "$dir/c"
 check "use_existing_db" 1 --num 2000 --benchmarks readrandom --use_existing_db --db "$dir/b"

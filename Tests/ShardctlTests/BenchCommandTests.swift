@@ -226,6 +226,40 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(lines.contains { $0.hasPrefix("readrandom") }, result.stdout)
     }
 
+    /// db_bench's mixes: readrandomwriterandom's reads and writes in the proportion
+    /// asked, updaterandom's read and write per operation, and the writes land
+    /// (a readrandom with the same seed then finds every key they wrote).
+    func testReadWriteMixesReadAndWriteAsAsked() throws {
+        // Half reads over keys fillseq wrote: every read finds its key.
+        var (settings, results) = try report(["--num", "1000", "--reads", "1000", "--readwritepercent", "50", "--seed", "301",
+                                              "--benchmarks", "fillseq,readrandomwriterandom"])
+        XCTAssertEqual(settings["readWritePercent"] as? Int, 50)
+        try assertMeasured(results[1])
+        XCTAssertEqual(results[1]["ops"] as? Int, 1000)
+        XCTAssertEqual(results[1]["writes"] as? Int, 500)
+        XCTAssertEqual(results[1]["found"] as? Int, 500)
+
+        // Writes only, on an empty database: nothing read, then a readrandom drawing the
+        // same keys finds each of them.
+        (_, results) = try report(["--num", "1000", "--reads", "700", "--readwritepercent", "0", "--seed", "301",
+                                   "--benchmarks", "readrandomwriterandom,readrandom"])
+        XCTAssertEqual(results[0]["ops"] as? Int, 700)
+        XCTAssertEqual(results[0]["writes"] as? Int, 700)
+        XCTAssertEqual(results[0]["found"] as? Int, 0)
+        XCTAssertEqual(results[1]["found"] as? Int, 700)
+
+        // updaterandom on an empty database: a read finds only a key drawn before (by
+        // either thread), and every key it drew is written.
+        (_, results) = try report(["--num", "1000", "--reads", "600", "--threads", "2", "--seed", "301",
+                                   "--benchmarks", "updaterandom,readrandom"])
+        try assertMeasured(results[0])
+        XCTAssertEqual(results[0]["ops"] as? Int, 1200)
+        XCTAssertNil(results[0]["writes"])
+        let found = try XCTUnwrap(results[0]["found"] as? Int)
+        XCTAssertTrue(found > 0 && found < 1200, "\(results[0])")
+        XCTAssertEqual(results[1]["found"] as? Int, 1200)
+    }
+
     func testBadInputExitsWithStatus2AndOneLine() throws {
         let cases: [[String]] = [
             ["--benchmarks", "fillrandom,nosuchworkload"],
@@ -238,6 +272,8 @@ final class BenchCommandTests: XCTestCase {
             ["--options", "no_such_option=1"],
             ["--benchmarks", "seekrandom", "--partitioning", "hash"],
             ["--benchmarks", "fillrandom", "--histogram", "maybe"],
+            ["--benchmarks", "readrandomwriterandom", "--readwritepercent", "101"],
+            ["--benchmarks", "readrandomwriterandom", "--readwritepercent", "-1"],
         ]
         // Options that exclude each other are a usage error.
         let usage = try BenchCLI.run(["bench", "--db", root.appendingPathComponent("bad").path, "--benchmarks", "readrandom", "--workload", "ycsb-a"])

@@ -23,10 +23,13 @@ struct WorkloadBench: ParsableCommand {
         abstract: "Measure ShardDB with db_bench's workloads and flags, or YCSB's core workloads.",
         discussion: """
             db_bench workloads (--benchmarks, comma-separated, run in order on one database): \
-            fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting; \
+            fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting, \
+            readrandomwriterandom (reads and writes of random keys, --readwritepercent of them reads), \
+            updaterandom (a read, then a write of the same random key, as one operation); \
             waitforcompaction is no measurement: it waits until no flush or compaction is pending \
             or running, so the workload after it starts on a settled database. As in db_bench, \
-            each thread does --num writes or --reads reads; fill* start from a fresh database; \
+            each thread does --num writes or --reads reads (the mixes: --reads operations); \
+            fill* start from a fresh database; \
             readwhilewriting runs --threads readers plus one writer and reports the reads. \
             YCSB (--workload ycsb-a ... ycsb-f): load --recordcount 1 KB records, then run \
             --operationcount operations with YCSB's proportions and request distributions.
@@ -48,6 +51,10 @@ struct WorkloadBench: ParsableCommand {
 
     @Option(name: .customLong("reads"), parsing: .unconditional, help: "Reads per thread; negative: --num.")
     var reads = -1
+
+    @Option(name: .customLong("readwritepercent"), parsing: .unconditional,
+            help: "readrandomwriterandom: the percentage of operations that are reads (db_bench's default 90).")
+    var readWritePercent = 90
 
     @Option(name: .customLong("key_size"), parsing: .unconditional, help: "Key size in bytes.")
     var keySize = 16
@@ -152,6 +159,9 @@ struct WorkloadBench: ParsableCommand {
         guard threads > 0 else { throw invalid("--threads must be positive, got \(threads)") }
         guard threads <= 1024 else { throw invalid("--threads must be at most 1024, got \(threads)") }
         guard num <= 1 << 40 else { throw invalid("--num must be at most \(1 << 40), got \(num)") }
+        guard (0...100).contains(readWritePercent) else {
+            throw invalid("--readwritepercent must be between 0 and 100, got \(readWritePercent)")
+        }
         guard duration >= 0 else { throw invalid("--duration must not be negative, got \(duration)") }
         guard duration <= 31_536_000 else { throw invalid("--duration must be at most a year (31536000 s), got \(duration)") }
         guard (1...ShardEngine.maxKeySize).contains(keySize) else {
@@ -230,7 +240,7 @@ struct WorkloadBench: ParsableCommand {
             .joined(separator: ";")
 
         let settings = BenchSettings(
-            num: num, reads: reads < 0 ? num : reads, keySize: ycsb == nil ? keySize : 23,
+            num: num, reads: reads < 0 ? num : reads, readWritePercent: readWritePercent, keySize: ycsb == nil ? keySize : 23,
             valueSize: ycsb == nil ? valueSize : YCSBWorkload.recordSize, threads: threads,
             duration: duration, seed: seed == 0 ? UInt64(DispatchTime.now().uptimeNanoseconds) : seed,
             shards: shards, partitioning: "\(scheme)", compression: compressionType, writeBufferSize: writeBufferSize,
@@ -253,6 +263,8 @@ struct BenchPlan {
 struct BenchSettings: Encodable {
     var num: Int
     var reads: Int
+    /// readrandomwriterandom's share of reads, in percent.
+    var readWritePercent: Int
     var keySize: Int
     var valueSize: Int
     var threads: Int

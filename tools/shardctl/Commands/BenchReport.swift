@@ -13,8 +13,11 @@ struct BenchResult: Encodable {
     var mbPerSecond: Double
     /// Absent when no operation was timed (`--histogram false`, waitforcompaction).
     var latencyMicros: Latency?
-    /// Reads that found a value (readrandom, readwhilewriting, seekrandom).
+    /// Reads that found a value (readrandom, readwhilewriting, seekrandom,
+    /// readrandomwriterandom, updaterandom).
     var found: Int?
+    /// readrandomwriterandom's writes (counted in `ops`; the rest are reads).
+    var writes: Int?
     /// Writes by readwhilewriting's background writer (not counted in `ops`).
     var backgroundWrites: Int?
 
@@ -71,6 +74,7 @@ struct BenchReport: Encodable {
         }
         var found = result.found.map { "\($0)" } ?? "-"
         if let writes = result.backgroundWrites { found += " (+\(writes) writes)" }
+        if let writes = result.writes { found += " (\(writes) writes)" }
         print(line([
             result.name, "\(result.threads)", "\(result.ops)", String(format: "%.2f", result.seconds),
             String(format: "%.0f", result.opsPerSecond), String(format: "%.1f", result.mbPerSecond),

@@ -6,6 +6,11 @@ import Synchronization
 /// db_bench's workloads, by db_bench's names.
 enum BenchWorkload: String, CaseIterable {
     case fillseq, fillrandom, overwrite, readrandom, readseq, seekrandom, readwhilewriting
+    /// Reads and writes of random keys in one thread, `--readwritepercent` of them reads
+    /// (db_bench's mix: the reads of each group of 100 first, then its writes).
+    case readrandomwriterandom
+    /// A read, then a write, of the same random key as one operation (db_bench's).
+    case updaterandom
     /// Not a measurement: waits until no flush or compaction is pending or running,
     /// so the workload after it starts on a settled database (db_bench's name).
     case waitforcompaction
@@ -17,6 +22,13 @@ enum BenchWorkload: String, CaseIterable {
     /// fillseq writes keys in order, as db_bench's does, only without a hashed key-group
     /// prefix in front of them: range partitioning is its default (hash stays possible).
     var prefersOrderedKeys: Bool { needsOrderedKeys || self == .fillseq }
+    /// Workloads that read keys which may be absent, so their results count the ones found.
+    var reportsFound: Bool {
+        switch self {
+        case .readrandom, .readwhilewriting, .seekrandom, .readrandomwriterandom, .updaterandom: true
+        default: false
+        }
+    }
 }
 
 /// db_bench's keys: the index as 8 big-endian bytes, padded with '0' to the key
@@ -123,6 +135,8 @@ struct ThreadTally {
     var finish: UInt64 = 0
     /// readwhilewriting's background writer: not part of the reported result.
     var isBackgroundWriter = false
+    /// readrandomwriterandom's writes (counted in `ops` too).
+    var writes = 0
 
     /// Whether every operation is timed; without it there are no latencies.
     var timesEachOperation = true
@@ -235,6 +249,9 @@ final class BenchDriver: @unchecked Sendable {
             case .fillseq: return try self.write(engine, sequential: true, ops: s.num, deadline: nil, random: &random)
             case .fillrandom, .overwrite: return try self.write(engine, sequential: false, ops: writes, deadline: deadline, random: &random)
             case .readrandom: return try self.readRandom(engine, ops: reads, deadline: deadline, random: &random)
+            case .readrandomwriterandom, .updaterandom:
+                return try self.readWriteRandom(engine, update: workload == .updaterandom, ops: reads, deadline: deadline,
+                                                random: &random)
             case .readseq: return try self.readSequential(engine, entries: s.reads)
             case .seekrandom: return try self.seekRandom(engine, ops: reads, deadline: deadline, random: &random)
             case .waitforcompaction: return try self.waitForCompaction(engine)
@@ -254,9 +271,8 @@ final class BenchDriver: @unchecked Sendable {
         let measured = tallies.filter { !$0.isBackgroundWriter }
         let writer = tallies.first { $0.isBackgroundWriter }
         var result = BenchResult(name: workload.rawValue, threads: s.threads, tallies: measured)
-        if workload == .readrandom || workload == .readwhilewriting || workload == .seekrandom {
-            result.found = measured.reduce(0) { $0 + $1.found }
-        }
+        if workload.reportsFound { result.found = measured.reduce(0) { $0 + $1.found } }
+        if workload == .readrandomwriterandom { result.writes = measured.reduce(0) { $0 + $1.writes } }
         if let writer { result.backgroundWrites = writer.ops }
         return result
     }
@@ -315,6 +331,52 @@ final class BenchDriver: @unchecked Sendable {
             if let length = try engine.withValue(forKey: storedKey, { $0.count }) {
                 tally.found += 1
                 tally.bytes += s.keySize + length
+            }
+            now = tally.record(since: now)
+            i += 1
+        }
+        tally.finish = monotonicNanoseconds()
+        return tally
+    }
+
+    /// db_bench's readrandomwriterandom (`update` false) and updaterandom (`update` true)
+    /// over keys uniform in `0..<num`, `ops` operations or until `deadline`.
+    ///
+    /// readrandomwriterandom: each operation is a read or a write; of each group of 100,
+    /// the first `--readwritepercent` are reads, the rest writes, as db_bench orders them.
+    /// updaterandom: each operation reads a key, then writes it (whether or not it was found).
+    /// Reads are zero-copy, as db_bench's `Get` into a reused string costs no allocation.
+    func readWriteRandom(_ engine: ShardEngine, update: Bool, ops: Int, deadline: UInt64?,
+                         random: inout BenchRandom) throws -> ThreadTally {
+        let s = settings
+        var values = BenchValues(minimumSize: s.valueSize)
+        var tally = ThreadTally(timesEachOperation: s.histogram)
+        let key = BenchKeys.buffer(size: s.keySize)
+        defer { key.deallocate() }
+        let storedKey = UnsafeRawBufferPointer(key)
+        tally.start = monotonicNanoseconds()
+        var now = tally.start
+        var readsLeft = 0, writesLeft = 0
+        var i = 0
+        while i < ops {
+            if i & 63 == 0, let deadline, now &- tally.start >= deadline { break }
+            BenchKeys.write(random.uniform(s.num), into: key)
+            if readsLeft == 0 && writesLeft == 0 { (readsLeft, writesLeft) = (s.readWritePercent, 100 - s.readWritePercent) }
+            let reads = update || readsLeft > 0
+            if reads {
+                if let length = try engine.withValue(forKey: storedKey, { $0.count }) {
+                    tally.found += 1
+                    tally.bytes += s.keySize + length
+                }
+                if !update { readsLeft -= 1 }
+            }
+            if update || !reads {
+                try values.withNext(s.valueSize) { value in try engine.put(storedKey, value) }
+                tally.bytes += s.keySize + s.valueSize
+                if !update {
+                    writesLeft -= 1
+                    tally.writes += 1
+                }
             }
             now = tally.record(since: now)
             i += 1
