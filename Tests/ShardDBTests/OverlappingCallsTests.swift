@@ -116,6 +116,62 @@ final class OverlappingCallsTests: XCTestCase {
     }
 }
 
+extension OverlappingCallsTests {
+    /// Serialized calls of one migration exclude each other, and a call lock lives
+    /// only while a call holds or waits for it: overlapping calls, and a late call
+    /// that passed its journal check just before the commit forgot the migration,
+    /// leave none behind (such a late call used to leave one for good).
+    func testCallLocksExcludeAndLeaveNothingBehind() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target, plan, snapshot) = try await prepared(dir)
+        defer { source.close(); target.close() }
+        for i in 0..<30 { try source.put("key-\(i)", "change-\(i)") }
+        let second = overlapping(at: "migration.source.reading-changes") {
+            try source.readChanges(plan, from: snapshot + 1, maxRecords: 10)
+        }
+        let chunk = try source.readChanges(plan, from: snapshot + 1, maxRecords: 10)
+        _ = try second.wait().get()
+        try target.applyChanges(plan, chunk)
+        XCTAssertEqual(source.migrationRuntime.callLockCount, 0)
+        XCTAssertEqual(target.migrationRuntime.callLockCount, 0)
+
+        let rest = try source.readChanges(plan, from: chunk.nextSequence, maxRecords: 1000)
+        try target.applyChanges(plan, rest)
+        let final = try source.fenceOutgoing(plan)
+        XCTAssertEqual(final, rest.nextSequence - 1)
+        try target.commitIncoming(plan, finalSequence: final)
+        XCTAssertEqual(try target.getString("key-29"), "change-29")
+        // The late call: past its check, it reaches the call lock after the commit.
+        target.migrationRuntime.serialized(plan.id) {}
+        XCTAssertEqual(target.migrationRuntime.callLockCount, 0)
+
+        // Exclusion: a second caller waits (it holds its place in the table) until the first leaves.
+        let runtime = MigrationRuntime()
+        let inside = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let secondEntered = Awaited<Bool>()
+        Thread.detachNewThread {
+            runtime.serialized("m") {
+                inside.signal()
+                release.wait()
+            }
+        }
+        inside.wait()
+        let firstLeft = Awaited<Bool>()
+        Thread.detachNewThread {
+            runtime.serialized("m") { secondEntered.set(.success(firstLeft.isSet)) }
+        }
+        // Once the second caller has taken its place, it is blocked on the first's lock.
+        let deadline = Date().addingTimeInterval(60)
+        while runtime.callLockUsers("m") < 2 && Date() < deadline { usleep(1000) }
+        XCTAssertEqual(runtime.callLockUsers("m"), 2)
+        firstLeft.set(.success(true))
+        release.signal()
+        XCTAssertEqual(try secondEntered.wait().get(), true, "the second call ran after the first left")
+        while runtime.callLockCount > 0 && Date() < deadline { usleep(1000) }
+        XCTAssertEqual(runtime.callLockCount, 0)
+    }
+}
+
 /// A result another thread leaves for the test.
 private final class Awaited<Value>: @unchecked Sendable {
     private let condition = NSCondition()
@@ -137,6 +193,13 @@ private final class Awaited<Value>: @unchecked Sendable {
             if !condition.wait(until: deadline) { return .failure(TimedOut()) }
         }
         return stored!
+    }
+
+    /// Whether a result was left (without waiting).
+    var isSet: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stored != nil
     }
 
     struct TimedOut: Error {}

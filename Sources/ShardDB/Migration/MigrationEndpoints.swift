@@ -319,21 +319,41 @@ final class MigrationRuntime: @unchecked Sendable {
     private var snapshots: [String: Snapshot] = [:]
     private var readers: [String: ChangelogReader] = [:]
     private var fences: [String: Fence] = [:]
-    private var callLocks: [String: NSRecursiveLock] = [:]
+    /// The call locks of migrations with a serialized call running or waiting; each
+    /// is removed when its last user leaves, so ids (journaled or not, finished or
+    /// not) leave nothing behind.
+    private var callLocks: [String: CallLock] = [:]
+
+    private final class CallLock {
+        let lock = NSRecursiveLock()
+        /// Calls holding or waiting for `lock` (guarded by the runtime's lock).
+        var users = 0
+    }
 
     /// Runs `body` while no other serialized call of migration `id` runs (reading
     /// its changelog on a source, applying chunks on a target).
     func serialized<R>(_ id: String, _ body: () throws -> R) rethrows -> R {
         let callLock = withLock {
-            if let existing = callLocks[id] { return existing }
-            let created = NSRecursiveLock()
-            callLocks[id] = created
-            return created
+            let entry = callLocks[id] ?? CallLock()
+            callLocks[id] = entry
+            entry.users += 1
+            return entry
         }
-        callLock.lock()
-        defer { callLock.unlock() }
+        defer {
+            withLock {
+                callLock.users -= 1
+                if callLock.users == 0 { callLocks[id] = nil }
+            }
+        }
+        callLock.lock.lock()
+        defer { callLock.lock.unlock() }
         return try body()
     }
+
+    /// Call locks alive: those of calls running or waiting (for tests).
+    var callLockCount: Int { withLock { callLocks.count } }
+    /// Calls of `id` holding or waiting for its call lock (for tests).
+    func callLockUsers(_ id: String) -> Int { withLock { callLocks[id]?.users ?? 0 } }
 
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
         lock.lock()
@@ -362,7 +382,6 @@ final class MigrationRuntime: @unchecked Sendable {
         let snapshot: Snapshot? = withLock {
             readers[id] = nil
             fences[id] = nil
-            callLocks[id] = nil  // (a call holding it keeps its reference)
             return snapshots.removeValue(forKey: id)
         }
         snapshot?.release()

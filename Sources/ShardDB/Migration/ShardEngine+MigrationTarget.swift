@@ -332,7 +332,7 @@ extension ShardEngine: MigrationTarget {
     public func applyBulk(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
         // One call per migration at a time: a late retry overlapping the call it
         // repeats (or a newer one) would read the progress before the other wrote it.
-        try checkPrepared(plan)  // (before a call lock is made for the id)
+        try checkPrepared(plan)  // (refused before waiting for the call lock)
         try migrationRuntime.serialized(plan.id) { try applyBulkSerialized(plan, chunks) }
     }
 
@@ -542,7 +542,7 @@ extension ShardEngine: MigrationTarget {
             return true
         }
         guard committedNow else { return }
-        migrationRuntime.clear(plan.id)  // (its call lock)
+        migrationRuntime.clear(plan.id)
         // Table files sent for an import that did not happen (the bulk went as entries).
         if let sent = try? tableImportDirectory(plan.id) { try? FileManager.default.removeItem(atPath: sent) }
         if plan.overlap != nil {
@@ -687,7 +687,7 @@ extension ShardEngine: MigrationTarget {
         // Under the shard-map lock, which a commit also takes: the two never both run.
         let aborted = try shardMapLock.withLock { _ in try abortIncomingLocked(plan) }
         guard aborted else { return }
-        migrationRuntime.clear(plan.id)  // (its call lock)
+        migrationRuntime.clear(plan.id)
         logger.debug("migration aborted (target)", metadata: ["id": "\(plan.id)"])
     }
 
