@@ -405,6 +405,8 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","ttl":0}"# + "\n", "\"ttl\" must be a positive"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","keyHex":"62","value":"1"}"# + "\n", "both"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":1}"# + "\n", "\"value\" must be a string"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","value":"2"}"# + "\n", "\"value\" appears twice"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","k\u0065y":"key-2","value":"1"}"# + "\n", "\"key\" appears twice"),
             // stress
             Case(["stress", p("stress-work"), "--ops", "5", "--max-value-bytes", "99999999999"], "--max-value-bytes"),
             Case(["stress", p("good-token"), "--ops", "5"], "cannot create the work directory"),

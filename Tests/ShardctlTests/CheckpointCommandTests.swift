@@ -98,6 +98,8 @@ final class CheckpointCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/backups/private/77"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: store + "/backups/new"))
         try assertFails(["checkpoint", "create", instance, "--store", store, "--metadata", "novalue"], mentioning: "key=value")
+        try assertFails(["checkpoint", "create", instance, "--store", store, "--metadata", "a=1", "--metadata", "a=2"],
+                        mentioning: "'a' twice")
         let other = try makeInstance("other", keys: 10)
         try assertFails(["checkpoint", "create", other, "--store", store], mentioning: "belongs to instance")
         XCTAssertEqual(try listed(store).count, 1)

@@ -239,6 +239,14 @@ final class FoundationCommandTests: ShardctlTestCase {
         try shardctl(["import", fromJSONL, "--format", "jsonl"], stdin: jsonl)
         XCTAssertEqual(try exported(fromJSONL), expected)
 
+        // A name repeated inside a nested object, or inside a string, is not a repeated field
+        // (a repeated top-level field is refused: BadInputCommandTests).
+        let nested = path("nested")
+        try shardctl(["init", nested, "--shards", "1"])
+        try shardctl(["import", nested, "--format", "jsonl"],
+                     stdin: #"{"key":"k","note":{"key":"inner","value":[{"key":1}]},"value":"v \",\"key\":\"x"}"# + "\n")
+        XCTAssertEqual(try exported(nested), [Array("k".utf8): Array(#"v ","key":"x"#.utf8)])
+
         // --shard exports one shard.
         let perShard = try (0..<3).map { try jsonLines(try shardctl(["export", source, "--shard", "\($0)", "--format", "jsonl"]).stdout).count }
         XCTAssertEqual(perShard.reduce(0, +), tricky.count)

@@ -51,7 +51,9 @@ struct Checkpoint: ParsableCommand {
                     guard parts.count == 2, !parts[0].isEmpty else {
                         throw ShardDBError(.invalidArgument, "--metadata expects key=value, got '\(item)'")
                     }
-                    pairs[String(parts[0])] = String(parts[1])
+                    guard pairs.updateValue(String(parts[1]), forKey: String(parts[0])) == nil else {
+                        throw ShardDBError(.invalidArgument, "--metadata gives '\(parts[0])' twice")
+                    }
                 }
                 return pairs
             }

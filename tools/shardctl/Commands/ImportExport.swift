@@ -112,6 +112,7 @@ struct Import: ParsableCommand {
             do { record = try JSONDecoder().decode(JSONRecord.self, from: Data(line.utf8)) } catch let error as DecodingError {
                 throw TextFormatError(Self.describe(error, line: line))
             }
+            if let name = JSONObjectFields.repeated(in: line) { throw TextFormatError("the field \"\(name)\" appears twice") }
             var entryTTL = try record.ttl.map { try parseTTL($0, name: "\"ttl\"") } ?? defaultTTL
             if record.ttl == nil, let expiresAt = record.expiresAt {
                 guard expiresAt >= 0 else { throw TextFormatError("\"expiresAt\" must be milliseconds since the epoch (not negative), got \(expiresAt)") }

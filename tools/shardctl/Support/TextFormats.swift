@@ -89,6 +89,56 @@ struct JSONRecord: Codable {
     }
 }
 
+/// The names of a JSON object's own fields (not those of nested objects), in order,
+/// escapes decoded. For a line the decoder accepted: JSONDecoder quietly keeps one
+/// of two fields with the same name, and which one is not ours to guess.
+enum JSONObjectFields {
+    static func names(in line: String) -> [String] {
+        let bytes = Array(line.utf8)
+        var names: [String] = []
+        var depth = 0
+        var expectingName = false
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") { end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1 }
+                if depth == 1 && expectingName {
+                    let raw = Array(bytes[i...min(end, bytes.count - 1)])
+                    if raw.contains(UInt8(ascii: "\\")),
+                       let decoded = try? JSONSerialization.jsonObject(with: Data(raw), options: .fragmentsAllowed) as? String {
+                        names.append(decoded)
+                    } else {
+                        names.append(String(decoding: raw.dropFirst().dropLast(), as: UTF8.self))
+                    }
+                    expectingName = false
+                }
+                i = end
+            case UInt8(ascii: "{"):
+                depth += 1
+                expectingName = depth == 1
+            case UInt8(ascii: "["):
+                depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                expectingName = depth == 1
+            default:
+                break
+            }
+            i += 1
+        }
+        return names
+    }
+
+    /// The first field name that occurs twice, if any.
+    static func repeated(in line: String) -> String? {
+        var seen = Set<String>()
+        return names(in: line).first { !seen.insert($0).inserted }
+    }
+}
+
 struct TextFormatError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
