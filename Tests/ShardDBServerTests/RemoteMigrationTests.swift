@@ -103,6 +103,47 @@ final class RemoteMigrationTests: XCTestCase {
         XCTAssertEqual(b.terminate(), 0)
     }
 
+    /// `migrate --range` between processes under load: a range at one end of a shard
+    /// moves as entries into a new shard, then the rest of the shard merges into that
+    /// one (`--merge-into`); each key group has one owner and every acknowledged write
+    /// reads back.
+    func testRangeMoveThenMergeBetweenProcessesUnderLoad() async throws {
+        let workspace = try Workspace("RemoteRange")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 4, keys: 8000), tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let client = RoutingClient(workspace: workspace)
+        let writer = startWriter(client, via: a.address)
+        let common = ["--from", a.address.description, "--to", b.address.description, "--token-file", workspace.tokenFile, "--json"]
+        func report(_ result: Shardctl.Result) throws -> [String: Any] {
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        }
+
+        let first = try report(try await shardctl(["migrate", "--shard", "1", "--range", "1024..1536"] + common))
+        XCTAssertEqual(first["range"] as? String, "kg[1024,1536)")
+        XCTAssertEqual(first["bulkTransfer"] as? String, "entries", "part of a shard moves as entries")
+        XCTAssertGreaterThan(first["keysCopied"] as? Int ?? 0, 500)
+        let newShard = try XCTUnwrap(first["targetShard"] as? Int)
+
+        let second = try report(try await shardctl(["migrate", "--shard", "1", "--range", "1536..2048",
+                                                    "--merge-into", "\(newShard)"] + common))
+        XCTAssertEqual(second["range"] as? String, "kg[1536,2048)")
+        XCTAssertEqual(second["targetShard"] as? Int, newShard)
+        writer.cancel()
+        let written = await writer.value
+        XCTAssertGreaterThan(written, 50)
+
+        try await assertOwnedAndStop(client, a, b, workspace, loaded: 8000, every: 10, valueSize: 100) { source, target in
+            let targetShards = try await target.describeInstance().shards.filter { $0.state == .active }
+            XCTAssertEqual(targetShards.map(\.id), [newShard])
+            guard case .keyGroups(let grown) = targetShards.first?.range else { return XCTFail("\(targetShards)") }
+            XCTAssertEqual(grown.lowerBound, 1024)
+            XCTAssertEqual(grown.upperBound, 2048)
+            let sourceActive = try await source.describeInstance().shards.filter { $0.state == .active }.map(\.id)
+            XCTAssertFalse(sourceActive.contains(1), "shard 1 left the source: \(sourceActive)")
+        }
+    }
+
     func testRescaleOneProcessToThree() async throws {
         let workspace = try Workspace("RemoteRescale")
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000), tokenFile: workspace.tokenFile)
