@@ -93,6 +93,30 @@ final class CrashTests: ShardctlTestCase {
         if failures.isEmpty && cycles >= 6 { XCTAssertGreaterThan(advancing, 0, "the workload never advanced in \(cycles) cycles") }
     }
 
+    /// A move the oracle did not record (here: made behind the driver's back, as a
+    /// recovery that rolled back a finished migration would leave things) keeps every
+    /// key group owned once and every value readable, so only the oracle's owners
+    /// catch it: verify fails and names the key group.
+    func testVerifyCatchesAnOwnerTheOracleDoesNotExpect() throws {
+        let workdir = path("owners")
+        try shardctl(["stress", workdir, "--seed", "11", "--ops", "120"])
+        let oracle = try String(contentsOfFile: workdir + "/oracle.jsonl", encoding: .utf8)
+        let recovered = try XCTUnwrap(try jsonLines(oracle).last)
+        XCTAssertEqual(recovered["type"] as? String, "recovered")
+        let owners = try XCTUnwrap(recovered["owners"] as? String)
+        XCTAssertEqual(owners.count, 64)
+        XCTAssertTrue(owners.allSatisfy { $0 == "a" || $0 == "b" }, owners)
+        try shardctl(["stress", workdir, "--verify-only"])
+
+        let (from, to) = owners.contains("a") ? ("a", "b") : ("b", "a")
+        let shard = try XCTUnwrap(try shards(workdir + "/" + from).first { $0["state"] as? String == "active" }?["id"] as? Int)
+        try shardctl(["migrate", "--from", workdir + "/" + from, "--to", workdir + "/" + to, "--shard", "\(shard)"])
+        let verify = try ShardctlProcess.run(["stress", workdir, "--verify-only"])
+        XCTAssertEqual(verify.status, 2, verify.stderr)
+        XCTAssertTrue(verify.stderr.contains("stress verify: ownership: key group "), verify.stderr)
+        XCTAssertTrue(verify.stderr.contains("the oracle expects \(from)"), verify.stderr)
+    }
+
     /// The integers that follow each of `markers` in `text`, each marker looked for
     /// after the previous one (nil from the first one missing).
     static func numbers(in text: String, after markers: [String]) -> [Int?] {

@@ -15,9 +15,10 @@ struct Stress: AsyncParsableCommand {
 
             Before running, and with --verify-only, it opens both instances, settles unfinished \
             migrations both ways, and checks: every key group owned by exactly one active shard \
-            across 'a' and 'b'; the contents equal the oracle's history up to a point that \
+            across 'a' and 'b', on the instance where the last finished migration put it; the contents equal the oracle's history up to a point that \
             includes every acknowledged write (--sync; without it, any prefix: no holes); every \
-            listed checkpoint verifies, restores, and holds the contents just before its operation. \
+            listed checkpoint verifies, restores, and holds the contents and the key groups of 'a' \
+            just before its operation. \
             docs/CRASH_TESTING.md describes the oracle. Exit status 2 on any failed check.
             """)
 
@@ -87,7 +88,11 @@ struct Stress: AsyncParsableCommand {
     func check(layout: StressLayout, oracle: inout Oracle, a: ShardEngine, b: ShardEngine, writer: OracleWriter) async throws {
         let settled = try await failingAsync { try await Self.settleMigrations(a, b) }
         var problems: [String] = []
-        problems += Self.checkShardMaps(a, b)
+        let owners = Self.owners(a, b)
+        problems += Self.checkShardMaps(owners)
+        if let acceptable = oracle.acceptableOwners() {
+            problems += Self.checkOwnership(owners, acceptable: acceptable)
+        }
         let recovered: [String: [UInt8]]
         do { recovered = try Self.contents(a, b, problems: &problems) } catch {
             fail("stress verify: cannot read the instances: \(error)")
@@ -110,7 +115,8 @@ struct Stress: AsyncParsableCommand {
             for problem in problems { writeStandardError(Data("shardctl: error: stress verify: \(problem)\n".utf8)) }
             throw ExitCode(2)
         }
-        try failing { try writer.append(OracleLine(type: .recovered, through: through, lost: lost), durable: true) }
+        let ownerLetters = owners.map { $0.first.map { String($0.prefix(1)) } ?? "?" }.joined()
+        try failing { try writer.append(OracleLine(type: .recovered, through: through, lost: lost, owners: ownerLetters), durable: true) }
         oracle.settle(through: through)
         print("verified: \(recovered.count) keys through operation \(through) (\(lost) acknowledged lost), "
             + "\(checkpoints) checkpoints restored, \(settled.count) migrations settled")
@@ -121,8 +127,8 @@ struct Stress: AsyncParsableCommand {
         try await MigrationCoordinator.resolveUnfinished(between: a, and: b)
     }
 
-    /// Every key group must be owned by exactly one active shard across both instances.
-    static func checkShardMaps(_ a: ShardEngine, _ b: ShardEngine) -> [String] {
+    /// The active shards owning each key group across both instances ("a/shard-3").
+    static func owners(_ a: ShardEngine, _ b: ShardEngine) -> [[String]] {
         var owners = [[String]](repeating: [], count: keyGroups)
         for (name, engine) in [("a", a), ("b", b)] {
             for shard in engine.shardDescriptors where shard.state == .active {
@@ -130,9 +136,28 @@ struct Stress: AsyncParsableCommand {
                 for kg in range.lowerBound..<min(range.upperBound, keyGroups) { owners[kg].append("\(name)/shard-\(shard.id)") }
             }
         }
+        return owners
+    }
+
+    /// Every key group must be owned by exactly one active shard across both instances.
+    static func checkShardMaps(_ owners: [[String]]) -> [String] {
         var problems: [String] = []
         for (kg, owner) in owners.enumerated() where owner.count != 1 {
             problems.append("shard maps: key group \(kg) is owned by \(owner.isEmpty ? "no active shard" : owner.joined(separator: " and "))")
+        }
+        return problems
+    }
+
+    /// Each key group's owner must be the one the oracle expects: where the last
+    /// migration that returned moved it (a recovery must not undo a finished move),
+    /// either side of a migration that did not return.
+    static func checkOwnership(_ owners: [[String]], acceptable: [Set<String>]) -> [String] {
+        var problems: [String] = []
+        for (kg, owner) in owners.enumerated() where owner.count == 1 && kg < acceptable.count {
+            let instance = String(owner[0].prefix { $0 != "/" })
+            if !acceptable[kg].contains(instance) {
+                problems.append("ownership: key group \(kg) is owned by \(owner[0]); the oracle expects \(acceptable[kg].sorted().joined(separator: " or "))")
+            }
         }
         return problems
     }
@@ -169,12 +194,26 @@ struct Stress: AsyncParsableCommand {
                 _ = try store.restore(id: info.id, to: target)
                 let engine = try ShardEngine.open(at: target)
                 defer { engine.close() }
+                if let owners = oracle.ownersAtCheckpoint[op] {
+                    // The checkpoint holds a's shard map of that moment: exactly a's key groups.
+                    var owned = Set<Int>()
+                    for shard in engine.shardDescriptors where shard.state == .active {
+                        if case .keyGroups(let range) = shard.range { owned.formUnion(range.lowerBound..<range.upperBound) }
+                    }
+                    let expectedOwned = Set(owners.indices.filter { owners[$0] == "a" })
+                    if owned != expectedOwned {
+                        problems.append("checkpoint \(info.id) (before operation \(op)): owns key groups "
+                            + "\(owned.sorted().prefix(8)) ..., expected \(expectedOwned.sorted().prefix(8)) ... "
+                            + "(\(owned.symmetricDifference(expectedOwned).count) differ)")
+                    }
+                }
                 let expected = oracle.contents(before: op, pendingThrough: pendingThrough)
                 var found: [String: [UInt8]] = [:]
                 for entry in try engine.entries() { found[String(decoding: entry.key, as: UTF8.self)] = entry.value }
                 var wrong: [String] = []
                 for key in Set(expected.keys).union(found.keys).sorted() where expected[key] != found[key] {
-                    // Keys the checkpointed instance did not own are not in it.
+                    // Keys the checkpointed instance did not own are not in it (which key
+                    // groups it owned is checked above, where the oracle knows them).
                     if found[key] == nil {
                         do { _ = try engine.get(key); } catch let error as ShardDBError where error.code == .keyNotOwned { continue }
                     }

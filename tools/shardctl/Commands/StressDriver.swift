@@ -165,7 +165,8 @@ struct StressDriver {
         }
         let op = take()
         let detail = "\(from)->\(to) shard \(shard.id) \(range)" + (request.mergeInto.map { " merge into \($0)" } ?? "")
-        let intent = OracleLine(type: .intent, op: op, kind: "migrate", instance: from, writes: [], detail: detail)
+        let intent = OracleLine(type: .intent, op: op, kind: "migrate", instance: from, writes: [], detail: detail,
+                                move: OracleMove(from: from, to: to, lo: range.lowerBound, hi: range.upperBound))
         try writer.append(intent, durable: true)
         do {
             _ = try await source.migrate(request, to: target)

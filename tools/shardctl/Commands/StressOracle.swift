@@ -23,11 +23,23 @@ struct OracleLine: Codable {
     /// A range delete's range; its writes are derived when the oracle is read.
     var range: OracleRange?
     var detail: String?
+    /// A migration's move: which key groups go from which instance to which.
+    var move: OracleMove?
     var ok: Bool?
     var error: String?
     // recovered
     var through: Int?
     var lost: Int?
+    /// The owner ("a" or "b") of each key group after recovery, one letter per key group.
+    var owners: String?
+}
+
+/// Key groups `[lo, hi)` moving from instance `from` to instance `to`.
+struct OracleMove: Codable, Equatable {
+    var from: String
+    var to: String
+    var lo: Int
+    var hi: Int
 }
 
 /// A key's new state in an operation: a value (`v` names the operation and the
@@ -92,6 +104,7 @@ struct OracleOperation {
     var op: Int
     var kind: String
     var writes: [OracleWrite]
+    var move: OracleMove?
     /// nil: no result (in flight at a crash); false: it failed.
     var ok: Bool?
 }
@@ -107,6 +120,13 @@ struct Oracle {
     var pending: [OracleOperation] = []
     var settledRuns = 0
     var lostTotal = 0
+    /// The owner of each key group as the oracle knows it: the last recovery's, then
+    /// every migration of the pending run that returned; nil when an older oracle
+    /// recorded no owners at its last recovery.
+    var owners: [String]?
+    /// The owners when each checkpoint began (by operation), where known: a restored
+    /// checkpoint of `a` must own exactly `a`'s key groups of that moment.
+    var ownersAtCheckpoint: [Int: [String]] = [:]
 
     static func read(path: String) throws -> Oracle {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -128,6 +148,8 @@ struct Oracle {
             case .header:
                 header = line
                 oracle = Oracle(header: line)
+                // Instance a starts with every key group, b with none.
+                oracle?.owners = Array(repeating: "a", count: line.keyGroups ?? Stress.keyGroups)
             case .intent:
                 guard let op = line.op else { continue }
                 var writes = line.writes ?? []
@@ -137,12 +159,20 @@ struct Oracle {
                 }
                 for write in writes { running[write.k] = write.bytes }
                 byOp[op] = oracle?.pending.count
-                oracle?.pending.append(OracleOperation(op: op, kind: line.kind ?? "?", writes: writes, ok: nil))
+                oracle?.pending.append(OracleOperation(op: op, kind: line.kind ?? "?", writes: writes, move: line.move, ok: nil))
+                if line.kind == "checkpoint", let owners = oracle?.owners { oracle?.ownersAtCheckpoint[op] = owners }
+                // An oracle written before moves were recorded: owners unknown until a recovery names them.
+                if line.kind == "migrate" && line.move == nil { oracle?.owners = nil }
             case .result:
-                if let op = line.op, let index = byOp[op] { oracle?.pending[index].ok = line.ok ?? false }
+                if let op = line.op, let index = byOp[op] {
+                    oracle?.pending[index].ok = line.ok ?? false
+                    // A migration that returned has moved its key groups (and a crash must not undo that).
+                    if line.ok == true, let move = oracle?.pending[index].move { oracle?.apply(move) }
+                }
             case .recovered:
                 oracle?.settle(through: line.through ?? 0)
                 oracle?.lostTotal += line.lost ?? 0
+                oracle?.owners = line.owners.map { $0.map(String.init) }
                 byOp = [:]
                 running = oracle?.settled ?? [:]
             }
@@ -162,6 +192,25 @@ struct Oracle {
     }
 
     var nextOp: Int { max(history.last?.op ?? 0, pending.last?.op ?? 0) + 1 }
+
+    private mutating func apply(_ move: OracleMove) {
+        guard var current = owners, move.lo >= 0, move.lo <= move.hi, move.hi <= current.count else { return }
+        for kg in move.lo..<move.hi { current[kg] = move.to }
+        owners = current
+    }
+
+    /// The owners each key group may have now: the oracle's, or for the key groups of a
+    /// migration of the pending run that did not return (in flight at a crash, or
+    /// failed), its source or its target, as the recovery decided. nil when unknown.
+    func acceptableOwners() -> [Set<String>]? {
+        guard let owners else { return nil }
+        var acceptable = owners.map { Set([$0]) }
+        for operation in pending where operation.ok != true {
+            guard let move = operation.move, move.lo >= 0, move.lo <= move.hi, move.hi <= acceptable.count else { continue }
+            for kg in move.lo..<move.hi { acceptable[kg].insert(move.to) }
+        }
+        return acceptable
+    }
 
     /// Expected contents just before operation `op`, given the pending run settled through `through`.
     func contents(before op: Int, pendingThrough through: Int) -> [String: [UInt8]] {
