@@ -55,10 +55,9 @@ extension ShardEngine {
         }
         var descriptor = shard.descriptor
         change(&descriptor)
-        try bookkeepingWrite {
-            try database.put(Array(MetadataKey.shard(id).utf8), MetadataCoding.encode(ShardRecord(descriptor)),
-                             in: metadata, options: WriteOptions(sync: true))
-        }
+        let batch = WriteBatch()
+        try batch.put(Array(MetadataKey.shard(id).utf8), MetadataCoding.encode(ShardRecord(descriptor)), in: metadata)
+        try durableWrite(batch)
         updateTable { table in table.replacing(shards: table.shards.map { $0.id == id ? $0.with(descriptor) : $0 }) }
     }
 

@@ -47,6 +47,8 @@ public final class ShardEngine: @unchecked Sendable {
     let writeGate = ReadWriteLock(preferWriters: true)
     /// Snapshots, changelog readers and fences of migrations in progress.
     let migrationRuntime = MigrationRuntime()
+    /// Keeps bookkeeping records unread between their write and the end of its sync.
+    let bookkeepingGate = BookkeepingGate()
     /// Serializes changes to the shard map (read the table, pick ids, write shard
     /// records, swap the table): an instance can commit an incoming migration while
     /// it commits an outgoing split, and both add a shard record. Taken before the

@@ -73,7 +73,7 @@ extension ShardEngine {
     /// Every migration recorded in this instance's journal, oldest first.
     public func migrationJournal() throws -> [MigrationJournalEntry] {
         var entries: [MigrationJournalEntry] = []
-        try storage(path) {
+        try readBookkeeping { try storage(path) {
             let prefix = Array(MigrationKeys.journalPrefix.utf8)
             let iterator = try database.makeIterator(in: metadata, lowerBound: prefix, upperBound: KeyEncoding.prefixSuccessor(prefix))
             iterator.seekToFirst()
@@ -83,13 +83,14 @@ extension ShardEngine {
                 iterator.next()
             }
             try iterator.checkStatus()
-        }
+        } }
         return entries.sorted { $0.updatedAtMilliseconds < $1.updatedAtMilliseconds }
     }
 
     /// The journal entry of migration `id`, if any.
     public func migrationEntry(_ id: String) throws -> MigrationJournalEntry? {
-        guard let bytes = try storage(path, { try database.get(MigrationKeys.journal(id), in: metadata) }) else { return nil }
+        guard let bytes = try readBookkeeping({ try storage(path, { try database.get(MigrationKeys.journal(id), in: metadata) }) })
+        else { return nil }
         return try Self.decodeMeta(MigrationJournalEntry.self, bytes, key: "migration/\(id)", path: path)
     }
 
@@ -116,11 +117,11 @@ extension ShardEngine {
         try batch.put(MigrationKeys.journal(entry.plan.id), MetadataCoding.encode(entry), in: metadata)
     }
 
-    /// Writes the journal entry durably on its own.
+    /// Writes the journal entry durably on its own (``durableWrite(_:)``).
     func writeJournal(_ entry: MigrationJournalEntry) throws {
         let batch = WriteBatch()
         try journal(entry, in: batch)
-        try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
+        try durableWrite(batch)
     }
 
     /// The target's progress in `plan`'s migration, once the journal is known to
@@ -131,7 +132,8 @@ extension ShardEngine {
     }
 
     func progressRecord(_ id: String) throws -> MigrationProgressRecord? {
-        guard let bytes = try storage(path, { try database.get(MigrationKeys.progress(id), in: metadata) }) else { return nil }
+        guard let bytes = try readBookkeeping({ try storage(path, { try database.get(MigrationKeys.progress(id), in: metadata) }) })
+        else { return nil }
         return try Self.decodeMeta(MigrationProgressRecord.self, bytes, key: "migration-progress/\(id)", path: path)
     }
 }

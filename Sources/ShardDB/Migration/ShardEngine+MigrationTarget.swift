@@ -47,7 +47,7 @@ extension ShardEngine: MigrationTarget {
         entry.phase = .bulkCopy
         entry.snapshotSequence = snapshotSequence
         try journal(entry, in: batch)
-        try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
+        try durableWrite(batch)
         logger.debug("migration prepared (target)", metadata: ["id": "\(plan.id)", "range": "\(plan.range)"])
         return IncomingState(snapshotSequence: snapshotSequence, bulkResumeKey: nil, bulkDone: false, appliedThrough: snapshotSequence)
     }
@@ -227,7 +227,7 @@ extension ShardEngine: MigrationTarget {
             progress.bulkDone = true
             let batch = WriteBatch()
             try batch.put(MigrationKeys.progress(plan.id), MetadataCoding.encode(progress), in: metadata)
-            try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
+            try durableWrite(batch)
             return true
         }
     }
@@ -599,7 +599,7 @@ extension ShardEngine: MigrationTarget {
             entry.phase = .committed
             entry.finalSequence = finalSequence
             try journal(entry, in: batch)
-            try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
+            try durableWrite(batch)
         } catch {
             if let overlapFence { removeFence(overlapFence, outcome: .released) }
             throw error
@@ -721,7 +721,7 @@ extension ShardEngine: MigrationTarget {
         try batch.delete(MigrationKeys.progress(plan.id), in: metadata)
         entry.phase = .aborted
         try journal(entry, in: batch)
-        try bookkeepingWrite { try database.write(batch, options: WriteOptions(sync: true)) }
+        try durableWrite(batch)
         return true
     }
 }

@@ -1,0 +1,68 @@
+import Foundation
+import RocksDB
+
+/// Makes bookkeeping records (migration journal entries and progress, shard
+/// records) visible to the engine's own readers only once they are durable.
+///
+/// A RocksDB write with `sync` set fsyncs the write-ahead log inside RocksDB's
+/// write queue, so every write of every shard queued behind it waits for the
+/// disk: on a virtual disk, 10–20 ms per fsync, which stalled the writers of a
+/// migrating instance for about 50 ms per move (BENCHMARKS.md, "Live
+/// migration"). ``ShardEngine/durableWrite(_:)`` instead writes the batch
+/// unsynced and then syncs the log outside the queue (RocksDB's `SyncWAL`,
+/// which lets other writes go on meanwhile): the same durability when it
+/// returns, but the record sits in the memtable, readable, before the fsync
+/// ends. The gate closes that window: a durable write holds it from the write to
+/// the end of the sync, and every read of these records takes it, so no step of
+/// a migration acts on a record a crash could still take back.
+final class BookkeepingGate: @unchecked Sendable {
+    private let lock = NSLock()
+    /// Set when a sync failed after its batch was written: that record is in the
+    /// memtable but perhaps not on disk, so no reader may trust what it reads
+    /// until the instance is reopened (recovery then decides from the log).
+    private var syncFailed = false  // guarded by `lock`
+
+    func write(_ body: () throws -> Void, sync: () throws -> Void) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try body()
+        do { try sync() } catch {
+            syncFailed = true
+            throw error
+        }
+    }
+
+    func read<R>(_ body: () throws -> R) throws -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !syncFailed else {
+            throw ShardDBError(.storage, "a migration record could not be synced to disk; reopen the instance, "
+                + "whose recovery decides from the write-ahead log what was recorded")
+        }
+        return try body()
+    }
+}
+
+extension ShardEngine {
+    /// Writes a batch of bookkeeping records durably without holding up the
+    /// instance's other writers for the fsync (``BookkeepingGate``).
+    ///
+    /// - throws: ``ShardDBError`` `.storage` (the write or the sync failed; after
+    ///   a failed sync, reads of bookkeeping records fail until the instance is
+    ///   reopened), or the write-failure latch's error.
+    func durableWrite(_ batch: WriteBatch) throws {
+        try bookkeepingWrite {
+            try bookkeepingGate.write({ try database.write(batch, options: WriteOptions(sync: false)) },
+                                      sync: {
+                                          try FailurePoints.hit("bookkeeping.sync")
+                                          try database.flushWAL(sync: true)
+                                      })
+        }
+    }
+
+    /// Reads bookkeeping records once no durable write of them is between its
+    /// write and the end of its sync.
+    func readBookkeeping<R>(_ body: () throws -> R) throws -> R {
+        try bookkeepingGate.read(body)
+    }
+}
