@@ -68,6 +68,10 @@ public final class Options: @unchecked Sendable {
         set { flags.errorIfExists = newValue; rocksdb_options_set_error_if_exists(pointer, newValue ? 1 : 0) }
     }
 
+    /// Whether files (the WAL among them) are written through mmap (default false);
+    /// `SyncWAL` (``Database/flushWAL(sync:)``) is not supported with it.
+    public var allowMmapWrites: Bool { rocksdb_options_get_allow_mmap_writes(pointer) != 0 }
+
     /// Size of one memtable before it is flushed, in bytes.
     public func setWriteBufferSize(_ bytes: Int) { rocksdb_options_set_write_buffer_size(pointer, bytes) }
     /// Most memtables kept in memory per column family.

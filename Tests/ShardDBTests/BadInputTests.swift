@@ -136,6 +136,27 @@ final class BadInputTests: XCTestCase {
         return path
     }
 
+    /// RocksDB options the engine cannot work with are refused before anything is
+    /// created, and an existing instance opens untouched without them.
+    func testUnsupportedRocksDBOptionsAreRefused() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("instance")
+        var options = ShardEngineOptions.testing()
+        options.rocksDBOptions = "allow_mmap_writes=true"
+        assertShardDBError(.invalidArgument, try ShardEngine.create(at: path, shards: 1, options: options))
+        XCTAssertFalse(files.fileExists(atPath: path + "/CURRENT"))
+        assertShardDBError(.invalidArgument, try ShardEngine.validateRocksDBOptions("allow_mmap_writes=true"))
+        XCTAssertNoThrow(try ShardEngine.validateRocksDBOptions("allow_mmap_writes=false;max_background_jobs=2"))
+
+        let engine = try ShardEngine.create(at: path, shards: 1, options: .testing())
+        try engine.put("kept", "value")
+        engine.close()
+        assertShardDBError(.invalidArgument, try ShardEngine.open(at: path, options: options))
+        let reopened = try ShardEngine.open(at: path, options: .testing())
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.getString("kept"), "value")
+    }
+
     func testGarbledPartitioningRecordIsCorruptedMetadata() throws {
         let directory = TemporaryDirectory()
         let path = try instanceWithMetadata("partitioning", setTo: [0x00, 0xde, 0xad, 0x7b], in: directory)

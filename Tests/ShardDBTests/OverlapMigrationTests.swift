@@ -280,6 +280,35 @@ final class OverlapMigrationTests: XCTestCase {
         XCTAssertEqual(try target.contents().count, 100)
     }
 
+    /// An overlapping merge's commit writes the merged values into the live shard in
+    /// the same batch as the journal: when that write fails its sync, none of it is
+    /// applied, so lifting the overlap fence shows the target's own values, and the
+    /// journal stays readable for the roll-back.
+    func testAFailedCommitSyncShowsNoMergedValues() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock()
+        let (source, target) = try makeTwins(dir, clock: clock)
+        defer { source.close(); target.close() }
+        let keys = shardOneKeys(source, "k", count: 50)
+        for key in keys { try source.put(key, bytes("s")) }
+        for key in keys.prefix(20) { try target.put(key, bytes("t")) }
+        let targetBefore = try target.contents()
+        var request = MigrationRequest(shard: 1)
+        request.onConflict = .sourceWins
+        FailurePoints.arm("bookkeeping.sync-in-queue", action: .error)
+        do {
+            _ = try await source.migrate(request, to: target)
+            XCTFail("should fail")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .injectedFailure)
+        }
+        XCTAssertEqual(try target.contents(), targetBefore)
+        XCTAssertNoThrow(try target.migrationJournal())
+        _ = try await source.migrate(request, to: target)
+        XCTAssertEqual(text(try target.get(keys[0])), "s")
+        XCTAssertEqual(try target.contents().count, 50)
+    }
+
     /// Big chunks go in as ingested table files: the data arrives without passing
     /// through the target's write-ahead log, and no file is left behind.
     func testBulkCopyByIngestionIntoANewShard() async throws {

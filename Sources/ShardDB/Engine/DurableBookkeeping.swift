@@ -13,8 +13,10 @@ import RocksDB
 /// which lets other writes go on meanwhile): the same durability when it
 /// returns, but the record sits in the memtable, readable, before the fsync
 /// ends. The gate closes that window: a durable write holds it from the write to
-/// the end of the sync, and every read of these records takes it, so no step of
-/// a migration acts on a record a crash could still take back.
+/// the end of the sync, and every read of these records takes it, so no step
+/// acts on one of them before its sync returned. (Records written unsynced on
+/// purpose — catch-up progress, the source's commit — are what they were:
+/// their loss in a crash is repaired by the protocol, docs/MIGRATION.md.)
 final class BookkeepingGate: @unchecked Sendable {
     private let lock = NSLock()
     /// Set when a sync failed after its batch was written: that record is in the
@@ -50,8 +52,20 @@ extension ShardEngine {
     /// - throws: ``ShardDBError`` `.storage` (the write or the sync failed; after
     ///   a failed sync, reads of bookkeeping records fail until the instance is
     ///   reopened), or the write-failure latch's error.
-    func durableWrite(_ batch: WriteBatch) throws {
+    ///
+    /// - parameters:
+    ///   - syncInQueue: sync inside RocksDB's write queue, as a `sync` write does (other
+    ///     writers wait): for a batch that also carries data readers see without the gate
+    ///     (a merge commit's overlap values), which a failed sync must leave unapplied.
+    func durableWrite(_ batch: WriteBatch, syncInQueue: Bool = false) throws {
         try bookkeepingWrite {
+            if syncInQueue {
+                try bookkeepingGate.write({
+                    try FailurePoints.hit("bookkeeping.sync-in-queue")  // (a failed sync write applies nothing)
+                    try database.write(batch, options: WriteOptions(sync: true))
+                }, sync: {})
+                return
+            }
             try bookkeepingGate.write({ try database.write(batch, options: WriteOptions(sync: false)) },
                                       sync: {
                                           try FailurePoints.hit("bookkeeping.sync")

@@ -419,8 +419,19 @@ public final class ShardEngine: @unchecked Sendable {
             do { try base.apply(optionsString: extra) } catch {
                 throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(extra)': \(error)")
             }
+            try checkSupported(base, extra)
         }
         return base
+    }
+
+    /// Refuses RocksDB settings the engine cannot work with.
+    private static func checkSupported(_ options: Options, _ text: String) throws {
+        // Migration records are synced outside the write queue (SyncWAL: DurableBookkeeping.swift),
+        // which RocksDB refuses for a log written through mmap.
+        if options.allowMmapWrites {
+            throw ShardDBError(.invalidArgument, "RocksDB options '\(text)': allow_mmap_writes is not supported "
+                + "(ShardDB syncs its write-ahead log while writes go on, which mmap writes do not allow)")
+        }
     }
 
     /// Options for one shard's column family: the base options plus that shard's expiry filter
@@ -437,9 +448,11 @@ public final class ShardEngine: @unchecked Sendable {
 
     /// Checks an options string before an engine is opened with it.
     public static func validateRocksDBOptions(_ text: String) throws {
-        do { try Options().apply(optionsString: text) } catch {
+        let options = Options()
+        do { try options.apply(optionsString: text) } catch {
             throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(text)': \(error)")
         }
+        try checkSupported(options, text)
     }
 
     static func shardID(fromFamily name: String) -> Int? {

@@ -599,7 +599,9 @@ extension ShardEngine: MigrationTarget {
             entry.phase = .committed
             entry.finalSequence = finalSequence
             try journal(entry, in: batch)
-            try durableWrite(batch)
+            // The overlap's merged values go into the live family in this batch: a failed
+            // sync must leave them unapplied, since lifting the overlap fence would show them.
+            try durableWrite(batch, syncInQueue: plan.overlap != nil)
         } catch {
             if let overlapFence { removeFence(overlapFence, outcome: .released) }
             throw error
