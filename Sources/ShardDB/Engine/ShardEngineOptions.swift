@@ -36,6 +36,8 @@ public struct ShardEngineOptions: Sendable {
     /// a put; ShardDB turns it off like db_bench does. nil keeps RocksDB's default.
     public var threadPerfLevel: PerfLevel? = .disable
     /// Any other RocksDB options, by RocksDB's names (`"max_subcompactions=2;..."`), applied last.
+    /// `allow_mmap_writes=true` is refused (`.invalidArgument`): migration records are synced
+    /// while writes go on, which RocksDB does not allow for a log written through mmap.
     public var rocksDBOptions: String?
     /// How long a read or write of a range under migration cutover waits for the
     /// cutover to finish before failing with `.migrationInProgress`.
