@@ -117,6 +117,32 @@ final class CrashTests: ShardctlTestCase {
         XCTAssertTrue(verify.stderr.contains("the oracle expects \(from)"), verify.stderr)
     }
 
+    /// A put a migration's writer recorded as refused changed nothing: the oracle drops
+    /// it, so an acknowledged put after it still has to be there (with --sync).
+    func testARefusedPutChangesNothingInTheOracle() throws {
+        let workdir = path("refused")
+        try shardctl(["stress", workdir, "--seed", "3", "--ops", "40", "--sync"])
+        let oraclePath = workdir + "/oracle.jsonl"
+        let lines = try jsonLines(try String(contentsOfFile: oraclePath, encoding: .utf8))
+        let last = lines.compactMap { $0["op"] as? Int }.max() ?? 0
+        let (refused, acknowledged) = (last + 1, last + 2)
+        var owner = "a"
+        let probe = try ShardctlProcess.run(["get", workdir + "/a", "k00002"])
+        if probe.stderr.contains("not owned") || probe.stderr.contains("moved to") { owner = "b" }
+        var appended = #"{"type":"intent","op":\#(refused),"kind":"put","instance":"a","writes":[{"k":"k00001","v":"\#(refused).0","n":0}]}"# + "\n"
+            + #"{"type":"result","op":\#(refused),"ok":false,"refused":true,"error":"refused"}"# + "\n"
+            + #"{"type":"intent","op":\#(acknowledged),"kind":"put","instance":"\#(owner)","writes":[{"k":"k00002","v":"\#(acknowledged).0","n":0}]}"# + "\n"
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: oraclePath))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(appended.utf8))
+        try shardctl(["put", workdir + "/" + owner, "k00002", "\(acknowledged).0|"])
+        appended = #"{"type":"result","op":\#(acknowledged),"ok":true}"# + "\n"
+        try handle.write(contentsOf: Data(appended.utf8))
+        try handle.close()
+        let verified = try shardctl(["stress", workdir, "--verify-only"])
+        XCTAssertTrue(verified.stdout.contains("through operation \(acknowledged) (0 acknowledged lost)"), verified.stdout)
+    }
+
     /// The integers that follow each of `markers` in `text`, each marker looked for
     /// after the previous one (nil from the first one missing).
     static func numbers(in text: String, after markers: [String]) -> [Int?] {

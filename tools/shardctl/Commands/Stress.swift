@@ -10,8 +10,9 @@ struct Stress: AsyncParsableCommand {
             4 shards, 'b' with none), a checkpoint store 'checkpoints' of 'a', and the oracle \
             'oracle.jsonl' (outside the instances). The driver runs puts, deletes, cross-shard batches, \
             TTL puts (10-year TTLs), checkpoints of 'a' (purged to the last 2) and migrations of a \
-            shard or a range at one end of it between 'a' and 'b' (alternating direction), recording \
-            an fsync'd intent before each operation and its result after.
+            shard or a range at one end of it between 'a' and 'b' (alternating direction) while a \
+            writer thread puts to the moving range, recording an fsync'd intent before each \
+            operation and its result after.
 
             Before running, and with --verify-only, it opens both instances, settles unfinished \
             migrations both ways, and checks: every key group owned by exactly one active shard \

@@ -52,8 +52,14 @@ struct StressDriver {
     }
 
     /// The instance owning `key` by the current shard maps.
-    private func owner(of key: String) -> (String, ShardEngine)? {
-        let kg = Array(key.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Stress.keyGroups) }
+    private func owner(of key: String) -> (String, ShardEngine)? { Self.owner(of: key, a, b) }
+
+    static func keyGroup(of key: String) -> Int {
+        Array(key.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Stress.keyGroups) }
+    }
+
+    static func owner(of key: String, _ a: ShardEngine, _ b: ShardEngine) -> (String, ShardEngine)? {
+        let kg = keyGroup(of: key)
         for (name, engine) in [("a", a), ("b", b)] {
             for shard in engine.shardDescriptors where shard.state == .active {
                 if case .keyGroups(let r) = shard.range, r.contains(kg) { return (name, engine) }
@@ -168,11 +174,26 @@ struct StressDriver {
         let intent = OracleLine(type: .intent, op: op, kind: "migrate", instance: from, writes: [], detail: detail,
                                 move: OracleMove(from: from, to: to, lo: range.lowerBound, hi: range.upperBound))
         try writer.append(intent, durable: true)
+        // Puts to the moving range while it moves (through the bulk copy, the catch-up and
+        // the cutover): the oracle then checks that each acknowledged one is where the move
+        // left the range, and that the move lost none.
+        let moving = (0..<keys).map { String(format: "k%05d", $0) }.filter { range.contains(Self.keyGroup(of: $0)) }
+        let load = MigrationLoad(a: a, b: b, writer: writer, nextOp: nextOp, keys: moving,
+                                 seed: random.next(), maxValueBytes: min(maxValueBytes, 256))
+        load.start()
+        let outcome: Error?
         do {
             _ = try await source.migrate(request, to: target)
+            outcome = nil
         } catch {
-            try writer.append(OracleLine(type: .result, op: op, ok: false, error: "\(error)"), durable: true)
-            throw error
+            outcome = error
+        }
+        let (next, puts) = try load.finish()
+        nextOp = next
+        counts.putsDuringMigrations += puts
+        if let outcome {
+            try writer.append(OracleLine(type: .result, op: op, ok: false, error: "\(outcome)"), durable: true)
+            throw outcome
         }
         try writer.append(OracleLine(type: .result, op: op, ok: true), durable: false)
     }
@@ -197,8 +218,89 @@ struct StressDriver {
 
 struct StressCounts: CustomStringConvertible {
     var puts = 0, deletes = 0, rangeDeletes = 0, batches = 0, ttlPuts = 0, checkpoints = 0, migrations = 0
+    var putsDuringMigrations = 0
     var description: String {
-        "\(puts) puts, \(deletes) deletes, \(rangeDeletes) range deletes, \(batches) batches, \(ttlPuts) TTL puts, \(checkpoints) checkpoints, \(migrations) migrations"
+        "\(puts) puts, \(deletes) deletes, \(rangeDeletes) range deletes, \(batches) batches, \(ttlPuts) TTL puts, \(checkpoints) checkpoints, "
+            + "\(migrations) migrations (\(putsDuringMigrations) puts to their ranges while they ran)"
+    }
+}
+
+/// A migration's concurrent writer: puts to keys of the moving range, one at a time
+/// on a thread of its own, each recorded like the driver's operations (intent
+/// fsync'd, then result), so the driver's oracle stays sequential in its writes.
+/// A put the cutover refuses is tried again on whichever instance owns the key
+/// then; one refused every time is recorded as `refused` (it changed nothing).
+final class MigrationLoad: @unchecked Sendable {
+    private let a: ShardEngine, b: ShardEngine
+    private let writer: OracleWriter
+    private let keys: [String]
+    private let maxValueBytes: Int
+    private let lock = NSLock()
+    private var stopped = false  // guarded by `lock`
+    private var nextOp: Int
+    private var random: SplitMix64
+    private var puts = 0
+    private var failure: Error?
+    private let done = DispatchSemaphore(value: 0)
+    /// At most this many puts per migration (they are fsync'd one by one).
+    static let limit = 100
+
+    init(a: ShardEngine, b: ShardEngine, writer: OracleWriter, nextOp: Int, keys: [String], seed: UInt64, maxValueBytes: Int) {
+        self.a = a
+        self.b = b
+        self.writer = writer
+        self.nextOp = nextOp
+        self.keys = keys
+        self.random = SplitMix64(seed: seed)
+        self.maxValueBytes = max(0, maxValueBytes)
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            defer { done.signal() }
+            while puts < Self.limit, !keys.isEmpty, !lock.withLock({ stopped }) {
+                do { try putOne() } catch {
+                    failure = error
+                    return
+                }
+            }
+        }
+        thread.start()
+    }
+
+    /// Stops the writer and waits for it; returns the next free operation number and
+    /// the puts made. - throws: what failed a put (the driver stops, as for its own).
+    func finish() throws -> (nextOp: Int, puts: Int) {
+        lock.withLock { stopped = true }
+        done.wait()
+        if let failure { throw failure }
+        return (nextOp, puts)
+    }
+
+    private func putOne() throws {
+        let op = nextOp
+        nextOp += 1
+        let key = keys[Int.random(in: 0..<keys.count, using: &random)]
+        let change = OracleWrite(k: key, v: "\(op).0", n: Int.random(in: 0...maxValueBytes, using: &random))
+        let label = StressDriver.owner(of: key, a, b)?.0 ?? "?"
+        try writer.append(OracleLine(type: .intent, op: op, kind: "put", instance: label, writes: [change]), durable: true)
+        var refusal: ShardDBError?
+        for _ in 0..<10 {
+            guard let (_, engine) = StressDriver.owner(of: key, a, b) else { break }
+            do {
+                try engine.put(Array(key.utf8), change.bytes!, ttl: .never)
+                try writer.append(OracleLine(type: .result, op: op, ok: true), durable: false)
+                puts += 1
+                return
+            } catch let error as ShardDBError where error.code == .keyNotOwned || error.code == .migrationInProgress {
+                refusal = error  // mid-cutover: the fence decided, ask the owner now
+            } catch {
+                try writer.append(OracleLine(type: .result, op: op, ok: false, error: "\(error)"), durable: true)
+                throw error
+            }
+        }
+        try writer.append(OracleLine(type: .result, op: op, ok: false, error: "\(refusal.map { "\($0)" } ?? "no owner")",
+                                     refused: true), durable: true)
     }
 }
 

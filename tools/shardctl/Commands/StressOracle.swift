@@ -5,7 +5,8 @@ import ShardDB
 ///
 /// The driver is sequential: it appends an `intent` (fsync'd) before each
 /// operation and a `result` after it, so at most one operation per run is in
-/// flight when the process dies. Verification appends `recovered`, which settles
+/// flight when the process dies — besides a migration, whose concurrent writer
+/// runs its own puts one at a time. Verification appends `recovered`, which settles
 /// the run: its operations up to `through` took effect, later ones did not.
 struct OracleLine: Codable {
     enum Kind: String, Codable { case header, intent, result, recovered }
@@ -27,6 +28,9 @@ struct OracleLine: Codable {
     var move: OracleMove?
     var ok: Bool?
     var error: String?
+    /// A failed operation that certainly changed nothing (refused before writing:
+    /// the range was mid-cutover or owned elsewhere); the oracle drops its writes.
+    var refused: Bool?
     // recovered
     var through: Int?
     var lost: Int?
@@ -73,7 +77,9 @@ struct OracleRange: Codable, Equatable {
 }
 
 /// Appends to the oracle file; intents are fsync'd before the operation runs.
-final class OracleWriter {
+/// Thread-safe: a migration's concurrent writer appends beside the driver.
+final class OracleWriter: @unchecked Sendable {
+    private let lock = NSLock()
     private let descriptor: Int32
     private let encoder: JSONEncoder = {
         let e = JSONEncoder()
@@ -89,6 +95,8 @@ final class OracleWriter {
     deinit { close(descriptor) }
 
     func append(_ line: OracleLine, durable: Bool) throws {
+        lock.lock()
+        defer { lock.unlock() }
         var data = try encoder.encode(line)
         data.append(UInt8(ascii: "\n"))
         let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
@@ -166,6 +174,7 @@ struct Oracle {
             case .result:
                 if let op = line.op, let index = byOp[op] {
                     oracle?.pending[index].ok = line.ok ?? false
+                    if line.refused == true { oracle?.pending[index].writes = [] }
                     // A migration that returned has moved its key groups (and a crash must not undo that).
                     if line.ok == true, let move = oracle?.pending[index].move { oracle?.apply(move) }
                 }
