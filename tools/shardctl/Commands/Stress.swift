@@ -98,6 +98,7 @@ struct Stress: AsyncParsableCommand {
         do { recovered = try Self.contents(a, b, problems: &problems) } catch {
             fail("stress verify: cannot read the instances: \(error)")
         }
+        problems += Self.checkPointReads(a, b, keys: oracle.header.keys ?? 0, scanned: recovered)
         var through = oracle.nextOp - 1
         var lost = 0
         if let prefix = oracle.longestMatchingPrefix(recovered) {
@@ -174,6 +175,26 @@ struct Stress: AsyncParsableCommand {
             }
         }
         return result
+    }
+
+    /// Point reads must agree with the scans: every key of the workload, read from the
+    /// instance that owns it, gives what the scan listed (nothing for a key it did not list).
+    static func checkPointReads(_ a: ShardEngine, _ b: ShardEngine, keys: Int, scanned: [String: [UInt8]]) -> [String] {
+        var problems: [String] = []
+        for index in 0..<keys {
+            let key = String(format: "k%05d", index)
+            guard let (name, engine) = StressDriver.owner(of: key, a, b) else { continue }  // (the shard-map check reports it)
+            do {
+                let value = try engine.get(Array(key.utf8))
+                if value != scanned[key] {
+                    problems.append("key \(key): a read on \(name) gives \(Oracle.describe(value)), the scan \(Oracle.describe(scanned[key]))")
+                }
+            } catch {
+                problems.append("key \(key): a read on \(name) failed: \(error)")
+            }
+            if problems.count == 5 { break }
+        }
+        return problems
     }
 
     /// Verifies and restores every listed checkpoint and compares it with the oracle.
