@@ -78,7 +78,7 @@ struct Stress: AsyncParsableCommand {
         do {
             for _ in 0..<ops { try await driver.step() }
         } catch {
-            fail("stress: operation \(driver.nextOp - 1) failed: \(error)")
+            fail("stress: operation \(driver.failedOp ?? driver.nextOp - 1) failed: \(error)")
         }
         print(String(format: "stress: %d operations in %.1f s (%@)", ops, Date().timeIntervalSince(started), driver.counts.description))
         oracle = try failing { try Oracle.read(path: layout.oracle) }

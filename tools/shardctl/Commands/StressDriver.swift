@@ -13,6 +13,8 @@ struct StressDriver {
     let keys: Int
     let maxValueBytes: Int
     var counts = StressCounts()
+    /// The operation that failed, when it is not the last one taken (a migration's, or a put of its writer).
+    private(set) var failedOp: Int?
     private var migrations = 0
 
     /// Long enough that no value expires during a test, short enough not to overflow.
@@ -188,14 +190,20 @@ struct StressDriver {
         } catch {
             outcome = error
         }
-        let (next, puts) = try load.finish()
+        let (next, puts, putFailure) = load.finish()
         nextOp = next
         counts.putsDuringMigrations += puts
+        // The migration's result first, whatever a put of its writer did.
         if let outcome {
+            failedOp = op
             try writer.append(OracleLine(type: .result, op: op, ok: false, error: "\(outcome)"), durable: true)
             throw outcome
         }
         try writer.append(OracleLine(type: .result, op: op, ok: true), durable: false)
+        if let putFailure {
+            failedOp = putFailure.op
+            throw putFailure.error
+        }
     }
 
     // MARK: Oracle
@@ -240,9 +248,10 @@ final class MigrationLoad: @unchecked Sendable {
     private var nextOp: Int
     private var random: SplitMix64
     private var puts = 0
-    private var failure: Error?
+    private var attempts = 0
+    private var failure: (op: Int, error: Error)?
     private let done = DispatchSemaphore(value: 0)
-    /// At most this many puts per migration (they are fsync'd one by one).
+    /// At most this many puts per migration, refused ones included (they are fsync'd one by one).
     static let limit = 100
 
     init(a: ShardEngine, b: ShardEngine, writer: OracleWriter, nextOp: Int, keys: [String], seed: UInt64, maxValueBytes: Int) {
@@ -258,9 +267,10 @@ final class MigrationLoad: @unchecked Sendable {
     func start() {
         let thread = Thread { [self] in
             defer { done.signal() }
-            while puts < Self.limit, !keys.isEmpty, !lock.withLock({ stopped }) {
+            while attempts < Self.limit, !keys.isEmpty, !lock.withLock({ stopped }) {
+                attempts += 1
                 do { try putOne() } catch {
-                    failure = error
+                    failure = (nextOp - 1, error)
                     return
                 }
             }
@@ -268,13 +278,13 @@ final class MigrationLoad: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops the writer and waits for it; returns the next free operation number and
-    /// the puts made. - throws: what failed a put (the driver stops, as for its own).
-    func finish() throws -> (nextOp: Int, puts: Int) {
+    /// Stops the writer and waits for it; returns the next free operation number, the
+    /// puts acknowledged, and the put that failed, if one did (the driver then stops, as
+    /// for a failure of its own).
+    func finish() -> (nextOp: Int, puts: Int, failure: (op: Int, error: Error)?) {
         lock.withLock { stopped = true }
         done.wait()
-        if let failure { throw failure }
-        return (nextOp, puts)
+        return (nextOp, puts, failure)
     }
 
     private func putOne() throws {
