@@ -255,6 +255,26 @@ final class OverlapMigrationTests: XCTestCase {
     /// A failure just before the target commits an overlapping merge rolls back:
     /// the target's own values and its write access to the overlap are intact.
     func testFailureBeforeCommitKeepsTheTargetsValues() async throws {
+        try await assertAFailedOverlapCommitRollsBack(at: "migration.target.before-commit") { target, keys in
+            XCTAssertFalse(target.database.columnFamilyNames.contains { $0.hasPrefix("staging-") })
+            try target.put(keys[0], bytes("t2"))
+        }
+    }
+
+    /// An overlapping merge's commit writes the merged values into the live shard in
+    /// the same batch as the journal: when that write fails its sync, none of it is
+    /// applied, so lifting the overlap fence shows the target's own values, and the
+    /// journal stays readable for the roll-back.
+    func testAFailedCommitSyncShowsNoMergedValues() async throws {
+        try await assertAFailedOverlapCommitRollsBack(at: "bookkeeping.sync-in-queue") { target, _ in
+            XCTAssertNoThrow(try target.migrationJournal())
+        }
+    }
+
+    /// Merges shard 1 into its twin (source wins) with `point` failing: the target holds
+    /// what it held (then `check`), and the migration run again takes the source's values.
+    private func assertAFailedOverlapCommitRollsBack(at point: String,
+                                                     then check: (ShardEngine, [[UInt8]]) throws -> Void) async throws {
         let dir = TemporaryDirectory()
         let clock = ManualClock()
         let (source, target) = try makeTwins(dir, clock: clock)
@@ -265,48 +285,18 @@ final class OverlapMigrationTests: XCTestCase {
         let targetBefore = try target.contents()
         var request = MigrationRequest(shard: 1)
         request.onConflict = .sourceWins
-        FailurePoints.arm("migration.target.before-commit", action: .error)
+        FailurePoints.arm(point, action: .error)
         do {
             _ = try await source.migrate(request, to: target)
-            XCTFail("should fail")
+            XCTFail("should fail at \(point)")
         } catch let error as ShardDBError {
             XCTAssertEqual(error.code, .injectedFailure)
         }
         XCTAssertEqual(try target.contents(), targetBefore)
-        XCTAssertFalse(target.database.columnFamilyNames.contains { $0.hasPrefix("staging-") })
-        try target.put(keys[0], bytes("t2"))
+        try check(target, keys)
         _ = try await source.migrate(request, to: target)
         XCTAssertEqual(text(try target.get(keys[0])), "s")
         XCTAssertEqual(try target.contents().count, 100)
-    }
-
-    /// An overlapping merge's commit writes the merged values into the live shard in
-    /// the same batch as the journal: when that write fails its sync, none of it is
-    /// applied, so lifting the overlap fence shows the target's own values, and the
-    /// journal stays readable for the roll-back.
-    func testAFailedCommitSyncShowsNoMergedValues() async throws {
-        let dir = TemporaryDirectory()
-        let clock = ManualClock()
-        let (source, target) = try makeTwins(dir, clock: clock)
-        defer { source.close(); target.close() }
-        let keys = shardOneKeys(source, "k", count: 50)
-        for key in keys { try source.put(key, bytes("s")) }
-        for key in keys.prefix(20) { try target.put(key, bytes("t")) }
-        let targetBefore = try target.contents()
-        var request = MigrationRequest(shard: 1)
-        request.onConflict = .sourceWins
-        FailurePoints.arm("bookkeeping.sync-in-queue", action: .error)
-        do {
-            _ = try await source.migrate(request, to: target)
-            XCTFail("should fail")
-        } catch let error as ShardDBError {
-            XCTAssertEqual(error.code, .injectedFailure)
-        }
-        XCTAssertEqual(try target.contents(), targetBefore)
-        XCTAssertNoThrow(try target.migrationJournal())
-        _ = try await source.migrate(request, to: target)
-        XCTAssertEqual(text(try target.get(keys[0])), "s")
-        XCTAssertEqual(try target.contents().count, 50)
     }
 
     /// Big chunks go in as ingested table files: the data arrives without passing
