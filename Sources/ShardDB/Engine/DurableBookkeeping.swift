@@ -18,30 +18,32 @@ import RocksDB
 /// purpose — catch-up progress, the source's commit — are what they were:
 /// their loss in a crash is repaired by the protocol, docs/MIGRATION.md.)
 final class BookkeepingGate: @unchecked Sendable {
-    private let lock = NSLock()
+    /// Readers share it; a durable write holds it alone (and goes first, so a stream of
+    /// readers cannot hold a migration step's write back). Reads under it never nest.
+    private let lock = ReadWriteLock(preferWriters: true)
     /// Set when a sync failed after its batch was written: that record is in the
     /// memtable but perhaps not on disk, so no reader may trust what it reads
     /// until the instance is reopened (recovery then decides from the log).
-    private var syncFailed = false  // guarded by `lock`
+    private var syncFailed = false  // written under the write lock, read under the read lock
 
     func write(_ body: () throws -> Void, sync: () throws -> Void) throws {
-        lock.lock()
-        defer { lock.unlock() }
-        try body()
-        do { try sync() } catch {
-            syncFailed = true
-            throw error
+        try lock.withWriteLock {
+            try body()
+            do { try sync() } catch {
+                syncFailed = true
+                throw error
+            }
         }
     }
 
     func read<R>(_ body: () throws -> R) throws -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !syncFailed else {
-            throw ShardDBError(.storage, "a migration record could not be synced to disk; reopen the instance, "
-                + "whose recovery decides from the write-ahead log what was recorded")
+        try lock.withReadLock {
+            guard !syncFailed else {
+                throw ShardDBError(.storage, "a migration record could not be synced to disk; reopen the instance, "
+                    + "whose recovery decides from the write-ahead log what was recorded")
+            }
+            return try body()
         }
-        return try body()
     }
 }
 
