@@ -51,14 +51,13 @@ extension ShardEngine {
     /// Writes a batch of bookkeeping records durably without holding up the
     /// instance's other writers for the fsync (``BookkeepingGate``).
     ///
-    /// - throws: ``ShardDBError`` `.storage` (the write or the sync failed; after
-    ///   a failed sync, reads of bookkeeping records fail until the instance is
-    ///   reopened), or the write-failure latch's error.
-    ///
     /// - parameters:
     ///   - syncInQueue: sync inside RocksDB's write queue, as a `sync` write does (other
     ///     writers wait): for a batch that also carries data readers see without the gate
     ///     (a merge commit's overlap values), which a failed sync must leave unapplied.
+    /// - throws: ``ShardDBError`` `.storage` (the write or the sync failed; after
+    ///   a failed sync, reads of bookkeeping records fail until the instance is
+    ///   reopened), or the write-failure latch's error.
     func durableWrite(_ batch: WriteBatch, syncInQueue: Bool = false) throws {
         try bookkeepingWrite {
             if syncInQueue {

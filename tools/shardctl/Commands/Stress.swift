@@ -16,8 +16,8 @@ struct Stress: AsyncParsableCommand {
 
             Before running, and with --verify-only, it opens both instances, settles unfinished \
             migrations both ways, and checks: every key group owned by exactly one active shard \
-            across 'a' and 'b', on the instance where the last finished migration put it; the contents equal the oracle's history up to a point that \
-            includes every acknowledged write (--sync; without it, any prefix: no holes); every \
+            across 'a' and 'b', on the instance where the last finished migration put it; the \
+            contents equal the oracle's history up to a point that includes every acknowledged write (--sync; without it, any prefix: no holes); every \
             listed checkpoint verifies, restores, and holds the contents and the key groups of 'a' \
             just before its operation. \
             docs/CRASH_TESTING.md describes the oracle. Exit status 2 on any failed check.
@@ -117,7 +117,7 @@ struct Stress: AsyncParsableCommand {
             for problem in problems { writeStandardError(Data("shardctl: error: stress verify: \(problem)\n".utf8)) }
             throw ExitCode(2)
         }
-        let ownerLetters = owners.map { $0.first.map { String($0.prefix(1)) } ?? "?" }.joined()
+        let ownerLetters = owners.map { $0.first?.instance ?? "?" }.joined()
         try failing { try writer.append(OracleLine(type: .recovered, through: through, lost: lost, owners: ownerLetters), durable: true) }
         oracle.settle(through: through)
         print("verified: \(recovered.count) keys through operation \(through) (\(lost) acknowledged lost), "
@@ -129,23 +129,30 @@ struct Stress: AsyncParsableCommand {
         try await MigrationCoordinator.resolveUnfinished(between: a, and: b)
     }
 
-    /// The active shards owning each key group across both instances ("a/shard-3").
-    static func owners(_ a: ShardEngine, _ b: ShardEngine) -> [[String]] {
-        var owners = [[String]](repeating: [], count: keyGroups)
+    /// An active shard owning a key group: its instance ("a" or "b") and id.
+    struct ShardOwner: CustomStringConvertible {
+        var instance: String
+        var shard: Int
+        var description: String { "\(instance)/shard-\(shard)" }
+    }
+
+    /// The active shards owning each key group across both instances.
+    static func owners(_ a: ShardEngine, _ b: ShardEngine) -> [[ShardOwner]] {
+        var owners = [[ShardOwner]](repeating: [], count: keyGroups)
         for (name, engine) in [("a", a), ("b", b)] {
             for shard in engine.shardDescriptors where shard.state == .active {
                 guard case .keyGroups(let range) = shard.range else { continue }
-                for kg in range.lowerBound..<min(range.upperBound, keyGroups) { owners[kg].append("\(name)/shard-\(shard.id)") }
+                for kg in range.lowerBound..<min(range.upperBound, keyGroups) { owners[kg].append(ShardOwner(instance: name, shard: shard.id)) }
             }
         }
         return owners
     }
 
     /// Every key group must be owned by exactly one active shard across both instances.
-    static func checkShardMaps(_ owners: [[String]]) -> [String] {
+    static func checkShardMaps(_ owners: [[ShardOwner]]) -> [String] {
         var problems: [String] = []
         for (kg, owner) in owners.enumerated() where owner.count != 1 {
-            problems.append("shard maps: key group \(kg) is owned by \(owner.isEmpty ? "no active shard" : owner.joined(separator: " and "))")
+            problems.append("shard maps: key group \(kg) is owned by \(owner.isEmpty ? "no active shard" : owner.map(\.description).joined(separator: " and "))")
         }
         return problems
     }
@@ -153,11 +160,10 @@ struct Stress: AsyncParsableCommand {
     /// Each key group's owner must be the one the oracle expects: where the last
     /// migration that returned moved it (a recovery must not undo a finished move),
     /// either side of a migration that did not return.
-    static func checkOwnership(_ owners: [[String]], acceptable: [Set<String>]) -> [String] {
+    static func checkOwnership(_ owners: [[ShardOwner]], acceptable: [Set<String>]) -> [String] {
         var problems: [String] = []
         for (kg, owner) in owners.enumerated() where owner.count == 1 && kg < acceptable.count {
-            let instance = String(owner[0].prefix { $0 != "/" })
-            if !acceptable[kg].contains(instance) {
+            if !acceptable[kg].contains(owner[0].instance) {
                 problems.append("ownership: key group \(kg) is owned by \(owner[0]); the oracle expects \(acceptable[kg].sorted().joined(separator: " or "))")
             }
         }
