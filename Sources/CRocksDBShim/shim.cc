@@ -27,8 +27,10 @@ extern "C" void sharddb_perf_level_default_once(int level) {
     perf_level_chosen = true;
 }
 
-extern "C" uint64_t sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot) {
-  return snapshot->rep->GetSequenceNumber();
+extern "C" int sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot, uint64_t *sequence) {
+  if (snapshot->rep == nullptr) return 0;
+  *sequence = snapshot->rep->GetSequenceNumber();
+  return 1;
 }
 
 extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer,

@@ -31,7 +31,7 @@ extension Database {
 
     /// RocksDB's statistics dump; nil unless ``Options/enableStatistics()`` was set.
     public func statistics() -> String? {
-        guard let options = core.options.first else { return nil }
+        let options = core.databaseOptions
         guard let text = rocksdb_options_statistics_get_string(options.pointer) else { return nil }
         defer { rocksdb_free(text) }
         return String(cString: text)

@@ -109,6 +109,11 @@ extension Database {
     /// Reads the value stored under `key` without copying it: `body` sees
     /// RocksDB's pinned buffer, which must not escape the closure.
     ///
+    /// `body` runs under the database's shared lock: it must not call what waits for
+    /// every read to end (``close()``, ``Snapshot/release()``, ``dropColumnFamily(named:)``),
+    /// which would wait for it for ever. The same holds for the iterator's `withKey`,
+    /// `withValue` and `forEach` bodies.
+    ///
     /// - returns: `body`'s result, or nil when the key is absent.
     @inlinable
     public func withValue<R>(forKey key: some ContiguousBytes, in family: ColumnFamily? = nil, options: ReadOptions? = nil,
@@ -135,7 +140,7 @@ extension Database {
         // options object on every read, a cache line every reading thread writes.)
         let readOptions = options?.pointer ?? defaultReadOptions.pointer
         try withHandle(family) { db, cf in
-            try options?.checkSnapshot()
+            try options?.checkSnapshot(of: core)
             // The value stays pinned in a slice this thread reuses (no heap-allocated
             // pinnable slice per read) until the end call below.
             var slice: UnsafeMutableRawPointer?
@@ -176,7 +181,7 @@ extension Database {
             // Copied and released under the handle: the slices pin RocksDB's memory
             // (blocks, memtables), which must not outlive a concurrent close.
             return try withHandle(family) { db, cf -> [[UInt8]?] in
-                try options?.checkSnapshot()
+                try options?.checkSnapshot(of: core)
                 keyPointers.withUnsafeBufferPointer { kp in
                     sizes.withUnsafeBufferPointer { sp in
                         rocksdb_batched_multi_get_cf(db, readOptions, cf, keys.count, kp.baseAddress, sp.baseAddress, &values, &errors, false)

@@ -96,7 +96,7 @@ extension Database {
         }
         // RocksDB trusts the metadata: a level past the options' writes a manifest no
         // open accepts again, a negative one aborts the process (7.8, asserts on).
-        let levels = Int(rocksdb_options_get_num_levels((options ?? core.options[0]).pointer))
+        let levels = Int(rocksdb_options_get_num_levels((options ?? core.databaseOptions).pointer))
         for file in files {
             guard (0..<levels).contains(file.level), file.smallestSequence <= file.largestSequence,
                   !file.name.contains("/") else {

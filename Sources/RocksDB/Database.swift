@@ -35,7 +35,7 @@ public final class Database: @unchecked Sendable {
     /// The path the database was opened at.
     public let path: String
     /// Shared by reads and writes that pass no options of their own.
-    public let defaultReadOptions: ReadOptions
+    let defaultReadOptions: ReadOptions
     public let defaultWriteOptions: WriteOptions
     /// The perf level applied to each thread on its first use of this database
     /// (nil: RocksDB's default); see ``PerfLevel``.
@@ -177,8 +177,9 @@ public final class Database: @unchecked Sendable {
     /// quadratic time. On error, the families created before it are dropped again.
     public func createColumnFamilies(_ families: [(name: String, options: Options?)]) throws -> [ColumnFamily] {
         guard !families.isEmpty else { return [] }
-        let resolved = families.map { ($0.name, $0.options ?? core.options[0]) }
-        let created: [(String, Options, ColumnFamilySlot)] = try core.lock.withReadLock {
+        let resolved = families.map { ($0.name, $0.options ?? core.databaseOptions) }
+        // The ids are read under the lock too: a close() or drop after it could destroy the handles.
+        let created: [(String, ColumnFamilySlot, UInt32)] = try core.lock.withReadLock {
             guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
             for (name, _) in resolved where core.registry.withLock({ core.columnFamilies[name] }) != nil {
                 throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(name)' already exists")
@@ -211,18 +212,16 @@ public final class Database: @unchecked Sendable {
                     core.options.append(options)
                 }
             }
-            return created
+            return created.map { name, _, slot in (name, slot, rocksdb_column_family_handle_get_id(slot.handle!)) }
         }
-        return try created.map { name, _, slot in
-            try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)
-        }
+        return created.map { name, slot, id in ColumnFamily(database: self, name: name, id: id, slot: slot) }
     }
 
     /// Creates a column family through `create` (which returns the new C handle) and registers it.
     func createColumnFamily(named name: String, options: Options?,
                             _ create: (OpaquePointer, Options) throws -> OpaquePointer) throws -> ColumnFamily {
-        let options = options ?? core.options[0]
-        let slot: ColumnFamilySlot = try core.lock.withReadLock {
+        let options = options ?? core.databaseOptions
+        let (slot, id): (ColumnFamilySlot, UInt32) = try core.lock.withReadLock {
             guard let db = core.handle else { throw RocksDBError.closed("database \(path)") }
             if core.registry.withLock({ core.columnFamilies[name] }) != nil {
                 throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(name)' already exists")
@@ -233,9 +232,10 @@ public final class Database: @unchecked Sendable {
                 core.columnFamilies[name] = slot
                 core.options.append(options)
             }
-            return slot
+            // Read under the lock: a close() or drop after it could destroy the handle.
+            return (slot, rocksdb_column_family_handle_get_id(handle))
         }
-        return try ColumnFamily(database: self, name: name, id: slot.withHandle { rocksdb_column_family_handle_get_id($0) }, slot: slot)
+        return ColumnFamily(database: self, name: name, id: id, slot: slot)
     }
 
     /// Drops a column family and its data. Calls with handles to it throw
@@ -359,12 +359,16 @@ final class DatabaseCore: @unchecked Sendable {
     var columnFamilies: [String: ColumnFamilySlot]
     var children: [ObjectIdentifier: ChildSlot] = [:]
     var options: [Options]
+    /// The database's own options (`options[0]`), kept apart so readers need no lock:
+    /// `options` grows under `registry`, and reading it unlocked could see its buffer freed.
+    let databaseOptions: Options
     let defaultFamilyHandle: OpaquePointer?
 
     init(handle: OpaquePointer, columnFamilies: [String: ColumnFamilySlot], options: [Options]) {
         self.handle = handle
         self.columnFamilies = columnFamilies
         self.options = options
+        self.databaseOptions = options[0]
         self.defaultFamilyHandle = columnFamilies["default"]?.handle
     }
 

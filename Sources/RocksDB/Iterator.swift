@@ -8,8 +8,8 @@ import CRocksDBShim
 
 /// An ordered cursor over one column family.
 ///
-/// Owns its read options (and so their bounds and snapshot) and keeps its
-/// database alive. Not `Sendable`: RocksDB iterators are single-threaded.
+/// Owns its read options (a copy of those it was made with, so their bounds and
+/// snapshot stay as they were) and keeps its database alive. Not `Sendable`: RocksDB iterators are single-threaded.
 /// Destroyed on deinit, or by the database's `close()`; later calls then throw
 /// ``RocksDBError/Kind/closed``.
 ///
@@ -25,12 +25,15 @@ public final class Iterator {
     let slot: ChildSlot
     // Valid only while `slot.pointer` is; every use goes through `withPointer`.
 
-    init(database: Database, family: ColumnFamily?, readOptions: ReadOptions) throws {
+    init(database: Database, family: ColumnFamily?, readOptions: ReadOptions, copyOptions: Bool = true) throws {
         self.database = database
+        // RocksDB's iterator keeps pointers into its read options (the bounds): a copy of
+        // the caller's, so changing or sharing them later does not change this iterator.
+        let readOptions = copyOptions ? try readOptions.copy() : readOptions
         self.readOptions = readOptions
         // Registered under the shared lock so a concurrent close() cannot miss it.
         slot = try database.withHandle(family) { db, cf in
-            try readOptions.checkSnapshot()
+            try readOptions.checkSnapshot(of: database.core)
             let slot = ChildSlot(kind: .iterator, pointer: rocksdb_create_iterator_cf(db, readOptions.pointer, cf)!)
             database.core.register(slot)
             return slot
@@ -114,6 +117,8 @@ public final class Iterator {
     /// - throws: ``RocksDBError`` when iteration fails, or what `body` throws.
     public func forEach(batchBytes: Int = 64 << 10, maxBatchEntries: Int = 1024, firstBatchEntries: Int? = nil,
                         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        // At least one entry per batch: a batch of none reads as the end of the iteration.
+        let maxBatchEntries = max(1, maxBatchEntries)
         var batchEntries = max(1, min(firstBatchEntries ?? maxBatchEntries, maxBatchEntries))
         var capacity = batchBytes
         var buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
@@ -159,10 +164,11 @@ extension Database {
         let options = ReadOptions(fillCache: fillCache)
         options.setBounds(lower: lowerBound, upper: upperBound)
         try options.setSnapshot(snapshot)
-        return try Iterator(database: self, family: family, readOptions: options)
+        return try Iterator(database: self, family: family, readOptions: options, copyOptions: false)
     }
 
-    /// A new iterator reading with `readOptions` (which it retains).
+    /// A new iterator reading with a copy of `readOptions`: changing them afterwards
+    /// changes only iterators made later.
     public func makeIterator(in family: ColumnFamily? = nil, readOptions: ReadOptions) throws -> Iterator {
         try Iterator(database: self, family: family, readOptions: readOptions)
     }

@@ -24,7 +24,9 @@ public final class Options: @unchecked Sendable {
     private(set) var pointer: OpaquePointer
     private var tableOptions: OpaquePointer?
     private var blockCache: OpaquePointer?
-    private var compactionFilter: CompactionFilterBox?
+    // Every filter ever set: a column family created with these options keeps RocksDB's
+    // raw pointer to the filter that was set then, so a replaced one must stay alive too.
+    private var compactionFilters: [CompactionFilterBox] = []
 
     public init() {
         pointer = rocksdb_options_create()
@@ -48,29 +50,31 @@ public final class Options: @unchecked Sendable {
         if let blockCache { rocksdb_cache_destroy(blockCache) }
     }
 
-    private var flags: (createIfMissing: Bool, createMissingColumnFamilies: Bool, errorIfExists: Bool) = (false, false, false)
-
     /// Create the database if it does not exist (default false).
     public var createIfMissing: Bool {
-        get { flags.createIfMissing }
-        set { flags.createIfMissing = newValue; rocksdb_options_set_create_if_missing(pointer, newValue ? 1 : 0) }
+        get { rocksdb_options_get_create_if_missing(pointer) != 0 }
+        set { rocksdb_options_set_create_if_missing(pointer, newValue ? 1 : 0) }
     }
 
     /// Create column families named at open that do not exist yet (default false).
     public var createMissingColumnFamilies: Bool {
-        get { flags.createMissingColumnFamilies }
-        set { flags.createMissingColumnFamilies = newValue; rocksdb_options_set_create_missing_column_families(pointer, newValue ? 1 : 0) }
+        get { rocksdb_options_get_create_missing_column_families(pointer) != 0 }
+        set { rocksdb_options_set_create_missing_column_families(pointer, newValue ? 1 : 0) }
     }
 
     /// Fail to open if the database already exists (default false).
     public var errorIfExists: Bool {
-        get { flags.errorIfExists }
-        set { flags.errorIfExists = newValue; rocksdb_options_set_error_if_exists(pointer, newValue ? 1 : 0) }
+        get { rocksdb_options_get_error_if_exists(pointer) != 0 }
+        set { rocksdb_options_set_error_if_exists(pointer, newValue ? 1 : 0) }
     }
 
     /// Whether files (the WAL among them) are written through mmap (default false);
     /// `SyncWAL` (``Database/flushWAL(sync:)``) is not supported with it.
     public var allowMmapWrites: Bool { rocksdb_options_get_allow_mmap_writes(pointer) != 0 }
+
+    /// Whether updates overwrite values in place in the memtable (default false);
+    /// RocksDB takes no snapshots with it (``Database/snapshot()`` throws `.notSupported`).
+    public var inplaceUpdateSupport: Bool { rocksdb_options_get_inplace_update_support(pointer) != 0 }
 
     /// Size of one memtable before it is flushed, in bytes.
     public func setWriteBufferSize(_ bytes: Int) { rocksdb_options_set_write_buffer_size(pointer, bytes) }
@@ -174,11 +178,12 @@ public final class Options: @unchecked Sendable {
         pointer = result
     }
 
-    /// Sets the compaction filter; the options keep it alive for as long as they live.
+    /// Sets the compaction filter; the options keep it, and every filter set before
+    /// it (families opened with those still use them), alive for as long as they live.
     public func setCompactionFilter(_ filter: CompactionFilter) {
         let box = CompactionFilterBox(filter)
         rocksdb_options_set_compaction_filter(pointer, box.pointer)
-        compactionFilter = box
+        compactionFilters.append(box)
     }
 }
 
@@ -227,21 +232,44 @@ public final class WriteOptions: @unchecked Sendable {
 }
 
 /// Options for reads (`rocksdb_readoptions_t`). Owns copies of its iterate
-/// bounds, which must live as long as any iterator reading with them; an
-/// ``Iterator`` retains its read options for that reason.
+/// bounds. An ``Iterator`` reads with its own copy of the options it was made
+/// with (RocksDB's iterator keeps pointers into them), so changing these options
+/// later changes only reads and iterators that start afterwards. Sharing one
+/// `ReadOptions` between threads is safe for reads; changing it while another
+/// thread reads with it is not.
 public final class ReadOptions: @unchecked Sendable {
     let pointer: OpaquePointer
     private var lowerBound: UnsafeMutableRawBufferPointer?
     private var upperBound: UnsafeMutableRawBufferPointer?
     // The snapshot must outlive reads made with these options.
     public private(set) var snapshot: Snapshot?
+    // Kept to make copies: the C API has no getters for these.
+    private let fillCache: Bool
+    private let verifyChecksums: Bool
+    private var readaheadSize = 0
+    private var tailing = false
 
     /// - parameter verifyChecksums: check each block read from a table file against its
     ///   checksum (RocksDB's default); off, a damaged block is returned as it is.
     public init(fillCache: Bool = true, verifyChecksums: Bool = true) {
         pointer = rocksdb_readoptions_create()
+        self.fillCache = fillCache
+        self.verifyChecksums = verifyChecksums
         rocksdb_readoptions_set_fill_cache(pointer, fillCache ? 1 : 0)
         rocksdb_readoptions_set_verify_checksums(pointer, verifyChecksums ? 1 : 0)
+    }
+
+    /// A copy with the same settings, bounds (copied again) and snapshot, for an
+    /// iterator: later changes to these options must not reach it.
+    ///
+    /// - throws: ``RocksDBError`` `.closed` when the snapshot was released.
+    func copy() throws -> ReadOptions {
+        let copy = ReadOptions(fillCache: fillCache, verifyChecksums: verifyChecksums)
+        copy.setBounds(lower: lowerBound.map { Array($0) }, upper: upperBound.map { Array($0) })
+        if readaheadSize != 0 { copy.setReadaheadSize(readaheadSize) }
+        if tailing { copy.setTailing(true) }
+        try copy.setSnapshot(snapshot)
+        return copy
     }
 
     deinit {
@@ -261,9 +289,16 @@ public final class ReadOptions: @unchecked Sendable {
     }
 
     /// Throws `.closed` when the snapshot was released (or its database closed):
-    /// RocksDB would read through a freed pointer. Call under the database's shared lock.
-    func checkSnapshot() throws {
-        if let snapshot, snapshot.slot.pointer == nil { throw RocksDBError.closed("snapshot") }
+    /// RocksDB would read through a freed pointer; `.invalidArgument` when it is
+    /// another database's (its sequence number means nothing here, and its own
+    /// database's lock, not this one, keeps it alive). Call under `core`'s shared lock.
+    @inline(__always)
+    func checkSnapshot(of core: DatabaseCore) throws {
+        guard let snapshot else { return }
+        if snapshot.database.core !== core {
+            throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: the read options' snapshot is another database's")
+        }
+        if snapshot.slot.pointer == nil { throw RocksDBError.closed("snapshot") }
     }
 
     /// Iterators stop before keys below `lower` (inclusive) or at/after `upper` (exclusive).
@@ -287,10 +322,16 @@ public final class ReadOptions: @unchecked Sendable {
     }
 
     /// Read ahead this many bytes on iterator scans (0: RocksDB's default).
-    public func setReadaheadSize(_ bytes: Int) { rocksdb_readoptions_set_readahead_size(pointer, bytes) }
+    public func setReadaheadSize(_ bytes: Int) {
+        readaheadSize = bytes
+        rocksdb_readoptions_set_readahead_size(pointer, bytes)
+    }
 
     /// Skip the memtable and block cache fill for bulk scans.
-    public func setTailing(_ tailing: Bool) { rocksdb_readoptions_set_tailing(pointer, tailing ? 1 : 0) }
+    public func setTailing(_ tailing: Bool) {
+        self.tailing = tailing
+        rocksdb_readoptions_set_tailing(pointer, tailing ? 1 : 0)
+    }
 
     private static func copy(_ bytes: some ContiguousBytes) -> UnsafeMutableRawBufferPointer {
         bytes.withUnsafeBytes { source in

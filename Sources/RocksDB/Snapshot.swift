@@ -22,9 +22,16 @@ public final class Snapshot: @unchecked Sendable {
         // Registered under the shared lock so a concurrent close() cannot miss it.
         (slot, sequenceNumber) = try database.withHandle { db in
             let pointer = rocksdb_create_snapshot(db)!
+            var sequence: UInt64 = 0
+            guard sharddb_snapshot_sequence_number(pointer, &sequence) != 0 else {
+                // RocksDB takes no snapshot with inplace_update_support on; the C API
+                // still returns a wrapper (of nullptr), which release frees.
+                rocksdb_release_snapshot(db, pointer)
+                throw RocksDBError(kind: .notSupported, message: "Not implemented: snapshots are not supported with inplace_update_support")
+            }
             let slot = ChildSlot(kind: .snapshot, pointer: pointer)
             database.core.register(slot)
-            return (slot, sharddb_snapshot_sequence_number(pointer))
+            return (slot, sequence)
         }
     }
 

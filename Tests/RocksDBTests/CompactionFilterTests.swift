@@ -90,4 +90,51 @@ final class CompactionFilterTests: XCTestCase {
         db = nil
         XCTAssertNil(weakFilter)
     }
+
+    /// One `Options` reused for two families with a filter each: RocksDB keeps a raw
+    /// pointer to the filter set when the first family was created, so replacing the
+    /// filter must not free it (the first family's compaction called freed memory).
+    func testAReplacedFilterStaysAliveForTheFamilyThatUsesIt() throws {
+        let dir = TemporaryDirectory()
+        let options = Options()
+        options.createIfMissing = true
+        let db = try Database.open(at: dir.path("db"), options: options)
+        defer { db.close() }
+        weak var weakFirst: PrefixRemovingFilter?
+        let shared = Options()
+        do {
+            let first = PrefixRemovingFilter(prefix: "a")
+            weakFirst = first
+            shared.setCompactionFilter(first)
+        }
+        let a = try db.createColumnFamily(named: "a", options: shared)
+        shared.setCompactionFilter(PrefixRemovingFilter(prefix: "b"))
+        let b = try db.createColumnFamily(named: "b", options: shared)
+        XCTAssertNotNil(weakFirst)
+        for family in [a, b] {
+            try db.put(bytes("a1"), bytes("v"), in: family)
+            try db.put(bytes("b1"), bytes("v"), in: family)
+            try db.flush(family)
+            try db.compactRange(family)
+        }
+        XCTAssertEqual(weakFirst?.calls, 2)
+        XCTAssertNil(try db.get(bytes("a1"), in: a))
+        XCTAssertEqual(text(try db.get(bytes("b1"), in: a)), "v")
+        XCTAssertEqual(text(try db.get(bytes("a1"), in: b)), "v")
+        XCTAssertNil(try db.get(bytes("b1"), in: b))
+    }
+
+    /// The flags read what the C options hold, also after a copy or an options string.
+    func testOptionFlagsReadTheCOptions() throws {
+        let options = Options()
+        XCTAssertFalse(options.createIfMissing)
+        try options.apply(optionsString: "create_if_missing=true;error_if_exists=true")
+        XCTAssertTrue(options.createIfMissing)
+        XCTAssertTrue(options.errorIfExists)
+        options.createMissingColumnFamilies = true
+        let copy = Options(copying: options)
+        XCTAssertTrue(copy.createIfMissing)
+        XCTAssertTrue(copy.createMissingColumnFamilies)
+        XCTAssertTrue(copy.errorIfExists)
+    }
 }

@@ -119,6 +119,36 @@ final class IteratorTests: XCTestCase {
         XCTAssertEqual(forwardKeys(iterator), ["c", "d", "e"])
     }
 
+    /// RocksDB's iterator points into its read options' bounds: changing the options
+    /// after making it re-bounded it (an empty upper bound: nothing visited).
+    func testChangingReadOptionsDoesNotChangeALiveIterator() throws {
+        let options = ReadOptions()
+        options.setBounds(lower: bytes("c"), upper: bytes("e"))
+        let iterator = try db.makeIterator(readOptions: options)
+        options.setBounds(lower: nil, upper: nil)
+        iterator.seekToFirst()
+        XCTAssertEqual(forwardKeys(iterator), ["c", "d"])
+        options.setBounds(lower: bytes("a"), upper: bytes("b"))
+        iterator.seekToFirst()
+        XCTAssertEqual(forwardKeys(iterator), ["c", "d"])
+        let later = try db.makeIterator(readOptions: options)
+        later.seekToFirst()
+        XCTAssertEqual(forwardKeys(later), ["a"])
+    }
+
+    /// A snapshot of one database names a sequence number of that database only, and
+    /// only its own database's lock keeps it alive.
+    func testAnotherDatabasesSnapshotIsRefused() throws {
+        let other = try openDatabase(at: dir.path("other"))
+        defer { other.close() }
+        let options = ReadOptions()
+        try options.setSnapshot(try other.snapshot())
+        assertThrows(.invalidArgument, try db.get("a", options: options))
+        assertThrows(.invalidArgument, try db.multiGet([bytes("a")], options: options))
+        assertThrows(.invalidArgument, try db.makeIterator(readOptions: options))
+        XCTAssertNil(try other.get("a", options: options))
+    }
+
     func testIteratorSeesItsSnapshot() throws {
         let snapshot = try db.snapshot()
         try db.put("c", "changed")
@@ -223,6 +253,17 @@ final class IteratorTests: XCTestCase {
             return true
         }
         XCTAssertEqual(keys, ["c", "d"])
+    }
+
+    /// A batch limit below one used to end the iteration after the first entry.
+    func testForEachWithABatchLimitBelowOneVisitsEverything() throws {
+        let iterator = try db.makeIterator()
+        for limit in [0, -3] {
+            iterator.seekToFirst()
+            var keys: [String] = []
+            try iterator.forEach(maxBatchEntries: limit) { key, _ in keys.append(text(Array(key))!); return true }
+            XCTAssertEqual(keys, ["a", "b", "c", "d", "e", "f"])
+        }
     }
 
     func testForEachRethrowsBodyError() throws {

@@ -60,6 +60,16 @@ final class SnapshotTests: XCTestCase {
         XCTAssertGreaterThan(afterBatch.sequenceNumber, empty.sequenceNumber)
     }
 
+    /// RocksDB takes no snapshot with in-place updates and the C API wraps nullptr:
+    /// reading its sequence number crashed the process.
+    func testSnapshotWithInPlaceUpdatesIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db")) { try $0.apply(optionsString: "inplace_update_support=true;allow_concurrent_memtable_write=false") }
+        try db.put("k", "v")
+        assertThrows(.notSupported, try db.snapshot())
+        XCTAssertEqual(text(try db.get("k")), "v")
+    }
+
     func testReleasedSnapshotCannotBeUsed() throws {
         let dir = TemporaryDirectory()
         let db = try openDatabase(at: dir.path("db"))

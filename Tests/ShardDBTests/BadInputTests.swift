@@ -147,6 +147,9 @@ final class BadInputTests: XCTestCase {
         XCTAssertFalse(files.fileExists(atPath: path + "/CURRENT"))
         assertShardDBError(.invalidArgument, try ShardEngine.validateRocksDBOptions("allow_mmap_writes=true"))
         XCTAssertNoThrow(try ShardEngine.validateRocksDBOptions("allow_mmap_writes=false;max_background_jobs=2"))
+        // RocksDB takes no snapshots with in-place updates: a migration would crash on the null one.
+        assertShardDBError(.invalidArgument, try ShardEngine.validateRocksDBOptions("inplace_update_support=true;allow_concurrent_memtable_write=false"))
+        XCTAssertNoThrow(try ShardEngine.validateRocksDBOptions("inplace_update_support=false"))
 
         let engine = try ShardEngine.create(at: path, shards: 1, options: .testing())
         try engine.put("kept", "value")

@@ -14,7 +14,9 @@ extern "C" {
 /// The sequence number a snapshot reads at. The 7.8 C API has no
 /// rocksdb_snapshot_get_sequence_number (added in later releases); a migration
 /// needs the exact sequence of its bulk-copy snapshot to tail the WAL from S+1.
-uint64_t sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot);
+/// Returns 0 and leaves `*sequence` alone for a snapshot RocksDB did not take
+/// (rocksdb_create_snapshot wraps nullptr when inplace_update_support is on).
+int sharddb_snapshot_sequence_number(const rocksdb_snapshot_t *snapshot, uint64_t *sequence);
 
 /// Copies up to `max_entries` entries from a valid iterator into `buffer`,
 /// advancing it past each copied entry. Each entry is laid out as

@@ -432,6 +432,12 @@ public final class ShardEngine: @unchecked Sendable {
             throw ShardDBError(.invalidArgument, "RocksDB options '\(text)': allow_mmap_writes is not supported "
                 + "(ShardDB syncs its write-ahead log while writes go on, which mmap writes do not allow)")
         }
+        // Migrations copy from a snapshot and checkpoints list from one; RocksDB takes
+        // none with in-place updates.
+        if options.inplaceUpdateSupport {
+            throw ShardDBError(.invalidArgument, "RocksDB options '\(text)': inplace_update_support is not supported "
+                + "(migrations and checkpoints read from snapshots, which RocksDB does not take with in-place updates)")
+        }
     }
 
     /// Options for one shard's column family: the base options plus that shard's expiry filter

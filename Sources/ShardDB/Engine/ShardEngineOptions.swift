@@ -38,6 +38,8 @@ public struct ShardEngineOptions: Sendable {
     /// Any other RocksDB options, by RocksDB's names (`"max_subcompactions=2;..."`), applied last.
     /// `allow_mmap_writes=true` is refused (`.invalidArgument`): migration records are synced
     /// while writes go on, which RocksDB does not allow for a log written through mmap.
+    /// `inplace_update_support=true` is refused too: RocksDB takes no snapshots with it,
+    /// and migrations and checkpoints read from snapshots.
     public var rocksDBOptions: String?
     /// How long a read or write of a range under migration cutover waits for the
     /// cutover to finish before failing with `.migrationInProgress`.
