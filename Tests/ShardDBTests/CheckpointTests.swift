@@ -69,6 +69,52 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// Opening the restored copy runs no compaction: one would run the expiry filter
+    /// on the restoring process's clock (real time, here years past the writer's
+    /// manual clock) and record what it dropped, past the checkpoint's sequence.
+    func testARestoreRunsNoCompactionOnItsOwnClock() throws {
+        let directory = TemporaryDirectory()
+        let clock = ManualClock()
+        var options = ShardEngineOptions.testing(clock: clock)
+        options.rocksDBOptions = "disable_auto_compactions=true"
+        let engine = try ShardEngine.create(at: directory.path("instance"), shards: 1, options: options)
+        defer { engine.close() }
+        // Enough level-0 files that an open with automatic compactions starts one at once.
+        for round in 0..<8 {
+            for i in 0..<50 { try engine.put("r\(round)-\(i)", "v", ttl: .seconds(3600)) }
+            try engine.flush()
+        }
+        let expected = try engine.contents()
+        let info = try engine.checkpoint(to: directory.path("store"))
+        let checkpoints = try CheckpointStore.open(at: directory.path("store"))
+        defer { checkpoints.close() }
+        try checkpoints.restore(id: info.id, to: directory.path("restored"))
+        let restored = try ShardEngine.open(at: directory.path("restored"), options: .testing(clock: clock))
+        defer { restored.close() }
+        XCTAssertEqual(try restored.latestSequenceNumber(), info.sequenceNumber)
+        XCTAssertEqual(try restored.contents(), expected)
+        XCTAssertEqual(try restored.shards().map(\.expiredDropped), [0])
+    }
+
+    /// A hidden restore directory carrying this process's id that no restore here
+    /// writes is a dead process's (a restarted container's first process has the
+    /// same id): the next restore to that name removes it.
+    func testARestoreRemovesAnAbandonedDirectoryWithItsOwnProcessID() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 1)
+        defer { engine.close() }
+        try engine.put("k", "v")
+        try engine.checkpoint(to: directory.path("store"))
+        let abandoned = directory.path(".restored.restoring-\(getpid())-123")
+        try files.createDirectory(atPath: abandoned, withIntermediateDirectories: false)
+        XCTAssertTrue(files.createFile(atPath: abandoned + "/CURRENT", contents: Data("MANIFEST-000001\n".utf8)))
+        let checkpoints = try CheckpointStore.open(at: directory.path("store"))
+        defer { checkpoints.close() }
+        try checkpoints.restore(to: directory.path("restored"))
+        XCTAssertFalse(files.fileExists(atPath: abandoned))
+        XCTAssertTrue(files.fileExists(atPath: directory.path("restored") + "/CURRENT"))
+    }
+
     func testRestoreHasIdenticalContentAndShardMap() throws {
         let directory = TemporaryDirectory()
         let engine = try makeEngine(in: directory, shards: 4)
@@ -671,6 +717,47 @@ final class CheckpointTests: XCTestCase {
         defer { exclusive.close() }
         XCTAssertEqual(try exclusive.purge(keep: 1), [1], "a's older checkpoint only")
         XCTAssertEqual(try exclusive.checkpoints().map(\.instanceID), [b.instanceID, a.instanceID])
+    }
+
+    /// In a shared store, a damaged checkpoint newer than the instance's latest readable
+    /// one may be the instance's own (whose it is cannot be read): a restore without an
+    /// id refuses, instead of taking the instance's older checkpoint silently.
+    func testInASharedStoreADamagedNewerCheckpointIsNotReplacedSilently() throws {
+        let directory = TemporaryDirectory()
+        let (a, b) = try twoInstances(in: directory)
+        defer { a.close(); b.close() }
+        let store = directory.path("store")
+        XCTAssertEqual(try a.checkpoint(to: store).id, 1)
+        XCTAssertEqual(try b.checkpoint(to: store, allowForeignInstance: true).id, 2)
+        try a.put("k", "a3")
+        XCTAssertEqual(try a.checkpoint(to: store).id, 3)
+        XCTAssertEqual(try b.checkpoint(to: store, allowForeignInstance: true).id, 4)
+        XCTAssertTrue(files.createFile(atPath: store + "/backups/meta/3", contents: Data("garbage\n".utf8)))
+        let reader = try CheckpointStore.open(at: store)
+        defer { reader.close() }
+        XCTAssertEqual(reader.damagedCheckpoints.map(\.id), [3])
+        let refused = assertShardDBError(.checkpointCorrupted, try reader.restore(to: directory.path("latest")))
+        XCTAssertTrue(refused?.message.contains("latest checkpoint, 3") ?? false, refused?.message ?? "")
+        XCTAssertFalse(files.fileExists(atPath: directory.path("latest")), "checkpoint 1 not restored instead")
+        try reader.restore(id: 1, to: directory.path("one"))
+    }
+
+    /// A shared file the store holds, truncated: create would reuse it, and RocksDB's
+    /// size check stops it; that is a damaged store, not a storage failure.
+    func testCreateOverATruncatedSharedFileReportsADamagedStore() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 1)
+        defer { engine.close() }
+        try fill(engine, keys: 0..<3000, tag: "v")
+        let store = directory.path("store")
+        try engine.checkpoint(to: store)
+        _ = try corruptOneTableFile(in: store, truncate: true)
+        try engine.put("another", "write")
+        let refused = assertShardDBError(.checkpointCorrupted, try engine.checkpoint(to: store))
+        XCTAssertTrue(refused?.message.contains("Size mismatch") ?? false, refused?.message ?? "")
+        let checkpoints = try CheckpointStore.open(at: store)
+        defer { checkpoints.close() }
+        XCTAssertEqual(try checkpoints.checkpoints().map(\.id), [1], "nothing added")
     }
 
     func testUnknownIdAndNonEmptyTargetAreRefused() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import RocksDB
 #if canImport(Glibc)
@@ -323,18 +324,22 @@ public final class CheckpointStore: @unchecked Sendable {
             }
             throw ShardDBError(.checkpointNotFound, "no checkpoint \(id) in \(path) (have: \(all.map { String($0.id) }.joined(separator: ", ")))")
         }
-        if let damage = damaged.last, damage.id > all.last.map({ Int($0.id) }) ?? 0 {
+        // The latest of the store's own instance: in a store shared with
+        // `allowForeignInstance`, another instance's newer checkpoint is not "the latest".
+        var latest: CheckpointInfo?
+        for backup in all.reversed() {
+            let info = try info(for: backup)
+            if info.instanceID == ownerInstanceID { latest = info; break }
+        }
+        // A damaged checkpoint newer than it may be the instance's latest (whose it is
+        // cannot be read): refuse rather than take an older one silently.
+        if let damage = damaged.last, damage.id > latest?.id ?? 0 {
             let readable = all.isEmpty ? "none is readable" : "readable: \(all.map { String($0.id) }.joined(separator: ", "))"
             throw ShardDBError(.checkpointCorrupted,
                 "the latest checkpoint, \(damage.id), in \(path) is damaged (\(damage.reason)); an older one is used only when named by its id (\(readable); shardctl checkpoint restore --id N)")
         }
         guard !all.isEmpty else { throw ShardDBError(.checkpointNotFound, "checkpoint store \(path) holds no checkpoint") }
-        // The latest of the store's own instance: in a store shared with
-        // `allowForeignInstance`, another instance's newer checkpoint is not "the latest".
-        for backup in all.reversed() {
-            let info = try info(for: backup)
-            if info.instanceID == ownerInstanceID { return info }
-        }
+        if let latest { return latest }
         throw ShardDBError(.checkpointNotFound,
             "checkpoint store \(path) holds no checkpoint of its instance \(ownerInstanceID); name another instance's by its id (--id N)")
     }
@@ -472,6 +477,8 @@ public final class CheckpointStore: @unchecked Sendable {
         guard access(parent, W_OK | X_OK) == 0 else { throw ShardDBError(.notWritable, "\(parent) is not writable") }
         Self.removeAbandonedRestores(in: parent, name: name)
         let temporary = "\(parent)/.\(name).restoring-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        Self.restoringHere.withLock { _ = $0.insert(temporary) }
+        defer { Self.restoringHere.withLock { _ = $0.remove(temporary) } }
         var renamed = false
         defer {
             // RocksDB's copy threads may still be finishing a file as removal starts: retry.
@@ -501,8 +508,14 @@ public final class CheckpointStore: @unchecked Sendable {
         }
         try FailurePoints.hit("checkpoint.restore.before-open")
         // Open once: RocksDB recovers the WAL tail, and the shard map must be the recorded one.
+        // Nothing but that recovery may run: a compaction here would run the expiry filter
+        // on this process's clock, not the restoring application's, and close() would then
+        // record what it dropped, moving the sequence number past the checkpoint's.
         var options = ShardEngineOptions()
         options.logger.logLevel = .warning
+        options.expiryCompactionFilter = false
+        options.periodicCompactionSeconds = 0
+        options.rocksDBOptions = "disable_auto_compactions=true"
         let restored = try ShardEngine.open(at: temporary, options: options)
         var result = info
         // The instance's own metadata is authoritative (the record is read from the
@@ -573,15 +586,24 @@ public final class CheckpointStore: @unchecked Sendable {
         return points
     }
 
-    /// Removes hidden restore directories for `name` left by processes that died.
+    /// The hidden directories restores of this process are writing now.
+    private static let restoringHere = Mutex<Set<String>>([])
+
+    /// Removes hidden restore directories for `name` left by processes that died,
+    /// and by an earlier process that had this one's id (a container's first process
+    /// is always 1): of this process's own id only those no restore here is writing.
     private static func removeAbandonedRestores(in parent: String, name: String) {
         let prefix = ".\(name).restoring-"
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
+            let path = parent + "/" + entry
             let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap { Int32($0) } ?? 0
-            // Still restoring (EPERM: a process of another user, alive).
-            if pid > 0 && pid != getpid() && (kill(pid, 0) == 0 || errno == EPERM) { continue }
-            if pid == getpid() { continue }
-            try? FileManager.default.removeItem(atPath: parent + "/" + entry)
+            if pid == getpid() {
+                if restoringHere.withLock({ $0.contains(path) }) { continue }
+            } else if pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) {
+                // Still restoring (EPERM: a process of another user, alive).
+                continue
+            }
+            try? FileManager.default.removeItem(atPath: path)
         }
     }
 

@@ -117,13 +117,21 @@ extension CheckpointStore {
 
     private func backup(of engine: ShardEngine, record: [UInt8], liveBytes: UInt64, started: Date,
                         progress: ((CheckpointProgress) -> Void)?) throws -> UInt32 {
-        try storage(engine.path) {
-            try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: record) { copied in
+        do {
+            return try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: record) { copied in
                 // Only `kill` acts here: the callback runs inside RocksDB, which must not unwind.
                 try? FailurePoints.hit("checkpoint.copying")
                 progress?(CheckpointProgress(bytesDone: min(copied, liveBytes), bytesTotal: liveBytes,
                                              elapsedSeconds: Date().timeIntervalSince(started)))
             }
+        } catch let error as RocksDBError where error.message.contains("Size mismatch for existing backup file") {
+            // A shared file the store already holds is shorter or longer than recorded:
+            // the store is damaged (RocksDB's load check sees only missing files).
+            throw ShardDBError(.checkpointCorrupted,
+                "checkpoint store \(path) holds a damaged file (\(error.message)); nothing was added. Run verify, then purge --drop-damaged",
+                storage: error)
+        } catch {
+            return try storage(engine.path) { throw error }
         }
     }
 }

@@ -62,8 +62,12 @@ enum DurableFile {
         done = true
     }
 
-    /// Writes `data` at `offset` of the file at `path` (created if missing), dropping
-    /// whatever followed `offset`; `offset` must not be past the file's end.
+    /// Writes `data` at `offset` of the file at `path` (created if missing); `offset`
+    /// must not be past the file's end. What follows the written bytes stays: the
+    /// pieces written are of one file that does not change (a table file of the
+    /// source), so a piece written again, e.g. by a call that outlived its deadline
+    /// and finished after a newer one, has the same bytes and must not cut off the
+    /// pieces written after it. Not synced (see ``sync(_:)``).
     ///
     /// - throws: ``ShardDBError`` `.notWritable`, `.invalidArgument` for an offset past the end.
     static func write(_ data: Data, to path: String, at offset: UInt64) throws {
@@ -75,7 +79,6 @@ enum DurableFile {
         guard offset <= UInt64(info.st_size) else {
             throw ShardDBError(.invalidArgument, "write at \(offset) of \(path), which has \(info.st_size) bytes")
         }
-        guard ftruncate(fd, off_t(offset)) == 0 else { throw ShardDBError(.notWritable, "cannot truncate \(path): \(String(cString: strerror(errno)))") }
         try data.withUnsafeBytes { buffer in
             var done = 0
             while done < buffer.count {
