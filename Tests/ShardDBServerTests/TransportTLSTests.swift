@@ -147,4 +147,77 @@ final class TransportTLSTests: XCTestCase {
         XCTAssertEqual(after.stdout, ok.stdout, after.stderr)
         XCTAssertEqual(a.terminate(), 0)
     }
+
+    /// A server that serves TLS presents its peer secret over TLS only. It dialled the
+    /// source a coordinator named in plaintext, so whoever answered at that address
+    /// (or watched the wire) read the secret in the call's headers.
+    func testATLSServerPullsFromASourceOverTLSOnly() async throws {
+        let workspace = try Workspace("PeerTLS")
+        let ca = try TestCertificates(in: workspace.root, name: "trusted")
+        let serverIdentity = try ca.server()
+        let target = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
+                                      extra: ["--tls-cert", serverIdentity.certificate, "--tls-key", serverIdentity.key,
+                                              "--peer-token-file", workspace.tokenFile])
+        // A "source" that records the first bytes its first connection sends.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                guard bind(listener, raw, length) == 0, listen(listener, 16) == 0, getsockname(listener, raw, &length) == 0 else {
+                    throw POSIXError(.EADDRINUSE)
+                }
+            }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let received = LockedBytes()
+        let reader = Thread {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            defer { close(connection) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = read(connection, &buffer, buffer.count)
+            received.set(count > 0 ? Array(buffer[0..<count]) : [])
+        }
+        reader.start()
+
+        var configuration = RemoteInstance.Configuration()
+        configuration.retryWindow = .seconds(1)
+        configuration.callTimeout = .seconds(20)
+        let client = try RemoteInstance(address: target.address, secret: try SharedSecret(Workspace.token),
+                                        tls: try ClientTLS(certificateAuthority: ca.authority), configuration: configuration)
+        let plan = MigrationPlan(id: "peer-tls", sourceInstance: "s", targetInstance: "t", sourceLocation: "127.0.0.1:\(port)",
+                                 targetLocation: target.address.description, sourceShard: 0,
+                                 range: .keyGroups(KeyGroupRange(0, 10)), shape: .newShard, targetShard: 1)
+        let pulled = try await client.pullBulk(plan, fromSourceAt: "127.0.0.1:\(port)", after: nil, maxBytes: 4096) { _ in }
+        await client.close()
+        XCTAssertFalse(pulled, "nothing answering TLS there: the coordinator relays")
+        let bytes = try XCTUnwrap(received.wait(seconds: 10), "the target never dialled the source")
+        XCTAssertEqual(bytes.first, 0x16, "a TLS handshake record, not plaintext HTTP/2: \(bytes.prefix(24))")
+        XCTAssertFalse(String(decoding: bytes, as: UTF8.self).contains("PRI * HTTP/2.0"))
+        XCTAssertEqual(target.terminate(), 0)
+    }
+}
+
+/// Bytes one thread hands another.
+private final class LockedBytes: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var bytes: [UInt8]?
+
+    func set(_ value: [UInt8]) {
+        condition.lock(); bytes = value; condition.broadcast(); condition.unlock()
+    }
+
+    func wait(seconds: Double) -> [UInt8]? {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        condition.lock(); defer { condition.unlock() }
+        while bytes == nil && condition.wait(until: deadline) {}
+        return bytes
+    }
 }

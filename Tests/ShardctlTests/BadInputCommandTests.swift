@@ -340,7 +340,8 @@ final class BadInputCommandTests: ShardctlTestCase {
                  status: 64, "--copy-table-files applies only when a whole shard moves as table files"),
             // serve: peer credentials for pulling a bulk copy
             Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem")], status: 64, "--peer-tls-cert and --peer-tls-key go together"),
-            Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem"), "--peer-tls-key", p("k.pem")], status: 64, "needs --tls-ca"),
+            Case(["serve", inst, "--token-file", p("token"), "--peer-tls-cert", p("c.pem"), "--peer-tls-key", p("k.pem")], status: 64, "needs --tls-ca or --peer-tls-ca"),
+            Case(["serve", inst, "--token-file", p("token"), "--peer-token-file", p("token"), "--peer-tls-ca", p("ca.pem")], status: 64, "--peer-tls-ca is for pulls over TLS"),
             Case(["serve", inst, "--peer-token-file", missing + "/token"], status: 64, "give --token-file"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "0..512", "--bulk-transfer", "table-files"],
                  "as table files"),

@@ -25,10 +25,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("rate-limit"), parsing: .unconditional, help: "Cap on bulk-copy bytes read from this instance, e.g. 200MB/s.") var rateLimit: String?
     @Option(help: "HOST:PORT peers should record for this instance (default: the bound address).") var advertise: String?
     @Option(name: .customLong("peer-token-file"),
-            help: "Secret this instance presents when, as a migration target, it pulls a bulk copy from the source itself (default: --token-file when serving without TLS; without one the coordinator relays the copy).")
+            help: "Secret this instance presents when, as a migration target, it pulls a bulk copy from the source itself (default: --token-file when serving without TLS; without one the coordinator relays the copy). A server that serves TLS presents it over TLS only, the source verified against --peer-tls-ca.")
     var peerTokenFile: String?
+    @Option(name: .customLong("peer-tls-ca"),
+            help: "CA (PEM) that signed the sources' server certificates, for the TLS a pull uses (default: --tls-ca, else the system's trust roots).")
+    var peerTLSCA: String?
     @Option(name: .customLong("peer-tls-cert"),
-            help: "Client certificate (PEM) this instance presents, over TLS, to a source it pulls a bulk copy from; with --peer-tls-key, the source verified against --tls-ca.")
+            help: "Client certificate (PEM) this instance presents, over TLS, to a source it pulls a bulk copy from; with --peer-tls-key, the source verified against --peer-tls-ca, else --tls-ca.")
     var peerTLSCert: String?
     @Option(name: .customLong("peer-tls-key"), help: "Private key (PEM) of --peer-tls-cert.") var peerTLSKey: String?
 
@@ -40,8 +43,11 @@ struct Serve: AsyncParsableCommand {
         }
         guard tokenFile != nil || tlsCA != nil else { throw ValidationError("give --token-file, or --tls-ca to authenticate clients by certificate") }
         guard (peerTLSCert == nil) == (peerTLSKey == nil) else { throw ValidationError("--peer-tls-cert and --peer-tls-key go together") }
-        guard peerTLSCert == nil || tlsCA != nil else {
-            throw ValidationError("--peer-tls-cert needs --tls-ca (the CA that signed the sources' certificates)")
+        guard peerTLSCert == nil || tlsCA != nil || peerTLSCA != nil else {
+            throw ValidationError("--peer-tls-cert needs --tls-ca or --peer-tls-ca (the CA that signed the sources' certificates)")
+        }
+        guard peerTLSCA == nil || tlsCert != nil || peerTLSCert != nil else {
+            throw ValidationError("--peer-tls-ca is for pulls over TLS: give --tls-cert and --tls-key, or --peer-tls-cert and --peer-tls-key")
         }
     }
 
@@ -61,10 +67,15 @@ struct Serve: AsyncParsableCommand {
             let tls = try tlsCert.map { try ServerTLS(certificateChain: $0, privateKey: tlsKey!, clientCertificateAuthority: tlsCA) }
             let secret = try tokenFile.map { try SharedSecret(contentsOf: $0) }
             let peerSecret = try peerTokenFile.map { try SharedSecret(contentsOf: $0) }
-            var peers = peerSecret.map { PeerCredentials(secret: $0) }
+            // A server that serves TLS pulls over TLS too: a peer secret sent in plaintext
+            // would go to whoever answers at the source's address, in clear on the wire.
+            let peerCA = peerTLSCA ?? tlsCA
+            var peers = try peerSecret.map {
+                PeerCredentials(secret: $0, tls: tls == nil ? nil : try ClientTLS(certificateAuthority: peerCA))
+            }
             if let peerTLSCert, let peerTLSKey {
                 peers = PeerCredentials(secret: peerSecret ?? secret,
-                                        tls: try ClientTLS(certificateAuthority: tlsCA, certificateChain: peerTLSCert, privateKey: peerTLSKey))
+                                        tls: try ClientTLS(certificateAuthority: peerCA, certificateChain: peerTLSCert, privateKey: peerTLSKey))
             }
             let configuration = MigrationServer.Configuration(
                 listen: address, secret: secret, tls: tls, advertisedAddress: advertise,
