@@ -459,6 +459,82 @@ final class TransportSecurityTests: XCTestCase {
         b.terminate()
     }
 
+    /// A catch-up batch larger than a server takes in one message (64 MiB): big values
+    /// written to the moving range during the bulk copy. It was sent as one message,
+    /// refused, retried until the window ran out, and the migration rolled back.
+    func testACatchUpBatchLargerThanOneMessageIsApplied() async throws {
+        let workspace = try Workspace("BigCatchUp")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 200), tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let source = try workspace.client(a.address, retry: .milliseconds(300))
+        let target = try workspace.client(b.address, retry: .milliseconds(300))
+        let from = try await source.describeInstance(), to = try await target.describeInstance()
+        let shard = try XCTUnwrap(from.shards.first { $0.id == 0 })
+        guard case .keyGroups(let groups) = shard.range else { return XCTFail("hash partitioning expected") }
+        let plan = MigrationPlan(id: "big-catch-up", sourceInstance: from.instanceID, targetInstance: to.instanceID,
+                                 sourceLocation: from.location, targetLocation: to.location, sourceShard: 0,
+                                 range: shard.range, shape: .newShard, targetShard: 0)
+        let keys = (0..<10_000).map { "big\($0)" }.filter { name in
+            groups.contains(Array(name.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) })
+        }.prefix(3)
+        XCTAssertEqual(keys.count, 3)
+
+        try await source.prepareOutgoing(plan)
+        let snapshot = try await source.openBulk(plan)
+        _ = try await target.prepareIncoming(plan, snapshotSequence: snapshot)
+        try await target.applyBulk(plan, chunks: { [done = LockedChunks()] in
+            if done.chunks.last?.done == true { return nil }
+            let chunk = try await source.readBulk(plan, after: done.chunks.last?.lastKey, maxBytes: 1 << 20)
+            done.append(chunk)
+            return chunk
+        }, applied: { _ in })
+        for (index, key) in keys.enumerated() {
+            try await source.put(Array(key.utf8), [UInt8](repeating: UInt8(index + 1), count: 24 << 20))
+        }
+        let changes = try await source.readChanges(plan, from: snapshot + 1, maxRecords: 1000)
+        XCTAssertEqual(changes.records.count, 3)
+        XCTAssertGreaterThan(changes.records.reduce(0) { $0 + ($1.value?.count ?? 0) }, 64 << 20)
+        try await target.applyChanges(plan, changes)
+
+        let final = try await source.fenceOutgoing(plan)
+        var next = changes.nextSequence
+        while next <= final {
+            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
+            try await target.applyChanges(plan, chunk)
+            next = chunk.nextSequence
+        }
+        try await target.commitIncoming(plan, finalSequence: final)
+        try await source.commitOutgoing(plan)
+        for (index, key) in keys.enumerated() {
+            let value = try await target.get(Array(key.utf8))
+            XCTAssertEqual(value?.count, 24 << 20)
+            XCTAssertEqual(value?.first, UInt8(index + 1))
+        }
+        await source.close()
+        await target.close()
+        a.terminate()
+        b.terminate()
+    }
+
+    /// Change chunks cut for messages: in order, each part's next sequence just past
+    /// its last record, the last part keeping the chunk's, a record larger than the
+    /// limit alone.
+    func testChangeChunksAreCutIntoMessages() {
+        func record(_ sequence: UInt64, _ bytes: Int) -> ChangeRecord {
+            ChangeRecord(sequence: sequence, shard: 0, operation: .put, storedKey: [0, 1, 2], storedEndKey: nil,
+                         value: [UInt8](repeating: 7, count: bytes), key: [2])
+        }
+        let chunk = ChangeChunk(records: [record(10, 400), record(12, 400), record(13, 2000), record(20, 100)],
+                                nextSequence: 40, latestSequence: 50)
+        let parts = RemoteInstance.messageParts(of: chunk, maxBytes: 1000)
+        XCTAssertEqual(parts.map { $0.records.map(\.sequence) }, [[10, 12], [13], [20]])
+        XCTAssertEqual(parts.map(\.nextSequence), [13, 14, 40])
+        XCTAssertEqual(Set(parts.map(\.latestSequence)), [50])
+        XCTAssertEqual(RemoteInstance.messageParts(of: chunk, maxBytes: 1 << 20), [chunk])
+        let empty = ChangeChunk(records: [], nextSequence: 5, latestSequence: 5)
+        XCTAssertEqual(RemoteInstance.messageParts(of: empty, maxBytes: 1000), [empty])
+    }
+
     /// Table files sent by hand: names that are paths, corrupt and truncated
     /// chunks, writes past the end and an incomplete file are refused; sent whole,
     /// the files become the staging shard and the migration commits.
@@ -518,13 +594,19 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertEqual(shardsBefore, 0)
 
         // Sent whole (the first chunk again from 0: harmless), imported, caught up, committed.
-        func sendAll() async throws {
+        func sendAll(pieceBytes: Int = 1 << 20, rewritingTheFirstPiece: Bool = false) async throws {
             for file in files {
                 var offset: UInt64 = 0
                 while offset < file.size {
-                    let data = try await source.readTableFile(plan, name: file.name, offset: offset, maxBytes: 1 << 20)
+                    let data = try await source.readTableFile(plan, name: file.name, offset: offset, maxBytes: pieceBytes)
                     try await target.writeTableFile(plan, name: file.name, offset: offset, data)
                     offset += UInt64(data.count)
+                }
+                if rewritingTheFirstPiece {
+                    // As a call that outlived its deadline and finished late would: the
+                    // same bytes again, which used to cut off every piece after it.
+                    let data = try await source.readTableFile(plan, name: file.name, offset: 0, maxBytes: pieceBytes)
+                    try await target.writeTableFile(plan, name: file.name, offset: 0, data)
                 }
             }
         }
@@ -535,7 +617,8 @@ final class TransportSecurityTests: XCTestCase {
         misplaced[0].level = 50
         // (RocksDB's refusal, as a storage error naming the file and level.)
         await expect(.storage, "a file at level 50") { _ = try await target.importTableFiles(plan, misplaced) }
-        try await sendAll()
+        try await sendAll(pieceBytes: 8 << 10, rewritingTheFirstPiece: true)
+        XCTAssertGreaterThan(files.map(\.size).max() ?? 0, 8 << 10, "files of several pieces")
         let imported = try await target.importTableFiles(plan, files)
         XCTAssertTrue(imported)
         try await source.releaseTableFiles(plan)

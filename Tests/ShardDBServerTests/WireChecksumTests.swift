@@ -1,4 +1,7 @@
 import CCRC32C
+import Foundation
+import ShardDB
+import SwiftProtobuf
 @testable import ShardDBServer
 import XCTest
 
@@ -46,6 +49,71 @@ final class WireChecksumTests: XCTestCase {
                                    "\(length) bytes at offset \(offset) from \(register)")
                 }
             }
+        }
+    }
+
+    /// The fields that say where a copy or catch-up stands are checked too: a
+    /// flipped `done` ended a bulk copy early with keys missing, a damaged next
+    /// sequence moved the target's applied position past unapplied changes.
+    /// A sender that predates the check (its field 0) is still taken.
+    func testControlFieldsOfChunksAreChecked() throws {
+        let bulk = try BulkChunk(data: Data("k1v1".utf8), keyLengths: [2], valueLengths: [2], lastKey: Array("k1".utf8), done: false)
+        let wire = WireBulkChunk(bulk)
+        XCTAssertEqual(try wire.decoded(), bulk)
+        var flipped = wire
+        flipped.done = true
+        var moved = wire
+        moved.lastKey = Data("k0".utf8)
+        var dropped = wire
+        dropped.clearLastKey()
+        for (name, damaged) in [("done", flipped), ("last key", moved), ("no last key", dropped)] {
+            XCTAssertThrowsError(try damaged.decoded(), name) { error in
+                XCTAssertEqual((error as? ShardDBError)?.code, .corruptedValue, "\(name): \(error)")
+            }
+        }
+        var old = flipped
+        old.controlCrc32C = 0
+        XCTAssertTrue(try old.decoded().done, "an older sender's chunk is taken unchecked")
+
+        let record = ChangeRecord(sequence: 7, shard: 0, operation: .put, storedKey: [0, 1, 65], value: [1, 0, 66], key: [65])
+        let changes = WireChangeChunk.with {
+            $0.records = [WireChangeRecord(record)]
+            $0.nextSequence = 8
+            $0.latestSequence = 9
+            $0.last = true
+        }.sealed()
+        XCTAssertEqual(try changes.decodedRecords().map(\.sequence), [7])
+        var ahead = changes
+        ahead.nextSequence = 1 << 40
+        var notLast = changes
+        notLast.last = false
+        for (name, damaged) in [("next sequence", ahead), ("last", notLast)] {
+            XCTAssertThrowsError(try damaged.decodedRecords(), name) { error in
+                XCTAssertEqual((error as? ShardDBError)?.code, .corruptedValue, "\(name): \(error)")
+            }
+        }
+        var older = ahead
+        older.controlCrc32C = 0
+        XCTAssertNoThrow(try older.decodedRecords())
+        // Through the wire encoding and back.
+        XCTAssertEqual(try WireChangeChunk(serializedBytes: try changes.serializedBytes() as [UInt8]), changes)
+        XCTAssertEqual(try WireBulkChunk(serializedBytes: try wire.serializedBytes() as [UInt8]), wire)
+    }
+
+    /// A chunk bigger than the longest wait's worth of the rate waits that long, not
+    /// its size over the rate: it used to wait past every call's deadline, and each
+    /// retry added its bytes to the debt the next one waited for.
+    func testTheRateLimiterWaitsAtMostItsLongestWait() async throws {
+        let limiter = BulkRateLimiter(ByteRate(bytesPerSecond: 1000), longestWaitSeconds: 0.2)
+        let clock = ContinuousClock()
+        let burst = try await clock.measure { try await limiter.acquire(1000) }
+        XCTAssertLessThan(burst, .milliseconds(100), "a second's worth goes at once")
+        let big = try await clock.measure { try await limiter.acquire(1_000_000) }   // 1000 s at the rate
+        XCTAssertGreaterThanOrEqual(big, .milliseconds(150))
+        XCTAssertLessThan(big, .seconds(5))
+        for _ in 0..<3 {
+            let next = try await clock.measure { try await limiter.acquire(1_000_000) }
+            XCTAssertLessThan(next, .seconds(5), "the debt does not pile up")
         }
     }
 }

@@ -16,7 +16,7 @@ public struct MigrationRequest: Sendable {
     public var onConflict: MigrationConflictPolicy = .refuse
     /// A migration id; generated when nil.
     public var id: String?
-    /// Bytes per bulk-copy chunk.
+    /// Bytes per bulk-copy chunk (at most 32 MiB when either instance is in another process).
     public var bulkChunkBytes = 4 << 20
     /// Records per changelog read.
     public var changeBatch = 10_000
@@ -133,6 +133,8 @@ public struct MigrationCoordinator: Sendable {
         guard request.bulkChunkBytes > 0 else {
             throw ShardDBError(.invalidArgument, "bulkChunkBytes must be positive, got \(request.bulkChunkBytes)")
         }
+        // A chunk must fit one message of an endpoint in another process.
+        let request = request.withBulkChunkBytes(min(request.bulkChunkBytes, source.largestBulkChunkBytes, target.largestBulkChunkBytes))
         let started = Date()
         var state = MigrationProgress(phase: .prepare, keysCopied: 0, bytesCopied: 0, changesApplied: 0, lag: 0, elapsedSeconds: 0)
         func report(_ phase: MigrationProgress.Phase) {
@@ -523,5 +525,13 @@ extension ShardEngine {
         var coordinator = MigrationCoordinator(source: self, target: target)
         coordinator.logger = logger
         return try await coordinator.migrate(request, progress: progress)
+    }
+}
+
+extension MigrationRequest {
+    func withBulkChunkBytes(_ bytes: Int) -> MigrationRequest {
+        var copy = self
+        copy.bulkChunkBytes = bytes
+        return copy
     }
 }

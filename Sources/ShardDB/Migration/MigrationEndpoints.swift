@@ -215,6 +215,9 @@ public protocol MigrationSource: Sendable {
     /// directly (``MigrationTarget/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``);
     /// nil when only this process can reach it.
     var peerAddress: String? { get }
+    /// The largest bulk chunk (or table-file piece) this endpoint takes or sends in
+    /// one message; the coordinator's chunks are no larger.
+    var largestBulkChunkBytes: Int { get }
 }
 
 /// The target side of a migration.
@@ -275,6 +278,9 @@ public protocol MigrationTarget: Sendable {
     /// Removes the staging area.
     func abortIncoming(_ plan: MigrationPlan) async throws
     func migrationEntry(_ id: String) async throws -> MigrationJournalEntry?
+    /// The largest bulk chunk (or table-file piece) this endpoint takes in one
+    /// message; the coordinator's chunks are no larger.
+    var largestBulkChunkBytes: Int { get }
 }
 
 extension MigrationSource {
@@ -282,9 +288,13 @@ extension MigrationSource {
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
     /// Default: nil (an engine in this process: no target elsewhere can reach it).
     public var peerAddress: String? { nil }
+    /// Default: no limit (an engine in this process).
+    public var largestBulkChunkBytes: Int { .max }
 }
 
 extension MigrationTarget {
+    /// Default: no limit (an engine in this process).
+    public var largestBulkChunkBytes: Int { .max }
     /// Default: nothing to prepare (the commit then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
     /// Default: false (the coordinator relays the chunks).

@@ -156,7 +156,8 @@ extension ShardEngine: MigrationTarget {
         // waits, then finds the bulk copy done, instead of racing for the staging folder.
         migrationRuntime.importLock.lock()
         defer { migrationRuntime.importLock.unlock() }
-        return try importTableFilesAlone(plan, files)
+        // And never beside a write of this migration's files (``writeTableFile``).
+        return try migrationRuntime.serialized(plan.id) { try importTableFilesAlone(plan, files) }
     }
 
     private func importTableFilesAlone(_ plan: MigrationPlan, _ files: [TableFile]) throws -> Bool {
@@ -285,16 +286,25 @@ extension ShardEngine: MigrationTarget {
 
     public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) throws {
         try Self.checkTableFileName(name)
-        try checkTakesTableFiles(plan)
-        let directory = try tableImportDirectory(plan.id)
-        try guardedWrite(bytes: data.count) {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try DurableFile.write(data, to: directory + "/" + name, at: offset)
+        // Serialized per migration, as applyBulk: a stale call (its deadline passed,
+        // its handler still running) must not write beside a newer one, nor after
+        // the import took the files.
+        try migrationRuntime.serialized(plan.id) {
+            try checkTakesTableFiles(plan)
+            let directory = try tableImportDirectory(plan.id)
+            try guardedWrite(bytes: data.count) {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try DurableFile.write(data, to: directory + "/" + name, at: offset)
+            }
         }
         try FailurePoints.hit("migration.target.table-file-written")
     }
 
     public var importsLocalTableFiles: Bool { true }
+
+    /// No limit: an engine in this process takes chunks of any size (both
+    /// protocols give the same default; ShardEngine is both).
+    public var largestBulkChunkBytes: Int { .max }
 
     /// Where ``importTableFiles(_:_:)`` stages a migration's files; removed after
     /// the import, at commit and abort, and at open unless the migration is still

@@ -355,6 +355,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// The address this client reaches the instance at, for a target that pulls the bulk copy itself.
     public var peerAddress: String? { address.description }
+    /// What a server reads or takes per bulk message (its messages are capped at 64 MiB).
+    public var largestBulkChunkBytes: Int { Self.largestBulkChunkBytes }
+    static let largestBulkChunkBytes = 32 << 20
+    /// Change records per ApplyChanges message, in bytes (a catch-up batch may be far larger).
+    static let changesPerMessageBytes = 8 << 20
 
     /// Asks the instance to pull the bulk copy from the source at `address`
     /// itself, in calls of ``Configuration/bulkChunksPerStream`` chunks, each
@@ -590,19 +595,44 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         }
     }
 
+    /// Sends the chunk in messages of about ``changesPerMessageBytes`` (a server takes
+    /// at most 64 MiB per message, and a catch-up batch of big values is larger): each
+    /// part but the last says "everything before my last record's successor has been
+    /// looked at", which the target applies as it would one chunk, skipping what it has.
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) async throws {
-        let records = chunk.records.map(WireChangeRecord.init)
-        let request = WireApplyChangesRequest.with {
-            $0.plan = WireMigrationPlan(plan)
-            $0.chunk = .with {
-                $0.records = records
-                $0.crc32C = WireChangeChunk.checksum(records)
-                $0.nextSequence = chunk.nextSequence
-                $0.latestSequence = chunk.latestSequence
-                $0.last = true
+        let wirePlan = WireMigrationPlan(plan)
+        for part in Self.messageParts(of: chunk, maxBytes: Self.changesPerMessageBytes) {
+            let records = part.records.map(WireChangeRecord.init)
+            let request = WireApplyChangesRequest.with {
+                $0.plan = wirePlan
+                $0.chunk = WireChangeChunk.with {
+                    $0.records = records
+                    $0.nextSequence = part.nextSequence
+                    $0.latestSequence = part.latestSequence
+                    $0.last = true
+                }.sealed()
             }
+            _ = try await retrying("applyChanges") { try await stub.applyChanges(request, options: options) }
         }
-        _ = try await retrying("applyChanges") { try await stub.applyChanges(request, options: options) }
+    }
+
+    /// `chunk` cut into chunks of at most `maxBytes` of keys and values (a record larger
+    /// than that alone), in order; the last one keeps the chunk's next sequence.
+    static func messageParts(of chunk: ChangeChunk, maxBytes: Int) -> [ChangeChunk] {
+        var parts: [ChangeChunk] = []
+        var start = 0, bytes = 0
+        for (index, record) in chunk.records.enumerated() {
+            let size = 64 + record.storedKey.count + (record.storedEndKey?.count ?? 0) + (record.value?.count ?? 0)
+            if index > start && bytes + size > maxBytes {
+                let records = Array(chunk.records[start..<index])
+                parts.append(ChangeChunk(records: records, nextSequence: records.last!.sequence + 1, latestSequence: chunk.latestSequence))
+                start = index
+                bytes = 0
+            }
+            bytes += size
+        }
+        parts.append(ChangeChunk(records: Array(chunk.records[start...]), nextSequence: chunk.nextSequence, latestSequence: chunk.latestSequence))
+        return parts
     }
 
     public func commitIncoming(_ plan: MigrationPlan, finalSequence: UInt64) async throws {

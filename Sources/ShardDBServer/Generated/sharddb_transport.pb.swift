@@ -646,7 +646,7 @@ nonisolated struct WirePullTableFilesRequest: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-/// A piece written (durable) on the target: `files[file]` holds its first
+/// A piece written on the target (to its file; synced before the import): `files[file]` holds its first
 /// `offset` bytes; `done` once every file is whole.
 nonisolated struct WirePullTableFilesProgress: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -693,6 +693,10 @@ nonisolated struct WireBulkChunk: Sendable {
 
   /// CRC-32C of `data`, then of the lengths (little-endian u32 each, keys then values).
   var crc32C: UInt32 = 0
+
+  /// CRC-32C of `done` (one byte), then of `last_key` when set (a 1 byte, then its
+  /// bytes; else a 0 byte); 0 from senders that predate it (then unchecked).
+  var controlCrc32C: UInt32 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -785,6 +789,10 @@ nonisolated struct WireChangeChunk: Sendable {
 
   /// CRC-32C over every record's sequence (little-endian u64), stored key, end key and value.
   var crc32C: UInt32 = 0
+
+  /// CRC-32C of next_sequence and latest_sequence (little-endian u64 each), then
+  /// `last` (one byte); 0 from senders that predate it (then unchecked).
+  var controlCrc32C: UInt32 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2250,7 +2258,7 @@ nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".BulkChunk"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_lengths\0\u{3}value_lengths\0\u{1}data\0\u{3}last_key\0\u{1}done\0\u{1}bytes\0\u{1}crc32c\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_lengths\0\u{3}value_lengths\0\u{1}data\0\u{3}last_key\0\u{1}done\0\u{1}bytes\0\u{1}crc32c\0\u{3}control_crc32c\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2265,6 +2273,7 @@ nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 5: try { try decoder.decodeSingularBoolField(value: &self.done) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
       case 7: try { try decoder.decodeSingularFixed32Field(value: &self.crc32C) }()
+      case 8: try { try decoder.decodeSingularFixed32Field(value: &self.controlCrc32C) }()
       default: break
       }
     }
@@ -2296,6 +2305,9 @@ nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.crc32C != 0 {
       try visitor.visitSingularFixed32Field(value: self.crc32C, fieldNumber: 7)
     }
+    if self.controlCrc32C != 0 {
+      try visitor.visitSingularFixed32Field(value: self.controlCrc32C, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2307,6 +2319,7 @@ nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.done != rhs.done {return false}
     if lhs.bytes != rhs.bytes {return false}
     if lhs.crc32C != rhs.crc32C {return false}
+    if lhs.controlCrc32C != rhs.controlCrc32C {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2422,7 +2435,7 @@ nonisolated extension WireChangeRecord: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension WireChangeChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ChangeChunk"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{3}next_sequence\0\u{3}latest_sequence\0\u{1}last\0\u{1}crc32c\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{3}next_sequence\0\u{3}latest_sequence\0\u{1}last\0\u{1}crc32c\0\u{3}control_crc32c\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2435,6 +2448,7 @@ nonisolated extension WireChangeChunk: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.latestSequence) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.last) }()
       case 5: try { try decoder.decodeSingularFixed32Field(value: &self.crc32C) }()
+      case 6: try { try decoder.decodeSingularFixed32Field(value: &self.controlCrc32C) }()
       default: break
       }
     }
@@ -2456,6 +2470,9 @@ nonisolated extension WireChangeChunk: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.crc32C != 0 {
       try visitor.visitSingularFixed32Field(value: self.crc32C, fieldNumber: 5)
     }
+    if self.controlCrc32C != 0 {
+      try visitor.visitSingularFixed32Field(value: self.controlCrc32C, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2465,6 +2482,7 @@ nonisolated extension WireChangeChunk: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.latestSequence != rhs.latestSequence {return false}
     if lhs.last != rhs.last {return false}
     if lhs.crc32C != rhs.crc32C {return false}
+    if lhs.controlCrc32C != rhs.controlCrc32C {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

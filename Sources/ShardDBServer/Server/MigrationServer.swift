@@ -99,7 +99,7 @@ public final class MigrationServer: Sendable {
             })
         let location = self.location
         let service = ShardInstanceService(engine: engine, location: { location.value },
-                                           rateLimiter: configuration.bulkRateLimit.map(BulkRateLimiter.init),
+                                           rateLimiter: configuration.bulkRateLimit.map { BulkRateLimiter($0) },
                                            peers: configuration.peers)
         let omitted = Self.omittedMethods(ProcessInfo.processInfo.environment["SHARDDB_SERVER_OMIT_RPCS"])
         let registered: any RegistrableRPCService = omitted.isEmpty ? service : WithoutMethods(service: service, omitted: omitted)

@@ -43,19 +43,29 @@ actor BulkRateLimiter {
     private var available: Double
     private var last = ContinuousClock.now
 
-    init(_ rate: ByteRate) {
+    private let longestWait: Double
+
+    init(_ rate: ByteRate, longestWaitSeconds: Double = BulkRateLimiter.longestWaitSeconds) {
         // (bytesPerSecond is a var: 0 set after init would divide by zero when waiting.)
         self.rate = Double(max(1, rate.bytesPerSecond))
         self.available = self.rate
+        self.longestWait = longestWaitSeconds
     }
 
-    /// Takes `bytes` from the bucket, sleeping while it is in debt.
+    /// The longest a chunk waits (by default): a chunk bigger than this many seconds' worth goes
+    /// out after it (faster than the rate), so that it arrives within a call's
+    /// deadline (60 s by default). Without the cap such a chunk never arrived, and
+    /// every retry of it added its bytes to the debt the next one waited for.
+    static let longestWaitSeconds = 30.0
+
+    /// Takes `bytes` from the bucket, sleeping while it is in debt (at most
+    /// ``longestWaitSeconds``).
     func acquire(_ bytes: Int) async throws {
         let now = ContinuousClock.now
         let elapsed = now - last
         last = now
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        available = min(rate, available + seconds * rate) - Double(bytes)
+        available = max(min(rate, available + seconds * rate) - Double(bytes), -rate * longestWait)
         if available < 0 {
             try await Task.sleep(for: .seconds(-available / rate))
         }

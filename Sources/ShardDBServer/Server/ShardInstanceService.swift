@@ -103,18 +103,17 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
             partBytes += wire.storedKey.count + wire.value.count + 32
             part.append(wire)
             if partBytes >= 1 << 20 {
-                try await response.write(.with { $0.records = part; $0.crc32C = WireChangeChunk.checksum(part) })
+                try await response.write(WireChangeChunk.with { $0.records = part }.sealed())
                 part = []
                 partBytes = 0
             }
         }
-        try await response.write(.with {
+        try await response.write(WireChangeChunk.with {
             $0.records = part
-            $0.crc32C = WireChangeChunk.checksum(part)
             $0.nextSequence = chunk.nextSequence
             $0.latestSequence = chunk.latestSequence
             $0.last = true
-        })
+        }.sealed())
     }
 
     func prepareCutover(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {

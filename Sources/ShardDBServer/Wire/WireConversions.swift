@@ -191,6 +191,16 @@ extension WireBulkChunk {
         done = chunk.done
         bytes = UInt64(chunk.bytes)
         crc32C = Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths)
+        controlCrc32C = controlChecksum
+    }
+
+    /// Of the fields that say where the copy stands (`done`, `last_key`): a flipped
+    /// `done` would end the copy early, a damaged last key resume it elsewhere.
+    var controlChecksum: UInt32 {
+        var crc = CRC32C()
+        crc.update([UInt8(done ? 1 : 0), UInt8(hasLastKey ? 1 : 0)])
+        if hasLastKey { crc.update(lastKey) }
+        return crc.checksum
     }
 
     static func checksum(data: Data, keyLengths: [UInt32], valueLengths: [UInt32]) -> UInt32 {
@@ -209,6 +219,10 @@ extension WireBulkChunk {
     func decoded() throws -> BulkChunk {
         guard Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths) == crc32C else {
             throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch")
+        }
+        // (0: a sender that predates the field.)
+        guard controlCrc32C == 0 || controlChecksum == controlCrc32C else {
+            throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch (done or last key)")
         }
         do {
             return try BulkChunk(data: data, keyLengths: keyLengths, valueLengths: valueLengths,
@@ -272,9 +286,31 @@ extension WireChangeChunk {
         return crc.checksum
     }
 
-    /// - throws: `.corruptedValue` when the checksum does not match.
+    /// Of the fields that say how far the changelog was read (a damaged next
+    /// sequence would move the target's applied position past unapplied changes).
+    var controlChecksum: UInt32 {
+        var crc = CRC32C()
+        crc.update(littleEndian: nextSequence)
+        crc.update(littleEndian: latestSequence)
+        crc.update([UInt8(last ? 1 : 0)])
+        return crc.checksum
+    }
+
+    /// Sets both checksums from the fields as they are.
+    func sealed() -> WireChangeChunk {
+        var chunk = self
+        chunk.crc32C = Self.checksum(records)
+        chunk.controlCrc32C = chunk.controlChecksum
+        return chunk
+    }
+
+    /// - throws: `.corruptedValue` when a checksum does not match.
     func decodedRecords() throws -> [ChangeRecord] {
         guard Self.checksum(records) == crc32C else { throw ShardDBError(.corruptedValue, "changelog chunk checksum mismatch") }
+        // (0: a sender that predates the field.)
+        guard controlCrc32C == 0 || controlChecksum == controlCrc32C else {
+            throw ShardDBError(.corruptedValue, "changelog chunk checksum mismatch (next sequence, latest sequence or last)")
+        }
         return try records.map { try $0.decoded() }
     }
 }
