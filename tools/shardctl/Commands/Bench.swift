@@ -106,7 +106,7 @@ struct WorkloadBench: ParsableCommand {
     @Option(name: .customLong("shards"), parsing: .unconditional, help: "Shards of the benchmark instance.")
     var shards = 1
 
-    @Option(help: "hash or range (default: hash; range for seekrandom and ycsb-e).")
+    @Option(help: "hash or range (default: hash; range for fillseq, seekrandom and ycsb-e).")
     var partitioning: String?
 
     @Option(name: .customLong("options"),

@@ -178,7 +178,7 @@ struct Checkpoint: ParsableCommand {
                 """)
 
         @OptionGroup var storeOption: StoreOption
-        @Option(parsing: .unconditional, help: "How many of the newest readable checkpoints to keep, at least 1 (default: all of them).") var keep: Int?
+        @Option(parsing: .unconditional, help: "How many of the newest readable checkpoints to keep (per instance in a shared store), at least 1 (default: all of them).") var keep: Int?
         @Flag(name: .customLong("drop-damaged"),
               help: "Delete every damaged checkpoint too, with its remaining files (gone for good: inspect them with 'list' and 'verify' first).")
         var dropDamaged = false

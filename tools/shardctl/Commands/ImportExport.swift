@@ -20,7 +20,7 @@ struct Import: ParsableCommand {
 
     @OptionGroup var instance: InstanceOptions
     @Option(help: "Input format.") var format: TextFormat = .tsv
-    @Option(parsing: .unconditional, help: "Seconds to live for every imported entry (a jsonl 'ttl' field overrides it).") var ttl: Int64?
+    @Option(parsing: .unconditional, help: "Seconds to live for every imported entry (a jsonl 'ttl' or 'expiresAt' field overrides it).") var ttl: Int64?
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Lines per atomic batch.") var batchSize = 1000
     @Flag(help: "Print the result as JSON.") var json = false
 
