@@ -119,6 +119,45 @@ class MigrationTests: XCTestCase {
         XCTAssertFalse(iterator.isValid)
     }
 
+    /// A get that looked its key up before a partial move and read after the move's
+    /// cleanup deleted it here found nothing: the caller learned that a key living
+    /// on the target does not exist. It now looks again and names the owner.
+    func testAGetOverlappingAPartialMoveNamesTheNewOwner() throws {
+        let dir = TemporaryDirectory()
+        let (source, target) = try makePair(dir, shards: 2)
+        defer { source.close(); target.close() }
+        let oracle = try load(source, count: 3000)
+        // Shard 0 owns kg[0,128); kg[64,128) moves while the get stands between lookup and read.
+        let key = try XCTUnwrap(oracle.keys.first { source.recordedOwner(of: $0) == 0 && keyGroup(of: $0) >= 64 })
+        let moved = LockedResults()
+        FailurePoints.arm("read.routed", action: .call(FailurePoints.Hook {
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                do {
+                    _ = try await source.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(64, 128))), to: target)
+                    moved.append(.success(true))
+                } catch { moved.append(.failure(error)) }
+                done.signal()
+            }
+            done.wait()
+        }))
+        defer { FailurePoints.disarmAll() }
+        do {
+            let value = try source.get(key)
+            XCTFail("the get answered \(value.map { String(decoding: $0, as: UTF8.self) } ?? "nothing") for a key that moved")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .keyNotOwned, "\(error)")
+            XCTAssertEqual(error.owner, target.path)
+        }
+        XCTAssertEqual(moved.count, 1, "the move ran inside the get")
+        if case .failure(let error)? = moved.values.first { XCTFail("the move failed: \(error)") }
+        XCTAssertEqual(try target.get(key), oracle[key])
+    }
+
+    private func keyGroup(of key: [UInt8]) -> Int {
+        key.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: 256) }
+    }
+
     func testMergeIntoAdjacentTargetShard() async throws {
         let dir = TemporaryDirectory()
         // Source: 2 shards over 256 groups; target: 2 shards too — a distinct instance, same partitioning.

@@ -27,6 +27,44 @@ final class RangeDeleteTests: XCTestCase {
         return expected
     }
 
+    /// A range delete over two shards each held by a cutover fence: once the first
+    /// was waited out, the second reached the caller as the engine's internal
+    /// FenceHit instead of a typed error.
+    func testARangeDeleteMeetingASecondFenceFailsWithATypedError() throws {
+        let dir = TemporaryDirectory()
+        var options = ShardEngineOptions.testing()
+        options.fenceWaitSeconds = 0.05
+        let engine = try ShardEngine.create(at: dir.path("i"), shards: 3, partitioning: .range(splitPoints: [bytes("h"), bytes("p")]),
+                                            options: options)
+        defer { engine.close() }
+        let ranges = engine.shardDescriptors.sorted { $0.id < $1.id }.map(\.range)
+        let first = Fence(range: ranges[0], migrationID: "m1"), second = Fence(range: ranges[1], migrationID: "m2")
+        _ = engine.updateTable { $0.replacing(fences: [first]) }
+        let error = assertShardDBError(.migrationInProgress, try engine.write { batch in
+            // The batch routes with the table of its start (the first fence); meanwhile
+            // that cutover ended and another began on the next shard.
+            _ = engine.updateTable { $0.replacing(fences: [second]) }
+            first.resolve(.released)
+            try batch.deleteRange(from: "c", to: "k")
+        })
+        XCTAssertTrue(error?.message.contains("m2") ?? false, error?.message ?? "")
+        _ = engine.updateTable { $0.replacing(fences: []) }
+        second.resolve(.released)
+        try engine.deleteRange(from: "c", to: "k")
+    }
+
+    /// A fence wait of infinity (or over ~290 years) overflowed Foundation's
+    /// nanosecond deadline and trapped; NaN or a negative wait only looks.
+    func testFenceWaitsOfAnyLengthDoNotTrap() {
+        let fence = Fence(range: .keyGroups(KeyGroupRange(0, 1)), migrationID: "m")
+        XCTAssertNil(fence.wait(timeout: .nan))
+        XCTAssertNil(fence.wait(timeout: -1))
+        let resolver = Thread { usleep(50_000); fence.resolve(.released) }
+        resolver.start()
+        XCTAssertEqual(fence.wait(timeout: .infinity), .released)
+        XCTAssertEqual(fence.wait(timeout: 1e300), .released)
+    }
+
     func testRangePartitioningDeletesAcrossShardsAndSurvivesReopen() throws {
         let dir = TemporaryDirectory()
         var engine = try rangeEngine(dir)

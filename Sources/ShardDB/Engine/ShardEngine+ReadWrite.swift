@@ -186,15 +186,17 @@ extension ShardEngine {
     func readValue(_ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try Self.validate(key: key)
         try CallerError.unwrapping {
-            try routedRead(key) { shard, keyGroup in
-                try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
+            // (Found: whether anything was stored; a miss is looked at again if the map changed.)
+            _ = try routedRead(key, isMiss: { (found: Bool) in !found }) { shard, keyGroup -> Bool in
+                try FailurePoints.hit("read.routed")  // (tests: a move between the lookup and the read)
+                return try KeyEncoding.withStoredKey(key, keyGroup: keyGroup) { storedKey in
                     try storage(path) {
-                        _ = try database.withValue(forKey: storedKey, in: shard.family) { stored in
+                        try database.withValue(forKey: storedKey, in: shard.family) { stored in
                             let (header, payload) = try decodeStored(stored, key: key)
                             // The clock is read only for values that can expire.
                             if let expiry = header.expiresAtMilliseconds, clock.nowMilliseconds() >= expiry { return }
                             try CallerError.marking { try body(payload) }
-                        }
+                        } != nil
                     }
                 }
             }
@@ -210,7 +212,11 @@ extension ShardEngine {
             // looked up again, the keys it held name their new owner.
             let generation = tableGeneration
             do {
-                return try multiGetOnce(keys)
+                let results = try multiGetOnce(keys)
+                // A miss after the map changed may be a key a partial move's cleanup
+                // deleted here: looked up again, it names its owner (as ``get(_:)``).
+                if results.contains(where: { $0 == nil }) && tableGeneration != generation { continue }
+                return results
             } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
                 guard tableGeneration != generation else { throw error }
             }

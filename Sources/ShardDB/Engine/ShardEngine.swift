@@ -322,8 +322,12 @@ public final class ShardEngine: @unchecked Sendable {
     /// A read that finds its shard's column family dropped (a migration's cleanup
     /// between the lookup and the read) looks again: the table then names the new
     /// owner (`.keyNotOwned`), instead of the read failing as if the engine were closed.
+    /// So does one whose result `isMiss` says found nothing, when the shard map changed
+    /// since the lookup: a partial move's cleanup may have deleted the key here after
+    /// it moved, and the caller must learn its owner, not that it does not exist.
     @inline(__always)
-    func routedRead<R>(_ key: UnsafeRawBufferPointer, _ body: (Shard, Int?) throws -> R) throws -> R {
+    func routedRead<R>(_ key: UnsafeRawBufferPointer, isMiss: (R) -> Bool = { _ in false },
+                       _ body: (Shard, Int?) throws -> R) throws -> R {
         while true {
             let shard: Shard, keyGroup: Int?, generation: UInt64
             do {
@@ -336,7 +340,9 @@ public final class ShardEngine: @unchecked Sendable {
                 continue
             }
             do {
-                return try body(shard, keyGroup)
+                let result = try body(shard, keyGroup)
+                if isMiss(result) && tableGeneration != generation { continue }
+                return result
             } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
                 guard tableGeneration != generation else { throw error }
             }

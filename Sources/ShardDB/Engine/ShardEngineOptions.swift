@@ -42,7 +42,8 @@ public struct ShardEngineOptions: Sendable {
     /// and migrations and checkpoints read from snapshots.
     public var rocksDBOptions: String?
     /// How long a read or write of a range under migration cutover waits for the
-    /// cutover to finish before failing with `.migrationInProgress`.
+    /// cutover to finish before failing with `.migrationInProgress` (at most a
+    /// year: `.infinity` waits a year; 0 or less fails at once).
     public var fenceWaitSeconds: Double = 5
     /// What opening does with a damaged write-ahead log (docs/CRASH_TESTING.md, "Corruption").
     public var walRecovery: WALRecovery = .strict

@@ -81,11 +81,17 @@ public final class ShardWriteBatch {
     public func deleteRange(from lower: some ContiguousBytes, to upper: some ContiguousBytes, keyGroup: Int? = nil) throws {
         let lower = lower.withUnsafeBytes { [UInt8]($0) }, upper = upper.withUnsafeBytes { [UInt8]($0) }
         try ShardEngine.validateRange(lower, upper, keyGroup: keyGroup, partitioning: engine.partitioning)
-        let pieces: [RangePiece]
-        do { pieces = try table.locateRange(lower: lower, upper: upper, keyGroup: keyGroup) } catch let hit as FenceHit {
-            try engine.waitOut(hit.fence)
-            pieces = try engine.table.locateRange(lower: lower, upper: upper, keyGroup: keyGroup)
+        // Each fence waited out in turn: a range over several shards may meet one per
+        // shard (FenceHit is internal and must not reach the caller).
+        var located: [RangePiece]?
+        var current = table
+        while located == nil {
+            do { located = try current.locateRange(lower: lower, upper: upper, keyGroup: keyGroup) } catch let hit as FenceHit {
+                try engine.waitOut(hit.fence)
+                current = engine.table
+            }
         }
+        let pieces = located!
         for piece in pieces {
             try storage(engine.path) { try batch.deleteRange(from: piece.storedLower, to: piece.storedUpper, in: piece.shard.family) }
         }

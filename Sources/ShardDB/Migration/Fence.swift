@@ -21,9 +21,15 @@ final class Fence: @unchecked Sendable {
         self.migrationID = migrationID
     }
 
-    /// Waits until the fence is resolved or `timeout` passes (nil then).
+    /// The longest wait: Foundation turns a deadline into nanoseconds in an Int64,
+    /// which a larger one (or infinity) overflows, trapping.
+    static let longestWaitSeconds: TimeInterval = 365 * 24 * 3600
+
+    /// Waits until the fence is resolved or `timeout` passes (nil then); a negative
+    /// or NaN timeout only looks, one over a year (infinity) waits a year.
     func wait(timeout: TimeInterval) -> Outcome? {
-        let deadline = Date().addingTimeInterval(timeout)
+        let seconds = timeout.isNaN ? 0 : min(max(timeout, 0), Self.longestWaitSeconds)
+        let deadline = Date().addingTimeInterval(seconds)
         condition.lock()
         defer { condition.unlock() }
         while outcome == nil {
