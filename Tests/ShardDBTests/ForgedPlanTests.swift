@@ -62,4 +62,33 @@ final class ForgedPlanTests: XCTestCase {
         XCTAssertEqual(merged, expected)
         XCTAssertEqual(try target.migrationEntry("m")?.phase, .committed)
     }
+
+    /// A plan whose range or target shard does not fit the target's partitioning
+    /// (a hostile or buggy peer) is refused before anything is recorded: committed,
+    /// key groups past the instance's trapped building the routing table, and a key
+    /// range on a hash instance or a negative id failed every later open.
+    func testAPlanThatDoesNotFitTheTargetIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let target = try ShardEngine.create(at: dir.path("target"), shards: 1, partitioning: .hash(keyGroups: 4096), options: .testing())
+        defer { target.close() }
+        func plan(_ range: ShardRange, shard: Int = 7) -> MigrationPlan {
+            MigrationPlan(id: "bad", sourceInstance: "s", targetInstance: target.instanceID, sourceLocation: "a", targetLocation: target.path,
+                          sourceShard: 0, range: range, shape: .newShard, targetShard: shard)
+        }
+        for bad in [plan(.keyGroups(KeyGroupRange(5000, 6000))), plan(.keyGroups(KeyGroupRange(10, 10))),
+                    plan(.keyGroups(KeyGroupRange(-1, 10))), plan(.keys(lower: [1], upper: [2])),
+                    plan(.keyGroups(KeyGroupRange(4000, 4096)), shard: -1)] {
+            assertShardDBError(.invalidArgument, try target.prepareIncoming(bad, snapshotSequence: 1))
+        }
+        XCTAssertEqual(try target.migrationJournal().count, 0, "nothing recorded")
+        let ranged = try ShardEngine.create(at: dir.path("ranged"), shards: 1, partitioning: .range(splitPoints: []), options: .testing())
+        defer { ranged.close() }
+        let inverted = MigrationPlan(id: "inv", sourceInstance: "s", targetInstance: ranged.instanceID, sourceLocation: "a",
+                                     targetLocation: ranged.path, sourceShard: 0, range: .keys(lower: [9], upper: [3]),
+                                     shape: .newShard, targetShard: 5)
+        assertShardDBError(.invalidArgument, try ranged.prepareIncoming(inverted, snapshotSequence: 1))
+        var hashed = inverted
+        hashed.range = .keyGroups(KeyGroupRange(0, 1))
+        assertShardDBError(.invalidArgument, try ranged.prepareIncoming(hashed, snapshotSequence: 1))
+    }
 }

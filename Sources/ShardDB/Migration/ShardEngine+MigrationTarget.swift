@@ -54,6 +54,23 @@ extension ShardEngine: MigrationTarget {
 
     /// The target owns nothing of the range, no other migration touches it, and the shape fits.
     private func validateIncoming(_ plan: MigrationPlan) throws {
+        // A plan from a peer that does not fit this instance's partitioning would be
+        // recorded, then trap building the routing table or fail every later open.
+        switch (partitioning, plan.range) {
+        case (.hash(let keyGroups), .keyGroups(let groups)):
+            guard groups.lowerBound >= 0, groups.lowerBound < groups.upperBound, groups.upperBound <= keyGroups else {
+                throw ShardDBError(.invalidArgument, "migration \(plan.id): key groups \(plan.range) are not inside this instance's 0..<\(keyGroups)")
+            }
+        case (.range, .keys(let lower, let upper)):
+            if let upper, !lower.lexicographicallyPrecedes(upper) {
+                throw ShardDBError(.invalidArgument, "migration \(plan.id): key range \(plan.range) is empty or inverted")
+            }
+        default:
+            throw ShardDBError(.invalidArgument, "migration \(plan.id): range \(plan.range) does not fit this instance's \(partitioning) partitioning")
+        }
+        guard (0...ShardDescriptor.maxID).contains(plan.targetShard) else {
+            throw ShardDBError(.invalidArgument, "migration \(plan.id): target shard id \(plan.targetShard) is out of range (0...\(ShardDescriptor.maxID))")
+        }
         // The new shard's record would not load at the next open (nor give its values
         // the expiry meant): a plan from a peer is checked as setDefaultTTL checks.
         if let ttl = plan.defaultTTLSeconds, ttl <= 0 || ttl > TTL.maxSeconds {
