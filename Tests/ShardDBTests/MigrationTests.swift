@@ -154,6 +154,53 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(try target.get(key), oracle[key])
     }
 
+    /// A range that moved away, came back and moved away again: the instance's older
+    /// moved-to record (naming the first owner) hid the new one, so the instance
+    /// sent clients to the first owner, which sent them back.
+    func testARangeThatMovesAwayAgainNamesItsNewOwner() async throws {
+        let dir = TemporaryDirectory()
+        let a = try ShardEngine.create(at: dir.path("a"), shards: 1, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        defer { a.close(); b.close(); c.close() }
+        let oracle = try load(a, count: 500)
+        let key = try XCTUnwrap(oracle.keys.first { keyGroup(of: $0) >= 128 })
+        _ = try await a.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(128, 256))), to: b)
+        let back = try XCTUnwrap(b.shardDescriptors.first { $0.state == .active })
+        _ = try await b.migrate(Self.request(shard: back.id, mergeInto: 0), to: a)
+        XCTAssertEqual(try a.get(key), oracle[key])
+        _ = try await a.migrate(Self.request(shard: 0), to: c)
+        let error = assertShardDBError(.keyNotOwned, try a.get(key))
+        XCTAssertEqual(error?.owner, c.path)
+        a.close()
+        let reopened = try ShardEngine.open(at: dir.path("a"), options: engineOptions())
+        defer { reopened.close() }
+        XCTAssertEqual(assertShardDBError(.keyNotOwned, try reopened.get(key))?.owner, c.path, "the records, as stored")
+        XCTAssertEqual(try c.get(key), oracle[key])
+    }
+
+    /// The same when the range moving away again lies inside the older record: the
+    /// record is cut in two around it, the part past it still naming its owner.
+    func testARangeMovingAwayInsideAnOlderMovedRangeSplitsItsRecord() async throws {
+        let dir = TemporaryDirectory()
+        let a = try ShardEngine.create(at: dir.path("a"), shards: 1, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        defer { a.close(); b.close(); c.close() }
+        let oracle = try load(a, count: 2000)
+        _ = try await a.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(64, 256))), to: b)   // a: [0,64), record [64,256) -> b
+        let onB = try XCTUnwrap(b.shardDescriptors.first { $0.state == .active })
+        _ = try await b.migrate(Self.request(shard: onB.id, range: .keyGroups(KeyGroupRange(64, 128)), mergeInto: 0), to: a)  // a: [0,128)
+        _ = try await a.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(96, 128))), to: c)    // inside [64,256)
+        for (key, value) in oracle {
+            let group = keyGroup(of: key)
+            if group < 96 { XCTAssertEqual(try a.get(key), value); continue }
+            let owner = group < 128 ? c : b
+            XCTAssertEqual(assertShardDBError(.keyNotOwned, try a.get(key))?.owner, owner.path, "key group \(group)")
+            XCTAssertEqual(try owner.get(key), value)
+        }
+    }
+
     private func keyGroup(of key: [UInt8]) -> Int {
         key.withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: 256) }
     }

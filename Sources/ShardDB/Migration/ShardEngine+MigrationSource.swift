@@ -299,10 +299,13 @@ extension ShardEngine: MigrationSource {
         let remaining = try shard.descriptor.range.removing(plan.range)
         var changed: [Shard] = []
         let batch = WriteBatch()
+        var usedIDs = current.shards.map(\.id) + (try reservedShardIDs())
+        let movedID: Int
         if let remaining {
             var kept = shard.descriptor
             kept.range = remaining
-            let movedID = try ShardDescriptor.nextID(after: current.shards.map(\.id) + (try reservedShardIDs()))
+            movedID = try ShardDescriptor.nextID(after: usedIDs)
+            usedIDs.append(movedID)
             let moved = ShardDescriptor(id: movedID, range: plan.range, state: .moved(to: plan.targetLocation))
             try batch.put(Array(MetadataKey.shard(kept.id).utf8), MetadataCoding.encode(ShardRecord(kept)), in: metadata)
             try batch.put(Array(MetadataKey.shard(moved.id).utf8), MetadataCoding.encode(ShardRecord(moved)), in: metadata)
@@ -310,8 +313,32 @@ extension ShardEngine: MigrationSource {
         } else {
             var moved = shard.descriptor
             moved.state = .moved(to: plan.targetLocation)
+            movedID = moved.id
             try batch.put(Array(MetadataKey.shard(moved.id).utf8), MetadataCoding.encode(ShardRecord(moved)), in: metadata)
             changed = [Shard(descriptor: moved, family: nil, expiryFilter: shard.expiryFilter)]
+        }
+        // Older moved-to records of this range (it moved away before and came back)
+        // name an earlier owner: routing reads moved records in id order, so one of
+        // them could hide the new one. The part this move covers now names its owner.
+        for stale in current.shards where !stale.isActive && stale.id != movedID && stale.descriptor.range.overlaps(plan.range) {
+            var pieces = stale.descriptor.range.subtracting(plan.range).map { range in
+                var piece = stale.descriptor
+                piece.range = range
+                return piece
+            }
+            if pieces.isEmpty {
+                // All of it: the record stays (its id is never reused), naming the new owner.
+                var retargeted = stale.descriptor
+                retargeted.state = .moved(to: plan.targetLocation)
+                pieces = [retargeted]
+            } else if pieces.count == 2 {
+                pieces[1].id = try ShardDescriptor.nextID(after: usedIDs)
+                usedIDs.append(pieces[1].id)
+            }
+            for piece in pieces {
+                try batch.put(Array(MetadataKey.shard(piece.id).utf8), MetadataCoding.encode(ShardRecord(piece)), in: metadata)
+                changed.append(piece.id == stale.id ? stale.with(piece) : Shard(descriptor: piece, family: nil, expiryFilter: nil))
+            }
         }
         entry.phase = .committed
         try journal(entry, in: batch)
