@@ -116,4 +116,25 @@ final class WireChecksumTests: XCTestCase {
             XCTAssertLessThan(next, .seconds(5), "the debt does not pile up")
         }
     }
+
+    /// A chunk stops once it reaches its size, so it can run one entry past it, and
+    /// its length lists grow with its entries. At the cap between processes, the
+    /// worst case (the smallest stored entries, 5 bytes, then the largest one) still
+    /// fits a message: at 32 MiB it did not, and such a chunk was refused on every retry.
+    func testABulkChunkAtTheCapFitsOneMessage() throws {
+        let cap = MigrationServer.largestBulkChunkBytes
+        let small = cap / 5
+        let bigKey = ShardEngine.maxKeySize + 2, bigValue = ShardEngine.maxValueSize + 18  // (the largest value header)
+        var data = Data(count: small * 5 + bigKey + bigValue)
+        data[0] = 1
+        let chunk = try BulkChunk(data: data, keyLengths: [UInt32](repeating: 3, count: small) + [UInt32(bigKey)],
+                                  valueLengths: [UInt32](repeating: 2, count: small) + [UInt32(bigValue)],
+                                  lastKey: [UInt8](repeating: 0xFF, count: bigKey), done: false)
+        let plan = MigrationPlan(id: String(repeating: "m", count: 64), sourceInstance: "s", targetInstance: "t",
+                                 sourceLocation: String(repeating: "h", count: 255), targetLocation: String(repeating: "h", count: 255),
+                                 sourceShard: 0, range: .keyGroups(KeyGroupRange(0, 65536)), shape: .newShard, targetShard: 0)
+        let request = WireApplyBulkRequest.with { $0.plan = WireMigrationPlan(plan); $0.chunk = WireBulkChunk(chunk) }
+        let size = (try request.serializedBytes() as [UInt8]).count
+        XCTAssertLessThanOrEqual(size + 5, MigrationServer.maxMessageBytes, "\(size) bytes with the gRPC prefix")
+    }
 }

@@ -179,24 +179,27 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(try c.get(key), oracle[key])
     }
 
-    /// The same when the range moving away again lies inside the older record: the
-    /// record is cut in two around it, the part past it still naming its owner.
+    /// The same under range partitioning, where moved-to records are read by lower
+    /// bound (so the older, lower one won), and when the range moving away again
+    /// lies inside the older record: the record is cut in two around it, the part
+    /// past it still naming its owner.
     func testARangeMovingAwayInsideAnOlderMovedRangeSplitsItsRecord() async throws {
         let dir = TemporaryDirectory()
-        let a = try ShardEngine.create(at: dir.path("a"), shards: 1, partitioning: .hash(keyGroups: 256), options: engineOptions())
-        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
-        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: .hash(keyGroups: 256), options: engineOptions())
+        let ranged = Partitioning.range(splitPoints: [])
+        let a = try ShardEngine.create(at: dir.path("a"), shards: 1, partitioning: ranged, options: engineOptions())
+        let b = try ShardEngine.create(at: dir.path("b"), shards: 0, partitioning: ranged, options: engineOptions())
+        let c = try ShardEngine.create(at: dir.path("c"), shards: 0, partitioning: ranged, options: engineOptions())
         defer { a.close(); b.close(); c.close() }
         let oracle = try load(a, count: 2000)
-        _ = try await a.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(64, 256))), to: b)   // a: [0,64), record [64,256) -> b
+        let m = bytes("k3"), p = bytes("k5"), t = bytes("k7")
+        _ = try await a.migrate(Self.request(shard: 0, range: .keys(lower: m, upper: nil)), to: b)       // a: [, k3), record [k3, ∞) -> b
         let onB = try XCTUnwrap(b.shardDescriptors.first { $0.state == .active })
-        _ = try await b.migrate(Self.request(shard: onB.id, range: .keyGroups(KeyGroupRange(64, 128)), mergeInto: 0), to: a)  // a: [0,128)
-        _ = try await a.migrate(Self.request(shard: 0, range: .keyGroups(KeyGroupRange(96, 128))), to: c)    // inside [64,256)
+        _ = try await b.migrate(Self.request(shard: onB.id, range: .keys(lower: m, upper: t), mergeInto: 0), to: a)  // a: [, k7)
+        _ = try await a.migrate(Self.request(shard: 0, range: .keys(lower: p, upper: t)), to: c)        // inside [k3, ∞)
         for (key, value) in oracle {
-            let group = keyGroup(of: key)
-            if group < 96 { XCTAssertEqual(try a.get(key), value); continue }
-            let owner = group < 128 ? c : b
-            XCTAssertEqual(assertShardDBError(.keyNotOwned, try a.get(key))?.owner, owner.path, "key group \(group)")
+            if key.lexicographicallyPrecedes(p) { XCTAssertEqual(try a.get(key), value); continue }
+            let owner = key.lexicographicallyPrecedes(t) ? c : b
+            XCTAssertEqual(assertShardDBError(.keyNotOwned, try a.get(key))?.owner, owner.path, String(decoding: key, as: UTF8.self))
             XCTAssertEqual(try owner.get(key), value)
         }
     }

@@ -39,6 +39,8 @@ public final class ShardEngine: @unchecked Sendable {
     /// ``ShardEngineOptions/stampWriteTime``, read on every put.
     let stampWriteTime: Bool
     private let routing: Mutex<RoutingTable>
+    /// `routing`'s table's generation, stored with every change of it.
+    private let generationMirror: Atomic<UInt64>
     private let closed = Atomic<Bool>(false)
     /// Held shared by every write from routing to RocksDB's acknowledgement, and
     /// exclusively for an instant when a migration fences a range: once the
@@ -74,6 +76,7 @@ public final class ShardEngine: @unchecked Sendable {
         self.writeOptions = WriteOptions(sync: options.syncWrites, disableWAL: options.disableWAL)
         self.stampWriteTime = options.stampWriteTime
         self.routing = Mutex(table)
+        self.generationMirror = Atomic(table.generation)
         self.diskSpace = DiskSpaceGuard(path: path, minimumFreeBytes: options.minimumFreeDiskBytes)
     }
 
@@ -298,6 +301,7 @@ public final class ShardEngine: @unchecked Sendable {
     func updateTable(_ change: (RoutingTable) throws -> RoutingTable) rethrows -> RoutingTable {
         try routing.withLock { table in
             table = try change(table)
+            generationMirror.store(table.generation, ordering: .releasing)
             return table
         }
     }
@@ -349,8 +353,9 @@ public final class ShardEngine: @unchecked Sendable {
         }
     }
 
-    /// The routing table's generation (read without copying the table).
-    var tableGeneration: UInt64 { routing.withLock { $0.generation } }
+    /// The routing table's generation, without the routing lock (a read that missed
+    /// asks it: that must not add a second acquisition of the lock every read takes).
+    var tableGeneration: UInt64 { generationMirror.load(ordering: .acquiring) }
 
     /// The shard owning `key` and its key group, looked up under the routing lock:
     /// unlike `table.locate(key)` this does not take a reference to the table

@@ -16,7 +16,7 @@ public struct MigrationRequest: Sendable {
     public var onConflict: MigrationConflictPolicy = .refuse
     /// A migration id; generated when nil.
     public var id: String?
-    /// Bytes per bulk-copy chunk (at most 32 MiB when either instance is in another process).
+    /// Bytes per bulk-copy chunk (at most 16 MiB when either instance is in another process).
     public var bulkChunkBytes = 4 << 20
     /// Records per changelog read.
     public var changeBatch = 10_000

@@ -355,9 +355,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// The address this client reaches the instance at, for a target that pulls the bulk copy itself.
     public var peerAddress: String? { address.description }
-    /// What a server reads or takes per bulk message (its messages are capped at 64 MiB).
-    public var largestBulkChunkBytes: Int { Self.largestBulkChunkBytes }
-    static let largestBulkChunkBytes = 32 << 20
+    /// What a server reads or takes per bulk message (``MigrationServer/largestBulkChunkBytes``).
+    public var largestBulkChunkBytes: Int { MigrationServer.largestBulkChunkBytes }
     /// Change records per ApplyChanges message, in bytes (a catch-up batch may be far larger).
     static let changesPerMessageBytes = 8 << 20
 

@@ -52,7 +52,7 @@ extension ShardInstanceService {
     /// while writing one), reporting each once it is durable.
     func pullBulk(request: WirePullBulkRequest, response: RPCWriter<WirePullBulkProgress>, context: ServerContext) async throws {
         let plan = try plan(request.plan)
-        let maxBytes = Int(min(max(request.maxChunkBytes, 4096), 32 << 20))
+        let maxBytes = Int(min(max(request.maxChunkBytes, 4096), UInt32(MigrationServer.largestBulkChunkBytes)))
         let maxChunks = max(1, Int(min(request.maxChunks, 4096)))
         let pieces = Self.pullPieces(maxBytes)
         await pullGate.enter(plan.id)
@@ -76,7 +76,7 @@ extension ShardInstanceService {
         guard Int(request.resumeFile) < files.count || (files.isEmpty && request.resumeFile == 0) else {
             throw RPCError(code: .invalidArgument, message: "resume file \(request.resumeFile) of \(files.count) files")
         }
-        let chunkBytes = Int(min(max(request.maxChunkBytes, 1 << 16), 32 << 20))
+        let chunkBytes = Int(min(max(request.maxChunkBytes, 1 << 16), UInt32(MigrationServer.largestBulkChunkBytes)))
         // Bounded: the pieces of a call are listed up front (a peer could declare terabytes).
         let callBytes = min(max(UInt64(chunkBytes), request.maxCallBytes), Self.maxTableFileCallBytes)
         // Before anything is read from the source or allocated for it.

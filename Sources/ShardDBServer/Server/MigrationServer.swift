@@ -65,8 +65,13 @@ public final class MigrationServer: Sendable {
         }
     }
 
-    /// Largest message accepted either way: a bulk chunk (32 MiB at most) plus framing.
+    /// Largest message accepted either way: a bulk chunk plus framing.
     static let maxMessageBytes = 64 << 20
+    /// The largest bulk chunk (or table-file piece) read or taken per message. A
+    /// chunk may run one entry (up to 32 MiB of value and 16 KiB of key) past its
+    /// size, and its length lists add up to 2 bytes per entry of at least 5: a
+    /// 16 MiB chunk stays under ``maxMessageBytes`` whatever its entries.
+    static let largestBulkChunkBytes = 16 << 20
 
     public let engine: ShardEngine
     public let configuration: Configuration

@@ -51,7 +51,7 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
 
     func readBulk(request: WireReadBulkRequest, response: RPCWriter<WireBulkChunk>, context: ServerContext) async throws {
         let plan = try plan(request.plan)
-        let maxBytes = Int(min(max(request.maxChunkBytes, 4096), 32 << 20))
+        let maxBytes = Int(min(max(request.maxChunkBytes, 4096), UInt32(MigrationServer.largestBulkChunkBytes)))
         var after: [UInt8]? = request.hasAfter ? [UInt8](request.after) : nil
         for _ in 0..<max(1, Int(request.maxChunks)) {
             let from = after
@@ -78,7 +78,7 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
     func readTableFile(request: WireReadTableFileRequest, context: ServerContext) async throws -> WireTableFileChunk {
         let plan = try plan(request.plan)
         let name = request.name, offset = request.offset
-        let maxBytes = Int(min(max(request.maxBytes, 4096), 32 << 20))
+        let maxBytes = Int(min(max(request.maxBytes, 4096), UInt32(MigrationServer.largestBulkChunkBytes)))
         let data = try await call { try engine.readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes) }
         if let rateLimiter { try await rateLimiter.acquire(data.count) }
         return WireTableFileChunk(data)

@@ -37,7 +37,7 @@ struct Migrate: AsyncParsableCommand {
             help: "When the range overlaps a target shard: refuse, source-wins, target-wins or last-write-wins (docs/MIGRATION.md).")
     var onConflict: MigrationConflictPolicy = .refuse
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
-    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk of entries, and per table-file piece (at least 1 MiB); at most 32 MiB between HOST:PORT instances (larger is lowered to it).") var bulkChunkBytes = 4 << 20
+    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk of entries, and per table-file piece (at least 1 MiB); at most 16 MiB between HOST:PORT instances (larger is lowered to it).") var bulkChunkBytes = 4 << 20
     @Option(name: .customLong("bulk-transfer"),
             help: "How the bulk phase copies: auto (a whole shard as its table files when it can, else entries), entries, or table-files (fail if it cannot).")
     var bulkTransfer: BulkTransferArgument = .auto
