@@ -244,7 +244,9 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["import", inst, "--batch-size", "-1"], "--batch-size must be positive"),
             Case(["get", "--remote", "127.0.0.1:1", "--token-file", p("good-token"), "--retry-seconds", "-1", "k"], "--retry-seconds must be between"),
             Case(["stress", fresh, "--ops", "-1"], "--ops must not be negative"),
-            Case(["stress", fresh, "--keys", "-3"], "--keys must be positive"),
+            Case(["stress", fresh, "--keys", "-3"], "--keys must be between 1 and"),
+            // Past the bound, verification walked every key (a hang) and names wrapped.
+            Case(["stress", fresh, "--keys", "9223372036854775807"], "--keys must be between 1 and 1000000"),
             Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "-5MB/s"], "is not like 200MB/s"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-chunk-bytes", "-5"], status: 64, "--bulk-chunk-bytes must be positive"),
             // A value that starts with '-' is taken for an option: the error says how to pass it.
@@ -408,6 +410,18 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":1}"# + "\n", "\"value\" must be a string"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","value":"2"}"# + "\n", "\"value\" appears twice"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","k\u0065y":"key-2","value":"1"}"# + "\n", "\"key\" appears twice"),
+            // instants past 10,000 years (a write time there wins every last-write-wins merge)
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","expiresAt":9223372036854775807}"# + "\n", "10,000 years"),
+            Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","writtenAt":9223372036854775807}"# + "\n", "10,000 years"),
+            // no key comes before the empty one: the scan listed nothing, as of an empty instance
+            Case(["scan", inst, "--end", ""], "--end must not be empty"),
+            // --resolve settles; options of a new migration were silently ignored
+            Case(["migrate", "--from", inst, "--to", target, "--resolve", "--shard", "9", "--range", "garbage"], status: 64, "--resolve takes no options"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--merge-into", "-7"], status: 64, "--merge-into must be a shard id"),
+            // a dry run approved a target under a regular file, which the real run cannot create
+            Case(["rescale", "--from", inst, "--to", p("good-token") + "/sub", "--dry-run"], "is not a writable directory"),
+            // the parser's list of accepted values is kept on the one line
+            Case(["bench", "migrate", "--bulk", "foo"], status: 64, "files"),
             // stress
             Case(["stress", p("stress-work"), "--ops", "5", "--max-value-bytes", "99999999999"], "--max-value-bytes"),
             Case(["stress", p("good-token"), "--ops", "5"], "cannot create the work directory"),
@@ -445,6 +459,26 @@ final class BadInputCommandTests: ShardctlTestCase {
     /// Bytes that are not UTF-8 would decode to U+FFFD and two keys would collide:
     /// refused. Output that cannot be written (a full disk) is an error, not a
     /// quiet success or a "reader went away" 141; input that cannot be read too.
+    /// A directory named like an option, given after "--", is that directory: put and
+    /// get parsed it again as an option ("--help" printed the whole help and exited 0
+    /// having stored nothing; "-dd" was "missing <directory>"). Values that start with
+    /// '-' are taken by --start, --end and --prefix.
+    func testADirectoryOrValueNamedLikeAnOptionIsTakenAsGiven() throws {
+        let root = path("dash")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        for name in ["-dd", "--help"] {
+            let created = try ShardctlProcess.run(["init", "--shards", "1", "--", name], currentDirectory: root)
+            XCTAssertEqual(created.status, 0, created.stderr)
+            let put = try ShardctlProcess.run(["put", "--", name, "-k", "v"], currentDirectory: root)
+            XCTAssertEqual(put.status, 0, put.stderr)
+            XCTAssertFalse(put.stdout.contains("USAGE"), "printed the help instead: \(put.stdout.prefix(200))")
+            let got = try ShardctlProcess.run(["get", "--", name, "-k"], currentDirectory: root)
+            XCTAssertEqual(got.stdout, "v\n", got.stderr)
+            let scanned = try ShardctlProcess.run(["scan", "--start", "-a", "--end", "-z", "--", name], currentDirectory: root)
+            XCTAssertEqual(scanned.stdout, "-k\tv\n", scanned.stderr)
+        }
+    }
+
     func testBytesAndStreamsThatAreNotWhatTheySeem() throws {
         let dir = path("instance")
         try shardctl(["init", dir])

@@ -73,8 +73,8 @@ enum ShardctlProcess {
     /// is never inherited. A child still running after `timeout` seconds is killed
     /// (SIGKILL, which the result shows): a hang fails the test instead of the run.
     static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:],
-                    timeout: TimeInterval = 600) throws -> Result {
-        let running = try start(arguments, environment: environment)
+                    timeout: TimeInterval = 600, currentDirectory: String? = nil) throws -> Result {
+        let running = try start(arguments, environment: environment, currentDirectory: currentDirectory)
         let process = running.process
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
@@ -87,11 +87,12 @@ enum ShardctlProcess {
     }
 
     /// Starts `shardctl arguments...` with its stdin a pipe left open until ``Running/finish()``.
-    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
+    static func start(_ arguments: [String], environment: [String: String] = [:], currentDirectory: String? = nil) throws -> Running {
         ignoreSIGPIPE
         let process = Process()
         process.executableURL = try executable
         process.arguments = arguments
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
         var env = ProcessInfo.processInfo.environment
         env["SHARDDB_FAILPOINTS"] = nil
         for (key, value) in environment { env[key] = value.isEmpty ? nil : value }

@@ -56,7 +56,9 @@ struct ShardCtl: AsyncParsableCommand {
             let status = exitCode(for: error)
             // --help, and the exit codes the commands throw themselves, as the parser does.
             if status == .success || error is ExitCode || error is CleanExit { exit(withError: error) }
-            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            // One line, but all of it: the parser's second lines say which values it takes.
+            let lines = message(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let message = lines.isEmpty ? "\(error)" : lines.joined(separator: " ")
             writeStandardError(Data("shardctl: error: \(message) (see --help)\n".utf8))
             exitNow(status.rawValue)
         }

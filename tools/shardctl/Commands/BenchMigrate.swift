@@ -38,14 +38,14 @@ struct MigrationBench: AsyncParsableCommand {
         var transfer: BulkTransfer { self == .files || self == .filesCopy ? .tableFiles : .entries }
     }
 
-    @Option(name: .customLong("size-mb"), help: "Size of the shard to move.") var sizeMB = 1024
-    @Option(name: .customLong("value-size"), help: "Value size in bytes.") var valueSize = 1000
-    @Option(name: .customLong("write-rate"), help: "Foreground writes per second during the run (0: none).") var writeRate = 20_000
-    @Option(help: "Migrations to run (alternating direction).") var runs = 5
-    @Option(name: .customLong("baseline-seconds"), help: "Seconds of writes with no migration, for the baseline.") var baselineSeconds = 3.0
+    @Option(name: .customLong("size-mb"), parsing: .unconditional, help: "Size of the shard to move.") var sizeMB = 1024
+    @Option(name: .customLong("value-size"), parsing: .unconditional, help: "Value size in bytes.") var valueSize = 1000
+    @Option(name: .customLong("write-rate"), parsing: .unconditional, help: "Foreground writes per second during the run (0: none).") var writeRate = 20_000
+    @Option(parsing: .unconditional, help: "Migrations to run (alternating direction).") var runs = 5
+    @Option(name: .customLong("baseline-seconds"), parsing: .unconditional, help: "Seconds of writes with no migration, for the baseline.") var baselineSeconds = 3.0
     @Option(help: "Work in this directory (default: a temporary one, removed afterwards).") var dir: String?
     @Option(help: "How the bulk phase copies: files, files-copy, ingest, batch, both (ingest and batch) or all.") var bulk: BulkMode = .files
-    @Option(name: .customLong("chunk-mb"), help: "Bulk-copy chunk size in MiB.") var chunkMB = 8
+    @Option(name: .customLong("chunk-mb"), parsing: .unconditional, help: "Bulk-copy chunk size in MiB.") var chunkMB = 8
     @Flag(help: "Print the results as JSON.") var json = false
 
     struct Result: Encodable {

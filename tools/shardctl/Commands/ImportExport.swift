@@ -114,9 +114,16 @@ struct Import: ParsableCommand {
             }
             if let name = JSONObjectFields.repeated(in: line) { throw TextFormatError("the field \"\(name)\" appears twice") }
             var entryTTL = try record.ttl.map { try parseTTL($0, name: "\"ttl\"") } ?? defaultTTL
+            // As --ttl: no instant past 10,000 years from now (a write time past it would win
+            // every last-write-wins merge for ever).
+            let latest = Int64(Date().timeIntervalSince1970 * 1000) + TTL.maxSeconds * 1000
             if record.ttl == nil, let expiresAt = record.expiresAt {
                 guard expiresAt >= 0 else { throw TextFormatError("\"expiresAt\" must be milliseconds since the epoch (not negative), got \(expiresAt)") }
+                guard expiresAt <= latest else { throw TextFormatError("\"expiresAt\" \(expiresAt) is more than 10,000 years from now") }
                 entryTTL = .expiresAt(expiresAt)
+            }
+            if let writtenAt = record.writtenAt, writtenAt > latest {
+                throw TextFormatError("\"writtenAt\" \(writtenAt) is more than 10,000 years from now")
             }
             return (try record.decodedKey(), try record.decodedValue(), entryTTL, record.writtenAt)
         }

@@ -108,7 +108,8 @@ struct KeyTargetOptions: ParsableArguments {
     }
 
     func instance(_ directory: String) throws -> InstanceOptions {
-        var options = try InstanceOptions.parse([directory])
+        // After "--": a directory whose name starts with '-' is the operand, not an option.
+        var options = try InstanceOptions.parse(["--", directory])
         options.verbose = verbose
         options.minFreeDiskBytes = minFreeDiskBytes
         return options

@@ -31,13 +31,13 @@ struct Migrate: AsyncParsableCommand {
     @Option(help: "The target instance: a directory or HOST:PORT.") var to: String
     @Option(parsing: .unconditional, help: "The source shard.") var shard: Int?
     @Flag(help: "Only settle migrations between the two (in either direction) that a crash left unfinished.") var resolve = false
-    @Option(help: "Only this part of the shard: LO..HI.") var range: String?
+    @Option(parsing: .unconditional, help: "Only this part of the shard: LO..HI.") var range: String?
     @Option(name: .customLong("merge-into"), parsing: .unconditional, help: "Merge into this existing target shard.") var mergeInto: Int?
     @Option(name: .customLong("on-conflict"),
             help: "When the range overlaps a target shard: refuse, source-wins, target-wins or last-write-wins (docs/MIGRATION.md).")
     var onConflict: MigrationConflictPolicy = .refuse
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
-    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk of entries, and per table-file piece (at least 1 MiB); at most 16 MiB between HOST:PORT instances (larger is lowered to it).") var bulkChunkBytes = 4 << 20
+    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk of entries (raised to at least 4096), and per table-file piece (raised to at least 1 MiB); at most 16 MiB between HOST:PORT instances (larger is lowered to it).") var bulkChunkBytes = 4 << 20
     @Option(name: .customLong("bulk-transfer"),
             help: "How the bulk phase copies: auto (a whole shard as its table files when it can, else entries), entries, or table-files (fail if it cannot).")
     var bulkTransfer: BulkTransferArgument = .auto
@@ -53,6 +53,14 @@ struct Migrate: AsyncParsableCommand {
 
     func validate() throws {
         guard resolve || shard != nil else { throw ValidationError("--shard is required (or --resolve)") }
+        if resolve {
+            // --resolve settles what a crash left; options of a new migration would be ignored.
+            let given = [("--shard", shard != nil), ("--range", range != nil), ("--merge-into", mergeInto != nil),
+                         ("--no-cleanup", noCleanup), ("--on-conflict", onConflict != .refuse), ("--copy-table-files", copyTableFiles)]
+                .filter(\.1).map(\.0)
+            guard given.isEmpty else { throw ValidationError("--resolve takes no options of a new migration (\(given.joined(separator: ", ")))") }
+        }
+        if let mergeInto, mergeInto < 0 { throw ValidationError("--merge-into must be a shard id (0 or more), got \(mergeInto)") }
         guard bulkChunkBytes > 0 else { throw ValidationError("--bulk-chunk-bytes must be positive (it is raised to at least 4096), got \(bulkChunkBytes)") }
         if copyTableFiles && InstanceAddress(parsing: to) != nil {
             throw ValidationError("--copy-table-files applies to a target directory opened here; a live target (\(to)) always receives copies")

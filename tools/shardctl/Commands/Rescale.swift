@@ -53,6 +53,19 @@ struct Rescale: AsyncParsableCommand {
                 InstanceAddress(parsing: $0) == nil && !InstanceAddress.looksLikeAddress($0)
                     && ((try? FileManager.default.contentsOfDirectory(atPath: $0))?.isEmpty ?? !FileManager.default.fileExists(atPath: $0))
             }
+            // A dry run approves only targets the real run can create: the nearest existing
+            // folder above a new one must be a writable directory.
+            for spec in missing where !FileManager.default.fileExists(atPath: spec) {
+                var ancestor = URL(fileURLWithPath: spec).standardized.deletingLastPathComponent()
+                while !FileManager.default.fileExists(atPath: ancestor.path) && ancestor.path != "/" {
+                    ancestor = ancestor.deletingLastPathComponent()
+                }
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDirectory), isDirectory.boolValue,
+                      access(ancestor.path, W_OK | X_OK) == 0 else {
+                    throw ShardDBError(.notWritable, "cannot create the target \(spec): \(ancestor.path) is not a writable directory")
+                }
+            }
             for spec in toSpecs where opened[spec] == nil && !missing.contains(spec) {
                 opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose)
             }

@@ -13,15 +13,17 @@ struct Scan: ParsableCommand {
 
     @OptionGroup var instance: InstanceOptions
     @Option(parsing: .unconditional, help: "Only this shard.") var shard: Int?
-    @Option(help: "Only keys starting with this prefix.") var prefix: String?
-    @Option(help: "Only keys at or after this key.") var start: String?
-    @Option(help: "Only keys before this key.") var end: String?
+    @Option(parsing: .unconditional, help: "Only keys starting with this prefix.") var prefix: String?
+    @Option(parsing: .unconditional, help: "Only keys at or after this key.") var start: String?
+    @Option(parsing: .unconditional, help: "Only keys before this key.") var end: String?
     @Option(parsing: .unconditional, help: "At most this many entries.") var limit: Int?
     @Flag(help: "Print one JSON object per entry.") var json = false
 
     func run() throws {
         try failing {
             if let limit, limit < 0 { throw ShardDBError(.invalidArgument, "--limit must not be negative") }
+            // No key sorts before the empty one: such a scan would list nothing, as if the instance were empty.
+            if end == "" { throw ShardDBError(.invalidArgument, "--end must not be empty (no key comes before it)") }
             if let start, let end, !Array(start.utf8).lexicographicallyPrecedes(Array(end.utf8)) {
                 throw ShardDBError(.invalidArgument, "--start '\(start)' must come before --end '\(end)' (the range is [start, end))")
             }

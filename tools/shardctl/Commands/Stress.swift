@@ -32,10 +32,13 @@ struct Stress: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Operations to run.")
     var ops = 2000
 
-    @Option(parsing: .unconditional, help: "Distinct keys in the workload.")
+    @Option(parsing: .unconditional, help: "Distinct keys in the workload, at most \(Self.maxKeys) (fixed by the first run, like --seed and --sync).")
     var keys = 2000
 
-    @Option(name: .customLong("max-value-bytes"), help: "Largest value written.")
+    /// Verification reads every key of the workload, and a migration lists the moving ones.
+    static let maxKeys = 1_000_000
+
+    @Option(name: .customLong("max-value-bytes"), parsing: .unconditional, help: "Largest value written.")
     var maxValueBytes = 1024
 
     @Flag(help: "Synchronous writes (fsync the WAL on every write); fixed at the first run.")
@@ -188,7 +191,7 @@ struct Stress: AsyncParsableCommand {
     static func checkPointReads(_ a: ShardEngine, _ b: ShardEngine, keys: Int, scanned: [String: [UInt8]]) -> [String] {
         var problems: [String] = []
         for index in 0..<keys {
-            let key = String(format: "k%05d", index)
+            let key = StressKeys.name(index, keys: keys)
             guard let (name, engine) = StressDriver.owner(of: key, a, b) else { continue }  // (the shard-map check reports it)
             do {
                 let value = try engine.get(Array(key.utf8))
@@ -270,7 +273,9 @@ struct StressLayout {
     static let setupMarker = ".stress-workdir"
 
     func create(seed: UInt64, sync: Bool, keys: Int) throws {
-        guard keys > 0 else { throw ShardDBError(.invalidArgument, "--keys must be positive") }
+        guard (1...Stress.maxKeys).contains(keys) else {
+            throw ShardDBError(.invalidArgument, "--keys must be between 1 and \(Stress.maxKeys), got \(keys)")
+        }
         do { try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true) } catch {
             throw ShardDBError(.notWritable, "cannot create the work directory \(workdir): \(ShardDBError.fileSystemReason(error))")
         }

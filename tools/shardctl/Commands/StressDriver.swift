@@ -47,7 +47,7 @@ struct StressDriver {
 
     // MARK: Writes
 
-    private mutating func key() -> String { String(format: "k%05d", Int.random(in: 0..<keys, using: &random)) }
+    private mutating func key() -> String { StressKeys.name(Int.random(in: 0..<keys, using: &random), keys: keys) }
 
     private mutating func write(op: Int, index: Int, key: String) -> OracleWrite {
         OracleWrite(k: key, v: "\(op).\(index)", n: Int.random(in: 0...maxValueBytes, using: &random))
@@ -86,8 +86,8 @@ struct StressDriver {
     private mutating func rangeDelete() throws {
         let first = Int.random(in: 0..<keys, using: &random)
         let width = Int.random(in: 1...max(1, keys / 4), using: &random)
-        let lo = String(format: "k%05d", first), hi = String(format: "k%05d", first + width)
-        let member = String(format: "k%05d", first + Int.random(in: 0..<width, using: &random))
+        let lo = StressKeys.name(first, keys: keys), hi = StressKeys.name(first + width, keys: keys)
+        let member = StressKeys.name(first + Int.random(in: 0..<width, using: &random), keys: keys)
         guard let (name, engine) = owner(of: member) else { throw ShardDBError(.keyNotOwned, "no instance owns \(member)") }
         let kg = Array(member.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Stress.keyGroups) }
         let op = take()
@@ -179,7 +179,7 @@ struct StressDriver {
         // Puts to the moving range while it moves (through the bulk copy, the catch-up and
         // the cutover): the oracle then checks that each acknowledged one is where the move
         // left the range, and that the move lost none.
-        let moving = (0..<keys).map { String(format: "k%05d", $0) }.filter { range.contains(Self.keyGroup(of: $0)) }
+        let moving = (0..<keys).map { StressKeys.name($0, keys: keys) }.filter { range.contains(Self.keyGroup(of: $0)) }
         let load = MigrationLoad(a: a, b: b, writer: writer, nextOp: nextOp, keys: moving,
                                  seed: random.next(), maxValueBytes: min(maxValueBytes, 256))
         load.start()
@@ -324,5 +324,18 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// The workload's key names: `k` and the index, zero-padded so that names sort as
+/// their indexes do up to a range delete's end (`keys` + a quarter): five digits
+/// ("k00042") up to 79,999 keys, as the driver always named them, more beyond.
+/// (`String(format: "k%05d")` took the index as a 32-bit int and wrapped, and past
+/// 99,999 a range delete's end sorted before its start.)
+enum StressKeys {
+    static func name(_ index: Int, keys: Int) -> String {
+        let width = max(5, String(keys + keys / 4).count)
+        let digits = String(index)
+        return "k" + String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 }
