@@ -413,6 +413,10 @@ final class BadInputCommandTests: ShardctlTestCase {
             // instants past 10,000 years (a write time there wins every last-write-wins merge)
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","expiresAt":9223372036854775807}"# + "\n", "10,000 years"),
             Case(["import", inst, "--format", "jsonl"], stdin: #"{"key":"key-1","value":"1","writtenAt":9223372036854775807}"# + "\n", "10,000 years"),
+            // --hex takes two hex digits per byte
+            Case(["put", inst, "--hex", "zz", "00"], "is not hex"),
+            Case(["get", inst, "--hex", "abc"], "is not hex"),
+            Case(["delete", inst, "--hex", "6"], "is not hex"),
             // no key comes before the empty one: the scan listed nothing, as of an empty instance
             Case(["scan", inst, "--end", ""], "--end must not be empty"),
             // --resolve settles; options of a new migration were silently ignored
@@ -477,6 +481,21 @@ final class BadInputCommandTests: ShardctlTestCase {
             let scanned = try ShardctlProcess.run(["scan", "--start", "-a", "--end", "-z", "--", name], currentDirectory: root)
             XCTAssertEqual(scanned.stdout, "-k\tv\n", scanned.stderr)
         }
+    }
+
+    /// Keys that are not text (imported with keyHex), or that scan shows escaped,
+    /// could not be named by get or delete at all: --hex names them by their bytes.
+    func testBinaryKeysAreNamedInHex() throws {
+        let dir = path("hex")
+        XCTAssertEqual(try ShardctlProcess.run(["init", dir, "--shards", "2"]).status, 0)
+        let put = try ShardctlProcess.run(["put", dir, "--hex", "00ff5c", "6869"])
+        XCTAssertEqual(put.status, 0, put.stderr)
+        XCTAssertEqual(try ShardctlProcess.run(["scan", dir]).stdout, "\\x00\\xff\\\\\thi\n")
+        XCTAssertEqual(try ShardctlProcess.run(["get", dir, "--hex", "00FF5C"]).stdout, "hi\n")
+        let deleted = try ShardctlProcess.run(["delete", dir, "--hex", "00ff5c"])
+        XCTAssertEqual(deleted.status, 0, deleted.stderr)
+        XCTAssertEqual(try ShardctlProcess.run(["get", dir, "--hex", "00ff5c"]).status, 1)
+        XCTAssertEqual(try ShardctlProcess.run(["scan", dir]).stdout, "")
     }
 
     func testBytesAndStreamsThatAreNotWhatTheySeem() throws {

@@ -40,7 +40,7 @@ struct ShardCtl: AsyncParsableCommand {
             guard let raw = CommandLine.unsafeArgv[index] else { continue }
             let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(raw).assumingMemoryBound(to: UInt8.self), count: strlen(raw))
             if String(validating: bytes, as: UTF8.self) == nil {
-                writeStandardError(Data("shardctl: error: argument \(index) is not valid UTF-8; give binary keys and values through 'import --format jsonl' (keyHex, valueHex)\n".utf8))
+                writeStandardError(Data("shardctl: error: argument \(index) is not valid UTF-8; give binary keys and values as hex (put, get, delete --hex) or through 'import --format jsonl' (keyHex, valueHex)\n".utf8))
                 exitNow(2)
             }
         }

@@ -20,12 +20,12 @@ struct Put: AsyncParsableCommand {
     func run() async throws {
         let (location, operands) = try failing { try target.split(expecting: ["KEY", "VALUE"]) }
         let ttl = try failing { try parseTTL(self.ttl) }
-        let key = operands[0], value = operands[1]
+        let (key, value) = try failing { (try target.bytes(operands[0], "KEY"), try target.bytes(operands[1], "VALUE")) }
         switch location {
         case .directory(let directory):
             try target.instance(directory).withEngine { try $0.put(key, value, ttl: ttl) }
         case .remote(let remote):
-            try await target.withRemote(remote) { try await $0.put(Array(key.utf8), Array(value.utf8), ttlSeconds: self.ttl) }
+            try await target.withRemote(remote) { try await $0.put(key, value, ttlSeconds: self.ttl) }
         }
     }
 }
@@ -46,17 +46,17 @@ struct Get: AsyncParsableCommand {
 
     func run() async throws {
         let (location, operands) = try failing { try target.split(expecting: ["KEY"]) }
-        let key = operands[0]
+        let key = try failing { try target.bytes(operands[0], "KEY") }
         let value: [UInt8]?
         switch location {
         case .directory(let directory):
             value = try target.instance(directory).withEngine { try $0.get(key) }
         case .remote(let remote):
-            value = try await target.withRemote(remote) { try await $0.get(Array(key.utf8)) }
+            value = try await target.withRemote(remote) { try await $0.get(key) }
         }
         guard let value else { throw ExitCode(1) }
         if json {
-            printJSON(JSONRecord(key: Array(key.utf8), value: value, expiresAt: nil, shard: nil))
+            printJSON(JSONRecord(key: key, value: value, expiresAt: nil, shard: nil))
         } else {
             writeStandardOutput(Data(value))
             writeStandardOutput(Data("\n".utf8))
@@ -74,6 +74,17 @@ struct KeyTargetOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off; not with --remote).")
     var minFreeDiskBytes: UInt64?
     @Argument(help: "The instance's data directory (unless --remote), then the operands.") var operands: [String] = []
+    @Flag(help: "KEY (and VALUE) are hex digits, two per byte: for binary bytes, or a key that scan and export show escaped.")
+    var hex = false
+
+    /// An operand's bytes: its UTF-8, or with --hex the bytes its digits spell.
+    func bytes(_ operand: String, _ name: String) throws -> [UInt8] {
+        guard hex else { return Array(operand.utf8) }
+        guard let bytes = ByteText.unhex(operand) else {
+            throw ShardDBError(.invalidArgument, "\(name) '\(operand)' is not hex (two digits per byte, with --hex)")
+        }
+        return bytes
+    }
 
     /// The operand count, checked while parsing: a wrong one is a usage error (status 64).
     func checkCount(_ names: [String]) throws {
@@ -133,9 +144,18 @@ struct Delete: ParsableCommand {
 
     @OptionGroup var instance: InstanceOptions
     @Argument(help: "The key.") var key: String
+    @Flag(help: "KEY is hex digits, two per byte: for binary bytes, or a key that scan and export show escaped.")
+    var hex = false
 
     func run() throws {
-        try instance.withEngine { try $0.delete(key) }
+        let bytes = try failing { () throws -> [UInt8] in
+            guard hex else { return Array(key.utf8) }
+            guard let bytes = ByteText.unhex(key) else {
+                throw ShardDBError(.invalidArgument, "KEY '\(key)' is not hex (two digits per byte, with --hex)")
+            }
+            return bytes
+        }
+        try instance.withEngine { try $0.delete(bytes) }
     }
 }
 
