@@ -522,6 +522,23 @@ final class CheckpointTests: XCTestCase {
 
     // MARK: Bad inputs
 
+    /// A checkpoint store opened as an instance (verify, salvage-wal, info on the
+    /// wrong path) was called a damaged database (its LOCK file looks like RocksDB's).
+    func testACheckpointStoreIsNotTakenForADamagedInstance() throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 1)
+        defer { engine.close() }
+        try engine.put("k", "v")
+        let store = directory.path("store")
+        try engine.checkpoint(to: store)
+        let before = listing(store)
+        let opened = assertShardDBError(.notAnInstance, try ShardEngine.open(at: store, options: .testing()))
+        XCTAssertTrue(opened?.message.contains("is a checkpoint store") ?? false, opened?.message ?? "")
+        let created = assertShardDBError(.notAnInstance, try ShardEngine.create(at: store, shards: 1, options: .testing()))
+        XCTAssertTrue(created?.message.contains("is a checkpoint store") ?? false, created?.message ?? "")
+        XCTAssertEqual(listing(store), before)
+    }
+
     func testMissingStoreIsRefused() throws {
         let directory = TemporaryDirectory()
         let missing = directory.path("missing")

@@ -115,6 +115,7 @@ public final class ShardEngine: @unchecked Sendable {
             do { entries = try files.contentsOfDirectory(atPath: path) } catch {
                 throw ShardDBError(.notWritable, "cannot read \(path): \(ShardDBError.fileSystemReason(error))")
             }
+            if entries.contains(CheckpointStore.manifestName) { throw checkpointStoreIsNotAnInstance(path) }
             if let found = rocksDBFiles(in: entries) {
                 throw ShardDBError(.notAnInstance,
                     "\(path) holds RocksDB files (\(found)) but no CURRENT file: a damaged database? refusing to initialize over it")
@@ -185,6 +186,10 @@ public final class ShardEngine: @unchecked Sendable {
     /// - throws: ``ShardDBError``: `.instanceNotFound`, `.notAnInstance` (an empty directory
     ///   or a plain RocksDB database), `.alreadyOpen`, `.corruptedMetadata`,
     ///   `.unsupportedFormat`, `.partitioningConflict`, `.notWritable`.
+    private static func checkpointStoreIsNotAnInstance(_ path: String) -> ShardDBError {
+        ShardDBError(.notAnInstance, "\(path) is a checkpoint store, not an instance (shardctl checkpoint list|verify|restore --store \(path))")
+    }
+
     public static func open(at path: String, expectedPartitioning: Partitioning? = nil,
                             options: ShardEngineOptions = ShardEngineOptions()) throws -> ShardEngine {
         let files = FileManager.default
@@ -198,6 +203,8 @@ public final class ShardEngine: @unchecked Sendable {
             throw ShardDBError(.notWritable, "cannot read \(path): \(ShardDBError.fileSystemReason(error))")
         }
         guard entries.contains("CURRENT") else {
+            // A checkpoint store has a LOCK file too: not a damaged database.
+            if entries.contains(CheckpointStore.manifestName) { throw checkpointStoreIsNotAnInstance(path) }
             if let found = rocksDBFiles(in: entries) {
                 throw ShardDBError(.corruptedMetadata,
                     "\(path) holds RocksDB files (\(found)) but no CURRENT file: the database is damaged; do not initialize over it (restore a checkpoint, or recreate CURRENT naming its MANIFEST)")
