@@ -498,6 +498,20 @@ final class BadInputCommandTests: ShardctlTestCase {
         XCTAssertEqual(try ShardctlProcess.run(["scan", dir]).stdout, "")
     }
 
+    /// --keys and --seed are fixed by a work directory's first run: a later run given
+    /// other values ignored them without a word.
+    func testStressSaysWhenItIgnoresKeysAndSeed() throws {
+        let work = path("stress-fixed")
+        let first = try ShardctlProcess.run(["stress", work, "--ops", "2", "--keys", "50"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let again = try ShardctlProcess.run(["stress", work, "--ops", "1", "--keys", "5", "--seed", "99"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("--keys 5 ignored: this work directory's first run fixed it at 50"), again.stderr)
+        XCTAssertTrue(again.stderr.contains("--seed 99 ignored"), again.stderr)
+        let same = try ShardctlProcess.run(["stress", work, "--ops", "1", "--keys", "50"])
+        XCTAssertEqual(same.stderr, "", "nothing to say when the values agree")
+    }
+
     func testBytesAndStreamsThatAreNotWhatTheySeem() throws {
         let dir = path("instance")
         try shardctl(["init", dir])

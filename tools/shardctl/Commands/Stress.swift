@@ -26,14 +26,14 @@ struct Stress: AsyncParsableCommand {
     @Argument(help: "The work directory (created with the instances on the first run).")
     var workdir: String
 
-    @Option(help: "Seed of the random mix (each run after a crash derives its own from it).")
-    var seed: UInt64 = 1
+    @Option(help: "Seed of the random mix, default 1 (each run after a crash derives its own from it; fixed by the first run).")
+    var seed: UInt64?
 
     @Option(parsing: .unconditional, help: "Operations to run.")
     var ops = 2000
 
-    @Option(parsing: .unconditional, help: "Distinct keys in the workload, at most \(Self.maxKeys) (fixed by the first run, like --seed and --sync).")
-    var keys = 2000
+    @Option(parsing: .unconditional, help: "Distinct keys in the workload, default 2000, at most \(Self.maxKeys) (fixed by the first run, like --seed and --sync).")
+    var keys: Int?
 
     /// Verification reads every key of the workload, and a migration lists the moving ones.
     static let maxKeys = 1_000_000
@@ -59,9 +59,15 @@ struct Stress: AsyncParsableCommand {
         let layout = StressLayout(workdir: workdir)
         if !FileManager.default.fileExists(atPath: layout.oracle) {
             guard !verifyOnly else { fail("no stress oracle at \(layout.oracle)") }
-            try failing { try layout.create(seed: seed, sync: sync, keys: keys) }
+            try failing { try layout.create(seed: seed ?? 1, sync: sync, keys: keys ?? 2000) }
         }
         var oracle = try failing { try Oracle.read(path: layout.oracle) }
+        // Fixed by the first run: a different value given now is ignored, and says so.
+        for (name, given, fixed) in [("--keys", keys.map(String.init), oracle.header.keys.map(String.init)),
+                                     ("--seed", seed.map(String.init), oracle.header.seed.map(String.init))]
+        where given != nil && fixed != nil && given != fixed {
+            writeStandardError(Data("shardctl: note: \(name) \(given!) ignored: this work directory's first run fixed it at \(fixed!)\n".utf8))
+        }
         let syncWrites = oracle.header.sync ?? false
         let (a, b) = try failing { try layout.open(syncWrites: syncWrites) }
         defer { a.close(); b.close() }
@@ -75,8 +81,8 @@ struct Stress: AsyncParsableCommand {
         }
 
         var driver = StressDriver(layout: layout, a: a, b: b, writer: writer, nextOp: oracle.nextOp,
-                                  seed: (oracle.header.seed ?? seed) &+ UInt64(oracle.settledRuns) &* 0x9E37_79B9_7F4A_7C15,
-                                  keys: oracle.header.keys ?? keys, maxValueBytes: maxValueBytes)
+                                  seed: (oracle.header.seed ?? seed ?? 1) &+ UInt64(oracle.settledRuns) &* 0x9E37_79B9_7F4A_7C15,
+                                  keys: oracle.header.keys ?? keys ?? 2000, maxValueBytes: maxValueBytes)
         let started = Date()
         do {
             for _ in 0..<ops { try await driver.step() }
