@@ -90,10 +90,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "RocksDBTests", dependencies: ["RocksDB", "CRocksDBShim", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardDBTests", dependencies: ["ShardDB", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "ShardctlTests", dependencies: ["ShardDB"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "ShardctlTests", dependencies: ["ShardDB", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(
             name: "ShardDBServerTests",
-            dependencies: ["ShardDB", "ShardDBServer", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            dependencies: ["ShardDB", "ShardDBServer", "TestSupport", .product(name: "GRPCCore", package: "grpc-swift-2")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

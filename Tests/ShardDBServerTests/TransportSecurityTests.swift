@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 @testable import ShardDBServer
 import ShardDB
+import TestSupport
 import XCTest
 
 /// Calls the endpoint must refuse, each leaving the stored state unchanged:
@@ -96,22 +97,9 @@ final class TransportSecurityTests: XCTestCase {
     /// process, a wrong service): the call fails at its deadline and closing the
     /// client returns, instead of both waiting for a handshake for ever.
     func testASilentPeerFailsAtTheDeadlineAndCloses() async throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        XCTAssertGreaterThanOrEqual(listener, 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafeMutablePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                guard bind(listener, raw, length) == 0, listen(listener, 16) == 0, getsockname(listener, raw, &length) == 0 else {
-                    throw POSIXError(.EADDRINUSE)
-                }
-            }
-        }
+        let listener = try LoopbackListener()
         // The kernel completes the TCP handshake from the backlog; nothing ever answers.
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let port = listener.port
         var configuration = RemoteInstance.Configuration()
         configuration.callTimeout = .seconds(1)
         configuration.retryWindow = .milliseconds(500)
@@ -349,19 +337,43 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertEqual(server.terminate(), 0)
     }
 
-    /// Drives the protocol by hand to send corrupted, truncated and replayed chunks.
-    func testCorruptTruncatedAndReplayedChunksAreRefusedOrIdempotent() async throws {
-        let workspace = try Workspace("Replay")
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 2000), tokenFile: workspace.tokenFile)
+    /// The cutover by hand: fence the source, apply the changes from `next` to the
+    /// fence's sequence, commit on the target, then on the source.
+    private func fenceCatchUpAndCommit(_ plan: MigrationPlan, from next: UInt64, source: RemoteInstance, target: RemoteInstance) async throws {
+        let final = try await source.fenceOutgoing(plan)
+        var next = next
+        while next <= final {
+            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
+            try await target.applyChanges(plan, chunk)
+            next = chunk.nextSequence
+        }
+        try await target.commitIncoming(plan, finalSequence: final)
+        try await source.commitOutgoing(plan)
+    }
+
+    /// Two servers, `a` with `keys` keys in two shards and `b` empty, clients to both,
+    /// and the plan that moves a's shard 0 to b as a new shard (with its key groups),
+    /// for tests that drive the protocol step by step.
+    private func handDrivenMove(_ name: String, id: String, keys: Int) async throws
+        -> (Workspace, ServeProcess, ServeProcess, RemoteInstance, RemoteInstance, MigrationPlan, KeyGroupRange) {
+        let workspace = try Workspace(name)
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: keys), tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
         let source = try workspace.client(a.address, retry: .milliseconds(300))
         let target = try workspace.client(b.address, retry: .milliseconds(300))
         let from = try await source.describeInstance(), to = try await target.describeInstance()
         let shard = try XCTUnwrap(from.shards.first { $0.id == 0 })
-        guard case .keyGroups(let groups) = shard.range else { return XCTFail("hash partitioning expected") }
-        let plan = MigrationPlan(id: "replay-test", sourceInstance: from.instanceID, targetInstance: to.instanceID,
+        guard case .keyGroups(let groups) = shard.range else { throw XCTSkip("hash partitioning expected") }
+        let plan = MigrationPlan(id: id, sourceInstance: from.instanceID, targetInstance: to.instanceID,
                                  sourceLocation: from.location, targetLocation: to.location, sourceShard: 0,
                                  range: shard.range, shape: .newShard, targetShard: 0)
+        return (workspace, a, b, source, target, plan, groups)
+    }
+
+    /// Drives the protocol by hand to send corrupted, truncated and replayed chunks.
+    func testCorruptTruncatedAndReplayedChunksAreRefusedOrIdempotent() async throws {
+        let (workspace, a, b, source, target, plan, groups) = try await handDrivenMove("Replay", id: "replay-test", keys: 2000)
+        defer { withExtendedLifetime(workspace) {} }  // (its folder goes with it)
         // A key of the moving shard.
         let key = try XCTUnwrap((0..<10_000).map { "k\($0)" }.first { name in
             groups.contains(Array(name.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) })
@@ -425,15 +437,7 @@ final class TransportSecurityTests: XCTestCase {
         try await target.applyChanges(plan, second)
         try await target.applyChanges(plan, first)  // replayed: records at or below the applied sequence are skipped
 
-        let final = try await source.fenceOutgoing(plan)
-        var next = second.nextSequence
-        while next <= final {
-            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
-            try await target.applyChanges(plan, chunk)
-            next = chunk.nextSequence
-        }
-        try await target.commitIncoming(plan, finalSequence: final)
-        try await source.commitOutgoing(plan)
+        try await fenceCatchUpAndCommit(plan, from: second.nextSequence, source: source, target: target)
         let value3 = try await target.get(Array(key.utf8)).map { String(decoding: $0, as: UTF8.self) }
         XCTAssertEqual(value3, "new")
 
@@ -463,17 +467,8 @@ final class TransportSecurityTests: XCTestCase {
     /// written to the moving range during the bulk copy. It was sent as one message,
     /// refused, retried until the window ran out, and the migration rolled back.
     func testACatchUpBatchLargerThanOneMessageIsApplied() async throws {
-        let workspace = try Workspace("BigCatchUp")
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 200), tokenFile: workspace.tokenFile)
-        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
-        let source = try workspace.client(a.address, retry: .milliseconds(300))
-        let target = try workspace.client(b.address, retry: .milliseconds(300))
-        let from = try await source.describeInstance(), to = try await target.describeInstance()
-        let shard = try XCTUnwrap(from.shards.first { $0.id == 0 })
-        guard case .keyGroups(let groups) = shard.range else { return XCTFail("hash partitioning expected") }
-        let plan = MigrationPlan(id: "big-catch-up", sourceInstance: from.instanceID, targetInstance: to.instanceID,
-                                 sourceLocation: from.location, targetLocation: to.location, sourceShard: 0,
-                                 range: shard.range, shape: .newShard, targetShard: 0)
+        let (workspace, a, b, source, target, plan, groups) = try await handDrivenMove("BigCatchUp", id: "big-catch-up", keys: 200)
+        defer { withExtendedLifetime(workspace) {} }  // (its folder goes with it)
         let keys = (0..<10_000).map { "big\($0)" }.filter { name in
             groups.contains(Array(name.utf8).withUnsafeBytes { KeyHash.keyGroup(of: $0, keyGroups: Partitioning.defaultKeyGroups) })
         }.prefix(3)
@@ -496,15 +491,7 @@ final class TransportSecurityTests: XCTestCase {
         XCTAssertGreaterThan(changes.records.reduce(0) { $0 + ($1.value?.count ?? 0) }, 64 << 20)
         try await target.applyChanges(plan, changes)
 
-        let final = try await source.fenceOutgoing(plan)
-        var next = changes.nextSequence
-        while next <= final {
-            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
-            try await target.applyChanges(plan, chunk)
-            next = chunk.nextSequence
-        }
-        try await target.commitIncoming(plan, finalSequence: final)
-        try await source.commitOutgoing(plan)
+        try await fenceCatchUpAndCommit(plan, from: changes.nextSequence, source: source, target: target)
         for (index, key) in keys.enumerated() {
             let value = try await target.get(Array(key.utf8))
             XCTAssertEqual(value?.count, 24 << 20)
@@ -622,15 +609,7 @@ final class TransportSecurityTests: XCTestCase {
         let imported = try await target.importTableFiles(plan, files)
         XCTAssertTrue(imported)
         try await source.releaseTableFiles(plan)
-        let final = try await source.fenceOutgoing(plan)
-        var next = snapshot + 1
-        while next <= final {
-            let chunk = try await source.readChanges(plan, from: next, maxRecords: 1000)
-            try await target.applyChanges(plan, chunk)
-            next = chunk.nextSequence
-        }
-        try await target.commitIncoming(plan, finalSequence: final)
-        try await source.commitOutgoing(plan)
+        try await fenceCatchUpAndCommit(plan, from: snapshot + 1, source: source, target: target)
         let moved = try await target.describeInstance().shards.filter { $0.state == .active }.map(\.range)
         XCTAssertEqual(moved, [shard.range])
         let key = try XCTUnwrap((0..<2000).map { "key-\($0)" }.first { name in

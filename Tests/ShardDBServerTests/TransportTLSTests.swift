@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import ShardDB
 import ShardDBServer
+import TestSupport
 import XCTest
 
 /// `shardctl serve` over TLS on loopback: mutual TLS authenticates without a
@@ -159,32 +160,10 @@ final class TransportTLSTests: XCTestCase {
                                       extra: ["--tls-cert", serverIdentity.certificate, "--tls-key", serverIdentity.key,
                                               "--peer-token-file", workspace.tokenFile])
         // A "source" that records the first bytes its first connection sends.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        XCTAssertGreaterThanOrEqual(listener, 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafeMutablePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                guard bind(listener, raw, length) == 0, listen(listener, 16) == 0, getsockname(listener, raw, &length) == 0 else {
-                    throw POSIXError(.EADDRINUSE)
-                }
-            }
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let listener = try LoopbackListener()
+        let port = listener.port
         let received = LockedBytes()
-        let reader = Thread {
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { return }
-            defer { close(connection) }
-            var timeout = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = read(connection, &buffer, buffer.count)
-            received.set(count > 0 ? Array(buffer[0..<count]) : [])
-        }
+        let reader = Thread { received.set(listener.firstBytes()) }
         reader.start()
 
         var configuration = RemoteInstance.Configuration()

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Bad input to every command: the process exits non-zero with one line on
@@ -581,25 +582,12 @@ final class BadInputCommandTests: ShardctlTestCase {
     /// gives up after about two `--call-timeout`s with `--retry-seconds 0`, not
     /// the default minute.
     func testACallTimeoutBoundsAQuickLookAtASilentPeer() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        XCTAssertGreaterThanOrEqual(listener, 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try withUnsafeMutablePointer(to: &address) { pointer in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-                guard bind(listener, raw, length) == 0, listen(listener, 16) == 0, getsockname(listener, raw, &length) == 0 else {
-                    throw POSIXError(.EADDRINUSE)
-                }
-            }
-        }
+        let listener = try LoopbackListener()
         // The kernel completes the TCP handshake from the backlog; nothing ever answers.
         let token = path("token")
         XCTAssertTrue(FileManager.default.createFile(atPath: token, contents: Data("correct-horse-battery-staple\n".utf8)))
         let started = Date()
-        let answer = try ShardctlProcess.run(["get", "--remote", "127.0.0.1:\(UInt16(bigEndian: address.sin_port))", "--token-file", token,
+        let answer = try ShardctlProcess.run(["get", "--remote", "127.0.0.1:\(listener.port)", "--token-file", token,
                                               "--call-timeout", "1", "--retry-seconds", "0", "k"])
         XCTAssertLessThan(Date().timeIntervalSince(started), 15, "gave up at the deadline, not after a minute")
         assertError(answer, mentioning: "deadline")
