@@ -78,7 +78,9 @@ struct KeyTargetOptions: ParsableArguments {
     var hex = false
 
     /// An operand's bytes: its UTF-8, or with --hex the bytes its digits spell.
-    func bytes(_ operand: String, _ name: String) throws -> [UInt8] {
+    func bytes(_ operand: String, _ name: String) throws -> [UInt8] { try Self.bytes(operand, name, hex: hex) }
+
+    static func bytes(_ operand: String, _ name: String, hex: Bool) throws -> [UInt8] {
         guard hex else { return Array(operand.utf8) }
         guard let bytes = ByteText.unhex(operand) else {
             throw ShardDBError(.invalidArgument, "\(name) '\(operand)' is not hex (two digits per byte, with --hex)")
@@ -148,13 +150,7 @@ struct Delete: ParsableCommand {
     var hex = false
 
     func run() throws {
-        let bytes = try failing { () throws -> [UInt8] in
-            guard hex else { return Array(key.utf8) }
-            guard let bytes = ByteText.unhex(key) else {
-                throw ShardDBError(.invalidArgument, "KEY '\(key)' is not hex (two digits per byte, with --hex)")
-            }
-            return bytes
-        }
+        let bytes = try failing { try KeyTargetOptions.bytes(key, "KEY", hex: hex) }
         try instance.withEngine { try $0.delete(bytes) }
     }
 }
