@@ -9,7 +9,8 @@ import CRocksDBShim
 /// An ordered cursor over one column family.
 ///
 /// Owns its read options (a copy of those it was made with, so their bounds and
-/// snapshot stay as they were) and keeps its database alive. Not `Sendable`: RocksDB iterators are single-threaded.
+/// snapshot stay as they were) and keeps its database alive. Not `Sendable`:
+/// RocksDB iterators are single-threaded.
 /// Destroyed on deinit, or by the database's `close()`; later calls then throw
 /// ``RocksDBError/Kind/closed``.
 ///

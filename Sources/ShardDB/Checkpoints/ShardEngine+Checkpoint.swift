@@ -118,20 +118,20 @@ extension CheckpointStore {
     private func backup(of engine: ShardEngine, record: [UInt8], liveBytes: UInt64, started: Date,
                         progress: ((CheckpointProgress) -> Void)?) throws -> UInt32 {
         do {
-            return try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: record) { copied in
-                // Only `kill` acts here: the callback runs inside RocksDB, which must not unwind.
-                try? FailurePoints.hit("checkpoint.copying")
-                progress?(CheckpointProgress(bytesDone: min(copied, liveBytes), bytesTotal: liveBytes,
-                                             elapsedSeconds: Date().timeIntervalSince(started)))
+            return try storage(engine.path) {
+                try backups.createBackup(of: engine.database, flushBeforeBackup: true, appMetadata: record) { copied in
+                    // Only `kill` acts here: the callback runs inside RocksDB, which must not unwind.
+                    try? FailurePoints.hit("checkpoint.copying")
+                    progress?(CheckpointProgress(bytesDone: min(copied, liveBytes), bytesTotal: liveBytes,
+                                                 elapsedSeconds: Date().timeIntervalSince(started)))
+                }
             }
-        } catch let error as RocksDBError where error.message.contains("Size mismatch for existing backup file") {
+        } catch let error as ShardDBError where error.storage?.message.contains("Size mismatch for existing backup file") == true {
             // A shared file the store already holds is shorter or longer than recorded:
             // the store is damaged (RocksDB's load check sees only missing files).
             throw ShardDBError(.checkpointCorrupted,
-                "checkpoint store \(path) holds a damaged file (\(error.message)); nothing was added. Run verify, then purge --drop-damaged",
-                storage: error)
-        } catch {
-            return try storage(engine.path) { throw error }
+                "checkpoint store \(path) holds a damaged file (\(error.storage!.message)); nothing was added. Run verify, then purge --drop-damaged",
+                storage: error.storage)
         }
     }
 }

@@ -630,7 +630,9 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             }
             bytes += size
         }
-        parts.append(ChangeChunk(records: Array(chunk.records[start...]), nextSequence: chunk.nextSequence, latestSequence: chunk.latestSequence))
+        // (Usually the whole chunk fits: sent as it is, not copied.)
+        parts.append(start == 0 ? chunk
+            : ChangeChunk(records: Array(chunk.records[start...]), nextSequence: chunk.nextSequence, latestSequence: chunk.latestSequence))
         return parts
     }
 

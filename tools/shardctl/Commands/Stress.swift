@@ -37,6 +37,8 @@ struct Stress: AsyncParsableCommand {
 
     /// Verification reads every key of the workload, and a migration lists the moving ones.
     static let maxKeys = 1_000_000
+    /// What a first run takes when --keys or --seed is not given.
+    static let defaultKeys = 2000, defaultSeed: UInt64 = 1
 
     @Option(name: .customLong("max-value-bytes"), parsing: .unconditional, help: "Largest value written.")
     var maxValueBytes = 1024
@@ -59,7 +61,7 @@ struct Stress: AsyncParsableCommand {
         let layout = StressLayout(workdir: workdir)
         if !FileManager.default.fileExists(atPath: layout.oracle) {
             guard !verifyOnly else { fail("no stress oracle at \(layout.oracle)") }
-            try failing { try layout.create(seed: seed ?? 1, sync: sync, keys: keys ?? 2000) }
+            try failing { try layout.create(seed: seed ?? Self.defaultSeed, sync: sync, keys: keys ?? Self.defaultKeys) }
         }
         var oracle = try failing { try Oracle.read(path: layout.oracle) }
         // Fixed by the first run: a different value given now is ignored, and says so.
@@ -81,8 +83,8 @@ struct Stress: AsyncParsableCommand {
         }
 
         var driver = StressDriver(layout: layout, a: a, b: b, writer: writer, nextOp: oracle.nextOp,
-                                  seed: (oracle.header.seed ?? seed ?? 1) &+ UInt64(oracle.settledRuns) &* 0x9E37_79B9_7F4A_7C15,
-                                  keys: oracle.header.keys ?? keys ?? 2000, maxValueBytes: maxValueBytes)
+                                  seed: (oracle.header.seed ?? seed ?? Self.defaultSeed) &+ UInt64(oracle.settledRuns) &* 0x9E37_79B9_7F4A_7C15,
+                                  keys: oracle.header.keys ?? keys ?? Self.defaultKeys, maxValueBytes: maxValueBytes)
         let started = Date()
         do {
             for _ in 0..<ops { try await driver.step() }
