@@ -7,12 +7,13 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 all: build
 
 # Installs RocksDB (librocksdb-dev 7.8 on Debian), its tools (db_bench, ldb,
-# sst_dump) and pkg-config when missing.
+# sst_dump), Snappy (libsnappy-dev: the transport compresses bulk chunks; RocksDB
+# already depends on it) and pkg-config when missing.
 deps:
-	@if ! pkg-config --exists rocksdb 2>/dev/null || ! command -v db_bench >/dev/null 2>&1; then \
-		echo "installing librocksdb-dev rocksdb-tools pkg-config"; \
+	@if ! pkg-config --exists rocksdb snappy 2>/dev/null || ! command -v db_bench >/dev/null 2>&1; then \
+		echo "installing librocksdb-dev libsnappy-dev rocksdb-tools pkg-config"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq librocksdb-dev rocksdb-tools pkg-config >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq librocksdb-dev libsnappy-dev rocksdb-tools pkg-config >/dev/null; \
 	fi
 
 build: deps

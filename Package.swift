@@ -41,6 +41,14 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
             linkerSettings: [.linkedLibrary("rocksdb"), .linkedLibrary("stdc++")]
         ),
+        // Snappy (Debian's libsnappy-dev, which RocksDB already links): the transport
+        // compresses bulk chunks between processes with it.
+        .systemLibrary(
+            name: "CSnappy",
+            path: "Sources/CSnappy",
+            pkgConfig: "snappy",
+            providers: [.apt(["libsnappy-dev"])]
+        ),
         // CRC-32C with the CPU's instruction, for the transport's chunk checksums.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
         .target(
@@ -62,6 +70,7 @@ let package = Package(
             dependencies: [
                 "ShardDB",
                 "CCRC32C",
+                "CSnappy",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

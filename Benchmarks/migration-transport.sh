@@ -15,6 +15,13 @@
 # default) and, for comparison, relayed through the coordinator
 # (--bulk-route relay: relayOverInProcess).
 #
+# Across processes the target asks for the entries Snappy-compressed (the
+# default; WIRE_COMPRESSION=none turns it off). VALUES picks how compressible
+# the values are: text (the default: slices of one 4000-character block, which
+# Snappy shrinks about 6-8 times in a 1 MiB chunk), half (as db_bench's
+# --compression_ratio 0.5: pieces of 50 random characters written twice), or
+# random (64 symbols at random: nothing for Snappy to find).
+#
 #   SHARDCTL=.build/release/shardctl KEYS=400000 VALUE_BYTES=1000 ROUNDS=5 Benchmarks/migration-transport.sh
 set -euo pipefail
 SHARDCTL=${SHARDCTL:-.build/release/shardctl}
@@ -22,6 +29,9 @@ KEYS=${KEYS:-200000}
 VALUE_BYTES=${VALUE_BYTES:-1000}
 PAUSE_MOVES=${PAUSE_MOVES:-20}
 ROUNDS=${ROUNDS:-3}
+VALUES=${VALUES:-text}
+WIRE_COMPRESSION=${WIRE_COMPRESSION:-snappy}
+case $VALUES in text|half|random) ;; *) echo "VALUES must be text, half or random" >&2; exit 2 ;; esac
 WORK=$(mktemp -d)
 cleanup() { for f in "$WORK"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -29,15 +39,26 @@ trap cleanup EXIT
 echo "benchmark-secret-$(date +%s%N)" > "$WORK/token"
 chmod 600 "$WORK/token"
 "$SHARDCTL" init "$WORK/a" --shards 4 >/dev/null
-python3 - "$KEYS" "$VALUE_BYTES" > "$WORK/data.tsv" <<'PY'
+python3 - "$KEYS" "$VALUE_BYTES" "$VALUES" > "$WORK/data.tsv" <<'PY'
 import sys, random
-n, size = int(sys.argv[1]), int(sys.argv[2])
+n, size, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 r = random.Random(7)
-alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-block = "".join(r.choice(alphabet) for _ in range(size * 4))
+symbols = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
+if kind == "text":
+    block = "".join(r.choice(symbols[:36]) for _ in range(size * 4))
+    value = lambda i: block[(i * 37) % (size * 3):][:size]
+elif kind == "half":
+    pieces = []
+    for _ in range((1 << 20) // 100 + 1):
+        half = "".join(r.choice(symbols) for _ in range(50))
+        pieces.append(half + half)
+    buffer = "".join(pieces)
+    buffer += buffer[:size]
+    value = lambda i: buffer[(i * size) % (1 << 20):][:size]
+else:
+    value = lambda i: "".join(r.choices(symbols, k=size))
 for i in range(n):
-    o = (i * 37) % (size * 3)
-    print(f"key-{i:09d}\t{block[o:o + size]}")
+    print(f"key-{i:09d}\t{value(i)}")
 PY
 "$SHARDCTL" import "$WORK/a" --batch-size 5000 < "$WORK/data.tsv" >/dev/null
 # Settle the source first: the import leaves level-0 files, and the compaction
@@ -74,7 +95,7 @@ move() {  # WHERE(in|direct|relay) TRANSFER OUT
         local src dst
         src=$(serve "$from" src); dst=$(serve "$to" dst)
         "$SHARDCTL" migrate --from "$src" --to "$dst" --shard 1 --bulk-transfer "$2" --bulk-route "$1" \
-            --token-file "$WORK/token" --json > "$3"
+            --wire-compression "$WIRE_COMPRESSION" --token-file "$WORK/token" --json > "$3"
         stop src; stop dst
     fi
 }
@@ -120,9 +141,9 @@ for i in $(seq 0 $((PAUSE_MOVES - 1))); do
         "$WORK/move.json" "$WORK/shard" >> "$WORK/pauses"
 done
 
-python3 - "$WORK" "$ROUNDS" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$VALUES" "$WIRE_COMPRESSION" <<'PY'
 import json, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
+work, rounds, values, compression = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 load = lambda name: json.load(open(f"{work}/{name}.json"))
 local = [load(f"local-{r}") for r in range(1, rounds + 1)]
 remote = [load(f"remote-{r}") for r in range(1, rounds + 1)]
@@ -141,9 +162,12 @@ def reporting(name):  # this VM's free page reporting (BENCHMARKS.md, "Machine")
     except (OSError, ValueError): return None
 print(json.dumps({
     "bytesCopied": remote[0]["bytesCopied"], "keysCopied": remote[0]["keysCopied"], "rounds": rounds,
+    "values": values, "wireCompression": compression,
     # Medians over the rounds; the ratio is the median of each round's own ratio.
     "inProcess": {"bulkMBps": round(median(map(rate, local)), 1), "perRound": [round(rate(r), 1) for r in local]},
-    "crossProcess": {"bulkMBps": round(median(map(rate, remote)), 1), "perRound": [round(rate(r), 1) for r in remote]},
+    "crossProcess": {"bulkMBps": round(median(map(rate, remote)), 1), "perRound": [round(rate(r), 1) for r in remote],
+                     # The bytes the entries took on the network (compressed), per round.
+                     "wireBytes": [r.get("bulkWireBytes") for r in remote]},
     "crossOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, remote)), 3),
     "relayed": {"bulkMBps": round(median(map(rate, relay)), 1), "perRound": [round(rate(r), 1) for r in relay]},
     "relayOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, relay)), 3),

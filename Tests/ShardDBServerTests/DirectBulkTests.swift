@@ -51,7 +51,8 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(b.terminate(), 0, file: file, line: line)
     }
 
-    /// With the shared token the target pulls (report: direct); `--bulk-route relay`
+    /// With the shared token the target pulls (report: direct), the entries
+    /// Snappy-compressed on the wire unless `--wire-compression none`; `--bulk-route relay`
     /// sends the same kind of move through the coordinator (report: relay).
     func testTargetPullsTheBulkCopyUnlessToldToRelay() async throws {
         let workspace = try Workspace("DirectBulk")
@@ -64,14 +65,28 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(direct.status, 0, direct.stderr)
         XCTAssertEqual(directReport?["bulkRoute"] as? String, "direct")
         XCTAssertGreaterThan(directReport?["keysCopied"] as? Int ?? 0, 1000)
+        // The values (a run of x's) compress: fewer bytes crossed than were copied.
+        let copied = try XCTUnwrap(directReport?["bytesCopied"] as? Int)
+        let onTheWire = try XCTUnwrap(directReport?["bulkWireBytes"] as? Int)
+        XCTAssertLessThan(onTheWire, copied / 3, "compressed on the wire")
 
         let (relayed, relayReport) = try await migrate(common + ["--shard", "1", "--bulk-route", "relay"])
         XCTAssertEqual(relayed.status, 0, relayed.stderr)
         XCTAssertEqual(relayReport?["bulkRoute"] as? String, "relay")
+        XCTAssertNil(relayReport?["bulkWireBytes"], "counted only for pulls")
 
         let (bad, _) = try await migrate(common + ["--shard", "2", "--bulk-route", "sideways"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("bulk-route"), bad.stderr)
+        let (badCompression, _) = try await migrate(common + ["--shard", "2", "--wire-compression", "zstd"])
+        XCTAssertNotEqual(badCompression.status, 0)
+        XCTAssertTrue(badCompression.stderr.contains("wire-compression"), badCompression.stderr)
+        XCTAssertEqual(badCompression.stderr.split(separator: "\n").count, 1, badCompression.stderr)
+
+        let (uncompressed, plainReport) = try await migrate(common + ["--shard", "2", "--wire-compression", "none"])
+        XCTAssertEqual(uncompressed.status, 0, uncompressed.stderr)
+        XCTAssertEqual(plainReport?["bulkRoute"] as? String, "direct")
+        XCTAssertEqual(plainReport?["bulkWireBytes"] as? Int, plainReport?["bytesCopied"] as? Int, "as read")
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }

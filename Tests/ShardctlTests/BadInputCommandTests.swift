@@ -335,6 +335,7 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["migrate", "--from", inst, "--to", missing, "--shard", "0"], "does not exist"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-transfer", "zip"], status: 64, "invalid for '--bulk-transfer"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-route", "sideways"], status: 64, "invalid for '--bulk-route"),
+            Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--wire-compression", "zstd"], status: 64, "invalid for '--wire-compression"),
             Case(["migrate", "--from", inst, "--to", "127.0.0.1:7400", "--shard", "0", "--copy-table-files", "--token-file", p("good-token")],
                  status: 64, "--copy-table-files applies to a target directory opened here"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--range", "0..512", "--copy-table-files"],
@@ -353,6 +354,7 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["migrate", "--from", missing, "--to", target, "--shard", "0"], "does not exist"),
             // rescale
             Case(["rescale", "--from", inst], status: 64, "Missing expected argument '--to"),
+            Case(["rescale", "--from", inst, "--to", target, "--wire-compression", "lz4"], status: 64, "invalid for '--wire-compression"),
             Case(["rescale", "--from", ",", "--to", inst], "empty entry"),
             Case(["rescale", "--from", inst, "--to", "\(inst),\(inst)"], "twice"),
             Case(["rescale", "--from", inst, "--to", "\(inst),\(p("."))/inst"], "already open in this process"),

@@ -99,6 +99,10 @@ public struct MigrationReport: Sendable, Codable {
     /// (through the coordinator); nil when nothing was copied between two other processes.
     public var bulkRoute: BulkRoute?
     public var bulkSeconds: Double
+    /// The bytes the bulk copy's entries took on the network when the target
+    /// pulled them and its transport counted them (less than `bytesCopied` when
+    /// they travelled compressed); nil otherwise.
+    public var bulkWireBytes: Int?
     public var catchUpSeconds: Double
     /// How long reads and writes of the range were held (fence to source commit).
     public var pauseMilliseconds: Double
@@ -178,21 +182,23 @@ public struct MigrationCoordinator: Sendable {
             }
             var pulled = false
             var relayAfter = resume.bulkResumeKey
+            var wireBytes: Int?
             if !resume.bulkDone && transfer == .entries && request.bulkRoute == .direct, let address = source.peerAddress {
                 // The target reads the chunks from the source itself: they cross the network once.
-                let copied = Mutex((state: state, after: relayAfter))
+                let copied = Mutex((state: state, after: relayAfter, wireBytes: Optional(0)))
                 pulled = try await target.pullBulk(plan, fromSourceAt: address, after: relayAfter,
                                                    maxBytes: request.bulkChunkBytes) { chunk in
                     var now = copied.withLock { copied in
                         copied.state.keysCopied += chunk.keys
                         copied.state.bytesCopied += chunk.bytes
                         copied.after = chunk.lastKey ?? copied.after
+                        copied.wireBytes = chunk.wireBytes.flatMap { bytes in copied.wireBytes.map { $0 + bytes } }
                         return copied.state
                     }
                     now.elapsedSeconds = Date().timeIntervalSince(started)
                     progress(now)
                 }
-                (state, relayAfter) = copied.withLock { $0 }
+                (state, relayAfter, wireBytes) = copied.withLock { $0 }
                 if !pulled {
                     // Possibly after some pulled chunks (the source became unreachable from the target).
                     logger.info("bulk copy relayed: the target cannot pull from \(address)", metadata: ["id": "\(plan.id)"])
@@ -282,7 +288,7 @@ public struct MigrationCoordinator: Sendable {
                 id: plan.id, sourceShard: plan.sourceShard, targetShard: plan.targetShard, range: "\(plan.range)",
                 keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
                 snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer,
-                bulkRoute: route, bulkSeconds: bulkSeconds,
+                bulkRoute: route, bulkSeconds: bulkSeconds, bulkWireBytes: pulled ? wireBytes : nil,
                 catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
         } catch {
             if targetCommitted {

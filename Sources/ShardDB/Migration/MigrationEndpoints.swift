@@ -312,12 +312,16 @@ public struct BulkPullProgress: Sendable, Equatable {
     /// The last stored key the chunk covered; a new pull resumes after it.
     public var lastKey: [UInt8]?
     public var done: Bool
+    /// The bytes the chunk's entries took on the network (compressed or not),
+    /// when the transport counts them; nil when it does not.
+    public var wireBytes: Int?
 
-    public init(keys: Int, bytes: Int, lastKey: [UInt8]?, done: Bool) {
+    public init(keys: Int, bytes: Int, lastKey: [UInt8]?, done: Bool, wireBytes: Int? = nil) {
         self.keys = keys
         self.bytes = bytes
         self.lastKey = lastKey
         self.done = done
+        self.wireBytes = wireBytes
     }
 }
 

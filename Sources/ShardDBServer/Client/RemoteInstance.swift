@@ -35,6 +35,16 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         public var bulkPrefetch = 2
         /// Bulk chunks (or table file pieces) sent to a target and not yet acknowledged, at most.
         public var bulkInFlight = 3
+        /// The compression chunks read with ``RemoteInstance/readBulk(_:after:maxBytes:)``
+        /// may come in (the source compresses those that shrink). A target pulling
+        /// from a source sets it, since it decodes the chunks itself; a coordinator
+        /// relaying chunks leaves it off: ``RemoteInstance/applyBulk(_:_:)`` forwards a
+        /// chunk as it was read, and targets older than compression refuse compressed ones.
+        public var readCompression: BulkCompression = .none
+        /// The compression a target asked to pull the bulk copy
+        /// (``RemoteInstance/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``) asks
+        /// the source for: Snappy, unless turned off (`shardctl migrate --wire-compression none`).
+        public var pullCompression: BulkCompression = .snappy
 
         public init() {}
     }
@@ -235,6 +245,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         if let after { request.after = Data(after) }
         request.maxChunkBytes = UInt32(clamping: Self.wireChunkBytes(maxBytes))
         request.maxChunks = UInt32(clamping: max(1, configuration.bulkChunksPerStream))
+        request.compression = configuration.readCompression.rawValue
         let stream = BulkStream(after: after, prefetch: configuration.bulkPrefetch)
         let stub = self.stub, options = self.options, pipe = stream.pipe
         stream.reader = Task {
@@ -381,11 +392,15 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     request.maxChunkBytes = UInt32(clamping: maxBytes)
                     request.maxChunks = UInt32(clamping: max(1, configuration.bulkChunksPerStream))
                     request.sourceRetryMs = sourceRetryMilliseconds
+                    request.compression = configuration.pullCompression.rawValue
                     try await stub.pullBulk(request, options: options) { response in
                         for try await message in response.messages {
+                            // (No wire bytes for bytes: a target that predates the count.)
+                            let counted = message.wireBytes > 0 || message.bytes == 0
                             let chunk = BulkPullProgress(keys: Int(clamping: message.keys), bytes: Int(clamping: message.bytes),
                                                          lastKey: message.hasLastKey ? [UInt8](message.lastKey) : nil,
-                                                         done: message.done)
+                                                         done: message.done,
+                                                         wireBytes: counted ? Int(clamping: message.wireBytes) : nil)
                             position.update { position in
                                 position.after = chunk.lastKey ?? position.after
                                 position.done = chunk.done

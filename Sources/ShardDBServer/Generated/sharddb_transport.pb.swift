@@ -494,6 +494,13 @@ nonisolated struct WireReadBulkRequest: @unchecked Sendable {
     set {_uniqueStorage()._maxChunks = newValue}
   }
 
+  /// The compression the reader accepts for the chunks' data (BulkCompression);
+  /// 0: none (readers that predate the field).
+  var compression: UInt32 {
+    get {_storage._compression}
+    set {_uniqueStorage()._compression = newValue}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -551,6 +558,12 @@ nonisolated struct WirePullBulkRequest: @unchecked Sendable {
     set {_uniqueStorage()._sourceRetryMs = newValue}
   }
 
+  /// The compression the target asks the source for (BulkCompression); 0: none.
+  var compression: UInt32 {
+    get {_storage._compression}
+    set {_uniqueStorage()._compression = newValue}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -578,6 +591,10 @@ nonisolated struct WirePullBulkProgress: Sendable {
   mutating func clearLastKey() {self._lastKey = nil}
 
   var done: Bool = false
+
+  /// Bytes of the chunk's entries as they came from the source (its data
+  /// fields, compressed or not); 0 from targets that predate the field.
+  var wireBytes: UInt64 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -691,12 +708,16 @@ nonisolated struct WireBulkChunk: Sendable {
 
   var bytes: UInt64 = 0
 
-  /// CRC-32C of `data`, then of the lengths (little-endian u32 each, keys then values).
+  /// CRC-32C of `data` as sent (compressed when `compression` says so), then of the lengths (little-endian u32 each, keys then values).
   var crc32C: UInt32 = 0
 
   /// CRC-32C of `done` (one byte), then of `last_key` when set (a 1 byte, then its
   /// bytes; else a 0 byte); 0 from senders that predate it (then unchecked).
   var controlCrc32C: UInt32 = 0
+
+  /// How `data` is encoded (BulkCompression): 0 as read (keys and values back
+  /// to back), 1 Snappy's raw format of that. Only sent to readers that accept it.
+  var compression: UInt32 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1849,13 +1870,14 @@ nonisolated extension WireSequenceReply: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ReadBulkRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0\u{1}compression\0")
 
   fileprivate class _StorageClass {
     var _plan: WireMigrationPlan? = nil
     var _after: Data? = nil
     var _maxChunkBytes: UInt32 = 0
     var _maxChunks: UInt32 = 0
+    var _compression: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1870,6 +1892,7 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       _after = source._after
       _maxChunkBytes = source._maxChunkBytes
       _maxChunks = source._maxChunks
+      _compression = source._compression
     }
   }
 
@@ -1892,6 +1915,7 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
         case 2: try { try decoder.decodeSingularBytesField(value: &_storage._after) }()
         case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
         case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunks) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._compression) }()
         default: break
         }
       }
@@ -1916,6 +1940,9 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._maxChunks != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._maxChunks, fieldNumber: 4)
       }
+      if _storage._compression != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._compression, fieldNumber: 5)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1929,6 +1956,7 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._after != rhs_storage._after {return false}
         if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
         if _storage._maxChunks != rhs_storage._maxChunks {return false}
+        if _storage._compression != rhs_storage._compression {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1940,7 +1968,7 @@ nonisolated extension WireReadBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PullBulkRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0\u{3}source_retry_ms\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}after\0\u{3}max_chunk_bytes\0\u{3}max_chunks\0\u{3}source_retry_ms\0\u{1}compression\0")
 
   fileprivate class _StorageClass {
     var _plan: WireMigrationPlan? = nil
@@ -1949,6 +1977,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
     var _maxChunkBytes: UInt32 = 0
     var _maxChunks: UInt32 = 0
     var _sourceRetryMs: UInt32 = 0
+    var _compression: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1965,6 +1994,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       _maxChunkBytes = source._maxChunkBytes
       _maxChunks = source._maxChunks
       _sourceRetryMs = source._sourceRetryMs
+      _compression = source._compression
     }
   }
 
@@ -1989,6 +2019,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
         case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
         case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunks) }()
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._sourceRetryMs) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._compression) }()
         default: break
         }
       }
@@ -2019,6 +2050,9 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
       if _storage._sourceRetryMs != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._sourceRetryMs, fieldNumber: 6)
       }
+      if _storage._compression != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._compression, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2034,6 +2068,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
         if _storage._maxChunks != rhs_storage._maxChunks {return false}
         if _storage._sourceRetryMs != rhs_storage._sourceRetryMs {return false}
+        if _storage._compression != rhs_storage._compression {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2045,7 +2080,7 @@ nonisolated extension WirePullBulkRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PullBulkProgress"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0\u{1}bytes\0\u{3}last_key\0\u{1}done\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}keys\0\u{1}bytes\0\u{3}last_key\0\u{1}done\0\u{3}wire_bytes\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2057,6 +2092,7 @@ nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self._lastKey) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.wireBytes) }()
       default: break
       }
     }
@@ -2079,6 +2115,9 @@ nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf
     if self.done != false {
       try visitor.visitSingularBoolField(value: self.done, fieldNumber: 4)
     }
+    if self.wireBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.wireBytes, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2087,6 +2126,7 @@ nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.bytes != rhs.bytes {return false}
     if lhs._lastKey != rhs._lastKey {return false}
     if lhs.done != rhs.done {return false}
+    if lhs.wireBytes != rhs.wireBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2258,7 +2298,7 @@ nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".BulkChunk"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_lengths\0\u{3}value_lengths\0\u{1}data\0\u{3}last_key\0\u{1}done\0\u{1}bytes\0\u{1}crc32c\0\u{3}control_crc32c\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_lengths\0\u{3}value_lengths\0\u{1}data\0\u{3}last_key\0\u{1}done\0\u{1}bytes\0\u{1}crc32c\0\u{3}control_crc32c\0\u{1}compression\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2274,6 +2314,7 @@ nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
       case 7: try { try decoder.decodeSingularFixed32Field(value: &self.crc32C) }()
       case 8: try { try decoder.decodeSingularFixed32Field(value: &self.controlCrc32C) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.compression) }()
       default: break
       }
     }
@@ -2308,6 +2349,9 @@ nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.controlCrc32C != 0 {
       try visitor.visitSingularFixed32Field(value: self.controlCrc32C, fieldNumber: 8)
     }
+    if self.compression != 0 {
+      try visitor.visitSingularUInt32Field(value: self.compression, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2320,6 +2364,7 @@ nonisolated extension WireBulkChunk: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.bytes != rhs.bytes {return false}
     if lhs.crc32C != rhs.crc32C {return false}
     if lhs.controlCrc32C != rhs.controlCrc32C {return false}
+    if lhs.compression != rhs.compression {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -59,7 +59,8 @@ extension ShardInstanceService {
         defer { Task { await pullGate.leave(plan.id) } }
         // One source stream for the whole call: its budget counts pieces.
         try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks * pieces.perChunk + 1,
-                             retryMilliseconds: request.sourceRetryMs) { source in
+                             retryMilliseconds: request.sourceRetryMs,
+                             compression: BulkCompression(rawValue: request.compression) ?? .none) { source in
             try await pull(plan, from: source, after: request.hasAfter ? [UInt8](request.after) : nil,
                            maxBytes: maxBytes, pieces: pieces, maxChunks: maxChunks, response: response)
         }
@@ -169,6 +170,7 @@ extension ShardInstanceService {
     /// window (`retryMilliseconds`, when it sent one) or ``PeerCredentials/retryWindow``,
     /// whichever is shorter, so a source that died fails the pull when the coordinator would give up.
     private func withSource(at text: String, of plan: MigrationPlan, chunksPerStream: Int, retryMilliseconds: UInt32,
+                            compression: BulkCompression = .none,
                             _ body: (RemoteInstance) async throws -> Void) async throws {
         guard let peers else {
             throw RPCError(code: .failedPrecondition, message: "this instance has no credentials for peers: it cannot pull from the source")
@@ -202,6 +204,7 @@ extension ShardInstanceService {
         var configuration = RemoteInstance.Configuration()
         configuration.retryWindow = retryMilliseconds > 0 ? min(peers.retryWindow, .milliseconds(retryMilliseconds)) : peers.retryWindow
         configuration.bulkChunksPerStream = chunksPerStream
+        configuration.readCompression = compression
         let source = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
         do {
             try await body(source)
@@ -255,6 +258,7 @@ extension ShardInstanceService {
             try await response.write(.with { progress in
                 progress.keys = UInt64(chunks.reduce(0) { $0 + $1.count })
                 progress.bytes = UInt64(chunks.reduce(0) { $0 + $1.bytes })
+                progress.wireBytes = UInt64(chunks.reduce(0) { $0 + (($1.encoded as? WireBulkChunk)?.data.count ?? $1.bytes) })
                 if let lastKey = from { progress.lastKey = Data(lastKey) }
                 progress.done = last.done
             })

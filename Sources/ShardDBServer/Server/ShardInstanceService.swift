@@ -53,11 +53,13 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         let plan = try plan(request.plan)
         let maxBytes = Int(min(max(request.maxChunkBytes, 4096), UInt32(MigrationServer.largestBulkChunkBytes)))
         var after: [UInt8]? = request.hasAfter ? [UInt8](request.after) : nil
+        // A method this version does not know: the chunks go as read (always understood).
+        let compression = BulkCompression(rawValue: request.compression) ?? .none
         for _ in 0..<max(1, Int(request.maxChunks)) {
             let from = after
             let chunk = try await call { try engine.readBulk(plan, after: from, maxBytes: maxBytes) }
             if let rateLimiter { try await rateLimiter.acquire(chunk.bytes) }
-            let wire = WireBulkChunk(chunk)
+            let wire = WireBulkChunk(chunk, compression: compression)
             try await response.write(wire)
             if chunk.done { return }
             after = chunk.lastKey ?? after

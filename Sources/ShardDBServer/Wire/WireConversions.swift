@@ -181,10 +181,17 @@ extension WireIncomingState {
 // MARK: Bulk chunks: entries packed in one buffer, with a checksum
 
 extension WireBulkChunk {
-    /// The chunk's packed buffer and lengths go on the wire as they are.
-    init(_ chunk: BulkChunk) {
+    /// The chunk's packed buffer and lengths go on the wire as they are, the
+    /// buffer compressed when `compression` asks for it and it shrinks
+    /// (``Snappy/compress(_:)``); the checksum covers the bytes as sent.
+    init(_ chunk: BulkChunk, compression: BulkCompression = .none) {
         self.init()
-        data = chunk.data
+        if compression == .snappy, let packed = chunk.data.withUnsafeBytes({ Snappy.compress($0) }) {
+            data = packed
+            self.compression = BulkCompression.snappy.rawValue
+        } else {
+            data = chunk.data
+        }
         keyLengths = chunk.keyLengths
         valueLengths = chunk.valueLengths
         if let last = chunk.lastKey { lastKey = Data(last) }
@@ -215,7 +222,8 @@ extension WireBulkChunk {
     /// (the size decides how the target writes the chunk).
     ///
     /// - throws: `.corruptedValue` when the checksum does not match; `.invalidArgument`
-    ///   (malformed) when the lengths do not add up to the data.
+    ///   (malformed) when the lengths do not add up to the data, the data does not
+    ///   decompress to them, or the compression is one this version does not know.
     func decoded() throws -> BulkChunk {
         guard Self.checksum(data: data, keyLengths: keyLengths, valueLengths: valueLengths) == crc32C else {
             throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch")
@@ -224,8 +232,29 @@ extension WireBulkChunk {
         guard controlCrc32C == 0 || controlChecksum == controlCrc32C else {
             throw ShardDBError(.corruptedValue, "bulk chunk checksum mismatch (done or last key)")
         }
+        let entries: Data
+        switch BulkCompression(rawValue: compression) {
+        case .none?:
+            entries = data
+        case .snappy?:
+            guard keyLengths.count == valueLengths.count else {
+                throw malformed("bulk chunk with \(keyLengths.count) keys and \(valueLengths.count) values")
+            }
+            // What the lengths declare bounds what is allocated: no more than an
+            // uncompressed message could carry.
+            var total = 0
+            for i in keyLengths.indices {
+                total += Int(keyLengths[i]) + Int(valueLengths[i])
+                guard total <= MigrationServer.maxMessageBytes else {
+                    throw malformed("compressed bulk chunk declares more than \(MigrationServer.maxMessageBytes) bytes")
+                }
+            }
+            entries = try data.withUnsafeBytes { try Snappy.decompress($0, expected: total) }
+        case nil:
+            throw malformed("bulk chunk compressed with method \(compression), which this version does not know")
+        }
         do {
-            return try BulkChunk(data: data, keyLengths: keyLengths, valueLengths: valueLengths,
+            return try BulkChunk(data: entries, keyLengths: keyLengths, valueLengths: valueLengths,
                                  lastKey: hasLastKey ? [UInt8](lastKey) : nil, done: done)
         } catch let error as ShardDBError {
             throw malformed(error.message)

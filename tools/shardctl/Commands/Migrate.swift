@@ -50,6 +50,7 @@ struct Migrate: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON.") var json = false
     @Flag(help: "Log the migration's steps and the engine's events to stderr (swift-log, debug level).") var verbose = false
     @OptionGroup var remote: RemoteOptions
+    @OptionGroup var wire: WireOptions
 
     func validate() throws {
         guard resolve || shard != nil else { throw ValidationError("--shard is required (or --resolve)") }
@@ -75,7 +76,8 @@ struct Migrate: AsyncParsableCommand {
             let same = InstanceAddress(parsing: from).map { $0 == InstanceAddress(parsing: to) }
                 ?? (URL(fileURLWithPath: from).standardized.path == URL(fileURLWithPath: to).standardized.path)
             guard !same else { throw ShardDBError(.migrationConflict, "--from and --to are the same instance") }
-            return try openEndpoints([from, to], remote: remote, verbose: verbose, linkTableFiles: !copyTableFiles)
+            return try openEndpoints([from, to], remote: remote, verbose: verbose, linkTableFiles: !copyTableFiles,
+                                     wireCompression: wire.compression)
         }
         let source = endpoints[from]!, target = endpoints[to]!
         let progress = ProgressLine()
@@ -113,7 +115,8 @@ struct Migrate: AsyncParsableCommand {
                 print(String(format: "copied %d keys (%@) as %@ in %.2f s, applied %d changes in %.2f s catch-up; write pause %.2f ms",
                              report.keysCopied, formatBytes(report.bytesCopied),
                              (report.bulkTransfer == .tableFiles ? "table files" : "entries")
-                                 + (report.bulkRoute.map { " (\($0.rawValue))" } ?? ""),
+                                 + (report.bulkRoute.map { " (\($0.rawValue))" } ?? "")
+                                 + (report.bulkWireBytes.map { ", \(formatBytes($0)) on the wire" } ?? ""),
                              report.bulkSeconds, report.changesApplied,
                              report.catchUpSeconds, report.pauseMilliseconds))
             }

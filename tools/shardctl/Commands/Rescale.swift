@@ -26,6 +26,7 @@ struct Rescale: AsyncParsableCommand {
     @Flag(help: "Log the migrations' steps and the engines' events to stderr (swift-log, debug level).") var verbose = false
 
     @OptionGroup var remote: RemoteOptions
+    @OptionGroup var wire: WireOptions
 
     func run() async throws {
         let fromSpecs = from.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
@@ -42,7 +43,7 @@ struct Rescale: AsyncParsableCommand {
                 }
             }
             guard parallelism > 0 else { throw ShardDBError(.invalidArgument, "--parallelism must be positive") }
-            opened = try openEndpoints(fromSpecs, remote: remote, verbose: verbose)
+            opened = try openEndpoints(fromSpecs, remote: remote, verbose: verbose, wireCompression: wire.compression)
             let partitioning = try await opened[fromSpecs[0]]!.endpoint.describeInstance().partitioning
             // A target directory that does not exist yet starts empty, partitioned like the sources.
             // It is planned as such and created only for a real run once the plan holds, so a dry
@@ -67,7 +68,7 @@ struct Rescale: AsyncParsableCommand {
                 }
             }
             for spec in toSpecs where opened[spec] == nil && !missing.contains(spec) {
-                opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose)
+                opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, wireCompression: wire.compression)
             }
             var descriptions: [String: InstanceDescription] = [:]
             for (spec, endpoint) in opened { descriptions[spec] = try await endpoint.endpoint.describeInstance() }
@@ -116,7 +117,8 @@ struct Rescale: AsyncParsableCommand {
                 do {
                     for spec in missing where opened[spec] == nil {
                         let existed = FileManager.default.fileExists(atPath: spec)  // (then an empty directory)
-                        opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, createLike: partitioning)
+                        opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, createLike: partitioning,
+                                                                 wireCompression: wire.compression)
                         created.append((spec, existed))
                         descriptions[spec] = try await opened[spec]!.endpoint.describeInstance()
                     }

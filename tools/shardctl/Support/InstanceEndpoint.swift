@@ -30,7 +30,9 @@ struct RemoteOptions: ParsableArguments {
             .filter(\.1).map(\.0)
     }
 
-    func connect(_ address: InstanceAddress) throws -> RemoteInstance {
+    /// - parameters:
+    ///   - pullCompression: what a target asked to pull a bulk copy asks the source for.
+    func connect(_ address: InstanceAddress, pullCompression: BulkCompression = .snappy) throws -> RemoteInstance {
         guard tokenFile != nil || tlsCert != nil else {
             throw ShardDBError(.invalidArgument, "\(address) is a live instance: --token-file or a client certificate (--tls-cert) is required")
         }
@@ -46,9 +48,22 @@ struct RemoteOptions: ParsableArguments {
         configuration.retryWindow = .milliseconds(Int64(retrySeconds * 1000))
         configuration.callTimeout = .milliseconds(Int64(callTimeout * 1000))
         configuration.closeGrace = min(configuration.closeGrace, configuration.callTimeout)
+        configuration.pullCompression = pullCompression
         return try RemoteInstance(address: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls,
                                   configuration: configuration)
     }
+}
+
+/// How bulk entries travel between two live instances (migrate, rescale).
+struct WireOptions: ParsableArguments {
+    @Option(name: .customLong("wire-compression"),
+            help: "Between two live instances, how the bulk copy's entries travel: snappy (each chunk compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
+    var compression: BulkCompression = .snappy
+}
+
+extension BulkCompression: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.description) }
 }
 
 /// An instance named on the command line: a directory opened in this
@@ -62,9 +77,11 @@ enum InstanceEndpoint {
     ///   - verbose: log the opened engine's events to stderr (a directory's; a live instance logs in its own process).
     ///   - createLike: create a missing directory as an empty instance with this partitioning.
     ///   - linkTableFiles: a directory's engine hard-links table files a migration brings in from an engine in this process (false: copies them).
+    ///   - wireCompression: how bulk entries travel between two live instances (``WireOptions``).
     static func open(_ spec: String, remote: RemoteOptions, verbose: Bool = false,
-                     createLike: Partitioning? = nil, linkTableFiles: Bool = true) throws -> InstanceEndpoint {
-        if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address)) }
+                     createLike: Partitioning? = nil, linkTableFiles: Bool = true,
+                     wireCompression: BulkCompression = .snappy) throws -> InstanceEndpoint {
+        if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address, pullCompression: wireCompression)) }
         if InstanceAddress.looksLikeAddress(spec) {
             throw ShardDBError(.invalidArgument, "'\(spec)' is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7400); a directory would need a '/' (./\(spec))")
         }
@@ -95,11 +112,12 @@ enum InstanceEndpoint {
 
 /// Opens every spec (closing the opened ones if one fails).
 func openEndpoints(_ specs: [String], remote: RemoteOptions, verbose: Bool = false,
-                   linkTableFiles: Bool = true) throws -> [String: InstanceEndpoint] {
+                   linkTableFiles: Bool = true, wireCompression: BulkCompression = .snappy) throws -> [String: InstanceEndpoint] {
     var opened: [String: InstanceEndpoint] = [:]
     do {
         for spec in specs where opened[spec] == nil {
-            opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, linkTableFiles: linkTableFiles)
+            opened[spec] = try InstanceEndpoint.open(spec, remote: remote, verbose: verbose, linkTableFiles: linkTableFiles,
+                                                     wireCompression: wireCompression)
         }
     } catch {
         for endpoint in opened.values { if case .local(let engine) = endpoint { engine.close() } }

@@ -1,0 +1,80 @@
+import CSnappy
+import Foundation
+import ShardDB
+
+/// How a bulk chunk's entries travel between processes (the `compression`
+/// fields of `BulkChunk`, `ReadBulkRequest` and `PullBulkRequest`;
+/// docs/TRANSPORT.md, "Compression").
+///
+/// A reader says what it accepts; the source compresses only then, and only a
+/// chunk that shrinks by at least an eighth (the rest travel as read, marked
+/// ``none``). Compression costs CPU on both ends and saves it in every copy the
+/// transport makes of the bytes (the sender's framing, the socket both ways,
+/// the receiver's deframing, the checksums), and it saves the network's bandwidth.
+public enum BulkCompression: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+    /// Keys and values back to back, as read.
+    case none = 0
+    /// Snappy's raw format (the codec RocksDB compresses table blocks with by
+    /// default): fast both ways, and quick to give up on bytes that do not compress.
+    case snappy = 1
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .snappy: return "snappy"
+        }
+    }
+
+    /// A name as `shardctl migrate --wire-compression` takes it.
+    public init?(name: String) {
+        guard let match = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = match
+    }
+}
+
+/// Snappy over whole buffers, into memory of its own (no zero fill, no copy out).
+enum Snappy {
+    /// Buffers below this travel as they are: the saving would not pay for the call.
+    static let smallest = 1024
+
+    /// `bytes` compressed, or nil when that does not save at least an eighth of them.
+    static func compress(_ bytes: UnsafeRawBufferPointer) -> Data? {
+        guard bytes.count >= smallest, let base = bytes.baseAddress else { return nil }
+        let capacity = snappy_max_compressed_length(bytes.count)
+        guard let out = malloc(capacity) else { return nil }
+        var length = capacity
+        guard snappy_compress(base.assumingMemoryBound(to: CChar.self), bytes.count,
+                              out.assumingMemoryBound(to: CChar.self), &length) == SNAPPY_OK,
+              length <= bytes.count - bytes.count / 8 else {
+            free(out)
+            return nil
+        }
+        return Data(bytesNoCopy: out, count: length, deallocator: .free)
+    }
+
+    /// `compressed` expanded, which must come to exactly `expected` bytes (the
+    /// sum of the chunk's lengths, so memory is bounded by what the message declares).
+    ///
+    /// - throws: `.invalidArgument` when the bytes are not Snappy's format or expand to another size.
+    static func decompress(_ compressed: UnsafeRawBufferPointer, expected: Int) throws -> Data {
+        guard let base = compressed.baseAddress?.assumingMemoryBound(to: CChar.self) else {
+            guard expected == 0 else { throw ShardDBError(.invalidArgument, "malformed message: empty compressed bulk chunk") }
+            return Data()
+        }
+        var length = 0
+        guard snappy_uncompressed_length(base, compressed.count, &length) == SNAPPY_OK, length == expected else {
+            throw ShardDBError(.invalidArgument, "malformed message: a compressed bulk chunk does not expand to "
+                + "the \(expected) bytes its lengths add up to")
+        }
+        guard let out = malloc(max(length, 1)) else {
+            throw ShardDBError(.invalidArgument, "malformed message: no memory for a bulk chunk of \(length) bytes")
+        }
+        var written = length
+        guard snappy_uncompress(base, compressed.count, out.assumingMemoryBound(to: CChar.self), &written) == SNAPPY_OK,
+              written == expected else {
+            free(out)
+            throw ShardDBError(.invalidArgument, "malformed message: a compressed bulk chunk is not valid Snappy data")
+        }
+        return Data(bytesNoCopy: out, count: written, deallocator: .free)
+    }
+}

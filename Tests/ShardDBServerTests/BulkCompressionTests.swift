@@ -1,0 +1,117 @@
+import Foundation
+import ShardDB
+import SwiftProtobuf
+@testable import ShardDBServer
+import XCTest
+
+/// Bulk chunks between processes travel Snappy-compressed when the reader asks
+/// and the chunk shrinks; what arrives decodes to the chunk that was read, and
+/// damaged or lying compressed chunks are refused before anything is allocated
+/// for them or written.
+final class BulkCompressionTests: XCTestCase {
+    /// Entries whose values repeat (as the migration benchmark's do), `count` of them.
+    private func repetitiveChunk(_ count: Int) throws -> BulkChunk {
+        let entries = (0..<count).map { i in
+            (key: Array("key-\(i)".utf8), value: Array("value-\(i % 7)-".utf8) + [UInt8](repeating: UInt8(65 + i % 3), count: 200))
+        }
+        return BulkChunk(entries: entries, lastKey: entries.last?.key, done: false)
+    }
+
+    /// Values of random bytes: nothing for Snappy to find.
+    private func randomChunk(_ count: Int) -> BulkChunk {
+        var generator = SystemRandomNumberGenerator()
+        let entries = (0..<count).map { i in
+            (key: Array("key-\(i)".utf8), value: (0..<200).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        }
+        return BulkChunk(entries: entries, lastKey: entries.last?.key, done: true)
+    }
+
+    func testCompressedChunksDecodeToWhatWasRead() throws {
+        let chunk = try repetitiveChunk(500)
+        let wire = WireBulkChunk(chunk, compression: .snappy)
+        XCTAssertEqual(wire.compression, BulkCompression.snappy.rawValue)
+        XCTAssertLessThan(wire.data.count, chunk.bytes / 4, "repetitive values shrink")
+        XCTAssertEqual(wire.bytes, UInt64(chunk.bytes), "the size field stays the entries' own")
+        XCTAssertEqual(try wire.decoded(), chunk)
+        // Through the wire encoding and back.
+        let received = try WireBulkChunk(serializedBytes: try wire.serializedBytes() as [UInt8])
+        XCTAssertEqual(try received.decoded(), chunk)
+
+        // Not asked for: as read.
+        let plain = WireBulkChunk(chunk)
+        XCTAssertEqual(plain.compression, 0)
+        XCTAssertEqual(plain.data, chunk.data)
+        XCTAssertEqual(try plain.decoded(), chunk)
+    }
+
+    /// A chunk that would not shrink by an eighth, or is too small to bother,
+    /// travels as read even when compression is asked for.
+    func testChunksThatDoNotShrinkTravelAsRead() throws {
+        let random = randomChunk(200)
+        let wire = WireBulkChunk(random, compression: .snappy)
+        XCTAssertEqual(wire.compression, 0)
+        XCTAssertEqual(wire.data, random.data)
+        XCTAssertEqual(try wire.decoded(), random)
+
+        let tiny = try repetitiveChunk(2)
+        XCTAssertLessThan(tiny.bytes, Snappy.smallest)
+        XCTAssertEqual(WireBulkChunk(tiny, compression: .snappy).compression, 0)
+
+        let empty = BulkChunk()
+        XCTAssertEqual(try WireBulkChunk(empty, compression: .snappy).decoded(), empty)
+    }
+
+    /// Damage the checksum catches is `.corruptedValue`; a chunk whose checksum
+    /// holds but whose compressed bytes lie (a sender's bug, or a peer that means
+    /// harm) is malformed, and what it declares bounds the memory it gets.
+    func testDamagedOrLyingCompressedChunksAreRefused() throws {
+        let chunk = try repetitiveChunk(500)
+        let wire = WireBulkChunk(chunk, compression: .snappy)
+        func resealed(_ change: (inout WireBulkChunk) -> Void) -> WireBulkChunk {
+            var copy = wire
+            change(&copy)
+            copy.crc32C = WireBulkChunk.checksum(data: copy.data, keyLengths: copy.keyLengths, valueLengths: copy.valueLengths)
+            return copy
+        }
+        var flipped = wire
+        flipped.data[flipped.data.startIndex + flipped.data.count / 2] ^= 0x40
+        XCTAssertThrowsError(try flipped.decoded()) { XCTAssertEqual(($0 as? ShardDBError)?.code, .corruptedValue, "\($0)") }
+
+        let cases: [(String, WireBulkChunk)] = [
+            // Snappy's length prefix says another size than the lengths add up to.
+            ("longer prefix", resealed { $0.data[$0.data.startIndex] ^= 0x01 }),
+            ("lengths", resealed { $0.valueLengths[0] += 1; $0.valueLengths[1] -= 2 }),
+            ("truncated", resealed { $0.data = $0.data.prefix($0.data.count - 10) }),
+            ("not snappy", resealed { $0.data = Data(repeating: 0xFF, count: 64) }),
+            ("unknown method", resealed { $0.compression = 7 }),
+            ("counts", resealed { $0.keyLengths.removeLast() }),
+        ]
+        for (name, damaged) in cases {
+            XCTAssertThrowsError(try damaged.decoded(), name) { error in
+                XCTAssertEqual((error as? ShardDBError)?.code, .invalidArgument, "\(name): \(error)")
+            }
+        }
+        // Lengths adding up to 4 GiB and a Snappy prefix that agrees: refused from the
+        // lengths, before anything is allocated for them (no more than an
+        // uncompressed message could carry).
+        let huge = resealed {
+            $0.keyLengths = [UInt32.max - 2, 2]
+            $0.valueLengths = [0, 0]
+            var prefix: [UInt8] = [], length = UInt64(UInt32.max)
+            while length >= 0x80 { prefix.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
+            $0.data = Data(prefix + [UInt8(length), 0x00, 0x61])
+        }
+        XCTAssertThrowsError(try huge.decoded()) { error in
+            XCTAssertEqual((error as? ShardDBError)?.code, .invalidArgument, "\(error)")
+            XCTAssertTrue("\(error)".contains("declares more than"), "\(error)")
+        }
+    }
+
+    func testMethodNames() {
+        XCTAssertEqual(BulkCompression(name: "snappy"), .snappy)
+        XCTAssertEqual(BulkCompression(name: "none"), BulkCompression.none)
+        XCTAssertNil(BulkCompression(name: "zstd"))
+        XCTAssertEqual(RemoteInstance.Configuration().pullCompression, .snappy, "targets pull compressed by default")
+        XCTAssertEqual(RemoteInstance.Configuration().readCompression, BulkCompression.none, "a relaying coordinator reads as read")
+    }
+}
