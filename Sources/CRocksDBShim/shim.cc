@@ -59,6 +59,31 @@ extern "C" size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer
   return count;
 }
 
+extern "C" size_t sharddb_iter_next_packed(rocksdb_iterator_t *iter, char *data, size_t capacity,
+                                           size_t stop_at, uint32_t *key_lengths, uint32_t *value_lengths,
+                                           size_t max_entries, size_t *used, size_t *needed) {
+  rocksdb::Iterator *it = iter->rep;
+  size_t count = 0, offset = 0;
+  *needed = 0;
+  while (count < max_entries && offset < stop_at && it->Valid()) {
+    rocksdb::Slice k = it->key(), v = it->value();
+    size_t size = k.size() + v.size();
+    if (offset + size > capacity) {
+      if (count == 0) *needed = size;
+      break;
+    }
+    std::memcpy(data + offset, k.data(), k.size());
+    std::memcpy(data + offset + k.size(), v.data(), v.size());
+    key_lengths[count] = static_cast<uint32_t>(k.size());
+    value_lengths[count] = static_cast<uint32_t>(v.size());
+    offset += size;
+    ++count;
+    it->Next();
+  }
+  *used = offset;
+  return count;
+}
+
 extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
   save_error(errptr, db->rep->VerifyChecksum());
 }

@@ -3,6 +3,11 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CRocksDB
 import CRocksDBShim
 
@@ -150,6 +155,86 @@ public final class Iterator {
             batchEntries = min(batchEntries * 2, maxBatchEntries)
         }
         try checkStatus()
+    }
+
+    /// Entries read from the current position onwards, packed: every key and value
+    /// back to back in one buffer (key 0, value 0, key 1, ...), their lengths in
+    /// two arrays. Reads until the kept entries hold at least `bytes` (the entry
+    /// that reaches it included) or the iteration ends, in batches of one C call
+    /// each, copying each entry once, straight into the buffer it is returned in.
+    ///
+    /// - parameters:
+    ///   - bytes: how much to read (of kept entries' keys and values; at least one entry).
+    ///   - keep: decides, for each entry read, whether it goes into the result
+    ///     (nil: all); the buffers must not escape. An entry dropped still counts
+    ///     as read (`lastKey`).
+    /// - returns: the packed entries, their lengths, the last key read (kept or
+    ///   not; nil when none was), and whether the iteration ended (nothing is left).
+    /// - throws: ``RocksDBError`` when iteration fails.
+    public func readPacked(bytes: Int, keep: ((UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool)? = nil) throws
+        -> (data: Data, keyLengths: [UInt32], valueLengths: [UInt32], lastKey: [UInt8]?, exhausted: Bool) {
+        let batchEntries = 4096
+        let goal = max(bytes, 1)
+        var capacity = goal + 4096
+        guard var buffer = malloc(capacity) else { throw RocksDBError(kind: .ioError, message: "no memory for \(capacity) bytes of entries") }
+        var handedOver = false
+        defer { if !handedOver { free(buffer) } }
+        var keyLengths: [UInt32] = [], valueLengths: [UInt32] = []
+        let batchKeys = UnsafeMutablePointer<UInt32>.allocate(capacity: batchEntries)
+        let batchValues = UnsafeMutablePointer<UInt32>.allocate(capacity: batchEntries)
+        defer { batchKeys.deallocate(); batchValues.deallocate() }
+        var used = 0
+        var lastKey: [UInt8]?
+        var exhausted = false
+        while used < goal {
+            var added = 0, needed = 0
+            let start = buffer + used
+            let count = try withPointer { p in
+                sharddb_iter_next_packed(p, start.assumingMemoryBound(to: CChar.self), capacity - used,
+                                         goal - used, batchKeys, batchValues, batchEntries, &added, &needed)
+            }
+            if count == 0 {
+                if needed > 0 {  // one entry larger than the room left: grow and retry
+                    capacity = used + needed + 4096
+                    guard let grown = realloc(buffer, capacity) else {
+                        throw RocksDBError(kind: .ioError, message: "no memory for \(capacity) bytes of entries")
+                    }
+                    buffer = grown
+                    continue
+                }
+                exhausted = true
+                break
+            }
+            // The last key read, before any entry of the batch is dropped.
+            let lastKeyOffset = added - Int(batchKeys[count - 1]) - Int(batchValues[count - 1])
+            lastKey = [UInt8](UnsafeRawBufferPointer(start: start + lastKeyOffset, count: Int(batchKeys[count - 1])))
+            if let keep {
+                // Compacted in place: kept entries move down over dropped ones.
+                var read = 0, written = 0
+                for i in 0..<count {
+                    let k = Int(batchKeys[i]), v = Int(batchValues[i])
+                    let key = UnsafeRawBufferPointer(start: start + read, count: k)
+                    let value = UnsafeRawBufferPointer(start: start + read + k, count: v)
+                    if keep(key, value) {
+                        if written != read { memmove(start + written, start + read, k + v) }
+                        keyLengths.append(UInt32(k))
+                        valueLengths.append(UInt32(v))
+                        written += k + v
+                    }
+                    read += k + v
+                }
+                used += written
+            } else {
+                keyLengths.append(contentsOf: UnsafeBufferPointer(start: batchKeys, count: count))
+                valueLengths.append(contentsOf: UnsafeBufferPointer(start: batchValues, count: count))
+                used += added
+            }
+        }
+        try checkStatus()
+        // Nothing left: no need for the caller to come back for an empty read.
+        if !exhausted { exhausted = !isValid }
+        handedOver = true
+        return (Data(bytesNoCopy: buffer, count: used, deallocator: .free), keyLengths, valueLengths, lastKey, exhausted)
     }
 }
 

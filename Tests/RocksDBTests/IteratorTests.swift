@@ -218,6 +218,76 @@ final class IteratorTests: XCTestCase {
         }
     }
 
+    // MARK: readPacked
+
+    /// Entries come back packed (keys and values back to back, lengths beside),
+    /// read until the goal is reached with the entry that reaches it, across C
+    /// batches (over 4096 entries) and an entry larger than the room left; the
+    /// reads resume where the last stopped, and the last one says nothing is left.
+    func testReadPackedReadsUpToItsGoalAndSaysWhenNothingIsLeft() throws {
+        let family = try db.createColumnFamily(named: "packed")
+        var expected: [([UInt8], [UInt8])] = []
+        for i in 0..<10_000 {
+            let size = i == 7000 ? 3 << 20 : 30 + i % 11
+            expected.append((bytes(String(format: "key%05d", i)), [UInt8](repeating: UInt8(i % 251), count: size)))
+        }
+        let batch = WriteBatch()
+        for (key, value) in expected { try batch.put(key, value, in: family) }
+        try db.write(batch)
+        try db.flush(family)
+
+        let iterator = try db.makeIterator(in: family)
+        iterator.seekToFirst()
+        var read: [([UInt8], [UInt8])] = []
+        var reads = 0, finished = false
+        while !finished {
+            let packed = try iterator.readPacked(bytes: 100_000)
+            reads += 1
+            XCTAssertEqual(packed.keyLengths.count, packed.valueLengths.count)
+            let total = zip(packed.keyLengths, packed.valueLengths).reduce(0) { $0 + Int($1.0) + Int($1.1) }
+            XCTAssertEqual(total, packed.data.count)
+            // The goal, passed by at most the entry that reached it.
+            if !packed.exhausted {
+                XCTAssertGreaterThanOrEqual(packed.data.count, 100_000)
+                XCTAssertLessThan(packed.data.count - Int(packed.keyLengths.last! + packed.valueLengths.last!), 100_000)
+            }
+            var offset = 0
+            for (k, v) in zip(packed.keyLengths, packed.valueLengths) {
+                read.append(([UInt8](packed.data[offset..<offset + Int(k)]), [UInt8](packed.data[offset + Int(k)..<offset + Int(k + v)])))
+                offset += Int(k + v)
+            }
+            XCTAssertEqual(packed.lastKey, read.last?.0)
+            finished = packed.exhausted
+            XCTAssertLessThan(reads, 1000)
+        }
+        XCTAssertEqual(read.count, expected.count)
+        XCTAssertTrue(zip(read, expected).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 })
+        XCTAssertFalse(iterator.isValid)
+        // Past the end: nothing, and exhausted.
+        let after = try iterator.readPacked(bytes: 10)
+        XCTAssertTrue(after.exhausted)
+        XCTAssertTrue(after.data.isEmpty)
+        XCTAssertNil(after.lastKey)
+    }
+
+    /// Entries `keep` refuses are left out (the ones after them move down), do not
+    /// count toward the goal, and still count as read: the last key is the last
+    /// entry read even when it was left out.
+    func testReadPackedLeavesOutWhatKeepRefuses() throws {
+        let iterator = try db.makeIterator()
+        iterator.seekToFirst()
+        let kept = try iterator.readPacked(bytes: 4) { key, _ in key.first != UInt8(ascii: "b") && key.first != UInt8(ascii: "c") }
+        XCTAssertEqual(String(decoding: kept.data, as: UTF8.self), "avadvd", "a and d, each with its value")
+        XCTAssertEqual(kept.keyLengths, [1, 1])
+        XCTAssertEqual(kept.valueLengths, [2, 2])
+        XCTAssertFalse(kept.exhausted)
+
+        let rest = try iterator.readPacked(bytes: 100) { key, _ in key.first != UInt8(ascii: "f") }
+        XCTAssertEqual(String(decoding: rest.data, as: UTF8.self), "eve")
+        XCTAssertEqual(rest.lastKey, bytes("f"), "the last entry read, though left out")
+        XCTAssertTrue(rest.exhausted)
+    }
+
     func testForEachWithOnlyOversizedValues() throws {
         let family = try db.createColumnFamily(named: "big")
         for i in 0..<3 {

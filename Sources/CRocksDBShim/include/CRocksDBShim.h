@@ -28,6 +28,18 @@ size_t sharddb_iter_next_batch(rocksdb_iterator_t *iter, char *buffer,
                                size_t capacity, size_t max_entries,
                                size_t *used, size_t *needed);
 
+/// Copies entries from the iterator's position into `data`, keys and values
+/// back to back (key 0, value 0, key 1, ...), their lengths into `key_lengths`
+/// and `value_lengths`, advancing past each copied entry, while fewer than
+/// `max_entries` are copied, fewer than `stop_at` bytes are in `data`, and the
+/// next entry fits in `capacity`. Returns the entries copied and sets `*used`
+/// to their bytes; when the first entry does not fit, returns 0 with `*needed`
+/// set to its size. The packed layout a bulk copy sends, in one crossing per
+/// batch and one copy per entry.
+size_t sharddb_iter_next_packed(rocksdb_iterator_t *iter, char *data, size_t capacity,
+                                size_t stop_at, uint32_t *key_lengths, uint32_t *value_lengths,
+                                size_t max_entries, size_t *used, size_t *needed);
+
 /// Sets RocksDB's perf level (rocksdb::SetPerfLevel, a per-thread setting) on
 /// the calling thread and remembers that the thread's level has been chosen.
 /// Same as the C API's rocksdb_set_perf_level plus that memory, which

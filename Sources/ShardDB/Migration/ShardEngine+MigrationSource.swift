@@ -149,28 +149,21 @@ extension ShardEngine: MigrationSource {
         let bounds = plan.range.storedBounds
         let lower = after.map { $0 + [0] } ?? bounds.lower
         let now = clock.nowMilliseconds()
-        // Packed in one buffer: no allocation per entry (the chunk may end one entry past maxBytes).
-        var chunk = BulkChunk(capacity: min(maxBytes, 64 << 20) + 4096)
-        var skippedLastKey: [UInt8]?  // the last entry read, when it was expired (not in the buffer)
-        var exhausted = true
-        try storage(path) {
+        // Packed in one buffer as RocksDB reads them (the chunk may end one entry past
+        // maxBytes): one copy per entry, one C call per batch.
+        let packed = try storage(path) {
             let iterator = try database.makeIterator(in: shard.family, lowerBound: lower, upperBound: bounds.upper,
                                                      snapshot: snapshot, fillCache: false)
             iterator.seekToFirst()
-            try iterator.forEach(batchBytes: 256 << 10) { key, value in
-                if chunk.bytes >= maxBytes { exhausted = false; return false }
+            return try iterator.readPacked(bytes: min(maxBytes, 64 << 20)) { _, value in
                 // Expired entries are not copied: they could never be read again.
-                if let (header, _) = ValueHeader.parse(value), header.isExpired(at: now) {
-                    skippedLastKey = [UInt8](key)
-                    return true
-                }
-                chunk.append(key: key, value: value)
-                skippedLastKey = nil
-                return true
+                guard let (header, _) = ValueHeader.parse(value) else { return true }
+                return !header.isExpired(at: now)
             }
         }
-        chunk.lastKey = skippedLastKey ?? chunk.lastEntryKey ?? after
-        chunk.done = exhausted
+        // The last key read, even an expired one: the next chunk starts after it.
+        let chunk = try BulkChunk(data: packed.data, keyLengths: packed.keyLengths, valueLengths: packed.valueLengths,
+                                  lastKey: packed.lastKey ?? after, done: packed.exhausted)
         try FailurePoints.hit("migration.source.bulk-chunk")
         return chunk
     }
