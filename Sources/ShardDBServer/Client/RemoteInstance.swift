@@ -107,9 +107,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         watchdog.cancel()
     }
 
-    private var options: CallOptions {
+    private var options: CallOptions { options(timeout: configuration.callTimeout) }
+
+    private func options(timeout: Duration) -> CallOptions {
         var options = CallOptions.defaults
-        options.timeout = configuration.callTimeout
+        options.timeout = timeout
         options.maxRequestMessageBytes = MigrationServer.maxMessageBytes
         options.maxResponseMessageBytes = MigrationServer.maxMessageBytes
         options.waitForReady = false
@@ -125,8 +127,9 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     ///   - progress: for a long call (a bulk stream or pull): when it last made progress.
     ///     The window then runs from there, so a call that failed after more than a
     ///     window of good work is retried (it used to count from the call's start).
+    ///   - window: the retry window, when not ``Configuration/retryWindow``.
     private func retrying<T: Sendable>(_ what: String, onlyUnreached: Bool = false,
-                                       progress: LockedValue<ContinuousClock.Instant>? = nil,
+                                       progress: LockedValue<ContinuousClock.Instant>? = nil, window: Duration? = nil,
                                        _ body: () async throws -> T) async throws -> T {
         let started = ContinuousClock.now
         var delay = Duration.milliseconds(20)
@@ -156,7 +159,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 failure = RPCError(code: .unavailable, message: "\(address) \(what): \(error.message)")
             }
             try Task.checkCancellation()
-            let giveUp = max(started, progress?.value ?? started) + configuration.retryWindow
+            let giveUp = max(started, progress?.value ?? started) + (window ?? configuration.retryWindow)
             guard ContinuousClock.now + delay < giveUp else { throw failure }
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(1))
@@ -182,7 +185,14 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     // MARK: Both sides
 
     public func describeInstance() async throws -> InstanceDescription {
-        let wire = try await retrying("describe") { try await stub.describe(WireDescribeRequest(), options: options) }
+        try await describeInstance(retryWindow: nil, callTimeout: nil)
+    }
+
+    /// ``describeInstance()`` with a retry window and call deadline of its own (a target
+    /// probing a source before pulling from it, on the connection the pull then uses).
+    func describeInstance(retryWindow: Duration?, callTimeout: Duration?) async throws -> InstanceDescription {
+        let options = options(timeout: callTimeout ?? configuration.callTimeout)
+        let wire = try await retrying("describe", window: retryWindow) { try await stub.describe(WireDescribeRequest(), options: options) }
         return try wire.decoded()
     }
 

@@ -178,34 +178,33 @@ extension ShardInstanceService {
         guard let address = InstanceAddress(parsing: text) else {
             throw RPCError(code: .invalidArgument, message: "source address '\(text)' is not HOST:PORT")
         }
+        var configuration = RemoteInstance.Configuration()
+        configuration.retryWindow = retryMilliseconds > 0 ? min(peers.retryWindow, .milliseconds(retryMilliseconds)) : peers.retryWindow
+        configuration.bulkChunksPerStream = chunksPerStream
+        configuration.readCompression = compression
         // The first call with a short retry window: a source this instance cannot
-        // reach or that refuses it makes the coordinator relay instead.
-        var probeConfiguration = RemoteInstance.Configuration()
-        probeConfiguration.retryWindow = peers.probeWindow
-        probeConfiguration.callTimeout = min(probeConfiguration.callTimeout, peers.probeWindow * 2)
+        // reach or that refuses it makes the coordinator relay instead. (On the
+        // connection the pull then uses: a second one cost a few milliseconds a pull.)
+        let source: RemoteInstance
         let sourceID: String
         do {
             try FailurePoints.hit("migration.target.pull-probe")
-            let probe = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: probeConfiguration)
+            source = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
             do {
-                sourceID = try await probe.describeInstance().instanceID
-                await probe.close()
+                sourceID = try await source.describeInstance(retryWindow: peers.probeWindow,
+                                                             callTimeout: min(configuration.callTimeout, peers.probeWindow * 2)).instanceID
             } catch {
-                await probe.close()
+                await source.close()
                 throw error
             }
         } catch {
             throw RPCError(code: .failedPrecondition, message: "cannot reach the source at \(address) from this instance: \(error)")
         }
         guard sourceID == plan.sourceInstance else {
+            await source.close()
             throw RPCError(code: .failedPrecondition,
                            message: "\(address) is instance \(sourceID), not the source \(plan.sourceInstance) of migration \(plan.id)")
         }
-        var configuration = RemoteInstance.Configuration()
-        configuration.retryWindow = retryMilliseconds > 0 ? min(peers.retryWindow, .milliseconds(retryMilliseconds)) : peers.retryWindow
-        configuration.bulkChunksPerStream = chunksPerStream
-        configuration.readCompression = compression
-        let source = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
         do {
             try await body(source)
             await source.close()
