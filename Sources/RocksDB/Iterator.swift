@@ -174,9 +174,13 @@ public final class Iterator {
     public func readPacked(bytes: Int, keep: ((UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool)? = nil) throws
         -> (data: Data, keyLengths: [UInt32], valueLengths: [UInt32], lastKey: [UInt8]?, exhausted: Bool) {
         let batchEntries = 4096
-        let goal = max(bytes, 1)
-        var capacity = goal + 4096
-        guard var buffer = malloc(capacity) else { throw RocksDBError(kind: .ioError, message: "no memory for \(capacity) bytes of entries") }
+        // Each C call copies at most about this much, so the database's lock is
+        // taken for a few hundred microseconds at a time, however large the read.
+        let batchBytes = 1 << 20
+        let goal = min(max(bytes, 1), Int.max / 4)
+        // The buffer starts at the goal (up to 64 MiB) and doubles when it runs out.
+        var capacity = min(goal, 64 << 20) + 4096
+        guard var buffer = malloc(capacity) else { throw Self.noMemory(capacity) }
         var handedOver = false
         defer { if !handedOver { free(buffer) } }
         var keyLengths: [UInt32] = [], valueLengths: [UInt32] = []
@@ -187,18 +191,22 @@ public final class Iterator {
         var lastKey: [UInt8]?
         var exhausted = false
         while used < goal {
+            let wanted = min(goal - used, batchBytes)
+            if capacity - used < wanted {
+                capacity = max(capacity * 2, used + wanted + 4096)
+                guard let grown = realloc(buffer, capacity) else { throw Self.noMemory(capacity) }
+                buffer = grown
+            }
             var added = 0, needed = 0
             let start = buffer + used
             let count = try withPointer { p in
                 sharddb_iter_next_packed(p, start.assumingMemoryBound(to: CChar.self), capacity - used,
-                                         goal - used, batchKeys, batchValues, batchEntries, &added, &needed)
+                                         wanted, batchKeys, batchValues, batchEntries, &added, &needed)
             }
             if count == 0 {
                 if needed > 0 {  // one entry larger than the room left: grow and retry
-                    capacity = used + needed + 4096
-                    guard let grown = realloc(buffer, capacity) else {
-                        throw RocksDBError(kind: .ioError, message: "no memory for \(capacity) bytes of entries")
-                    }
+                    capacity = max(capacity * 2, used + needed + 4096)
+                    guard let grown = realloc(buffer, capacity) else { throw Self.noMemory(capacity) }
                     buffer = grown
                     continue
                 }
@@ -232,9 +240,14 @@ public final class Iterator {
         }
         try checkStatus()
         // Nothing left: no need for the caller to come back for an empty read.
-        if !exhausted { exhausted = !isValid }
+        // (Asked here, not through `isValid`, which reads a closed iterator as ended.)
+        if !exhausted { exhausted = try withPointer { rocksdb_iter_valid($0) == 0 } }
         handedOver = true
         return (Data(bytesNoCopy: buffer, count: used, deallocator: .free), keyLengths, valueLengths, lastKey, exhausted)
+    }
+
+    private static func noMemory(_ bytes: Int) -> RocksDBError {
+        RocksDBError(kind: .ioError, message: "out of memory: no room for \(bytes) bytes of entries")
     }
 }
 

@@ -286,6 +286,53 @@ final class IteratorTests: XCTestCase {
         XCTAssertEqual(String(decoding: rest.data, as: UTF8.self), "eve")
         XCTAssertEqual(rest.lastKey, bytes("f"), "the last entry read, though left out")
         XCTAssertTrue(rest.exhausted)
+
+        // Dropped entries before kept ones in one batch: the kept ones move down.
+        let again = try db.makeIterator()
+        again.seekToFirst()
+        let moved = try again.readPacked(bytes: 1000) { key, _ in key.first != UInt8(ascii: "a") && key.first != UInt8(ascii: "c") }
+        XCTAssertEqual(String(decoding: moved.data, as: UTF8.self), "bvbdvdevefvf")
+        XCTAssertEqual(moved.keyLengths, [1, 1, 1, 1])
+        XCTAssertEqual(moved.lastKey, bytes("f"))
+        XCTAssertTrue(moved.exhausted)
+    }
+
+    /// Across many batches and a buffer that grows, with most entries dropped:
+    /// what is kept is exactly the kept entries, in order; a read that stops at its
+    /// goal names the last entry it read (kept or not), and the next read starts after it.
+    func testReadPackedKeepsExactlyWhatKeepAcceptsAcrossBatchesAndGrowth() throws {
+        let family = try db.createColumnFamily(named: "filtered")
+        var expected: [([UInt8], [UInt8])] = []
+        let batch = WriteBatch()
+        for i in 0..<12_000 {
+            let key = bytes(String(format: "k%05d", i))
+            let value = [UInt8](repeating: UInt8(i % 251), count: i % 1000 == 999 ? 2 << 20 : 40 + i % 13)
+            try batch.put(key, value, in: family)
+            if i % 3 != 0 { expected.append((key, value)) }
+        }
+        try db.write(batch)
+        let iterator = try db.makeIterator(in: family)
+        iterator.seekToFirst()
+        var kept: [([UInt8], [UInt8])] = []
+        var lastRead: [UInt8]?
+        while true {
+            let packed = try iterator.readPacked(bytes: 3 << 20) { key, _ in
+                Int(String(decoding: key.dropFirst(), as: UTF8.self))! % 3 != 0
+            }
+            var offset = 0
+            for (k, v) in zip(packed.keyLengths, packed.valueLengths) {
+                let key = [UInt8](packed.data[offset..<offset + Int(k)])
+                if let lastRead { XCTAssertTrue(lastRead.lexicographicallyPrecedes(key), "resumes after the last key read") }
+                kept.append((key, [UInt8](packed.data[offset + Int(k)..<offset + Int(k + v)])))
+                offset += Int(k + v)
+            }
+            XCTAssertEqual(offset, packed.data.count)
+            if let last = packed.lastKey { lastRead = last }
+            if packed.exhausted { break }
+        }
+        XCTAssertEqual(kept.count, expected.count)
+        XCTAssertTrue(zip(kept, expected).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 })
+        XCTAssertEqual(lastRead, bytes("k11999"))
     }
 
     func testForEachWithOnlyOversizedValues() throws {

@@ -122,6 +122,17 @@ final class MigrateCommandTests: ShardctlTestCase {
     /// instead of hard-linking them: no target file shares an inode with a file
     /// the source had (without the flag some do). The source keeps its files
     /// (`--no-cleanup`), so no inode of theirs is freed and reused meanwhile.
+    /// The help names the wire compression's values and its default by name (the
+    /// parser showed the raw value, "default: 1", which the option does not take).
+    func testHelpShowsTheWireCompressionByName() throws {
+        for command in ["migrate", "rescale"] {
+            let help = try shardctl([command, "--help"]).stdout.split(separator: "\n").joined(separator: " ")
+                .split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+            XCTAssertTrue(help.contains("--wire-compression"), help)
+            XCTAssertTrue(help.contains("(values: snappy, none; default: snappy)"), "\(command): \(help)")
+        }
+    }
+
     func testCopyTableFilesDoesNotLink() throws {
         func inodes(_ dir: String) throws -> Set<UInt64> {
             let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".sst") }

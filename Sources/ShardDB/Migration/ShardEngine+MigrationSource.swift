@@ -155,7 +155,7 @@ extension ShardEngine: MigrationSource {
             let iterator = try database.makeIterator(in: shard.family, lowerBound: lower, upperBound: bounds.upper,
                                                      snapshot: snapshot, fillCache: false)
             iterator.seekToFirst()
-            return try iterator.readPacked(bytes: min(maxBytes, 64 << 20)) { _, value in
+            return try iterator.readPacked(bytes: maxBytes) { _, value in
                 // Expired entries are not copied: they could never be read again.
                 guard let (header, _) = ValueHeader.parse(value) else { return true }
                 return !header.isExpired(at: now)

@@ -57,9 +57,12 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         let compression = BulkCompression(rawValue: request.compression) ?? .none
         for _ in 0..<max(1, Int(request.maxChunks)) {
             let from = after
-            let chunk = try await call { try engine.readBulk(plan, after: from, maxBytes: maxBytes) }
+            // Compressed there too: Snappy takes milliseconds for a large chunk.
+            let (chunk, wire) = try await call { () throws -> (BulkChunk, WireBulkChunk) in
+                let chunk = try engine.readBulk(plan, after: from, maxBytes: maxBytes)
+                return (chunk, WireBulkChunk(chunk, compression: compression))
+            }
             if let rateLimiter { try await rateLimiter.acquire(chunk.bytes) }
-            let wire = WireBulkChunk(chunk, compression: compression)
             try await response.write(wire)
             if chunk.done { return }
             after = chunk.lastKey ?? after

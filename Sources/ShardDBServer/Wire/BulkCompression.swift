@@ -57,7 +57,7 @@ enum Snappy {
     ///
     /// - throws: `.invalidArgument` when the bytes are not Snappy's format or expand to another size.
     static func decompress(_ compressed: UnsafeRawBufferPointer, expected: Int) throws -> Data {
-        guard let base = compressed.baseAddress?.assumingMemoryBound(to: CChar.self) else {
+        guard !compressed.isEmpty, let base = compressed.baseAddress?.assumingMemoryBound(to: CChar.self) else {
             guard expected == 0 else { throw ShardDBError(.invalidArgument, "malformed message: empty compressed bulk chunk") }
             return Data()
         }
@@ -67,7 +67,8 @@ enum Snappy {
                 + "the \(expected) bytes its lengths add up to")
         }
         guard let out = malloc(max(length, 1)) else {
-            throw ShardDBError(.invalidArgument, "malformed message: no memory for a bulk chunk of \(length) bytes")
+            // (The size is bounded by what a message could carry: this is the process out of memory.)
+            throw ShardDBError(.invalidArgument, "out of memory: no room to expand a bulk chunk of \(length) bytes")
         }
         var written = length
         guard snappy_uncompress(base, compressed.count, out.assumingMemoryBound(to: CChar.self), &written) == SNAPPY_OK,

@@ -58,12 +58,15 @@ struct RemoteOptions: ParsableArguments {
 struct WireOptions: ParsableArguments {
     @Option(name: .customLong("wire-compression"),
             help: "Between two live instances, how the bulk copy's entries travel: snappy (each chunk compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
-    var compression: BulkCompression = .snappy
+    var method: WireCompressionArgument = .snappy
+
+    var compression: BulkCompression { BulkCompression(name: method.rawValue)! }
 }
 
-extension BulkCompression: ExpressibleByArgument {
-    public init?(argument: String) { self.init(name: argument) }
-    public static var allValueStrings: [String] { allCases.map(\.description) }
+/// `--wire-compression`'s values: ``BulkCompression``'s names (its raw values are
+/// the wire's numbers, which the parser would show as the default).
+enum WireCompressionArgument: String, ExpressibleByArgument, CaseIterable {
+    case snappy, none
 }
 
 /// An instance named on the command line: a directory opened in this
