@@ -27,7 +27,8 @@ struct WorkloadBench: ParsableCommand {
             readrandomwriterandom (reads and writes of random keys, --readwritepercent of them reads), \
             updaterandom (a read, then a write of the same random key, as one operation); \
             waitforcompaction is no measurement: it waits until no flush or compaction is pending \
-            or running, so the workload after it starts on a settled database. As in db_bench, \
+            or running, so the workload after it starts on a settled database; nor is compact: it \
+            compacts the whole database into one sorted run, as db_bench's compact. As in db_bench, \
             each thread does --num writes or --reads reads (the mixes: --reads operations); \
             fill* start from a fresh database; \
             readwhilewriting runs --threads readers plus one writer and reports the reads. \

@@ -11,7 +11,7 @@ struct BenchResult: Encodable {
     var seconds: Double
     var opsPerSecond: Double
     var mbPerSecond: Double
-    /// Absent when no operation was timed (`--histogram false`, waitforcompaction).
+    /// Absent when no operation was timed (`--histogram false`, waitforcompaction, compact).
     var latencyMicros: Latency?
     /// Reads that found a value (readrandom, readwhilewriting, seekrandom,
     /// readrandomwriterandom, updaterandom).

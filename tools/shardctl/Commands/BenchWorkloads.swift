@@ -14,6 +14,11 @@ enum BenchWorkload: String, CaseIterable {
     /// Not a measurement: waits until no flush or compaction is pending or running,
     /// so the workload after it starts on a settled database (db_bench's name).
     case waitforcompaction
+    /// Not a measurement: compacts the whole database now (every shard's memtable
+    /// flushed, then all its data into one sorted run, the bottommost level
+    /// rewritten), as db_bench's `compact`, so the workload after it reads a
+    /// database of known shape (db_bench's name).
+    case compact
 
     /// db_bench recreates the database before these.
     var needsFreshDatabase: Bool { self == .fillseq || self == .fillrandom }
@@ -235,7 +240,7 @@ final class BenchDriver: @unchecked Sendable {
         let s = settings
         let threads = switch workload {
         case .readwhilewriting: s.threads + 1
-        case .waitforcompaction: 1
+        case .waitforcompaction, .compact: 1
         default: s.threads
         }
         // With --duration the random workloads run until the deadline, whatever
@@ -255,6 +260,7 @@ final class BenchDriver: @unchecked Sendable {
             case .readseq: return try self.readSequential(engine, entries: s.reads)
             case .seekrandom: return try self.seekRandom(engine, ops: reads, deadline: deadline, random: &random)
             case .waitforcompaction: return try self.waitForCompaction(engine)
+            case .compact: return try self.compact(engine)
             case .readwhilewriting:
                 if index == 0 {
                     // db_bench's background writer: writes until every reader is done; not reported.
@@ -287,6 +293,17 @@ final class BenchDriver: @unchecked Sendable {
         guard try engine.waitForBackgroundWork(timeoutSeconds: 3600) else {
             throw ShardDBError(.storage, "waitforcompaction: flushes or compactions still running after an hour")
         }
+        tally.finish = monotonicNanoseconds()
+        return tally
+    }
+
+    /// Compacts every shard into one sorted run (``ShardEngine/purgeExpired(shard:)``:
+    /// the memtable flushed, all levels compacted, the bottommost rewritten, as
+    /// db_bench's `compact` does): no operations, the time it took.
+    func compact(_ engine: ShardEngine) throws -> ThreadTally {
+        var tally = ThreadTally()
+        tally.start = monotonicNanoseconds()
+        _ = try engine.purgeExpired()
         tally.finish = monotonicNanoseconds()
         return tally
     }
