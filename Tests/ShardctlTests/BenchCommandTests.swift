@@ -63,6 +63,18 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(results[2]["found"] as? Int, 3000)
     }
 
+    /// db_bench's compact (after a fill of many 64 KiB memtables): a row of its own
+    /// with no operations, and the workload after it reads everything the fill wrote.
+    func testCompactBetweenWorkloads() throws {
+        let (_, results) = try report(["--num", "3000", "--write_buffer_size", "65536",
+                                       "--benchmarks", "fillrandom,compact,readrandom"])
+        XCTAssertEqual(results.map { $0["name"] as? String }, ["fillrandom", "compact", "readrandom"])
+        XCTAssertEqual(results[1]["ops"] as? Int, 0)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(results[1]["seconds"] as? Double), 0)
+        try assertMeasured(results[2])
+        XCTAssertEqual(results[2]["found"] as? Int, 3000)
+    }
+
     /// `--histogram false`, as db_bench without --histogram: the same operations
     /// counted, no latencies reported, and --duration still ends the run.
     func testUntimedOperationsReportNoLatencies() throws {
