@@ -51,28 +51,19 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(settings["keySize"] as? Int, 16)
     }
 
-    /// db_bench's waitforcompaction between workloads: a row of its own with no
-    /// operations, and the workload after it reads everything the fill wrote.
-    func testWaitForCompactionSettlesBetweenWorkloads() throws {
-        let (_, results) = try report(["--num", "3000", "--write_buffer_size", "65536",
-                                       "--benchmarks", "fillrandom,waitforcompaction,readrandom"])
-        XCTAssertEqual(results.map { $0["name"] as? String }, ["fillrandom", "waitforcompaction", "readrandom"])
-        XCTAssertEqual(results[1]["ops"] as? Int, 0)
-        XCTAssertGreaterThanOrEqual(try XCTUnwrap(results[1]["seconds"] as? Double), 0)
-        try assertMeasured(results[2])
-        XCTAssertEqual(results[2]["found"] as? Int, 3000)
-    }
-
-    /// db_bench's compact (after a fill of many 64 KiB memtables): a row of its own
-    /// with no operations, and the workload after it reads everything the fill wrote.
-    func testCompactBetweenWorkloads() throws {
-        let (_, results) = try report(["--num", "3000", "--write_buffer_size", "65536",
-                                       "--benchmarks", "fillrandom,compact,readrandom"])
-        XCTAssertEqual(results.map { $0["name"] as? String }, ["fillrandom", "compact", "readrandom"])
-        XCTAssertEqual(results[1]["ops"] as? Int, 0)
-        XCTAssertGreaterThanOrEqual(try XCTUnwrap(results[1]["seconds"] as? Double), 0)
-        try assertMeasured(results[2])
-        XCTAssertEqual(results[2]["found"] as? Int, 3000)
+    /// db_bench's waitforcompaction and compact between workloads (after a fill of
+    /// many 64 KiB memtables): a row of its own with no operations, and the
+    /// workload after it reads everything the fill wrote.
+    func testWaitForCompactionAndCompactSettleBetweenWorkloads() throws {
+        for settle in ["waitforcompaction", "compact"] {
+            let (_, results) = try report(["--num", "3000", "--write_buffer_size", "65536",
+                                           "--benchmarks", "fillrandom,\(settle),readrandom"])
+            XCTAssertEqual(results.map { $0["name"] as? String }, ["fillrandom", settle, "readrandom"])
+            XCTAssertEqual(results[1]["ops"] as? Int, 0, settle)
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(results[1]["seconds"] as? Double), 0, settle)
+            try assertMeasured(results[2])
+            XCTAssertEqual(results[2]["found"] as? Int, 3000, settle)
+        }
     }
 
     /// `--histogram false`, as db_bench without --histogram: the same operations
