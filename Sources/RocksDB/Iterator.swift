@@ -183,20 +183,22 @@ public final class Iterator {
         guard var buffer = malloc(capacity) else { throw Self.noMemory(capacity) }
         var handedOver = false
         defer { if !handedOver { free(buffer) } }
+        var used = 0
+        /// Doubles the buffer, or more when `needed` bytes past `used` would not fit.
+        func grow(toHold needed: Int) throws {
+            capacity = max(capacity * 2, used + needed + 4096)
+            guard let grown = realloc(buffer, capacity) else { throw Self.noMemory(capacity) }
+            buffer = grown
+        }
         var keyLengths: [UInt32] = [], valueLengths: [UInt32] = []
         let batchKeys = UnsafeMutablePointer<UInt32>.allocate(capacity: batchEntries)
         let batchValues = UnsafeMutablePointer<UInt32>.allocate(capacity: batchEntries)
         defer { batchKeys.deallocate(); batchValues.deallocate() }
-        var used = 0
         var lastKey: [UInt8]?
         var exhausted = false
         while used < goal {
             let wanted = min(goal - used, batchBytes)
-            if capacity - used < wanted {
-                capacity = max(capacity * 2, used + wanted + 4096)
-                guard let grown = realloc(buffer, capacity) else { throw Self.noMemory(capacity) }
-                buffer = grown
-            }
+            if capacity - used < wanted { try grow(toHold: wanted) }
             var added = 0, needed = 0
             let start = buffer + used
             let count = try withPointer { p in
@@ -205,9 +207,7 @@ public final class Iterator {
             }
             if count == 0 {
                 if needed > 0 {  // one entry larger than the room left: grow and retry
-                    capacity = max(capacity * 2, used + needed + 4096)
-                    guard let grown = realloc(buffer, capacity) else { throw Self.noMemory(capacity) }
-                    buffer = grown
+                    try grow(toHold: needed)
                     continue
                 }
                 exhausted = true

@@ -392,7 +392,11 @@ final class TransportSecurityTests: XCTestCase {
         var truncated = WireBulkChunk(good)
         truncated.data = truncated.data.prefix(truncated.data.count / 2)
         truncated.crc32C = WireBulkChunk.checksum(data: truncated.data, keyLengths: truncated.keyLengths, valueLengths: truncated.valueLengths)
-        for (name, chunk, code) in [("corrupt", corrupt, RPCError.Code.dataLoss), ("truncated", truncated, .invalidArgument)] {
+        // Marked compressed, checksum intact, but not Snappy's format for its lengths.
+        var lying = WireBulkChunk(good)
+        lying.compression = BulkCompression.snappy.rawValue
+        for (name, chunk, code) in [("corrupt", corrupt, RPCError.Code.dataLoss), ("truncated", truncated, .invalidArgument),
+                                    ("falsely compressed", lying, .invalidArgument)] {
             do {
                 _ = try await target.stub.applyBulk(.with { $0.plan = WireMigrationPlan(plan); $0.chunk = chunk })
                 XCTFail("\(name) chunk accepted")

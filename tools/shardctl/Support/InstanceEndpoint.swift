@@ -60,7 +60,12 @@ struct WireOptions: ParsableArguments {
             help: "Between two live instances, how the bulk copy's entries travel: snappy (each chunk compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
     var method: WireCompressionArgument = .snappy
 
-    var compression: BulkCompression { BulkCompression(name: method.rawValue)! }
+    var compression: BulkCompression {
+        switch method {
+        case .snappy: return .snappy
+        case .none: return .none
+        }
+    }
 }
 
 /// `--wire-compression`'s values: ``BulkCompression``'s names (its raw values are
