@@ -139,20 +139,24 @@ extension Database {
         // (Not `(options ?? defaultReadOptions)`: that retains the shared default
         // options object on every read, a cache line every reading thread writes.)
         let readOptions = options?.pointer ?? defaultReadOptions.pointer
-        try withHandle(family) { db, cf in
-            try options?.checkSnapshot(of: core)
-            // The value stays pinned in a slice this thread reuses (no heap-allocated
-            // pinnable slice per read) until the end call below.
-            var slice: UnsafeMutableRawPointer?
-            var value: UnsafePointer<CChar>?
-            var length = 0
-            let found = try withStatus {
-                sharddb_get_pinned_begin(db, readOptions, cf, key.cPointer, key.count, &slice, &value, &length, $0)
-            }
-            guard found != 0 else { return }
-            defer { sharddb_get_pinned_end(slice) }
-            try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(value), count: length))
+        if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
+        // Straight-line under the shared lock, no closure (see `handles(_:)`).
+        let lock = closeGuard
+        lock.lockShared()
+        defer { lock.unlock() }
+        let (db, cf) = try handles(family)
+        if let options { try options.checkSnapshot(of: core) }
+        // The value stays pinned in a slice this thread reuses (no heap-allocated
+        // pinnable slice per read) until the end call below.
+        var slice: UnsafeMutableRawPointer?
+        var value: UnsafePointer<CChar>?
+        var length = 0
+        let found = try withStatus {
+            sharddb_get_pinned_begin(db, readOptions, cf, key.cPointer, key.count, &slice, &value, &length, $0)
         }
+        guard found != 0 else { return }
+        defer { sharddb_get_pinned_end(slice) }
+        try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(value), count: length))
     }
 
     /// Values of several keys of one column family in one call (RocksDB's

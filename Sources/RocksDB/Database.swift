@@ -298,21 +298,29 @@ public final class Database: @unchecked Sendable {
     @usableFromInline
     func withHandle<R>(_ family: ColumnFamily?, _ body: (OpaquePointer, OpaquePointer) throws -> R) throws -> R {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
-        return try closeGuard.withReadLock {
-            guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
-            let familyHandle: OpaquePointer
-            if let family {
-                guard family.databaseIdentity == ObjectIdentifier(self) else {
-                    throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(family.name)' belongs to another database")
-                }
-                guard let h = family.slot.handle else { throw family.slot.unusable("'\(family.name)'") }
-                familyHandle = h
-            } else {
-                guard let h = core.defaultFamilyHandle else { throw RocksDBError.closed("database \(path)") }
-                familyHandle = h
-            }
-            return try body(handle, familyHandle)
+        let lock = closeGuard
+        lock.lockShared()
+        defer { lock.unlock() }
+        let (handle, familyHandle) = try handles(family)
+        return try body(handle, familyHandle)
+    }
+
+    /// The database and column family pointers; the caller holds the shared lock.
+    /// Straight-line on purpose: a closure capturing `self` here made every point
+    /// read and put retain and release the database object twice (atomic writes
+    /// to one line every thread shares, about 2% of a cached read at 2 threads).
+    @inline(__always)
+    func handles(_ family: ColumnFamily?) throws -> (OpaquePointer, OpaquePointer) {
+        guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
+        guard let family else {
+            guard let h = core.defaultFamilyHandle else { throw RocksDBError.closed("database \(path)") }
+            return (handle, h)
         }
+        guard family.databaseIdentity == ObjectIdentifier(self) else {
+            throw RocksDBError(kind: .invalidArgument, message: "Invalid argument: column family '\(family.name)' belongs to another database")
+        }
+        guard let h = family.slot.handle else { throw family.slot.unusable("'\(family.name)'") }
+        return (handle, h)
     }
 }
 

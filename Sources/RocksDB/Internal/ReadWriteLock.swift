@@ -91,4 +91,12 @@ public struct UnretainedReadWriteLock: @unchecked Sendable {
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
+
+    /// Takes the lock shared, for straight-line hot paths that must not pass a
+    /// closure (see `Database.handles(_:)`); pair with ``unlock()``.
+    @inlinable @inline(__always)
+    public func lockShared() { pthread_rwlock_rdlock(rwlock) }
+
+    @inlinable @inline(__always)
+    public func unlock() { pthread_rwlock_unlock(rwlock) }
 }
