@@ -35,6 +35,8 @@ final class RoutingTable: @unchecked Sendable {
     let partitioning: Partitioning
     /// Every shard record, sorted by id.
     let shards: [Shard]
+    /// `shards` without reference counts, for lookups on the hot paths.
+    private let unretainedShards: [Unmanaged<Shard>]
     /// Hash partitioning: key group -> index in `shards`, -1 when no record covers it.
     private let keyGroupOwner: [Int32]
     /// Range partitioning: shard indexes sorted by lower bound.
@@ -52,6 +54,7 @@ final class RoutingTable: @unchecked Sendable {
         self.generation = generation
         let shards = shards.sorted { $0.id < $1.id }
         self.shards = shards
+        self.unretainedShards = shards.map { Unmanaged.passUnretained($0) }
         switch partitioning {
         case .hash(let k):
             keyGroups = k
@@ -94,19 +97,28 @@ final class RoutingTable: @unchecked Sendable {
     ///   ``FenceHit`` when a migration cutover holds the key.
     @inline(__always)
     func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
-        let found = try locateIgnoringFences(key)
-        if !fences.isEmpty {
-            for fence in fences where fence.covers(keyGroup: found.1, key: key) { throw FenceHit(fence: fence) }
-        }
-        return found
+        let (shard, keyGroup) = try locateUnretained(key)
+        return (shard.takeUnretainedValue(), keyGroup)
     }
 
+    /// ``locate(_:)`` without a reference count on the shard: valid while this
+    /// table is (the hot paths use it with the table counted in, see ``PublishedTable``).
     @inline(__always)
-    func locateIgnoringFences(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
+    func locateUnretained(_ key: UnsafeRawBufferPointer) throws -> (Unmanaged<Shard>, Int?) {
+        let (index, keyGroup) = try locateIgnoringFences(key)
+        if !fences.isEmpty {
+            for fence in fences where fence.covers(keyGroup: keyGroup, key: key) { throw FenceHit(fence: fence) }
+        }
+        return (unretainedShards[index], keyGroup)
+    }
+
+    /// The index in `shards` of the active shard holding `key`, and its key group.
+    @inline(__always)
+    func locateIgnoringFences(_ key: UnsafeRawBufferPointer) throws -> (Int, Int?) {
         if let k = keyGroups {
             let kg = KeyHash.keyGroup(of: key, keyGroups: k)
             let index = Int(keyGroupOwner[kg])
-            if index >= 0, shards[index].isActive { return (shards[index], kg) }
+            if index >= 0, shards[index].isActive { return (index, kg) }
             throw notOwned(key, record: index >= 0 ? shards[index] : nil)
         }
         var fallback: Shard?
@@ -114,7 +126,7 @@ final class RoutingTable: @unchecked Sendable {
             let shard = shards[index]
             guard case let .keys(lower, upper) = shard.descriptor.range else { continue }
             if Self.compare(key, lower) >= 0, upper.map({ Self.compare(key, $0) < 0 }) ?? true {
-                if shard.isActive { return (shard, nil) }
+                if shard.isActive { return (index, nil) }
                 if fallback == nil { fallback = shard }
             }
         }
@@ -139,7 +151,7 @@ final class RoutingTable: @unchecked Sendable {
         var cursor = lower
         while cursor.lexicographicallyPrecedes(upper) {
             // Throws `.keyNotOwned` at the first key of a gap or of a moved range.
-            let shard = try cursor.withUnsafeBytes { try locateIgnoringFences($0).0 }
+            let shard = try shards[cursor.withUnsafeBytes { try locateIgnoringFences($0).0 }]
             guard case let .keys(_, shardUpper) = shard.descriptor.range else { break }
             let end = shardUpper.map { $0.lexicographicallyPrecedes(upper) ? $0 : upper } ?? upper
             pieces.append(RangePiece(shard: shard, storedLower: cursor, storedUpper: end))

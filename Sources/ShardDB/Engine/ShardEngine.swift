@@ -38,8 +38,11 @@ public final class ShardEngine: @unchecked Sendable {
     let writeOptions: WriteOptions
     /// ``ShardEngineOptions/stampWriteTime``, read on every put.
     let stampWriteTime: Bool
-    private let routing: Mutex<RoutingTable>
-    /// `routing`'s table's generation, stored with every change of it.
+    /// The routing table, read on every operation without a lock (see ``PublishedTable``).
+    private let published: PublishedTable
+    /// Serializes replacements of the routing table.
+    private let tableUpdates = Mutex<Void>(())
+    /// The published table's generation, stored with every change of it.
     private let generationMirror: Atomic<UInt64>
     private let closed = Atomic<Bool>(false)
     /// Held shared by every write from routing to RocksDB's acknowledgement, and
@@ -54,7 +57,7 @@ public final class ShardEngine: @unchecked Sendable {
     /// Serializes changes to the shard map (read the table, pick ids, write shard
     /// records, swap the table): an instance can commit an incoming migration while
     /// it commits an outgoing split, and both add a shard record. Taken before the
-    /// write gate and the routing lock, never while holding them.
+    /// write gate and `tableUpdates`, never while holding them.
     let shardMapLock = Mutex<Void>(())
     /// Every shard column family's expiry filter, including staging shards not yet in the table.
     let shardFilters: Mutex<[Int: ExpiryFilter]>
@@ -75,7 +78,7 @@ public final class ShardEngine: @unchecked Sendable {
         self.logger = options.logger
         self.writeOptions = WriteOptions(sync: options.syncWrites, disableWAL: options.disableWAL)
         self.stampWriteTime = options.stampWriteTime
-        self.routing = Mutex(table)
+        self.published = PublishedTable(table)
         self.generationMirror = Atomic(table.generation)
         self.diskSpace = DiskSpaceGuard(path: path, minimumFreeBytes: options.minimumFreeDiskBytes)
     }
@@ -301,13 +304,14 @@ public final class ShardEngine: @unchecked Sendable {
     // MARK: Shard map
 
     /// The current routing table (an immutable snapshot of the shard map).
-    var table: RoutingTable { routing.withLock { $0 } }
+    var table: RoutingTable { published.read { $0 } }
 
     /// Replaces the routing table with `change(current)`.
     @discardableResult
     func updateTable(_ change: (RoutingTable) throws -> RoutingTable) rethrows -> RoutingTable {
-        try routing.withLock { table in
-            table = try change(table)
+        try tableUpdates.withLock { _ in
+            let table = try change(self.table)
+            published.publish(table)
             generationMirror.store(table.generation, ordering: .releasing)
             return table
         }
@@ -320,8 +324,11 @@ public final class ShardEngine: @unchecked Sendable {
         while true {
             do {
                 return try writeGate.withReadLock {
-                    let (shard, keyGroup) = try locate(key)
-                    return try body(shard, keyGroup)
+                    // The write runs with the table counted in, so the shard needs no reference count.
+                    try published.read { table in
+                        let (shard, keyGroup) = try table.locateUnretained(key)
+                        return try shard._withUnsafeGuaranteedRef { try body($0, keyGroup) }
+                    }
                 }
             } catch let hit as FenceHit {
                 try waitOut(hit.fence)
@@ -340,36 +347,35 @@ public final class ShardEngine: @unchecked Sendable {
     func routedRead<R>(_ key: UnsafeRawBufferPointer, isMiss: (R) -> Bool = { _ in false },
                        _ body: (Shard, Int?) throws -> R) throws -> R {
         while true {
-            let shard: Shard, keyGroup: Int?, generation: UInt64
+            var generation: UInt64 = 0
             do {
-                (shard, keyGroup, generation) = try routing.withLock { table throws -> (Shard, Int?, UInt64) in
-                    let (shard, keyGroup) = try table.locate(key)
-                    return (shard, keyGroup, table.generation)
+                // The read runs with the table counted in, so the shard needs no reference
+                // count; a fence is waited out, and a lookup repeated, after counting out.
+                let result: R? = try published.read { table in
+                    let (shard, keyGroup) = try table.locateUnretained(key)
+                    generation = table.generation
+                    let result = try shard._withUnsafeGuaranteedRef { try body($0, keyGroup) }
+                    return isMiss(result) && tableGeneration != generation ? nil : result
                 }
+                if let result { return result }
             } catch let hit as FenceHit {
                 try waitOut(hit.fence)
-                continue
-            }
-            do {
-                let result = try body(shard, keyGroup)
-                if isMiss(result) && tableGeneration != generation { continue }
-                return result
             } catch let error as ShardDBError where error.storage?.kind == .columnFamilyDropped {
                 guard tableGeneration != generation else { throw error }
             }
         }
     }
 
-    /// The routing table's generation, without the routing lock (a read that missed
-    /// asks it: that must not add a second acquisition of the lock every read takes).
+    /// The routing table's generation, in one atomic load (a read that missed asks
+    /// it, after its lookup: it must not count in to the table a second time).
     var tableGeneration: UInt64 { generationMirror.load(ordering: .acquiring) }
 
-    /// The shard owning `key` and its key group, looked up under the routing lock:
-    /// unlike `table.locate(key)` this does not take a reference to the table
-    /// (an atomic write, per operation, to a line every thread shares).
+    /// The shard owning `key` and its key group: unlike `table.locate(key)` this
+    /// does not take a reference to the table (an atomic write, per operation, to
+    /// a line every thread shares).
     @inline(__always)
     func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
-        try routing.withLock { table throws -> (Shard, Int?) in try table.locate(key) }
+        try published.read { table throws -> (Shard, Int?) in try table.locate(key) }
     }
 
     /// Waits until a fence is resolved; afterwards the routing table tells the new owner.
