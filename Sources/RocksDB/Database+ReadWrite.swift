@@ -142,8 +142,8 @@ extension Database {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
         // Straight-line under the shared lock, no closure (see `handles(_:)`).
         let lock = closeGuard
-        lock.lockShared()
-        defer { lock.unlock() }
+        let hold = lock.lockShared()
+        defer { lock.unlock(hold) }
         let (db, cf) = try handles(family)
         if let options { try options.checkSnapshot(of: core) }
         // The value stays pinned in a slice this thread reuses (no heap-allocated

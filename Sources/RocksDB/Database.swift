@@ -31,7 +31,7 @@ import CRocksDBShim
 public final class Database: @unchecked Sendable {
     let core: DatabaseCore
     /// `core.lock` for the calls every read and write makes (no reference count per call).
-    let closeGuard: UnretainedReadWriteLock
+    let closeGuard: FastDatabaseLock
     /// The path the database was opened at.
     public let path: String
     /// Shared by reads and writes that pass no options of their own.
@@ -43,7 +43,7 @@ public final class Database: @unchecked Sendable {
 
     private init(core: DatabaseCore, path: String, threadPerfLevel: PerfLevel?) {
         self.core = core
-        self.closeGuard = core.lock.unretained
+        self.closeGuard = core.lock.fast
         self.path = path
         self.threadPerfLevel = threadPerfLevel
         self.defaultReadOptions = ReadOptions()
@@ -288,10 +288,11 @@ public final class Database: @unchecked Sendable {
     @usableFromInline
     func withHandle<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
-        return try closeGuard.withReadLock {
-            guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
-            return try body(handle)
-        }
+        let lock = closeGuard
+        let hold = lock.lockShared()
+        defer { lock.unlock(hold) }
+        guard let handle = core.handle else { throw RocksDBError.closed("database \(path)") }
+        return try body(handle)
     }
 
     /// Runs `body` with the database and column family pointers under the shared lock.
@@ -299,8 +300,8 @@ public final class Database: @unchecked Sendable {
     func withHandle<R>(_ family: ColumnFamily?, _ body: (OpaquePointer, OpaquePointer) throws -> R) throws -> R {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
         let lock = closeGuard
-        lock.lockShared()
-        defer { lock.unlock() }
+        let hold = lock.lockShared()
+        defer { lock.unlock(hold) }
         let (handle, familyHandle) = try handles(family)
         return try body(handle, familyHandle)
     }
@@ -360,7 +361,7 @@ final class ChildSlot: @unchecked Sendable {
 /// The state behind a ``Database``: its C handle, column family handles, live
 /// children and the options it must outlive.
 final class DatabaseCore: @unchecked Sendable {
-    let lock = ReadWriteLock()
+    let lock = DatabaseLock()
     /// Guards `columnFamilies`, `children` and `options` (mutated under the shared lock).
     let registry = PThreadMutex()
     var handle: OpaquePointer?

@@ -1,4 +1,5 @@
 import Foundation
+import RocksDB
 @testable import ShardDB
 import XCTest
 
@@ -84,8 +85,8 @@ final class PublishedTableTests: XCTestCase {
         for _ in 0..<4 {
             done.enter()
             Thread.detachNewThread {
-                let stripe = ReaderStripe.current
-                XCTAssertEqual(ReaderStripe.current, stripe, "a thread keeps its stripe")
+                let stripe = ThreadStripe.current
+                XCTAssertEqual(ThreadStripe.current, stripe, "a thread keeps its stripe")
                 stripes.insert(stripe)
                 done.leave()
             }

@@ -4,10 +4,9 @@ import Glibc
 import Darwin
 #endif
 
-/// A pthread reader-writer lock. Every call through a ``Database`` (or one of
-/// its handles) holds it shared; `close()` holds it exclusively, so a handle is
-/// never used while, or after, the C objects behind it are destroyed. Public
-/// because the engine above uses the same primitive for its write gate.
+/// A pthread reader-writer lock, for the engine above (its write gate). A
+/// ``Database`` guards its handles with a `DatabaseLock`, built on the same
+/// pthread lock.
 public final class ReadWriteLock: @unchecked Sendable {
     @usableFromInline let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
 
@@ -91,12 +90,4 @@ public struct UnretainedReadWriteLock: @unchecked Sendable {
         defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
-
-    /// Takes the lock shared, for straight-line hot paths that must not pass a
-    /// closure (see `Database.handles(_:)`); pair with ``unlock()``.
-    @inlinable @inline(__always)
-    public func lockShared() { pthread_rwlock_rdlock(rwlock) }
-
-    @inlinable @inline(__always)
-    public func unlock() { pthread_rwlock_unlock(rwlock) }
 }

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import RocksDB
 import Synchronization
 
 /// The current routing table, for the reads and writes that look it up on every
@@ -19,7 +15,7 @@ import Synchronization
 ///
 /// The caller serializes ``publish(_:)`` (the engine holds `tableUpdates`).
 final class PublishedTable: @unchecked Sendable {
-    static let stripeCount = 16
+    static let stripeCount = ThreadStripe.count
     private static let stripeBytes = 128  // two lines: the adjacent-line prefetcher pairs them
 
     /// The current table, retained once by this object.
@@ -53,7 +49,7 @@ final class PublishedTable: @unchecked Sendable {
     /// (it must not escape; what `body` returns is retained as usual).
     @inline(__always)
     func read<R>(_ body: (RoutingTable) throws -> R) rethrows -> R {
-        let stripe = counter(ReaderStripe.current)
+        let stripe = counter(ThreadStripe.current)
         // Sequentially consistent, with the store and the loads in `publish`: either
         // this load sees the new table or `publish` sees this reader counted in.
         stripe.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
@@ -83,30 +79,4 @@ final class PublishedTable: @unchecked Sendable {
 
     /// Tables replaced but not yet released (tests).
     var retiredCount: Int { retired.count }
-}
-
-/// The stripe of the calling thread: threads get stripes in the order they
-/// first read, so the first ``PublishedTable/stripeCount`` threads share none.
-enum ReaderStripe {
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
-        return key
-    }()
-    private static let next = Atomic<Int>(0)
-
-    static var current: Int {
-        @inline(__always) get {
-            // Stored plus one, so a thread's first call (nil) is told apart from stripe 0.
-            if let stored = pthread_getspecific(key) { return Int(bitPattern: stored) &- 1 }
-            return assign()
-        }
-    }
-
-    @inline(never)
-    private static func assign() -> Int {
-        let stripe = next.wrappingAdd(1, ordering: .relaxed).oldValue % PublishedTable.stripeCount
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: stripe + 1))
-        return stripe
-    }
 }
