@@ -63,9 +63,10 @@ final class DatabaseLockTests: XCTestCase {
         let lock = DatabaseLock()
         let fast = lock.fast
         let outer = fast.lockShared()
-        let done = DispatchGroup()
-        DispatchQueue.global().async(group: done) { lock.withWriteLock {} }
-        waitUntil { fast.wanted.pointee.load(ordering: .sequentiallyConsistent) > 0 }
+        let done = DispatchGroup(), finished = Flag()
+        DispatchQueue.global().async(group: done) { lock.withWriteLock { finished.set() } }
+        waitUntil { fast.wanted.pointee.load(ordering: .sequentiallyConsistent) > 0 || finished.isSet }
+        XCTAssertFalse(finished.isSet, "the exclusive hold waits for the outer one")
         // A read inside a read (a closure that reads again) while close waits for the outer one.
         let inner = fast.lockShared()
         XCTAssertEqual(inner, -1)
@@ -83,19 +84,19 @@ final class DatabaseLockTests: XCTestCase {
         let inShared = Counter(), overlaps = Counter(), completed = Counter()
         let stop = Flag()
         let readers = DispatchGroup()
-        for _ in 0..<3 {
+        for _ in 0..<2 {
             DispatchQueue.global().async(group: readers) {
                 while !stop.isSet {
                     let hold = fast.lockShared()
                     inShared.add(1)
-                    for _ in 0..<50 where inShared.value < 0 { overlaps.add(1) }  // (a hold of some length)
+                    for _ in 0..<20 where inShared.value < 0 { overlaps.add(1) }  // (a hold of some length)
                     inShared.add(-1)
                     fast.unlock(hold)
                     completed.add(1)
                 }
             }
         }
-        for _ in 0..<200 {
+        for _ in 0..<30 {
             let before = completed.value
             waitUntil { completed.value > before }  // readers run between exclusive holds
             lock.withWriteLock { if inShared.value != 0 { overlaps.add(1) } }
@@ -115,7 +116,7 @@ final class DatabaseLockTests: XCTestCase {
         let closed = DispatchGroup()
         let inner = try db.withValue(forKey: Array("a".utf8)) { value -> [UInt8]? in
             DispatchQueue.global().async(group: closed) { db.close() }
-            waitUntil { db.core.lock.fast.wanted.pointee.load(ordering: .sequentiallyConsistent) > 0 }
+            waitUntil { db.core.lock.fast.wanted.pointee.load(ordering: .sequentiallyConsistent) > 0 || !db.isOpen }
             XCTAssertTrue(db.isOpen, "close waits for this read")
             return try db.get("b")
         }
@@ -123,6 +124,22 @@ final class DatabaseLockTests: XCTestCase {
         closed.wait()
         XCTAssertFalse(db.isOpen)
         XCTAssertThrowsError(try db.get("a"))
+    }
+
+    func testTheFirstThreadsGetStripesOfTheirOwn() {
+        let stripes = LockedSet()
+        let done = DispatchGroup()
+        for _ in 0..<4 {
+            done.enter()
+            Thread.detachNewThread {
+                let stripe = ThreadStripe.current
+                XCTAssertEqual(ThreadStripe.current, stripe, "a thread keeps its stripe")
+                stripes.insert(stripe)
+                done.leave()
+            }
+        }
+        done.wait()
+        XCTAssertEqual(stripes.count, 4, "four new threads, four stripes (fewer than \(ThreadStripe.count) threads ran)")
     }
 
     private func waitUntil(_ condition: () -> Bool) {
@@ -142,4 +159,11 @@ private final class Counter: @unchecked Sendable {
     private var count = 0
     var value: Int { lock.withLock { count } }
     func add(_ delta: Int) { lock.withLock { count += delta } }
+}
+
+private final class LockedSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values = Set<Int>()
+    var count: Int { lock.withLock { values.count } }
+    func insert(_ value: Int) { lock.withLock { _ = values.insert(value) } }
 }

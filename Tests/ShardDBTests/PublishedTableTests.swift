@@ -1,5 +1,4 @@
 import Foundation
-import RocksDB
 @testable import ShardDB
 import XCTest
 
@@ -78,22 +77,6 @@ final class PublishedTableTests: XCTestCase {
         published.publish(table(replacements))
         XCTAssertEqual(published.retiredCount, 0)
     }
-
-    func testTheFirstThreadsGetStripesOfTheirOwn() {
-        let stripes = LockedSet()
-        let done = DispatchGroup()
-        for _ in 0..<4 {
-            done.enter()
-            Thread.detachNewThread {
-                let stripe = ThreadStripe.current
-                XCTAssertEqual(ThreadStripe.current, stripe, "a thread keeps its stripe")
-                stripes.insert(stripe)
-                done.leave()
-            }
-        }
-        done.wait()
-        XCTAssertEqual(stripes.count, 4, "four new threads, four stripes (fewer than \(PublishedTable.stripeCount) threads ran)")
-    }
 }
 
 private final class LockedCounter: @unchecked Sendable {
@@ -101,11 +84,4 @@ private final class LockedCounter: @unchecked Sendable {
     private var count = 0
     var value: Int { lock.withLock { count } }
     func add() { lock.withLock { count += 1 } }
-}
-
-private final class LockedSet: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values = Set<Int>()
-    var count: Int { lock.withLock { values.count } }
-    func insert(_ value: Int) { lock.withLock { _ = values.insert(value) } }
 }

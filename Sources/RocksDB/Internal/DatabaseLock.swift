@@ -27,25 +27,23 @@ import Synchronization
 /// does not hold before every stripe drained.
 final class DatabaseLock: @unchecked Sendable {
     private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
-    /// Word 0: exclusive holds wanted or held; then one counter per stripe, each on lines of its own.
-    private let words: UnsafeMutableRawPointer
-    static let lineBytes = 128  // two lines: the adjacent-line prefetcher pairs them
+    private let readers = StripedCounters.allocate()
+    /// Exclusive holds wanted or held, on a line of its own.
+    private let wanted: UnsafeMutablePointer<Atomic<Int>>
 
     init() {
         rwlock = .allocate(capacity: 1)
         rwlock.initialize(to: pthread_rwlock_t())
         pthread_rwlock_init(rwlock, nil)
-        words = .allocate(byteCount: (ThreadStripe.count + 1) * Self.lineBytes, alignment: Self.lineBytes)
-        for index in 0...ThreadStripe.count {
-            (words + index * Self.lineBytes).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
-        }
+        let line = UnsafeMutableRawPointer.allocate(byteCount: StripedCounters.lineBytes, alignment: StripedCounters.lineBytes)
+        wanted = line.bindMemory(to: Atomic<Int>.self, capacity: 1)
+        wanted.initialize(to: Atomic(0))
     }
 
     deinit {
-        for index in 0...ThreadStripe.count {
-            _ = (words + index * Self.lineBytes).assumingMemoryBound(to: Atomic<Int>.self).deinitialize(count: 1)
-        }
-        words.deallocate()
+        readers.deallocate()
+        _ = wanted.deinitialize(count: 1)
+        UnsafeMutableRawPointer(wanted).deallocate()
         pthread_rwlock_destroy(rwlock)
         rwlock.deallocate()
     }
@@ -53,7 +51,7 @@ final class DatabaseLock: @unchecked Sendable {
     /// The lock without a reference to this object, for the per-operation calls
     /// (a method call through a stored property retains the object: an atomic
     /// write to a line every thread shares). Valid while this lock lives.
-    var fast: FastDatabaseLock { FastDatabaseLock(rwlock: rwlock, words: words) }
+    var fast: FastDatabaseLock { FastDatabaseLock(rwlock: rwlock, readers: readers, wanted: wanted) }
 
     @inline(__always)
     func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
@@ -63,15 +61,11 @@ final class DatabaseLock: @unchecked Sendable {
     }
 
     func withWriteLock<R>(_ body: () throws -> R) rethrows -> R {
-        let wanted = fast.wanted
         wanted.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
         defer { wanted.pointee.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
         for stripe in 0..<ThreadStripe.count {
-            let counter = fast.counter(stripe)
             var waits = 0
-            while counter.pointee.load(ordering: .sequentiallyConsistent) != 0 {
-                Self.backOff(&waits)
-            }
+            while !readers.isZero(stripe) { Self.backOff(&waits) }
         }
         pthread_rwlock_wrlock(rwlock)
         defer { pthread_rwlock_unlock(rwlock) }
@@ -93,67 +87,24 @@ final class DatabaseLock: @unchecked Sendable {
 /// stores one also keeps the lock it came from.
 struct FastDatabaseLock: @unchecked Sendable {
     let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
-    let words: UnsafeMutableRawPointer
-
-    @inline(__always)
-    var wanted: UnsafeMutablePointer<Atomic<Int>> { words.assumingMemoryBound(to: Atomic<Int>.self) }
-
-    @inline(__always)
-    func counter(_ stripe: Int) -> UnsafeMutablePointer<Atomic<Int>> {
-        (words + (stripe + 1) * DatabaseLock.lineBytes).assumingMemoryBound(to: Atomic<Int>.self)
-    }
+    let readers: StripedCounters
+    let wanted: UnsafeMutablePointer<Atomic<Int>>
 
     /// Holds the lock shared; pass what it returns to ``unlock(_:)``.
     @inline(__always)
     func lockShared() -> Int {
-        let stripe = ThreadStripe.current
-        let counter = counter(stripe)
-        // Sequentially consistent, with the announcement and the loads in
-        // `withWriteLock`: either this sees the announcement or the exclusive
-        // hold sees this caller counted in.
-        counter.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        // Counted in before looking (both sequentially consistent, as the
+        // announcement and the loads in `withWriteLock`): either this sees the
+        // announcement or the exclusive hold sees this caller counted in.
+        let stripe = readers.enter()
         if wanted.pointee.load(ordering: .sequentiallyConsistent) == 0 { return stripe }
-        counter.pointee.wrappingSubtract(1, ordering: .releasing)
+        readers.leave(stripe)
         pthread_rwlock_rdlock(rwlock)
         return -1
     }
 
     @inline(__always)
     func unlock(_ hold: Int) {
-        if hold >= 0 {
-            counter(hold).pointee.wrappingSubtract(1, ordering: .releasing)
-        } else {
-            pthread_rwlock_unlock(rwlock)
-        }
-    }
-}
-
-/// The stripe of the calling thread, for counters each thread writes without
-/// sharing a cache line: threads get stripes in the order they first ask, so
-/// the first ``count`` threads share none. Public for the engine above, which
-/// counts its readers the same way.
-public enum ThreadStripe {
-    public static let count = 16
-
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
-        return key
-    }()
-    private static let next = Atomic<Int>(0)
-
-    public static var current: Int {
-        @inline(__always) get {
-            // Stored plus one, so a thread's first call (nil) is told apart from stripe 0.
-            if let stored = pthread_getspecific(key) { return Int(bitPattern: stored) &- 1 }
-            return assign()
-        }
-    }
-
-    @inline(never)
-    private static func assign() -> Int {
-        let stripe = next.wrappingAdd(1, ordering: .relaxed).oldValue % count
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: stripe + 1))
-        return stripe
+        if hold >= 0 { readers.leave(hold) } else { pthread_rwlock_unlock(rwlock) }
     }
 }

@@ -7,53 +7,40 @@ import Synchronization
 /// A lock or a reference count is an atomic write to one cache line that every
 /// thread shares; at 2 threads the line's moves between cores cost about 2% of a
 /// cached point read each. Here a reader instead counts itself in on a counter
-/// of its own thread's stripe (a line no other thread writes, up to
-/// ``stripeCount`` threads), loads the table, and uses it unretained until it
-/// counts itself out. A replaced table is released only once every stripe was
+/// of its own thread's stripe (``StripedCounters``: a line no other thread
+/// writes, up to ``ThreadStripe/count`` threads), loads the table, and uses it
+/// unretained until it counts itself out. A replaced table is released only once every stripe was
 /// seen at zero after the replacement (a grace period, as in RCU): no reader
 /// can still hold it then, because a reader counts in before it loads.
 ///
 /// The caller serializes ``publish(_:)`` (the engine holds `tableUpdates`).
 final class PublishedTable: @unchecked Sendable {
-    static let stripeCount = ThreadStripe.count
-    private static let stripeBytes = 128  // two lines: the adjacent-line prefetcher pairs them
-
     /// The current table, retained once by this object.
     private let current: Atomic<UnsafeMutableRawPointer>
-    private let stripes: UnsafeMutableRawPointer
+    private let readers = StripedCounters.allocate()
     /// Replaced tables some reader may still use; touched only by `publish` and `deinit`.
     private var retired: [Unmanaged<RoutingTable>] = []
 
     init(_ table: RoutingTable) {
         current = Atomic(Unmanaged.passRetained(table).toOpaque())
-        stripes = .allocate(byteCount: Self.stripeCount * Self.stripeBytes, alignment: Self.stripeBytes)
-        for index in 0..<Self.stripeCount {
-            (stripes + index * Self.stripeBytes).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
-        }
     }
 
     deinit {
         // No reader runs now: each holds the engine, which holds this object.
         Unmanaged<RoutingTable>.fromOpaque(current.load(ordering: .relaxed)).release()
         for table in retired { table.release() }
-        for index in 0..<Self.stripeCount { _ = counter(index).deinitialize(count: 1) }
-        stripes.deallocate()
-    }
-
-    @inline(__always)
-    private func counter(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
-        (stripes + index * Self.stripeBytes).assumingMemoryBound(to: Atomic<Int>.self)
+        readers.deallocate()
     }
 
     /// Runs `body` with the current table, which stays valid until `body` returns
     /// (it must not escape; what `body` returns is retained as usual).
     @inline(__always)
     func read<R>(_ body: (RoutingTable) throws -> R) rethrows -> R {
-        let stripe = counter(ThreadStripe.current)
-        // Sequentially consistent, with the store and the loads in `publish`: either
-        // this load sees the new table or `publish` sees this reader counted in.
-        stripe.pointee.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        defer { stripe.pointee.wrappingSubtract(1, ordering: .releasing) }
+        // Counted in before the load (both sequentially consistent, as the store and
+        // the loads in `publish`): either this load sees the new table or `publish`
+        // sees this reader counted in.
+        let stripe = readers.enter()
+        defer { readers.leave(stripe) }
         let table = Unmanaged<RoutingTable>.fromOpaque(current.load(ordering: .sequentiallyConsistent))
         return try table._withUnsafeGuaranteedRef { try body($0) }
     }
@@ -68,9 +55,9 @@ final class PublishedTable: @unchecked Sendable {
     func publish(_ table: RoutingTable) {
         let old = current.exchange(Unmanaged.passRetained(table).toOpaque(), ordering: .sequentiallyConsistent)
         retired.append(Unmanaged.fromOpaque(old))
-        var pending = Array(0..<Self.stripeCount)
+        var pending = Array(0..<ThreadStripe.count)
         for _ in 0..<2_000 where !pending.isEmpty {
-            pending.removeAll { counter($0).pointee.load(ordering: .sequentiallyConsistent) == 0 }
+            pending.removeAll { readers.isZero($0) }
         }
         guard pending.isEmpty else { return }
         for table in retired { table.release() }
