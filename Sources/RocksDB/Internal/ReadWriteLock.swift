@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A pthread reader-writer lock, for the engine above (its write gate). A
+/// A pthread reader-writer lock, for the engine above (its write and bookkeeping gates). A
 /// ``Database`` guards its handles with a `DatabaseLock`, built on the same
 /// pthread lock.
 public final class ReadWriteLock: @unchecked Sendable {
@@ -33,16 +33,11 @@ public final class ReadWriteLock: @unchecked Sendable {
         rwlock.deallocate()
     }
 
-    /// The pthread lock itself, for hot paths: a copy costs no reference count
-    /// (calling a method of the class from a stored property retains the lock
-    /// object for the call, an atomic write to a line every thread shares).
-    /// Valid only while this lock lives; its holder keeps the class instance.
-    @inlinable
-    public var unretained: UnretainedReadWriteLock { UnretainedReadWriteLock(rwlock: rwlock) }
-
     @inlinable @inline(__always)
     public func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
-        try unretained.withReadLock(body)
+        pthread_rwlock_rdlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
+        return try body()
     }
 
     @inlinable @inline(__always)
@@ -72,22 +67,6 @@ final class PThreadMutex: @unchecked Sendable {
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return try body()
-    }
-}
-
-/// A ``ReadWriteLock``'s pthread lock without a reference to its owner (see
-/// ``ReadWriteLock/unretained``): whoever stores one also keeps the
-/// ``ReadWriteLock`` it came from.
-public struct UnretainedReadWriteLock: @unchecked Sendable {
-    @usableFromInline let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
-
-    @inlinable init(rwlock: UnsafeMutablePointer<pthread_rwlock_t>) { self.rwlock = rwlock }
-
-    @inlinable @inline(__always)
-    public func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_rwlock_rdlock(rwlock)
-        defer { pthread_rwlock_unlock(rwlock) }
         return try body()
     }
 }

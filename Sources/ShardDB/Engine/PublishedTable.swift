@@ -9,9 +9,10 @@ import Synchronization
 /// cached point read each. Here a reader instead counts itself in on a counter
 /// of its own thread's stripe (``StripedCounters``: a line no other thread
 /// writes, up to ``ThreadStripe/count`` threads), loads the table, and uses it
-/// unretained until it counts itself out. A replaced table is released only once every stripe was
-/// seen at zero after the replacement (a grace period, as in RCU): no reader
-/// can still hold it then, because a reader counts in before it loads.
+/// unretained until it counts itself out. A replaced table is released only
+/// once every stripe was seen at zero after the replacement (a grace period, as
+/// in RCU): no reader can still hold it then, because a reader counts in before
+/// it loads.
 ///
 /// The caller serializes ``publish(_:)`` (the engine holds `tableUpdates`).
 final class PublishedTable: @unchecked Sendable {
