@@ -1272,6 +1272,9 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         // The next piece continues the file; an abort then removes it.
         try target.writeTableFile(plan, name: "000007.sst", offset: 3, Data([5]))
         XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000007.sst"), Data([1, 2, 3, 5]))
+        // A first piece past the start of a file is refused and leaves no empty file behind.
+        assertShardDBError(.invalidArgument, try target.writeTableFile(plan, name: "000008.sst", offset: 10, Data([1])))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: targetPath + "/migration-import/copying/000008.sst"))
         try target.abortIncoming(plan)
         try source.abortOutgoing(plan)
         target.close()

@@ -231,8 +231,10 @@ public protocol MigrationTarget: Sendable {
     /// sent whole with ``writeTableFile(_:name:offset:_:)``; others are read
     /// from their path (an engine in the same process).
     func importTableFiles(_ plan: MigrationPlan, _ files: [TableFile]) async throws -> Bool
-    /// Writes `data` at `offset` of a table file being sent for import (what
-    /// followed `offset` before is dropped, so a retry from any offset is harmless).
+    /// Writes `data` at `offset` of a table file being sent for import, and
+    /// returns once it is durable (a resume after a crash of the machine starts
+    /// after the pieces acknowledged). Bytes past the piece stay: every piece is of
+    /// the same unchanging file, so a retry from any offset is harmless.
     func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) async throws
     /// Copies the exported `files` straight from the source at `address`
     /// (``MigrationSource/peerAddress``) with ``writeTableFile(_:name:offset:_:)``
@@ -256,7 +258,7 @@ public protocol MigrationTarget: Sendable {
                    applied: @escaping @Sendable (BulkChunk) -> Void) async throws
     /// Writes the pieces `next` returns, in order, with ``writeTableFile(_:name:offset:_:)``
     /// semantics, until it returns nil; `written` is called with each once it is
-    /// written. Pipelined as ``applyBulk(_:chunks:applied:)``.
+    /// written (durable). Pipelined as ``applyBulk(_:chunks:applied:)``.
     func writeTableFiles(_ plan: MigrationPlan, pieces next: @escaping @Sendable () async throws -> TableFilePiece?,
                          written: @escaping @Sendable (TableFilePiece) -> Void) async throws
     /// Copies the bulk phase's entries after `after` straight from the source at

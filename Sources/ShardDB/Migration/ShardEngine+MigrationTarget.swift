@@ -310,7 +310,8 @@ extension ShardEngine: MigrationTarget {
             try checkTakesTableFiles(plan)
             let directory = try tableImportDirectory(plan.id)
             try guardedWrite(bytes: data.count) {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try DurableFile.makeDirectory(Self.tableImportFolder(path))
+                try DurableFile.makeDirectory(directory)
                 try DurableFile.write(data, to: directory + "/" + name, at: offset)
             }
         }

@@ -62,21 +62,31 @@ enum DurableFile {
         done = true
     }
 
-    /// Writes `data` at `offset` of the file at `path` (created if missing); `offset`
-    /// must not be past the file's end. What follows the written bytes stays: the
-    /// pieces written are of one file that does not change (a table file of the
-    /// source), so a piece written again, e.g. by a call that outlived its deadline
-    /// and finished after a newer one, has the same bytes and must not cut off the
-    /// pieces written after it. Not synced (see ``sync(_:)``).
+    /// Writes `data` at `offset` of the file at `path` (created if missing), and
+    /// returns once the bytes are on disk (fdatasync; a file it created has its
+    /// name synced too). `offset` must not be past the file's end. What follows
+    /// the written bytes stays: the pieces written are of one file that does not
+    /// change (a table file of the source), so a piece written again, e.g. by a
+    /// call that outlived its deadline and finished after a newer one, has the
+    /// same bytes and must not cut off the pieces written after it.
+    ///
+    /// Syncing each piece is what lets a transport acknowledge it: a resume after a
+    /// crash of the machine starts after the pieces acknowledged, which must be
+    /// there. It is also faster than leaving it all to one sync at the end: the
+    /// disk writes a piece while the next one is on its way, instead of holding up
+    /// the import (docs/TRANSPORT.md, "Table files").
     ///
     /// - throws: ``ShardDBError`` `.notWritable`, `.invalidArgument` for an offset past the end.
     static func write(_ data: Data, to path: String, at offset: UInt64) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let created = fd >= 0
+        if !created && errno == EEXIST { fd = open(path, O_WRONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw ShardDBError(.notWritable, "cannot write \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw ShardDBError(.notWritable, "cannot stat \(path): \(String(cString: strerror(errno)))") }
         guard offset <= UInt64(info.st_size) else {
+            if created { unlink(path) }
             throw ShardDBError(.invalidArgument, "write at \(offset) of \(path), which has \(info.st_size) bytes")
         }
         try data.withUnsafeBytes { buffer in
@@ -86,6 +96,20 @@ enum DurableFile {
                 guard n > 0 else { throw ShardDBError(.notWritable, "cannot write \(path): \(String(cString: strerror(errno)))") }
                 done += n
             }
+        }
+        guard fdatasync(fd) == 0 else { throw ShardDBError(.notWritable, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+        if created { syncDirectory((path as NSString).deletingLastPathComponent) }
+    }
+
+    /// Creates the directory at `path` unless it exists, then syncs its parent so
+    /// the new name survives a crash of the machine. The parent must exist.
+    ///
+    /// - throws: ``ShardDBError`` `.notWritable`.
+    static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o755) == 0 {
+            syncDirectory((path as NSString).deletingLastPathComponent)
+        } else if errno != EEXIST {
+            throw ShardDBError(.notWritable, "cannot create \(path): \(String(cString: strerror(errno)))")
         }
     }
 
