@@ -1272,6 +1272,12 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         // The next piece continues the file; an abort then removes it.
         try target.writeTableFile(plan, name: "000007.sst", offset: 3, Data([5]))
         XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000007.sst"), Data([1, 2, 3, 5]))
+        // Written unsynced, then synced (as a pull does, one piece behind); names that are no table file's are refused.
+        try target.writeTableFile(plan, name: "000007.sst", offset: 4, Data([6]), sync: false)
+        try target.syncTableFile(plan, name: "000007.sst")
+        XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000007.sst"), Data([1, 2, 3, 5, 6]))
+        assertShardDBError(.invalidArgument, try target.syncTableFile(plan, name: "../000007.sst"))
+        assertShardDBError(.notWritable, try target.syncTableFile(plan, name: "000099.sst"))
         // A first piece past the start of a file is refused and leaves no empty file behind.
         assertShardDBError(.invalidArgument, try target.writeTableFile(plan, name: "000008.sst", offset: 10, Data([1])))
         XCTAssertFalse(FileManager.default.fileExists(atPath: targetPath + "/migration-import/copying/000008.sst"))

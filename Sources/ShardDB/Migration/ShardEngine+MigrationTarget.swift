@@ -302,6 +302,13 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data) throws {
+        try writeTableFile(plan, name: name, offset: offset, data, sync: true)
+    }
+
+    /// ``writeTableFile(_:name:offset:_:)``, the piece synced only with `sync`;
+    /// otherwise ``syncTableFile(_:name:)`` makes it durable, which can run while
+    /// the next piece is written. Pieces must still be written one after the other.
+    public func writeTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, _ data: Data, sync: Bool) throws {
         try Self.checkTableFileName(name)
         // Serialized per migration, as applyBulk: a stale call (its deadline passed,
         // its handler still running) must not write beside a newer one, nor after
@@ -312,10 +319,19 @@ extension ShardEngine: MigrationTarget {
             try guardedWrite(bytes: data.count) {
                 try DurableFile.makeDirectory(Self.tableImportFolder(path))
                 try DurableFile.makeDirectory(directory)
-                try DurableFile.write(data, to: directory + "/" + name, at: offset)
+                try DurableFile.write(data, to: directory + "/" + name, at: offset, sync: sync)
             }
         }
         try FailurePoints.hit("migration.target.table-file-written")
+    }
+
+    /// Syncs what ``writeTableFile(_:name:offset:_:sync:)`` wrote to table file
+    /// `name` of `plan`: every piece written before the call is durable after it.
+    ///
+    /// - throws: `.notWritable`; `.invalidArgument` for a name that is not a table file's.
+    public func syncTableFile(_ plan: MigrationPlan, name: String) throws {
+        try Self.checkTableFileName(name)
+        try DurableFile.syncData(try tableImportDirectory(plan.id) + "/" + name)
     }
 
     public var importsLocalTableFiles: Bool { true }

@@ -116,12 +116,8 @@ extension ShardInstanceService {
                     requested += 1
                 }
             }
-            for piece in pieces {
-                try Task.checkCancellation()
-                refill()
-                guard let current = try await reads.removeFirst().value else { break }
-                let name = files[piece.file].name
-                try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current) }
+            func report(_ index: Int) async throws {
+                let piece = pieces[index]
                 let end = piece.offset + UInt64(piece.length)
                 let last = piece.file == files.count - 1 && end >= files[piece.file].size
                 try await response.write(.with { progress in
@@ -132,6 +128,25 @@ extension ShardInstanceService {
                     progress.bytes = UInt64(piece.length)
                     progress.done = last
                 })
+            }
+            // Each piece is synced while the next one is received and written (the
+            // disk busy meanwhile), and reported once synced, in order.
+            var syncing: (index: Int, task: Task<Void, Error>)?
+            for (index, piece) in pieces.enumerated() {
+                try Task.checkCancellation()
+                refill()
+                guard let current = try await reads.removeFirst().value else { break }
+                let name = files[piece.file].name
+                try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current, sync: false) }
+                if let previous = syncing {
+                    try await previous.task.value
+                    try await report(previous.index)
+                }
+                syncing = (index, Task { try await blocking { try engine.syncTableFile(plan, name: name) } })
+            }
+            if let last = syncing {
+                try await last.task.value
+                try await report(last.index)
             }
         }
     }

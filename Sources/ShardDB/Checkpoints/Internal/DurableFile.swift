@@ -76,8 +76,11 @@ enum DurableFile {
     /// disk writes a piece while the next one is on its way, instead of holding up
     /// the import (docs/TRANSPORT.md, "Table files").
     ///
+    /// With `sync` false the bytes are written but not synced: ``syncData(_:)``
+    /// then makes them durable (a transport syncs a piece while it writes the next).
+    ///
     /// - throws: ``ShardDBError`` `.notWritable`, `.invalidArgument` for an offset past the end.
-    static func write(_ data: Data, to path: String, at offset: UInt64) throws {
+    static func write(_ data: Data, to path: String, at offset: UInt64, sync: Bool = true) throws {
         var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         let created = fd >= 0
         if !created && errno == EEXIST { fd = open(path, O_WRONLY | O_CLOEXEC) }
@@ -97,8 +100,23 @@ enum DurableFile {
                 done += n
             }
         }
-        guard fdatasync(fd) == 0 else { throw ShardDBError(.notWritable, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+        if sync {
+            guard fdatasync(fd) == 0 else { throw ShardDBError(.notWritable, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+        }
         if created { syncDirectory((path as NSString).deletingLastPathComponent) }
+    }
+
+    /// fdatasyncs a file: its bytes and size, not its other metadata.
+    ///
+    /// - throws: ``ShardDBError`` `.notWritable`.
+    static func syncData(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0, fdatasync(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if fd >= 0 { close(fd) }
+            throw ShardDBError(.notWritable, "cannot sync \(path): \(reason)")
+        }
+        close(fd)
     }
 
     /// Creates the directory at `path` unless it exists, then syncs its parent so
