@@ -10,6 +10,7 @@
 #include <rocksdb/perf_level.h>
 #include <rocksdb/snapshot.h>
 #include <rocksdb/write_batch.h>
+#include <vector>
 
 using sharddb_shim::save_error;
 
@@ -86,6 +87,19 @@ extern "C" size_t sharddb_iter_next_packed(rocksdb_iterator_t *iter, char *data,
 
 extern "C" void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr) {
   save_error(errptr, db->rep->VerifyChecksum());
+}
+
+// The C API of 7.8 flushes one column family per call. With atomic_flush,
+// RocksDB commits the flush of several families as one only when one call
+// names them all (DB::Flush with a vector of handles).
+extern "C" void sharddb_flush_cfs(rocksdb_t *db, rocksdb_column_family_handle_t *const *families, size_t count,
+                                  unsigned char wait, char **errptr) {
+  rocksdb::FlushOptions options;
+  options.wait = wait != 0;
+  std::vector<rocksdb::ColumnFamilyHandle *> handles;
+  handles.reserve(count);
+  for (size_t i = 0; i < count; i++) handles.push_back(families[i]->rep);
+  save_error(errptr, db->rep->Flush(options, handles));
 }
 
 extern "C" void sharddb_compact_range_cf(rocksdb_t *db, rocksdb_column_family_handle_t *family,

@@ -65,6 +65,28 @@ extension Database {
         try withHandle(family) { db, cf in try withStatus { rocksdb_flush_cf(db, options, cf, $0) } }
     }
 
+    /// Flushes the memtables of `families` in one call. With ``Options/atomicFlush``
+    /// RocksDB commits their flushes as one: after a crash without the WAL, all
+    /// of them are kept or none (flushing them one by one could keep some).
+    public func flush(_ families: [ColumnFamily], wait: Bool = true) throws {
+        let options = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(options) }
+        rocksdb_flushoptions_set_wait(options, wait ? 1 : 0)
+        let lock = closeGuard
+        let hold = lock.lockShared()
+        defer { lock.unlock(hold) }
+        var db: OpaquePointer?
+        let familyHandles = try families.map { family -> OpaquePointer? in
+            let (handle, familyHandle) = try self.handles(family)
+            db = handle
+            return familyHandle
+        }
+        guard let db else { return }
+        try withStatus { error in
+            familyHandles.withUnsafeBufferPointer { sharddb_flush_cfs(db, $0.baseAddress, $0.count, wait ? 1 : 0, error) }
+        }
+    }
+
     /// Reads every live table file of every column family and checks each block's
     /// checksum (RocksDB's `DB::VerifyChecksum`); the error names the damaged file.
     public func verifyChecksums() throws {

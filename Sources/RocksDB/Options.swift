@@ -68,6 +68,14 @@ public final class Options: @unchecked Sendable {
         set { rocksdb_options_set_error_if_exists(pointer, newValue ? 1 : 0) }
     }
 
+    /// Flush every column family with unflushed data together and commit the
+    /// flushes as one (RocksDB's `atomic_flush`, default false). Without the WAL
+    /// this is what keeps a batch across column families whole through a crash.
+    public var atomicFlush: Bool {
+        get { rocksdb_options_get_atomic_flush(pointer) != 0 }
+        set { rocksdb_options_set_atomic_flush(pointer, newValue ? 1 : 0) }
+    }
+
     /// Whether files (the WAL among them) are written through mmap (default false);
     /// `SyncWAL` (``Database/flushWAL(sync:)``) is not supported with it.
     public var allowMmapWrites: Bool { rocksdb_options_get_allow_mmap_writes(pointer) != 0 }

@@ -63,6 +63,13 @@ void sharddb_perf_level_default_once(int level);
 /// names the damaged file. Errors as in the C API (*errptr, rocksdb_free).
 void sharddb_db_verify_checksum(rocksdb_t *db, char **errptr);
 
+/// DB::Flush of several column families in one call (the 7.8 C API flushes
+/// one per call): with atomic_flush their flushes are committed as one, so a
+/// crash without the WAL keeps all of them or none. Waits for the flush when
+/// wait is non-zero. Errors as in the C API (*errptr, rocksdb_free).
+void sharddb_flush_cfs(rocksdb_t *db, rocksdb_column_family_handle_t *const *families, size_t count,
+                       unsigned char wait, char **errptr);
+
 /// DB::CompactRange over [begin, end] (NULL: unbounded), forcing the bottommost
 /// level when bottommost_force is non-zero, as rocksdb_compact_range_cf_opt
 /// does, but with its status: the C call returns void, so a compaction that
