@@ -143,6 +143,46 @@ final class CrashTests: ShardctlTestCase {
         XCTAssertTrue(verified.stdout.contains("through operation \(acknowledged) (0 acknowledged lost)"), verified.stdout)
     }
 
+    /// `import --no-wal` killed -9 right after the first flush keeps whole batches
+    /// only. Each batch puts 99 big values in shard 0 and one small one in shard
+    /// 1, so shard 0's memtable fills long before shard 1's: flushed one by one,
+    /// the shards would keep shard 0's part of every batch and lose shard 1's.
+    /// The flush is seen in RocksDB's LOG ("Level summary" once it is installed).
+    func testAnImportWithoutTheLogKilledAfterAFlushKeepsWholeBatches() throws {
+        let directory = path("no-wal")
+        try shardctl(["init", directory, "--split-points", "m"])
+        let running = try ShardctlProcess.start(["import", directory, "--no-wal", "--batch-size", "100"])
+        let value = String(repeating: "x", count: 4000)
+        let log = directory + "/LOG"
+        func flushed() -> Bool {
+            (try? String(contentsOfFile: log, encoding: .utf8))?.contains("[shard-0] Level summary") == true
+        }
+        var written = 0
+        // About 170 batches fill a 64 MiB memtable; the flush runs while the next ones arrive.
+        while !flushed() && written < 1000 {
+            var text = ""
+            for line in 0..<99 { text += "a\(String(format: "%06d", written))-\(line)\t\(value)\n" }
+            text += "z\(String(format: "%06d", written))\tsmall\n"
+            try running.stdin.write(contentsOf: Data(text.utf8))
+            written += 1
+        }
+        kill(running.process.processIdentifier, SIGKILL)
+        let run = running.finish()
+        XCTAssertEqual(run.signal, SIGKILL, "the import ended before the kill: \(run.stderr)")
+        XCTAssertTrue(flushed(), "no flush after \(written) batches")
+
+        var keys: [String: Int] = [:]  // batch -> keys kept
+        for line in try shardctl(["scan", directory]).stdout.split(separator: "\n") {
+            let key = line.prefix { $0 != "\t" }
+            keys[String(key.dropFirst().prefix(6)), default: 0] += 1
+        }
+        let torn = keys.filter { $0.value != 100 }
+        XCTAssertTrue(torn.isEmpty, "batches kept in part: \(torn.sorted { $0.key < $1.key }.prefix(5))")
+        XCTAssertFalse(keys.isEmpty, "the flushed batches were lost")
+        // And what was kept is a prefix of the batches written.
+        XCTAssertEqual(keys.keys.sorted(), (0..<keys.count).map { String(format: "%06d", $0) })
+    }
+
     /// The integers that follow each of `markers` in `text`, each marker looked for
     /// after the previous one (nil from the first one missing).
     static func numbers(in text: String, after markers: [String]) -> [Int?] {

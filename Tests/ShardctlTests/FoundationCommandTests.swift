@@ -232,6 +232,12 @@ final class FoundationCommandTests: ShardctlTestCase {
         XCTAssertEqual(try exported(fromTSV), expected)
         XCTAssertEqual(try shardctl(["export", fromTSV]).stdout.split(separator: "\n").sorted(), tsv.split(separator: "\n").sorted())
 
+        // Without the log: the same entries, there once the import returned (it flushes).
+        let unlogged = path("no-wal")
+        try shardctl(["init", unlogged, "--shards", "2"])
+        XCTAssertEqual(try shardctl(["import", unlogged, "--no-wal"], stdin: tsv).stdout, "imported 6 entries\n")
+        XCTAssertEqual(try exported(unlogged), expected)
+
         // jsonl: export | import into another instance gives the same records.
         let jsonl = try shardctl(["export", source, "--format", "jsonl"]).stdout
         let fromJSONL = path("from-jsonl")

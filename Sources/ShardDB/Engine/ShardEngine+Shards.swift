@@ -61,13 +61,12 @@ extension ShardEngine {
         updateTable { table in table.replacing(shards: table.shards.map { $0.id == id ? $0.with(descriptor) : $0 }) }
     }
 
-    /// Writes the memtables of a shard (or of every active shard) to table files.
+    /// Writes the memtables of a shard (or of every active shard, in one flush:
+    /// without the WAL, a crash then keeps all of them or none) to table files.
     public func flush(shard id: Int? = nil) throws {
         let shards = try id.map { [try activeShard($0)] } ?? orderedActiveShards(table)
-        for shard in shards {
-            guard let family = shard.family else { continue }
-            try storage(path) { try database.flush(family) }
-        }
+        let families = shards.compactMap(\.family)
+        try storage(path) { try database.flush(families) }
     }
 
     /// Waits until no shard has a flush or a compaction pending or running: the

@@ -8,10 +8,12 @@ public struct ShardEngineOptions: Sendable {
     /// fsync the WAL on every write.
     public var syncWrites = false
     /// Write without the write-ahead log (benchmarks and bulk loads that can be
-    /// redone): a crash loses unflushed writes, and changelog readers see a gap.
-    /// Shards are flushed one by one, so after a crash (or in a checkpoint taken
-    /// while writing) a batch across shards may be kept in one shard and lost in
-    /// another: batches are atomic across a crash only with the log.
+    /// redone): a crash loses the writes since the last flush, and changelog
+    /// readers see a gap. The shards are then flushed together (RocksDB's
+    /// `atomic_flush`), so what a crash keeps is a prefix of the writes: a batch
+    /// across shards is kept whole or lost whole, in a checkpoint taken while
+    /// writing too. (A memtable filling up flushes every shard with unflushed
+    /// writes: more, smaller table files for shards written little.)
     public var disableWAL = false
     /// Upper bound on how long an expired entry stays on disk in a shard nobody
     /// writes: RocksDB's `periodic_compaction_seconds` for shard column families.

@@ -20,9 +20,10 @@ struct InstanceOptions: ParsableArguments {
         return options
     }
 
-    /// Opens the instance, runs `body`, closes it.
-    func withEngine<R>(_ body: (ShardEngine) throws -> R) throws -> R {
+    /// Opens the instance (its options changed by `adjust`), runs `body`, closes it.
+    func withEngine<R>(adjust: (inout ShardEngineOptions) -> Void = { _ in }, _ body: (ShardEngine) throws -> R) throws -> R {
         var options = engineOptions()
+        adjust(&options)
         // No migration runs in this one-shot process, so a fenced range here is one a crash left
         // in doubt: only a 'migrate' between the two instances settles it, and waiting cannot.
         options.fenceWaitSeconds = 0
