@@ -24,14 +24,31 @@ public struct PeerCredentials: Sendable {
 
 /// Lets one pull per migration run at a time: a coordinator that gave up on a
 /// call (deadline, dropped connection) calls again, and the new call waits
-/// until the old one has stopped writing.
+/// until the old one has stopped writing. A waiting call whose coordinator
+/// gives up on it too (the handler's task cancelled) stops waiting at once.
 actor PullGate {
     private var running: Set<String> = []
-    private var waiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    private var waiters: [String: [(ticket: Int, continuation: CheckedContinuation<Void, Error>)]] = [:]
+    private var tickets = 0
 
-    func enter(_ id: String) async {
+    /// Returns once no other pull of `id` runs.
+    ///
+    /// - throws: `CancellationError` when the task is cancelled while it waits.
+    func enter(_ id: String) async throws {
         while running.contains(id) {
-            await withCheckedContinuation { waiters[id, default: []].append($0) }
+            tickets += 1
+            let ticket = tickets
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                    if Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
+                    } else {
+                        waiters[id, default: []].append((ticket, continuation))
+                    }
+                }
+            } onCancel: {
+                Task { await self.withdraw(ticket, of: id) }
+            }
         }
         running.insert(id)
     }
@@ -39,9 +56,19 @@ actor PullGate {
     func leave(_ id: String) {
         running.remove(id)
         if var queue = waiters[id], !queue.isEmpty {
-            queue.removeFirst().resume()
+            queue.removeFirst().continuation.resume()
             waiters[id] = queue.isEmpty ? nil : queue
         }
+    }
+
+    /// The waiters of `id` (tests).
+    func waiting(_ id: String) -> Int { waiters[id]?.count ?? 0 }
+
+    private func withdraw(_ ticket: Int, of id: String) {
+        guard var queue = waiters[id], let index = queue.firstIndex(where: { $0.ticket == ticket }) else { return }
+        let waiter = queue.remove(at: index)
+        waiters[id] = queue.isEmpty ? nil : queue
+        waiter.continuation.resume(throwing: CancellationError())
     }
 }
 
@@ -55,7 +82,7 @@ extension ShardInstanceService {
         let maxBytes = Int(min(max(request.maxChunkBytes, 4096), UInt32(MigrationServer.largestBulkChunkBytes)))
         let maxChunks = max(1, Int(min(request.maxChunks, 4096)))
         let pieces = Self.pullPieces(maxBytes)
-        await pullGate.enter(plan.id)
+        try await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
         // One source stream for the whole call: its budget counts pieces.
         try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: maxChunks * pieces.perChunk + 1,
@@ -82,7 +109,7 @@ extension ShardInstanceService {
         let callBytes = min(max(UInt64(chunkBytes), request.maxCallBytes), Self.maxTableFileCallBytes)
         // Before anything is read from the source or allocated for it.
         try await call { try engine.checkTakesTableFiles(plan) }
-        await pullGate.enter(plan.id)
+        try await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
         try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: 1,
                              retryMilliseconds: request.sourceRetryMs) { source in
