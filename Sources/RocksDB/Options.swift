@@ -76,6 +76,10 @@ public final class Options: @unchecked Sendable {
         set { rocksdb_options_set_atomic_flush(pointer, newValue ? 1 : 0) }
     }
 
+    /// Whether writes to the WAL and to the memtables are pipelined (default false);
+    /// RocksDB refuses it beside ``atomicFlush``.
+    public var enablePipelinedWrite: Bool { rocksdb_options_get_enable_pipelined_write(pointer) != 0 }
+
     /// Whether files (the WAL among them) are written through mmap (default false);
     /// `SyncWAL` (``Database/flushWAL(sync:)``) is not supported with it.
     public var allowMmapWrites: Bool { rocksdb_options_get_allow_mmap_writes(pointer) != 0 }

@@ -439,16 +439,18 @@ public final class ShardEngine: @unchecked Sendable {
         // Every open rotates RocksDB's info LOG; RocksDB keeps 1000 old ones, which a
         // tool that opens the instance per command (shardctl) piles up. (Overridable below.)
         base.setKeepLogFileNum(16)
-        // Without the WAL, what survives a crash is what was flushed: shards flushed
-        // one by one would keep part of a batch across shards. Flushed together
-        // (RocksDB commits them as one), the kept state is a prefix of the writes.
-        if options.disableWAL { base.atomicFlush = true }
         if let extra = options.rocksDBOptions {
             do { try base.apply(optionsString: extra) } catch {
                 throw ShardDBError(.invalidArgument, "invalid RocksDB options '\(extra)': \(error)")
             }
             try checkSupported(base, extra)
         }
+        // Without the WAL, what survives a crash is what was flushed: shards flushed
+        // one by one would keep part of a batch across shards. Flushed together
+        // (RocksDB commits them as one), the kept state is a prefix of the writes.
+        // RocksDB refuses that beside pipelined writes, which the caller may ask for
+        // (shardctl bench does, as db_bench): the shards then flush one by one.
+        if options.disableWAL && !base.enablePipelinedWrite { base.atomicFlush = true }
         return base
     }
 

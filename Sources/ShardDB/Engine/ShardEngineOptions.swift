@@ -13,7 +13,9 @@ public struct ShardEngineOptions: Sendable {
     /// `atomic_flush`), so what a crash keeps is a prefix of the writes: a batch
     /// across shards is kept whole or lost whole, in a checkpoint taken while
     /// writing too. (A memtable filling up flushes every shard with unflushed
-    /// writes: more, smaller table files for shards written little.)
+    /// writes: more, smaller table files for shards written little.) RocksDB
+    /// refuses the atomic flush beside `enable_pipelined_write` (``rocksDBOptions``):
+    /// with it the shards flush one by one, and a crash may keep part of a batch.
     public var disableWAL = false
     /// Upper bound on how long an expired entry stays on disk in a shard nobody
     /// writes: RocksDB's `periodic_compaction_seconds` for shard column families.
