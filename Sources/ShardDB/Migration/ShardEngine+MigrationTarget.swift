@@ -331,7 +331,7 @@ extension ShardEngine: MigrationTarget {
     /// - throws: `.notWritable`; `.invalidArgument` for a name that is not a table file's.
     public func syncTableFile(_ plan: MigrationPlan, name: String) throws {
         try Self.checkTableFileName(name)
-        try DurableFile.syncData(try tableImportDirectory(plan.id) + "/" + name)
+        try DurableFile.sync(try tableImportDirectory(plan.id) + "/" + name, dataOnly: true)
     }
 
     public var importsLocalTableFiles: Bool { true }

@@ -76,7 +76,7 @@ enum DurableFile {
     /// disk writes a piece while the next one is on its way, instead of holding up
     /// the import (docs/TRANSPORT.md, "Table files").
     ///
-    /// With `sync` false the bytes are written but not synced: ``syncData(_:)``
+    /// With `sync` false the bytes are written but not synced: ``sync(_:dataOnly:)``
     /// then makes them durable (a transport syncs a piece while it writes the next).
     ///
     /// - throws: ``ShardDBError`` `.notWritable`, `.invalidArgument` for an offset past the end.
@@ -106,19 +106,6 @@ enum DurableFile {
         if created { syncDirectory((path as NSString).deletingLastPathComponent) }
     }
 
-    /// fdatasyncs a file: its bytes and size, not its other metadata.
-    ///
-    /// - throws: ``ShardDBError`` `.notWritable`.
-    static func syncData(_ path: String) throws {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0, fdatasync(fd) == 0 else {
-            let reason = String(cString: strerror(errno))
-            if fd >= 0 { close(fd) }
-            throw ShardDBError(.notWritable, "cannot sync \(path): \(reason)")
-        }
-        close(fd)
-    }
-
     /// Creates the directory at `path` unless it exists, then syncs its parent so
     /// the new name survives a crash of the machine. The parent must exist.
     ///
@@ -131,12 +118,13 @@ enum DurableFile {
         }
     }
 
-    /// fsyncs a file.
+    /// fsyncs a file; with `dataOnly`, fdatasyncs it (its bytes and size, not
+    /// its other metadata).
     ///
     /// - throws: ``ShardDBError`` `.notWritable`.
-    static func sync(_ path: String) throws {
+    static func sync(_ path: String, dataOnly: Bool = false) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0, fsync(fd) == 0 else {
+        guard fd >= 0, (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else {
             let reason = String(cString: strerror(errno))
             if fd >= 0 { close(fd) }
             throw ShardDBError(.notWritable, "cannot sync \(path): \(reason)")
