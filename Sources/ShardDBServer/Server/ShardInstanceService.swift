@@ -182,37 +182,19 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
     /// Writes the stream's table file pieces in order and acknowledges each once written.
     func writeTableFileStream(request: RPCAsyncSequence<WireWriteTableFileRequest, any Error>, response: RPCWriter<WireAck>,
                               context: ServerContext) async throws {
-        // Each piece is synced while the next one arrives and is written, and
-        // acknowledged once synced (as a pull does: BulkPull.swift).
-        var syncing: Task<Void, Error>?
         for try await message in request {
-            let synced = try await writeTableFile(message, sync: false)
-            if let previous = syncing {
-                try await previous.value
-                try await response.write(WireAck())
-            }
-            syncing = Task { try await call(synced) }
-        }
-        if let last = syncing {
-            try await last.value
+            _ = try await writeTableFile(request: message, context: context)
             try await response.write(WireAck())
         }
     }
 
     func writeTableFile(request: WireWriteTableFileRequest, context: ServerContext) async throws -> WireAck {
-        _ = try await writeTableFile(request, sync: true)
-        return WireAck()
-    }
-
-    /// Writes the piece; returns what syncs it (nothing left to do when `sync`).
-    private func writeTableFile(_ request: WireWriteTableFileRequest, sync: Bool) async throws -> @Sendable () throws -> Void {
         let plan = try plan(request.plan)
         let name = request.name, offset = request.offset
         let data: Data
         do { data = try request.chunk.decoded() } catch { throw ErrorMapping.rpcError(error) }
-        let target = engine
-        try await call { try target.writeTableFile(plan, name: name, offset: offset, data, sync: sync) }
-        return sync ? {} : { try target.syncTableFile(plan, name: name) }
+        try await call { try engine.writeTableFile(plan, name: name, offset: offset, data) }
+        return WireAck()
     }
 
     func importTableFiles(request: WireImportTableFilesRequest, context: ServerContext) async throws -> WireImportTableFilesReply {
