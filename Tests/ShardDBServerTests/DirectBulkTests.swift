@@ -271,6 +271,34 @@ extension DirectBulkTests {
         XCTAssertEqual(b.terminate(), 0)
     }
 
+    /// Table files relayed with one piece unacknowledged at a time: the target
+    /// acknowledges each piece once it is written and synced, without waiting
+    /// for the next one (which the coordinator sends only after that ack).
+    func testRelayedTableFilesWithOnePieceInFlightArriveWhole() async throws {
+        let workspace = try Workspace("RelayOneInFlight")
+        let (dir, expected) = try makeIncompressibleShard(workspace)
+        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let source = try workspace.client(a.address)
+        var configuration = RemoteInstance.Configuration()
+        configuration.bulkInFlight = 1
+        configuration.retryWindow = .seconds(2)
+        configuration.callTimeout = .seconds(5)
+        let target = try RemoteInstance(address: b.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+
+        var request = tableFilesInPiecesOf1MiB
+        request.bulkRoute = .relay
+        let report = try await MigrationCoordinator(source: source, target: target).migrate(request)
+        XCTAssertEqual(report.bulkTransfer, .tableFiles)
+        XCTAssertEqual(report.bulkRoute, .relay)
+        XCTAssertEqual(report.keysCopied, 16_000)
+        try await assertValues(expected, on: target)
+        await source.close()
+        await target.close()
+        XCTAssertEqual(a.terminate(), 0)
+        XCTAssertEqual(b.terminate(), 0)
+    }
+
     /// A pull refused after some of its calls (the target's third call cannot
     /// reach the source: failure point `migration.target.pull-probe`) has written
     /// the files' first 4 MiB on the target: the coordinator relays only the rest,
