@@ -114,4 +114,54 @@ final class BulkCompressionTests: XCTestCase {
         XCTAssertEqual(RemoteInstance.Configuration().pullCompression, .snappy, "targets pull compressed by default")
         XCTAssertEqual(RemoteInstance.Configuration().readCompression, BulkCompression.none, "a relaying coordinator reads as read")
     }
+
+    // MARK: Table file pieces
+
+    /// A piece of a table file whose blocks repeat one another (as text-like
+    /// values' do), compressed when asked, decodes to the file's bytes; random
+    /// bytes travel as they are; a reader who did not ask gets them as they are.
+    func testTableFilePiecesTravelCompressedWhenTheyShrink() throws {
+        let block = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ $0 / 64) })
+        var text = Data()
+        for i in 0..<64 { text.append(block); text.append(UInt8(i)) }
+        let wire = WireTableFileChunk(text, compression: .snappy)
+        XCTAssertEqual(wire.compression, BulkCompression.snappy.rawValue)
+        XCTAssertLessThan(wire.data.count, text.count / 4)
+        let received = try WireTableFileChunk(serializedBytes: try wire.serializedBytes() as [UInt8])
+        XCTAssertEqual(try received.decoded(atMost: text.count), text)
+
+        var generator = SystemRandomNumberGenerator()
+        let random = Data((0..<65536).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let raw = WireTableFileChunk(random, compression: .snappy)
+        XCTAssertEqual(raw.compression, 0)
+        XCTAssertEqual(try raw.decoded(atMost: random.count), random)
+        XCTAssertEqual(WireTableFileChunk(text).compression, 0, "not asked for: as it is")
+    }
+
+    /// A compressed piece that expands past what the reader asked for, that is
+    /// not Snappy's format, or that names an unknown compression is refused
+    /// before anything is allocated for it; a damaged one fails its checksum.
+    func testLyingOrDamagedTableFilePiecesAreRefused() throws {
+        let text = Data(repeating: 65, count: 1 << 16)
+        let wire = WireTableFileChunk(text, compression: .snappy)
+        XCTAssertEqual(wire.compression, BulkCompression.snappy.rawValue)
+        XCTAssertThrowsError(try wire.decoded(atMost: text.count - 1)) { XCTAssertEqual(($0 as? ShardDBError)?.code, .invalidArgument, "\($0)") }
+
+        var garbage = WireTableFileChunk()
+        garbage.data = Data([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x02])
+        garbage.compression = BulkCompression.snappy.rawValue
+        var crc = CRC32C()
+        crc.update(garbage.data)
+        garbage.crc32C = crc.checksum
+        XCTAssertThrowsError(try garbage.decoded(atMost: 1 << 20)) { XCTAssertEqual(($0 as? ShardDBError)?.code, .invalidArgument, "\($0)") }
+
+        var unknown = WireTableFileChunk(Data([1, 2, 3]))
+        unknown.compression = 7
+        XCTAssertThrowsError(try unknown.decoded()) { XCTAssertEqual(($0 as? ShardDBError)?.code, .invalidArgument, "\($0)") }
+
+        var damaged = wire
+        damaged.data[damaged.data.startIndex + 3] ^= 0x10
+        XCTAssertThrowsError(try damaged.decoded(atMost: text.count)) { XCTAssertEqual(($0 as? ShardDBError)?.code, .corruptedValue, "\($0)") }
+    }
+
 }

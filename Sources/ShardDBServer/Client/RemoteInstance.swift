@@ -36,13 +36,15 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         /// Bulk chunks (or table file pieces) sent to a target and not yet acknowledged, at most.
         public var bulkInFlight = 3
         /// The compression chunks read with ``RemoteInstance/readBulk(_:after:maxBytes:)``
+        /// and table file pieces read with ``RemoteInstance/readTableFile(_:name:offset:maxBytes:)``
         /// may come in (the source compresses those that shrink). A target pulling
         /// from a source sets it, since it decodes the chunks itself; a coordinator
         /// relaying chunks leaves it off: ``RemoteInstance/applyBulk(_:_:)`` forwards a
         /// chunk as it was read, and targets older than compression refuse compressed ones.
         public var readCompression: BulkCompression = .none
         /// The compression a target asked to pull the bulk copy
-        /// (``RemoteInstance/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``) asks
+        /// (``RemoteInstance/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``,
+        /// ``RemoteInstance/pullTableFiles(_:_:fromSourceAt:chunkBytes:written:)``) asks
         /// the source for: Snappy, unless turned off (`shardctl migrate --wire-compression none`).
         public var pullCompression: BulkCompression = .snappy
 
@@ -298,9 +300,12 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             $0.name = name
             $0.offset = offset
             $0.maxBytes = UInt32(clamping: maxBytes)
+            $0.compression = configuration.readCompression.rawValue
         }
+        // (A server reads at least 4 KiB, at most the largest chunk it takes.)
+        let limit = min(max(maxBytes, 4096), MigrationServer.largestBulkChunkBytes)
         // A chunk that fails its checksum here is read again.
-        return try await retrying("readTableFile") { try await stub.readTableFile(request, options: options).decoded() }
+        return try await retrying("readTableFile") { try await stub.readTableFile(request, options: options).decoded(atMost: limit) }
     }
 
     public func releaseTableFiles(_ plan: MigrationPlan) async throws {
@@ -447,6 +452,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     request.maxChunkBytes = UInt32(clamping: chunkBytes)
                     request.maxCallBytes = callBytes
                     request.sourceRetryMs = sourceRetryMilliseconds
+                    request.compression = configuration.pullCompression.rawValue
                     try await stub.pullTableFiles(request, options: options) { response in
                         for try await message in response.messages {
                             position.value = (message.file, message.offset, message.done)

@@ -656,6 +656,12 @@ nonisolated struct WirePullTableFilesRequest: @unchecked Sendable {
     set {_uniqueStorage()._sourceRetryMs = newValue}
   }
 
+  /// The compression the target asks the source for (BulkCompression); 0: none.
+  var compression: UInt32 {
+    get {_storage._compression}
+    set {_uniqueStorage()._compression = newValue}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -1130,6 +1136,12 @@ nonisolated struct WireReadTableFileRequest: @unchecked Sendable {
     set {_uniqueStorage()._maxBytes = newValue}
   }
 
+  /// The compression the reader accepts for the piece (BulkCompression); 0: none.
+  var compression: UInt32 {
+    get {_storage._compression}
+    set {_uniqueStorage()._compression = newValue}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -1144,8 +1156,12 @@ nonisolated struct WireTableFileChunk: Sendable {
 
   var data: Data = Data()
 
-  /// CRC-32C of `data`
+  /// CRC-32C of `data` as sent (compressed when `compression` says so)
   var crc32C: UInt32 = 0
+
+  /// How `data` is encoded (BulkCompression): 0 the file's bytes, 1 Snappy's
+  /// raw format of them. Only sent to readers that accept it.
+  var compression: UInt32 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2134,7 +2150,7 @@ nonisolated extension WirePullBulkProgress: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PullTableFilesRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}files\0\u{3}resume_file\0\u{3}resume_offset\0\u{3}max_chunk_bytes\0\u{3}max_call_bytes\0\u{3}source_retry_ms\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}source_address\0\u{1}files\0\u{3}resume_file\0\u{3}resume_offset\0\u{3}max_chunk_bytes\0\u{3}max_call_bytes\0\u{3}source_retry_ms\0\u{1}compression\0")
 
   fileprivate class _StorageClass {
     var _plan: WireMigrationPlan? = nil
@@ -2145,6 +2161,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
     var _maxChunkBytes: UInt32 = 0
     var _maxCallBytes: UInt64 = 0
     var _sourceRetryMs: UInt32 = 0
+    var _compression: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2163,6 +2180,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
       _maxChunkBytes = source._maxChunkBytes
       _maxCallBytes = source._maxCallBytes
       _sourceRetryMs = source._sourceRetryMs
+      _compression = source._compression
     }
   }
 
@@ -2189,6 +2207,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxChunkBytes) }()
         case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._maxCallBytes) }()
         case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._sourceRetryMs) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._compression) }()
         default: break
         }
       }
@@ -2225,6 +2244,9 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
       if _storage._sourceRetryMs != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._sourceRetryMs, fieldNumber: 8)
       }
+      if _storage._compression != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._compression, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2242,6 +2264,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
         if _storage._maxChunkBytes != rhs_storage._maxChunkBytes {return false}
         if _storage._maxCallBytes != rhs_storage._maxCallBytes {return false}
         if _storage._sourceRetryMs != rhs_storage._sourceRetryMs {return false}
+        if _storage._compression != rhs_storage._compression {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3118,13 +3141,14 @@ nonisolated extension WireTableFileList: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireReadTableFileRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ReadTableFileRequest"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}name\0\u{1}offset\0\u{3}max_bytes\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{1}name\0\u{1}offset\0\u{3}max_bytes\0\u{1}compression\0")
 
   fileprivate class _StorageClass {
     var _plan: WireMigrationPlan? = nil
     var _name: String = String()
     var _offset: UInt64 = 0
     var _maxBytes: UInt32 = 0
+    var _compression: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3139,6 +3163,7 @@ nonisolated extension WireReadTableFileRequest: SwiftProtobuf.Message, SwiftProt
       _name = source._name
       _offset = source._offset
       _maxBytes = source._maxBytes
+      _compression = source._compression
     }
   }
 
@@ -3161,6 +3186,7 @@ nonisolated extension WireReadTableFileRequest: SwiftProtobuf.Message, SwiftProt
         case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
         case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._offset) }()
         case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxBytes) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._compression) }()
         default: break
         }
       }
@@ -3185,6 +3211,9 @@ nonisolated extension WireReadTableFileRequest: SwiftProtobuf.Message, SwiftProt
       if _storage._maxBytes != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._maxBytes, fieldNumber: 4)
       }
+      if _storage._compression != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._compression, fieldNumber: 5)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3198,6 +3227,7 @@ nonisolated extension WireReadTableFileRequest: SwiftProtobuf.Message, SwiftProt
         if _storage._name != rhs_storage._name {return false}
         if _storage._offset != rhs_storage._offset {return false}
         if _storage._maxBytes != rhs_storage._maxBytes {return false}
+        if _storage._compression != rhs_storage._compression {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3209,7 +3239,7 @@ nonisolated extension WireReadTableFileRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WireTableFileChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".TableFileChunk"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}crc32c\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}data\0\u{1}crc32c\0\u{1}compression\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3219,6 +3249,7 @@ nonisolated extension WireTableFileChunk: SwiftProtobuf.Message, SwiftProtobuf._
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.data) }()
       case 2: try { try decoder.decodeSingularFixed32Field(value: &self.crc32C) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.compression) }()
       default: break
       }
     }
@@ -3231,12 +3262,16 @@ nonisolated extension WireTableFileChunk: SwiftProtobuf.Message, SwiftProtobuf._
     if self.crc32C != 0 {
       try visitor.visitSingularFixed32Field(value: self.crc32C, fieldNumber: 2)
     }
+    if self.compression != 0 {
+      try visitor.visitSingularUInt32Field(value: self.compression, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: WireTableFileChunk, rhs: WireTableFileChunk) -> Bool {
     if lhs.data != rhs.data {return false}
     if lhs.crc32C != rhs.crc32C {return false}
+    if lhs.compression != rhs.compression {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -112,7 +112,8 @@ extension ShardInstanceService {
         try await pullGate.enter(plan.id)
         defer { Task { await pullGate.leave(plan.id) } }
         try await withSource(at: request.sourceAddress, of: plan, chunksPerStream: 1,
-                             retryMilliseconds: request.sourceRetryMs) { source in
+                             retryMilliseconds: request.sourceRetryMs,
+                             compression: BulkCompression(rawValue: request.compression) ?? .none) { source in
             let pieces = Self.pieces(of: files, from: Int(request.resumeFile), at: request.resumeOffset,
                                      chunkBytes: chunkBytes, budget: callBytes)
             @Sendable func read(_ index: Int) async throws -> Data? {

@@ -84,9 +84,14 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         let plan = try plan(request.plan)
         let name = request.name, offset = request.offset
         let maxBytes = Int(min(max(request.maxBytes, 4096), UInt32(MigrationServer.largestBulkChunkBytes)))
-        let data = try await call { try engine.readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes) }
-        if let rateLimiter { try await rateLimiter.acquire(data.count) }
-        return WireTableFileChunk(data)
+        let compression = BulkCompression(rawValue: request.compression) ?? .none
+        // Compressed on the thread that read it, not on the cooperative pool.
+        let (bytes, chunk) = try await call { () -> (Int, WireTableFileChunk) in
+            let data = try engine.readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes)
+            return (data.count, WireTableFileChunk(data, compression: compression))
+        }
+        if let rateLimiter { try await rateLimiter.acquire(bytes) }
+        return chunk
     }
 
     func releaseTableFiles(request: WirePlanRequest, context: ServerContext) async throws -> WireAck {

@@ -57,24 +57,48 @@ enum Snappy {
     ///
     /// - throws: `.invalidArgument` when the bytes are not Snappy's format or expand to another size.
     static func decompress(_ compressed: UnsafeRawBufferPointer, expected: Int) throws -> Data {
+        try decompress(compressed, what: "bulk chunk") { length in
+            guard length == expected else {
+                throw ShardDBError(.invalidArgument, "malformed message: a compressed bulk chunk does not expand to "
+                    + "the \(expected) bytes its lengths add up to")
+            }
+        }
+    }
+
+    /// `compressed` expanded, which must come to at most `limit` bytes (what the
+    /// reader asked for, so memory is bounded by the request, not by the message).
+    ///
+    /// - throws: `.invalidArgument` when the bytes are not Snappy's format or expand to more.
+    static func decompress(_ compressed: UnsafeRawBufferPointer, atMost limit: Int, what: String) throws -> Data {
+        try decompress(compressed, what: what) { length in
+            guard length <= limit else {
+                throw ShardDBError(.invalidArgument, "malformed message: a compressed \(what) expands to \(length) bytes, "
+                    + "more than the \(limit) asked for")
+            }
+        }
+    }
+
+    /// `compressed` expanded, once `check` accepted the length its header declares.
+    private static func decompress(_ compressed: UnsafeRawBufferPointer, what: String, check: (Int) throws -> Void) throws -> Data {
         guard !compressed.isEmpty, let base = compressed.baseAddress?.assumingMemoryBound(to: CChar.self) else {
-            guard expected == 0 else { throw ShardDBError(.invalidArgument, "malformed message: empty compressed bulk chunk") }
+            try check(0)
             return Data()
         }
         var length = 0
-        guard snappy_uncompressed_length(base, compressed.count, &length) == SNAPPY_OK, length == expected else {
-            throw ShardDBError(.invalidArgument, "malformed message: a compressed bulk chunk does not expand to "
-                + "the \(expected) bytes its lengths add up to")
+        guard snappy_uncompressed_length(base, compressed.count, &length) == SNAPPY_OK else {
+            throw ShardDBError(.invalidArgument, "malformed message: a compressed \(what) is not valid Snappy data")
         }
+        try check(length)
+        let expected = length
         guard let out = malloc(max(length, 1)) else {
             // (The size is bounded by what a message could carry: this is the process out of memory.)
-            throw ShardDBError(.invalidArgument, "out of memory: no room to expand a bulk chunk of \(length) bytes")
+            throw ShardDBError(.invalidArgument, "out of memory: no room to expand a \(what) of \(length) bytes")
         }
         var written = length
         guard snappy_uncompress(base, compressed.count, out.assumingMemoryBound(to: CChar.self), &written) == SNAPPY_OK,
               written == expected else {
             free(out)
-            throw ShardDBError(.invalidArgument, "malformed message: a compressed bulk chunk is not valid Snappy data")
+            throw ShardDBError(.invalidArgument, "malformed message: a compressed \(what) is not valid Snappy data")
         }
         return Data(bytesNoCopy: out, count: written, deallocator: .free)
     }

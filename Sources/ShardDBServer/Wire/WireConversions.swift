@@ -368,19 +368,38 @@ extension WireTableFileInfo {
 }
 
 extension WireTableFileChunk {
-    init(_ data: Data) {
+    /// A piece of a table file, Snappy-compressed when `compression` asks for it
+    /// and it shrinks by an eighth at least (text-like values do, several times
+    /// over: a table file's blocks are compressed one by one, small), else as it is.
+    init(_ data: Data, compression: BulkCompression = .none) {
         self.init()
-        self.data = data
+        if compression == .snappy, let compressed = data.withUnsafeBytes({ Snappy.compress($0) }) {
+            self.data = compressed
+            self.compression = BulkCompression.snappy.rawValue
+        } else {
+            self.data = data
+        }
         var crc = CRC32C()
-        crc.update(data)
+        crc.update(self.data)
         crc32C = crc.checksum
     }
 
-    /// - throws: `.corruptedValue` when the checksum does not match.
-    func decoded() throws -> Data {
+    /// The piece's bytes, expanded when compressed (to at most `limit` bytes:
+    /// what the reader asked for).
+    ///
+    /// - throws: `.corruptedValue` when the checksum does not match; `.invalidArgument`
+    ///   for an unknown compression, bytes that are not Snappy's format or expand past `limit`.
+    func decoded(atMost limit: Int = .max) throws -> Data {
         var crc = CRC32C()
         crc.update(data)
         guard crc.checksum == crc32C else { throw ShardDBError(.corruptedValue, "table file chunk checksum mismatch") }
-        return data
+        switch BulkCompression(rawValue: compression) {
+        case .none?:
+            return data
+        case .snappy?:
+            return try data.withUnsafeBytes { try Snappy.decompress($0, atMost: limit, what: "table file chunk") }
+        case nil:
+            throw ShardDBError(.invalidArgument, "malformed message: table file chunk in unknown compression \(compression)")
+        }
     }
 }

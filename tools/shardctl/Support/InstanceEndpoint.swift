@@ -54,10 +54,10 @@ struct RemoteOptions: ParsableArguments {
     }
 }
 
-/// How bulk entries travel between two live instances (migrate, rescale).
+/// How a bulk copy travels between two live instances (migrate, rescale).
 struct WireOptions: ParsableArguments {
     @Option(name: .customLong("wire-compression"),
-            help: "Between two live instances, how the bulk copy's entries travel: snappy (each chunk compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
+            help: "Between two live instances, how the bulk copy travels (entries or table files): snappy (each chunk or piece compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
     var method: WireCompressionArgument = .snappy
 
     var compression: BulkCompression {
