@@ -252,51 +252,50 @@ extension DirectBulkTests {
     /// 1 MiB pieces each (each call resuming where the previous one reported),
     /// arrive whole: the import checks every size, and every value reads back.
     func testTableFilesArePulledInSeveralCallsAndPieces() async throws {
-        let workspace = try Workspace("DirectTableFiles")
-        let (dir, expected) = try makeIncompressibleShard(workspace)
-        let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
-        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
-        let source = try workspace.client(a.address)
-        let target = try pullingInCallsOfTwoPieces(b, workspace)
-
-        let report = try await MigrationCoordinator(source: source, target: target).migrate(tableFilesInPiecesOf1MiB)
-        XCTAssertEqual(report.bulkTransfer, .tableFiles)
+        let report = try await moveIncompressibleTableFiles("DirectTableFiles", tableFilesInPiecesOf1MiB) { server, workspace in
+            try self.pullingInCallsOfTwoPieces(server, workspace)
+        }
         XCTAssertEqual(report.bulkRoute, .direct)
         XCTAssertGreaterThan(report.bytesCopied, 5 << 20, "too small to need several calls")
-        XCTAssertEqual(report.keysCopied, 16_000)
-        try await assertValues(expected, on: target)
-        await source.close()
-        await target.close()
-        XCTAssertEqual(a.terminate(), 0)
-        XCTAssertEqual(b.terminate(), 0)
     }
 
     /// Table files relayed with one piece unacknowledged at a time: the target
     /// acknowledges each piece once it is written and synced, without waiting
     /// for the next one (which the coordinator sends only after that ack).
     func testRelayedTableFilesWithOnePieceInFlightArriveWhole() async throws {
-        let workspace = try Workspace("RelayOneInFlight")
+        var request = tableFilesInPiecesOf1MiB
+        request.bulkRoute = .relay
+        let report = try await moveIncompressibleTableFiles("RelayOneInFlight", request) { server, _ in
+            var configuration = RemoteInstance.Configuration()
+            configuration.bulkInFlight = 1
+            configuration.retryWindow = .seconds(2)
+            configuration.callTimeout = .seconds(5)
+            return try RemoteInstance(address: server.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+        }
+        XCTAssertEqual(report.bulkRoute, .relay)
+    }
+
+    /// Moves the incompressible shard as table files (`request`) between two new
+    /// servers, through the target client `makeTarget` gives, and checks that
+    /// every key and value arrived.
+    private func moveIncompressibleTableFiles(_ name: String, _ request: MigrationRequest,
+                                              target makeTarget: (ServeProcess, Workspace) throws -> RemoteInstance)
+        async throws -> MigrationReport {
+        let workspace = try Workspace(name)
         let (dir, expected) = try makeIncompressibleShard(workspace)
         let a = try ServeProcess(directory: dir, tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
         let source = try workspace.client(a.address)
-        var configuration = RemoteInstance.Configuration()
-        configuration.bulkInFlight = 1
-        configuration.retryWindow = .seconds(2)
-        configuration.callTimeout = .seconds(5)
-        let target = try RemoteInstance(address: b.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
-
-        var request = tableFilesInPiecesOf1MiB
-        request.bulkRoute = .relay
+        let target = try makeTarget(b, workspace)
         let report = try await MigrationCoordinator(source: source, target: target).migrate(request)
         XCTAssertEqual(report.bulkTransfer, .tableFiles)
-        XCTAssertEqual(report.bulkRoute, .relay)
         XCTAssertEqual(report.keysCopied, 16_000)
         try await assertValues(expected, on: target)
         await source.close()
         await target.close()
         XCTAssertEqual(a.terminate(), 0)
         XCTAssertEqual(b.terminate(), 0)
+        return report
     }
 
     /// A pull refused after some of its calls (the target's third call cannot
