@@ -578,6 +578,24 @@ final class TransportSecurityTests: XCTestCase {
         } catch let error as RPCError {
             XCTAssertEqual(error.code, .dataLoss, "\(error)")
         }
+        // A compressed piece whose header claims 1 GiB is refused before anything is
+        // allocated or written (relays send pieces as read; the cap is a chunk's size).
+        var inflated = WireTableFileChunk()
+        inflated.data = Data([0x80, 0x80, 0x80, 0x80, 0x04, 0x00])
+        inflated.compression = BulkCompression.snappy.rawValue
+        var crc = CRC32C()
+        crc.update(inflated.data)
+        inflated.crc32C = crc.checksum
+        do {
+            _ = try await target.stub.writeTableFile(.with { $0.plan = WireMigrationPlan(plan); $0.name = first.name; $0.chunk = inflated })
+            XCTFail("a piece claiming 1 GiB accepted")
+        } catch let error as RPCError {
+            XCTAssertEqual(error.code, .invalidArgument, "\(error)")
+            XCTAssertTrue(error.message.contains("more than"), "refused for its claimed size, not after allocating it: \(error)")
+        }
+        await expect(.invalidArgument, "a write past the end, after the refused piece") {
+            try await target.writeTableFile(plan, name: first.name, offset: 1, head)
+        }
         // Truncated: the import refuses a file shorter than exported, and nothing goes live.
         try await target.writeTableFile(plan, name: first.name, offset: 0, head)
         await expect(.invalidArgument, "an incomplete file") { _ = try await target.importTableFiles(plan, files) }

@@ -197,7 +197,8 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         let plan = try plan(request.plan)
         let name = request.name, offset = request.offset
         let data: Data
-        do { data = try request.chunk.decoded() } catch { throw ErrorMapping.rpcError(error) }
+        // (Relayed pieces come as read; a compressed one may not claim more than a chunk.)
+        do { data = try request.chunk.decoded(atMost: MigrationServer.largestBulkChunkBytes) } catch { throw ErrorMapping.rpcError(error) }
         try await call { try engine.writeTableFile(plan, name: name, offset: offset, data) }
         return WireAck()
     }

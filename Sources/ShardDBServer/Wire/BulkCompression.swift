@@ -89,14 +89,13 @@ enum Snappy {
             throw ShardDBError(.invalidArgument, "malformed message: a compressed \(what) is not valid Snappy data")
         }
         try check(length)
-        let expected = length
         guard let out = malloc(max(length, 1)) else {
             // (The size is bounded by what a message could carry: this is the process out of memory.)
             throw ShardDBError(.invalidArgument, "out of memory: no room to expand a \(what) of \(length) bytes")
         }
         var written = length
         guard snappy_uncompress(base, compressed.count, out.assumingMemoryBound(to: CChar.self), &written) == SNAPPY_OK,
-              written == expected else {
+              written == length else {
             free(out)
             throw ShardDBError(.invalidArgument, "malformed message: a compressed \(what) is not valid Snappy data")
         }

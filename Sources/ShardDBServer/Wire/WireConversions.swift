@@ -385,11 +385,12 @@ extension WireTableFileChunk {
     }
 
     /// The piece's bytes, expanded when compressed (to at most `limit` bytes:
-    /// what the reader asked for).
+    /// what the reader asked for, or the largest piece a writer takes; the
+    /// length a compressed piece declares is checked before anything is allocated).
     ///
     /// - throws: `.corruptedValue` when the checksum does not match; `.invalidArgument`
     ///   for an unknown compression, bytes that are not Snappy's format or expand past `limit`.
-    func decoded(atMost limit: Int = .max) throws -> Data {
+    func decoded(atMost limit: Int) throws -> Data {
         var crc = CRC32C()
         crc.update(data)
         guard crc.checksum == crc32C else { throw ShardDBError(.corruptedValue, "table file chunk checksum mismatch") }
