@@ -75,13 +75,9 @@ extension Database {
         let lock = closeGuard
         let hold = lock.lockShared()
         defer { lock.unlock(hold) }
-        var db: OpaquePointer?
-        let familyHandles = try families.map { family -> OpaquePointer? in
-            let (handle, familyHandle) = try self.handles(family)
-            db = handle
-            return familyHandle
-        }
-        guard let db else { return }
+        let resolved = try families.map { try self.handles($0) }
+        guard let db = resolved.first?.0 else { return }
+        let familyHandles: [OpaquePointer?] = resolved.map(\.1)
         try withStatus { error in
             familyHandles.withUnsafeBufferPointer { sharddb_flush_cfs(db, $0.baseAddress, $0.count, wait ? 1 : 0, error) }
         }
