@@ -335,6 +335,8 @@ final class MigrationRuntime: @unchecked Sendable {
     private var snapshots: [String: Snapshot] = [:]
     private var readers: [String: ChangelogReader] = [:]
     private var fences: [String: Fence] = [:]
+    /// Journal entries as last decoded, with the bytes they were decoded from.
+    private var decodedEntries: [String: (stored: [UInt8], entry: MigrationJournalEntry)] = [:]
     /// The call locks of migrations with a serialized call running or waiting; each
     /// is removed when its last user leaves, so ids (journaled or not, finished or
     /// not) leave nothing behind.
@@ -388,6 +390,17 @@ final class MigrationRuntime: @unchecked Sendable {
             return snapshot
         }
     }
+    /// The entry last decoded for `id` when `stored` is still its stored form.
+    func decodedEntry(_ id: String, stored: [UInt8]) -> MigrationJournalEntry? {
+        withLock { decodedEntries[id].flatMap { $0.stored == stored ? $0.entry : nil } }
+    }
+    func rememberDecoded(_ id: String, _ entry: MigrationJournalEntry, stored: [UInt8]) {
+        withLock {
+            // A handful of migrations at a time; ids of finished ones go at the next overflow.
+            if decodedEntries.count >= 64 && decodedEntries[id] == nil { decodedEntries = [:] }
+            decodedEntries[id] = (stored, entry)
+        }
+    }
     func reader(_ id: String) -> ChangelogReader? { withLock { readers[id] } }
     func setReader(_ id: String, _ reader: ChangelogReader?) { withLock { readers[id] = reader } }
     func fence(_ id: String) -> Fence? { withLock { fences[id] } }
@@ -398,6 +411,7 @@ final class MigrationRuntime: @unchecked Sendable {
         let snapshot: Snapshot? = withLock {
             readers[id] = nil
             fences[id] = nil
+            decodedEntries[id] = nil
             return snapshots.removeValue(forKey: id)
         }
         snapshot?.release()
