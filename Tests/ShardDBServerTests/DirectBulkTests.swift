@@ -187,6 +187,35 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(files.status, 0, files.stderr)
         XCTAssertEqual(filesReport?["bulkTransfer"] as? String, "tableFiles")
         XCTAssertEqual(filesReport?["bulkRoute"] as? String, "relay")
+        XCTAssertNil(filesReport?["bulkWireBytes"], "counted only for pulls")
+
+        try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
+    /// A whole shard pulled as table files reports what its pieces took on the
+    /// network: Snappy-compressed by default (what RocksDB's own compression of
+    /// each block leaves still shrinks, here by about 40%), the files' own bytes with
+    /// `--wire-compression none`.
+    func testPulledTableFilesCountTheirBytesOnTheWire() async throws {
+        let workspace = try Workspace("DirectFilesWire")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        let common = between(a, b, workspace) + ["--bulk-transfer", "table-files"]
+
+        let (compressed, compressedReport) = try await migrate(common + ["--shard", "0"])
+        XCTAssertEqual(compressed.status, 0, compressed.stderr)
+        XCTAssertEqual(compressedReport?["bulkRoute"] as? String, "direct")
+        let copied = try XCTUnwrap(compressedReport?["bytesCopied"] as? Int)
+        let onTheWire = try XCTUnwrap(compressedReport?["bulkWireBytes"] as? Int)
+        XCTAssertGreaterThan(onTheWire, 0)
+        // (A piece is sent compressed when that saves an eighth or more.)
+        XCTAssertLessThanOrEqual(onTheWire, copied - copied / 8, "compressed on the wire")
+
+        let (plain, plainReport) = try await migrate(common + ["--shard", "1", "--wire-compression", "none"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertEqual(plainReport?["bulkRoute"] as? String, "direct")
+        XCTAssertEqual(plainReport?["bulkWireBytes"] as? Int, plainReport?["bytesCopied"] as? Int, "as read")
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }

@@ -99,9 +99,9 @@ public struct MigrationReport: Sendable, Codable {
     /// (through the coordinator); nil when nothing was copied between two other processes.
     public var bulkRoute: BulkRoute?
     public var bulkSeconds: Double
-    /// The bytes the bulk copy's entries took on the network when the target
-    /// pulled them and its transport counted them (less than `bytesCopied` when
-    /// they travelled compressed); nil otherwise.
+    /// The bytes the bulk copy's entries or table files took on the network when
+    /// the target pulled them all and its transport counted them (less than
+    /// `bytesCopied` when they travelled compressed); nil otherwise.
     public var bulkWireBytes: Int?
     public var catchUpSeconds: Double
     /// How long reads and writes of the range were held (fence to source commit).
@@ -160,6 +160,7 @@ public struct MigrationCoordinator: Sendable {
             let bulkStart = Date()
             var transfer = BulkTransfer.entries
             var route: BulkRoute?
+            var wireBytes: Int?
             if !resume.bulkDone, request.bulkTransfer != .entries, resume.bulkResumeKey == nil {
                 let before = state
                 let copied = try await copyTableFiles(plan, chunkBytes: request.bulkChunkBytes, route: request.bulkRoute) { sent in
@@ -171,6 +172,7 @@ public struct MigrationCoordinator: Sendable {
                 if let copied {
                     transfer = .tableFiles
                     route = copied.route
+                    wireBytes = copied.wireBytes
                     state.keysCopied += copied.keys
                     state.bytesCopied += copied.bytes
                     report(.bulkCopy)
@@ -182,7 +184,6 @@ public struct MigrationCoordinator: Sendable {
             }
             var pulled = false
             var relayAfter = resume.bulkResumeKey
-            var wireBytes: Int?
             if !resume.bulkDone && transfer == .entries && request.bulkRoute == .direct, let address = source.peerAddress {
                 // The target reads the chunks from the source itself: they cross the network once.
                 let copied = Mutex((state: state, after: relayAfter, wireBytes: Optional(0)))
@@ -288,7 +289,7 @@ public struct MigrationCoordinator: Sendable {
                 id: plan.id, sourceShard: plan.sourceShard, targetShard: plan.targetShard, range: "\(plan.range)",
                 keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
                 snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer,
-                bulkRoute: route, bulkSeconds: bulkSeconds, bulkWireBytes: pulled ? wireBytes : nil,
+                bulkRoute: route, bulkSeconds: bulkSeconds, bulkWireBytes: pulled || transfer == .tableFiles ? wireBytes : nil,
                 catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
         } catch {
             if targetCommitted {
@@ -327,11 +328,13 @@ public struct MigrationCoordinator: Sendable {
     /// reports the bytes so far). Nil when the move or the endpoints do not allow
     /// it, and nothing was imported.
     func copyTableFiles(_ plan: MigrationPlan, chunkBytes: Int, route requested: BulkRoute,
-                        sent: @escaping @Sendable (Int) -> Void) async throws -> (keys: Int, bytes: Int, route: BulkRoute?)? {
+                        sent: @escaping @Sendable (Int) -> Void)
+        async throws -> (keys: Int, bytes: Int, route: BulkRoute?, wireBytes: Int?)? {
         guard case .newShard = plan.shape, plan.overlap == nil,
               let files = try await source.exportTableFiles(plan) else { return nil }
         let imported: Bool
         var route: BulkRoute?
+        let wire = Mutex(Optional(0))  // the pulled pieces' bytes on the network, while every piece says
         do {
             let offered: [TableFile]
             if source.exportsLocalTableFiles && target.importsLocalTableFiles {
@@ -340,7 +343,10 @@ public struct MigrationCoordinator: Sendable {
                 let total = Mutex(0)
                 if requested == .direct, let address = source.peerAddress,
                    try await target.pullTableFiles(plan, files, fromSourceAt: address, chunkBytes: max(chunkBytes, 1 << 20),
-                                                   written: { piece in sent(total.withLock { $0 += piece; return $0 }) }) {
+                                                   written: { piece, onTheWire in
+                    wire.withLock { counted in counted = onTheWire.flatMap { bytes in counted.map { $0 + bytes } } }
+                    sent(total.withLock { $0 += piece; return $0 })
+                }) {
                     route = .direct
                     offered = Self.delivered(files)
                 } else {
@@ -369,7 +375,8 @@ public struct MigrationCoordinator: Sendable {
         guard imported else { return nil }
         logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
         return (keys: files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) },
-                bytes: files.reduce(0) { $0 + Int($1.size) }, route: route)
+                bytes: files.reduce(0) { $0 + Int($1.size) }, route: route,
+                wireBytes: route == .direct ? wire.withLock { $0 } : nil)
     }
 
     /// Copies each exported file to the target in pieces of `chunkBytes` (the

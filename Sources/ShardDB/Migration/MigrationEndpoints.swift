@@ -239,12 +239,13 @@ public protocol MigrationTarget: Sendable {
     /// Copies the exported `files` straight from the source at `address`
     /// (``MigrationSource/peerAddress``) with ``writeTableFile(_:name:offset:_:)``
     /// semantics, in order (file after file, each from its start), calling
-    /// `written` with the bytes of each piece once written, as
+    /// `written` with the bytes of each piece once written, and what they took
+    /// on the network (compressed or not; nil when the target does not say), as
     /// ``pullBulk(_:fromSourceAt:after:maxBytes:applied:)`` does for entries.
     /// False when this target cannot, possibly after some pieces: the coordinator
     /// then sends the rest itself, from the byte after those `written` reported.
     func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
-                        written: @escaping @Sendable (Int) -> Void) async throws -> Bool
+                        written: @escaping @Sendable (_ bytes: Int, _ wireBytes: Int?) -> Void) async throws -> Bool
     /// True when this target can open paths of the source's export (an engine in this process).
     var importsLocalTableFiles: Bool { get }
     func applyBulk(_ plan: MigrationPlan, _ chunk: BulkChunk) async throws
@@ -304,7 +305,7 @@ extension MigrationTarget {
                          applied: @escaping @Sendable (BulkPullProgress) -> Void) async throws -> Bool { false }
     /// Default: false (the coordinator sends the files).
     public func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
-                               written: @escaping @Sendable (Int) -> Void) async throws -> Bool { false }
+                               written: @escaping @Sendable (_ bytes: Int, _ wireBytes: Int?) -> Void) async throws -> Bool { false }
 }
 
 /// One bulk chunk a target pulled from the source and applied (durable there).

@@ -295,6 +295,11 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     public var importsLocalTableFiles: Bool { false }
 
     public func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data {
+        try await readTableFilePiece(plan, name: name, offset: offset, maxBytes: maxBytes).data
+    }
+
+    /// ``readTableFile(_:name:offset:maxBytes:)``, with the bytes the piece took on the wire.
+    func readTableFilePiece(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> (data: Data, wireBytes: Int) {
         let request = WireReadTableFileRequest.with {
             $0.plan = WireMigrationPlan(plan)
             $0.name = name
@@ -305,7 +310,10 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         // (A server reads at least 4 KiB, at most the largest chunk it takes.)
         let limit = min(max(maxBytes, 4096), MigrationServer.largestBulkChunkBytes)
         // A chunk that fails its checksum here is read again.
-        return try await retrying("readTableFile") { try await stub.readTableFile(request, options: options).decoded(atMost: limit) }
+        return try await retrying("readTableFile") {
+            let chunk = try await stub.readTableFile(request, options: options)
+            return (try chunk.decoded(atMost: limit), chunk.data.count)
+        }
     }
 
     public func releaseTableFiles(_ plan: MigrationPlan) async throws {
@@ -434,7 +442,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     /// file and offset the previous one reported. False as for
     /// ``pullBulk(_:fromSourceAt:after:maxBytes:applied:)``.
     public func pullTableFiles(_ plan: MigrationPlan, _ files: [TableFile], fromSourceAt address: String, chunkBytes: Int,
-                               written: @escaping @Sendable (Int) -> Void) async throws -> Bool {
+                               written: @escaping @Sendable (_ bytes: Int, _ wireBytes: Int?) -> Void) async throws -> Bool {
         guard !files.isEmpty else { return true }
         let position = LockedValue<(file: UInt32, offset: UInt64, done: Bool)>((0, 0, false))
         let wirePlan = WireMigrationPlan(plan)
@@ -457,7 +465,10 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                         for try await message in response.messages {
                             position.value = (message.file, message.offset, message.done)
                             progressed.value = ContinuousClock.now
-                            if message.bytes > 0 { written(Int(clamping: message.bytes)) }
+                            // (No wire bytes: a target that predates the count.)
+                            if message.bytes > 0 {
+                                written(Int(clamping: message.bytes), message.wireBytes > 0 ? Int(clamping: message.wireBytes) : nil)
+                            }
                         }
                     }
                 }

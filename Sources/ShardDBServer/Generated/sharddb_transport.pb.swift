@@ -684,6 +684,10 @@ nonisolated struct WirePullTableFilesProgress: Sendable {
 
   var done: Bool = false
 
+  /// Bytes of the piece as it came from the source (compressed or not); 0 from
+  /// targets that predate the field.
+  var wireBytes: UInt64 = 0
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -2276,7 +2280,7 @@ nonisolated extension WirePullTableFilesRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PullTableFilesProgress"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}file\0\u{1}offset\0\u{1}bytes\0\u{1}done\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}file\0\u{1}offset\0\u{1}bytes\0\u{1}done\0\u{3}wire_bytes\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2288,6 +2292,7 @@ nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.wireBytes) }()
       default: break
       }
     }
@@ -2306,6 +2311,9 @@ nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftPr
     if self.done != false {
       try visitor.visitSingularBoolField(value: self.done, fieldNumber: 4)
     }
+    if self.wireBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.wireBytes, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2314,6 +2322,7 @@ nonisolated extension WirePullTableFilesProgress: SwiftProtobuf.Message, SwiftPr
     if lhs.offset != rhs.offset {return false}
     if lhs.bytes != rhs.bytes {return false}
     if lhs.done != rhs.done {return false}
+    if lhs.wireBytes != rhs.wireBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -116,16 +116,17 @@ extension ShardInstanceService {
                              compression: BulkCompression(rawValue: request.compression) ?? .none) { source in
             let pieces = Self.pieces(of: files, from: Int(request.resumeFile), at: request.resumeOffset,
                                      chunkBytes: chunkBytes, budget: callBytes)
-            @Sendable func read(_ index: Int) async throws -> Data? {
+            @Sendable func read(_ index: Int) async throws -> (data: Data, wireBytes: Int)? {
                 guard index < pieces.count else { return nil }
                 let piece = pieces[index]
                 // (A server reads at least 4 KiB: a shorter piece may come back longer.)
-                let data = try await source.readTableFile(plan, name: files[piece.file].name, offset: piece.offset, maxBytes: piece.length)
+                let (data, wireBytes) = try await source.readTableFilePiece(plan, name: files[piece.file].name, offset: piece.offset,
+                                                                            maxBytes: piece.length)
                 guard data.count >= piece.length else {
                     throw ShardDBError(.corruptedValue, "table file \(files[piece.file].name) of migration \(plan.id): "
                         + "\(data.count) bytes at \(piece.offset), expected \(piece.length) (the export changed?)")
                 }
-                return data.count == piece.length ? data : data.prefix(piece.length)
+                return (data.count == piece.length ? data : data.prefix(piece.length), wireBytes)
             }
             if pieces.isEmpty {
                 // Nothing left (a resume at the end): report where it stands.
@@ -134,7 +135,7 @@ extension ShardInstanceService {
             }
             // A few reads in flight: each is a round trip to the source, and one
             // at a time leaves both ends waiting on it.
-            var reads: [Task<Data?, Error>] = []
+            var reads: [Task<(data: Data, wireBytes: Int)?, Error>] = []
             defer { reads.forEach { $0.cancel() } }
             var requested = 0
             func refill() {
@@ -144,7 +145,7 @@ extension ShardInstanceService {
                     requested += 1
                 }
             }
-            func report(_ index: Int) async throws {
+            func report(_ index: Int, wireBytes: Int) async throws {
                 let piece = pieces[index]
                 let end = piece.offset + UInt64(piece.length)
                 let last = piece.file == files.count - 1 && end >= files[piece.file].size
@@ -154,27 +155,28 @@ extension ShardInstanceService {
                     progress.file = UInt32(whole ? piece.file + 1 : piece.file)
                     progress.offset = whole ? 0 : end
                     progress.bytes = UInt64(piece.length)
+                    progress.wireBytes = UInt64(max(wireBytes, 1))
                     progress.done = last
                 })
             }
             // Each piece is synced while the next one is received and written (the
             // disk busy meanwhile), and reported once synced, in order.
-            var syncing: (index: Int, task: Task<Void, Error>)?
+            var syncing: (index: Int, wireBytes: Int, task: Task<Void, Error>)?
             for (index, piece) in pieces.enumerated() {
                 try Task.checkCancellation()
                 refill()
                 guard let current = try await reads.removeFirst().value else { break }
                 let name = files[piece.file].name
-                try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current, sync: false) }
+                try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current.data, sync: false) }
                 if let previous = syncing {
                     try await previous.task.value
-                    try await report(previous.index)
+                    try await report(previous.index, wireBytes: previous.wireBytes)
                 }
-                syncing = (index, Task { try await blocking { try engine.syncTableFile(plan, name: name) } })
+                syncing = (index, current.wireBytes, Task { try await blocking { try engine.syncTableFile(plan, name: name) } })
             }
             if let last = syncing {
                 try await last.task.value
-                try await report(last.index)
+                try await report(last.index, wireBytes: last.wireBytes)
             }
         }
     }
