@@ -112,7 +112,7 @@ final class BulkCompressionTests: XCTestCase {
         XCTAssertEqual(BulkCompression(name: "none"), BulkCompression.none)
         XCTAssertNil(BulkCompression(name: "zstd"))
         XCTAssertEqual(RemoteInstance.Configuration().pullCompression, .snappy, "targets pull compressed by default")
-        XCTAssertEqual(RemoteInstance.Configuration().readCompression, BulkCompression.none, "a relaying coordinator reads as read")
+        XCTAssertEqual(RemoteInstance.Configuration().readCompression, .snappy, "a relaying coordinator reads compressed, and forwards so")
     }
 
     // MARK: Table file pieces
@@ -136,6 +136,27 @@ final class BulkCompressionTests: XCTestCase {
         XCTAssertEqual(raw.compression, 0)
         XCTAssertEqual(try raw.decoded(atMost: random.count), random)
         XCTAssertEqual(WireTableFileChunk(text).compression, 0, "not asked for: as it is")
+    }
+
+    /// A relaying coordinator forwards a piece as it came from the source
+    /// (compressed, with the source's checksum); a piece changed since is
+    /// encoded again from its bytes, as they are.
+    func testRelayedTableFilePiecesAreForwardedAsTheyCame() throws {
+        let text = Data((0..<(1 << 16)).map { UInt8(truncatingIfNeeded: $0 % 251 / 3) })
+        let received = WireTableFileChunk(text, compression: .snappy)
+        XCTAssertEqual(received.compression, BulkCompression.snappy.rawValue)
+        var piece = TableFilePiece(name: "000007.sst", offset: 4096, data: try received.decoded(atMost: text.count), encoded: received)
+        XCTAssertEqual(piece.encoded?.wireBytes, received.data.count)
+        let forwarded = RemoteInstance.writeTableFileRequest(WireMigrationPlan(), piece)
+        XCTAssertEqual(forwarded.chunk, received, "as it came")
+        XCTAssertEqual(forwarded.name, "000007.sst")
+        XCTAssertEqual(forwarded.offset, 4096)
+
+        piece.data.append(0)
+        XCTAssertNil(piece.encoded, "changed: no longer the bytes received")
+        let encodedAgain = RemoteInstance.writeTableFileRequest(WireMigrationPlan(), piece).chunk
+        XCTAssertEqual(encodedAgain.compression, 0)
+        XCTAssertEqual(try encodedAgain.decoded(atMost: 1 << 20), piece.data)
     }
 
     /// A compressed piece that expands past what the reader asked for, that is

@@ -53,7 +53,8 @@ final class DirectBulkTests: XCTestCase {
 
     /// With the shared token the target pulls (report: direct), the entries
     /// Snappy-compressed on the wire unless `--wire-compression none`; `--bulk-route relay`
-    /// sends the same kind of move through the coordinator (report: relay).
+    /// sends the same kind of move through the coordinator (report: relay), which
+    /// forwards the chunks compressed as they came.
     func testTargetPullsTheBulkCopyUnlessToldToRelay() async throws {
         let workspace = try Workspace("DirectBulk")
         let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
@@ -73,7 +74,8 @@ final class DirectBulkTests: XCTestCase {
         let (relayed, relayReport) = try await migrate(common + ["--shard", "1", "--bulk-route", "relay"])
         XCTAssertEqual(relayed.status, 0, relayed.stderr)
         XCTAssertEqual(relayReport?["bulkRoute"] as? String, "relay")
-        XCTAssertNil(relayReport?["bulkWireBytes"], "counted only for pulls")
+        let relayedCopied = try XCTUnwrap(relayReport?["bytesCopied"] as? Int)
+        XCTAssertLessThan(try XCTUnwrap(relayReport?["bulkWireBytes"] as? Int), relayedCopied / 3, "forwarded compressed")
 
         let (bad, _) = try await migrate(common + ["--shard", "2", "--bulk-route", "sideways"])
         XCTAssertNotEqual(bad.status, 0)
@@ -187,7 +189,9 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(files.status, 0, files.stderr)
         XCTAssertEqual(filesReport?["bulkTransfer"] as? String, "tableFiles")
         XCTAssertEqual(filesReport?["bulkRoute"] as? String, "relay")
-        XCTAssertNil(filesReport?["bulkWireBytes"], "counted only for pulls")
+        // Relayed one call per piece, compressed as read (a compressed piece saves an eighth or more).
+        let filesCopied = try XCTUnwrap(filesReport?["bytesCopied"] as? Int)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(filesReport?["bulkWireBytes"] as? Int), filesCopied - filesCopied / 8)
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
@@ -195,10 +199,11 @@ final class DirectBulkTests: XCTestCase {
     /// A whole shard pulled as table files reports what its pieces took on the
     /// network: Snappy-compressed by default (what RocksDB's own compression of
     /// each block leaves still shrinks, here by about 40%), the files' own bytes with
-    /// `--wire-compression none`.
-    func testPulledTableFilesCountTheirBytesOnTheWire() async throws {
+    /// `--wire-compression none`. Relayed, the pieces are forwarded compressed as
+    /// they came from the source, and arrive whole.
+    func testTableFilesCountTheirBytesOnTheWire() async throws {
         let workspace = try Workspace("DirectFilesWire")
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 6000, valueSize: 300),
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
                                  tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
         let common = between(a, b, workspace) + ["--bulk-transfer", "table-files"]
@@ -216,6 +221,13 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertEqual(plainReport?["bulkRoute"] as? String, "direct")
         XCTAssertEqual(plainReport?["bulkWireBytes"] as? Int, plainReport?["bytesCopied"] as? Int, "as read")
+
+        let (relayed, relayedReport) = try await migrate(common + ["--shard", "2", "--bulk-route", "relay"])
+        XCTAssertEqual(relayed.status, 0, relayed.stderr)
+        XCTAssertEqual(relayedReport?["bulkRoute"] as? String, "relay")
+        XCTAssertEqual(relayedReport?["bulkTransfer"] as? String, "tableFiles")
+        let relayedCopied = try XCTUnwrap(relayedReport?["bytesCopied"] as? Int)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(relayedReport?["bulkWireBytes"] as? Int), relayedCopied - relayedCopied / 8)
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }

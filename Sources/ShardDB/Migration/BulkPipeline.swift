@@ -92,12 +92,12 @@ actor TableFileReader {
         guard file < files.count else { return nil }
         try Task.checkCancellation()
         let current = files[file]
-        let data = try await source.readTableFile(plan, name: current.name, offset: offset, maxBytes: maxBytes)
-        guard !data.isEmpty else {
+        // (As the transport received it: a coordinator forwards it so, compressed or not.)
+        let piece = try await source.readTableFilePiece(plan, name: current.name, offset: offset, maxBytes: maxBytes)
+        guard !piece.data.isEmpty else {
             throw ShardDBError(.corruptedValue, "table file \(current.name) ended at \(offset) of its \(current.size) bytes")
         }
-        let piece = TableFilePiece(name: current.name, offset: offset, data: data)
-        offset += UInt64(data.count)
+        offset += UInt64(piece.data.count)
         return piece
     }
 }

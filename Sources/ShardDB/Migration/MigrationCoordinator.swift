@@ -160,7 +160,7 @@ public struct MigrationCoordinator: Sendable {
             let bulkStart = Date()
             var transfer = BulkTransfer.entries
             var route: BulkRoute?
-            var wireBytes: Int?
+            var wireBytes: Int? = 0  // (nil once a chunk or piece crossed uncounted)
             if !resume.bulkDone, request.bulkTransfer != .entries, resume.bulkResumeKey == nil {
                 let before = state
                 let copied = try await copyTableFiles(plan, chunkBytes: request.bulkChunkBytes, route: request.bulkRoute) { sent in
@@ -186,14 +186,14 @@ public struct MigrationCoordinator: Sendable {
             var relayAfter = resume.bulkResumeKey
             if !resume.bulkDone && transfer == .entries && request.bulkRoute == .direct, let address = source.peerAddress {
                 // The target reads the chunks from the source itself: they cross the network once.
-                let copied = Mutex((state: state, after: relayAfter, wireBytes: Optional(0)))
+                let copied = Mutex((state: state, after: relayAfter, wireBytes: wireBytes))
                 pulled = try await target.pullBulk(plan, fromSourceAt: address, after: relayAfter,
                                                    maxBytes: request.bulkChunkBytes) { chunk in
                     var now = copied.withLock { copied in
                         copied.state.keysCopied += chunk.keys
                         copied.state.bytesCopied += chunk.bytes
                         copied.after = chunk.lastKey ?? copied.after
-                        copied.wireBytes = chunk.wireBytes.flatMap { bytes in copied.wireBytes.map { $0 + bytes } }
+                        copied.wireBytes = Self.adding(copied.wireBytes, chunk.wireBytes)
                         return copied.state
                     }
                     now.elapsedSeconds = Date().timeIntervalSince(started)
@@ -210,17 +210,18 @@ public struct MigrationCoordinator: Sendable {
                 // source reads n+1; across processes a few more are in flight.
                 let reader = BulkChunkReader(source: source, plan: plan, after: relayAfter,
                                              maxBytes: request.bulkChunkBytes)
-                let copied = Mutex(state)
+                let copied = Mutex((state: state, wireBytes: wireBytes))
                 try await target.applyBulk(plan, chunks: { try await reader.next() }) { chunk in
                     var now = copied.withLock { copied in
-                        copied.keysCopied += chunk.count
-                        copied.bytesCopied += chunk.bytes
-                        return copied
+                        copied.state.keysCopied += chunk.count
+                        copied.state.bytesCopied += chunk.bytes
+                        copied.wireBytes = Self.adding(copied.wireBytes, chunk.encoded?.wireBytes)
+                        return copied.state
                     }
                     now.elapsedSeconds = Date().timeIntervalSince(started)
                     progress(now)
                 }
-                state = copied.withLock { $0 }
+                (state, wireBytes) = copied.withLock { $0 }
             }
             let bulkSeconds = Date().timeIntervalSince(bulkStart)
             if transfer == .entries && !resume.bulkDone && source.peerAddress != nil { route = pulled ? .direct : .relay }
@@ -289,7 +290,7 @@ public struct MigrationCoordinator: Sendable {
                 id: plan.id, sourceShard: plan.sourceShard, targetShard: plan.targetShard, range: "\(plan.range)",
                 keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
                 snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer,
-                bulkRoute: route, bulkSeconds: bulkSeconds, bulkWireBytes: pulled || transfer == .tableFiles ? wireBytes : nil,
+                bulkRoute: route, bulkSeconds: bulkSeconds, bulkWireBytes: route != nil ? wireBytes : nil,
                 catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
         } catch {
             if targetCommitted {
@@ -334,7 +335,7 @@ public struct MigrationCoordinator: Sendable {
               let files = try await source.exportTableFiles(plan) else { return nil }
         let imported: Bool
         var route: BulkRoute?
-        let wire = Mutex(Optional(0))  // the pulled pieces' bytes on the network, while every piece says
+        let wire = Mutex(Optional(0))  // the pieces' bytes on the network, while every piece says
         do {
             let offered: [TableFile]
             if source.exportsLocalTableFiles && target.importsLocalTableFiles {
@@ -344,7 +345,7 @@ public struct MigrationCoordinator: Sendable {
                 if requested == .direct, let address = source.peerAddress,
                    try await target.pullTableFiles(plan, files, fromSourceAt: address, chunkBytes: max(chunkBytes, 1 << 20),
                                                    written: { piece, onTheWire in
-                    wire.withLock { counted in counted = onTheWire.flatMap { bytes in counted.map { $0 + bytes } } }
+                    wire.withLock { $0 = Self.adding($0, onTheWire) }
                     sent(total.withLock { $0 += piece; return $0 })
                 }) {
                     route = .direct
@@ -358,7 +359,10 @@ public struct MigrationCoordinator: Sendable {
                         logger.info("relaying the table files from byte \(pulled): the target pulled those before it could not",
                                     metadata: ["id": "\(plan.id)"])
                     }
-                    offered = try await sendTableFiles(plan, files, from: pulled, chunkBytes: chunkBytes, sent: sent)
+                    offered = try await sendTableFiles(plan, files, from: pulled, chunkBytes: chunkBytes) { bytes, onTheWire in
+                        wire.withLock { $0 = Self.adding($0, onTheWire) }
+                        sent(bytes)
+                    }
                 }
             }
             imported = try await target.importTableFiles(plan, offered)
@@ -376,7 +380,7 @@ public struct MigrationCoordinator: Sendable {
         logger.debug("bulk copy as table files", metadata: ["id": "\(plan.id)", "files": "\(files.count)"])
         return (keys: files.reduce(0) { $0 + Int($1.entries - min($1.entries, $1.deletions)) },
                 bytes: files.reduce(0) { $0 + Int($1.size) }, route: route,
-                wireBytes: route == .direct ? wire.withLock { $0 } : nil)
+                wireBytes: route != nil ? wire.withLock { $0 } : nil)
     }
 
     /// Copies each exported file to the target in pieces of `chunkBytes` (the
@@ -384,16 +388,22 @@ public struct MigrationCoordinator: Sendable {
     /// allows), from byte `start` of the files taken in order (the target has
     /// the ones before); returns the files as sent (no directory).
     private func sendTableFiles(_ plan: MigrationPlan, _ files: [TableFile], from start: Int, chunkBytes: Int,
-                                sent: @escaping @Sendable (Int) -> Void) async throws -> [TableFile] {
+                                sent: @escaping @Sendable (_ total: Int, _ wireBytes: Int?) -> Void) async throws -> [TableFile] {
         let reader = TableFileReader(source: source, plan: plan, files: files, from: UInt64(start), maxBytes: max(chunkBytes, 1 << 20))
         let total = Mutex(start)
         try await target.writeTableFiles(plan, pieces: { try await reader.next() }) { piece in
             sent(total.withLock { total in
                 total += piece.data.count
                 return total
-            })
+            }, piece.encoded?.wireBytes)
         }
         return Self.delivered(files)
+    }
+
+    /// A count of wire bytes plus one more piece's; nil once any piece was not counted.
+    private static func adding(_ count: Int?, _ more: Int?) -> Int? {
+        guard let count, let more else { return nil }
+        return count + more
     }
 
     /// The files as the target holds them once sent: no directory (their bytes are in its import folder).

@@ -24,6 +24,14 @@ public struct InstanceDescription: Sendable, Equatable {
 /// back (the storage layer's type, named here for endpoints that do not import it).
 public typealias TableFile = RocksDB.TableFile
 
+/// A bulk chunk or table-file piece as a transport received it, opaque to the
+/// engine: a transport that sends it on forwards these bytes (compressed or
+/// not, with their checksum, end to end) instead of encoding them again.
+public protocol EncodedBulkData: Sendable {
+    /// The bytes of data it took on the wire (compressed or not; framing not counted).
+    var wireBytes: Int { get }
+}
+
 /// Entries of the bulk phase, in stored form (key-group prefix, value header),
 /// packed: every key and value back to back in one buffer (key 0, value 0,
 /// key 1, ...) with their lengths beside it. A chunk of a hundred thousand
@@ -40,10 +48,8 @@ public struct BulkChunk: Sendable, Equatable {
     public var done: Bool { didSet { encoded = nil } }
     /// Bytes of keys and values.
     public var bytes: Int { data.count }
-    /// The chunk as a transport received it, opaque to the engine: a transport
-    /// that sends the chunk on forwards these bytes (and their checksum, end to
-    /// end) instead of encoding the entries again. Changing the chunk drops it.
-    public var encoded: (any Sendable)?
+    /// The chunk as a transport received it (``EncodedBulkData``). Changing the chunk drops it.
+    public var encoded: (any EncodedBulkData)?
 
     /// An empty chunk with room for about `capacity` bytes of keys and values.
     public init(capacity: Int = 0) {
@@ -165,12 +171,19 @@ public struct IncomingState: Sendable, Equatable {
 public struct TableFilePiece: Sendable, Equatable {
     public var name: String
     public var offset: UInt64
-    public var data: Data
+    public var data: Data { didSet { encoded = nil } }
+    /// The piece as a transport received it (``EncodedBulkData``). Changing the data drops it.
+    public var encoded: (any EncodedBulkData)?
 
-    public init(name: String, offset: UInt64, data: Data) {
+    public init(name: String, offset: UInt64, data: Data, encoded: (any EncodedBulkData)? = nil) {
         self.name = name
         self.offset = offset
         self.data = data
+        self.encoded = encoded
+    }
+
+    public static func == (a: TableFilePiece, b: TableFilePiece) -> Bool {
+        a.name == b.name && a.offset == b.offset && a.data == b.data
     }
 }
 
@@ -189,6 +202,10 @@ public protocol MigrationSource: Sendable {
     func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]?
     /// Up to `maxBytes` of an exported table file (by its name) from `offset`; empty past its end.
     func readTableFile(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> Data
+    /// ``readTableFile(_:name:offset:maxBytes:)`` as a piece, with the form the
+    /// transport received it in (``TableFilePiece/encoded``), for a coordinator
+    /// to forward as it came.
+    func readTableFilePiece(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> TableFilePiece
     /// Removes what ``exportTableFiles(_:)`` left, once the target took the files (or did not).
     func releaseTableFiles(_ plan: MigrationPlan) async throws
     /// True when the exported files' paths can be opened in this process (an
@@ -287,6 +304,10 @@ public protocol MigrationTarget: Sendable {
 }
 
 extension MigrationSource {
+    /// Default: the bytes of ``readTableFile(_:name:offset:maxBytes:)``, no encoded form.
+    public func readTableFilePiece(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> TableFilePiece {
+        TableFilePiece(name: name, offset: offset, data: try await readTableFile(plan, name: name, offset: offset, maxBytes: maxBytes))
+    }
     /// Default: nothing to prepare (the cutover then syncs more).
     public func prepareCutover(_ plan: MigrationPlan) async throws {}
     /// Default: nil (an engine in this process: no target elsewhere can reach it).

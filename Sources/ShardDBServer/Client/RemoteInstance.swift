@@ -36,12 +36,13 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         /// Bulk chunks (or table file pieces) sent to a target and not yet acknowledged, at most.
         public var bulkInFlight = 3
         /// The compression chunks read with ``RemoteInstance/readBulk(_:after:maxBytes:)``
-        /// and table file pieces read with ``RemoteInstance/readTableFile(_:name:offset:maxBytes:)``
-        /// may come in (the source compresses those that shrink). A target pulling
-        /// from a source sets it, since it decodes the chunks itself; a coordinator
-        /// relaying chunks leaves it off: ``RemoteInstance/applyBulk(_:_:)`` forwards a
-        /// chunk as it was read, and targets older than compression refuse compressed ones.
-        public var readCompression: BulkCompression = .none
+        /// and table file pieces read with ``RemoteInstance/readTableFilePiece(_:name:offset:maxBytes:)``
+        /// may come in (the source compresses those that shrink). A coordinator
+        /// relaying them forwards each as it came (``RemoteInstance/applyBulk(_:_:)``,
+        /// ``RemoteInstance/writeTableFiles(_:pieces:written:)``): compressed on both
+        /// legs. Targets older than compressed chunks refuse them, and ones older than
+        /// compressed table-file pieces fail the import; `.none` serves those.
+        public var readCompression: BulkCompression = .snappy
         /// The compression a target asked to pull the bulk copy
         /// (``RemoteInstance/pullBulk(_:fromSourceAt:after:maxBytes:applied:)``,
         /// ``RemoteInstance/pullTableFiles(_:_:fromSourceAt:chunkBytes:written:)``) asks
@@ -298,8 +299,9 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         try await readTableFilePiece(plan, name: name, offset: offset, maxBytes: maxBytes).data
     }
 
-    /// ``readTableFile(_:name:offset:maxBytes:)``, with the bytes the piece took on the wire.
-    func readTableFilePiece(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> (data: Data, wireBytes: Int) {
+    /// The piece, with the message it came in as its encoded form: ``writeTableFiles(_:pieces:written:)``
+    /// forwards that as it is (compressed when it came so, checksum end to end).
+    public func readTableFilePiece(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> TableFilePiece {
         let request = WireReadTableFileRequest.with {
             $0.plan = WireMigrationPlan(plan)
             $0.name = name
@@ -312,7 +314,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         // A chunk that fails its checksum here is read again.
         return try await retrying("readTableFile") {
             let chunk = try await stub.readTableFile(request, options: options)
-            return (try chunk.decoded(atMost: limit), chunk.data.count)
+            return TableFilePiece(name: name, offset: offset, data: try chunk.decoded(atMost: limit), encoded: chunk)
         }
     }
 
@@ -517,12 +519,12 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
         }, unary: { try await self.writeTableFile(plan, name: $0.name, offset: $0.offset, $0.data) })
     }
 
-    private static func writeTableFileRequest(_ plan: WireMigrationPlan, _ piece: TableFilePiece) -> WireWriteTableFileRequest {
+    static func writeTableFileRequest(_ plan: WireMigrationPlan, _ piece: TableFilePiece) -> WireWriteTableFileRequest {
         .with {
             $0.plan = plan
             $0.name = piece.name
             $0.offset = piece.offset
-            $0.chunk = WireTableFileChunk(piece.data)
+            $0.chunk = piece.encoded as? WireTableFileChunk ?? WireTableFileChunk(piece.data)
         }
     }
 

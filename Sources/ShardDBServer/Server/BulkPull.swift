@@ -120,13 +120,14 @@ extension ShardInstanceService {
                 guard index < pieces.count else { return nil }
                 let piece = pieces[index]
                 // (A server reads at least 4 KiB: a shorter piece may come back longer.)
-                let (data, wireBytes) = try await source.readTableFilePiece(plan, name: files[piece.file].name, offset: piece.offset,
-                                                                            maxBytes: piece.length)
+                let read = try await source.readTableFilePiece(plan, name: files[piece.file].name, offset: piece.offset,
+                                                               maxBytes: piece.length)
+                let data = read.data
                 guard data.count >= piece.length else {
                     throw ShardDBError(.corruptedValue, "table file \(files[piece.file].name) of migration \(plan.id): "
                         + "\(data.count) bytes at \(piece.offset), expected \(piece.length) (the export changed?)")
                 }
-                return (data.count == piece.length ? data : data.prefix(piece.length), wireBytes)
+                return (data.count == piece.length ? data : data.prefix(piece.length), read.encoded?.wireBytes ?? data.count)
             }
             if pieces.isEmpty {
                 // Nothing left (a resume at the end): report where it stands.
@@ -302,7 +303,7 @@ extension ShardInstanceService {
             try await response.write(.with { progress in
                 progress.keys = UInt64(chunks.reduce(0) { $0 + $1.count })
                 progress.bytes = UInt64(chunks.reduce(0) { $0 + $1.bytes })
-                progress.wireBytes = UInt64(chunks.reduce(0) { $0 + (($1.encoded as? WireBulkChunk)?.data.count ?? $1.bytes) })
+                progress.wireBytes = UInt64(chunks.reduce(0) { $0 + ($1.encoded?.wireBytes ?? $1.bytes) })
                 if let lastKey = from { progress.lastKey = Data(lastKey) }
                 progress.done = last.done
             })

@@ -404,3 +404,12 @@ extension WireTableFileChunk {
         }
     }
 }
+
+// The received forms a coordinator forwards (``BulkChunk/encoded``, ``TableFilePiece/encoded``).
+extension WireBulkChunk: EncodedBulkData {
+    var wireBytes: Int { data.count }
+}
+
+extension WireTableFileChunk: EncodedBulkData {
+    var wireBytes: Int { data.count }
+}

@@ -31,8 +31,9 @@ struct RemoteOptions: ParsableArguments {
     }
 
     /// - parameters:
-    ///   - pullCompression: what a target asked to pull a bulk copy asks the source for.
-    func connect(_ address: InstanceAddress, pullCompression: BulkCompression = .snappy) throws -> RemoteInstance {
+    ///   - wireCompression: what a target asked to pull a bulk copy asks the source
+    ///     for, and what this process asks for the chunks it relays.
+    func connect(_ address: InstanceAddress, wireCompression: BulkCompression = .snappy) throws -> RemoteInstance {
         guard tokenFile != nil || tlsCert != nil else {
             throw ShardDBError(.invalidArgument, "\(address) is a live instance: --token-file or a client certificate (--tls-cert) is required")
         }
@@ -48,7 +49,8 @@ struct RemoteOptions: ParsableArguments {
         configuration.retryWindow = .milliseconds(Int64(retrySeconds * 1000))
         configuration.callTimeout = .milliseconds(Int64(callTimeout * 1000))
         configuration.closeGrace = min(configuration.closeGrace, configuration.callTimeout)
-        configuration.pullCompression = pullCompression
+        configuration.pullCompression = wireCompression
+        configuration.readCompression = wireCompression  // (what this coordinator relays, forwarded as it comes)
         return try RemoteInstance(address: address, secret: try tokenFile.map { try SharedSecret(contentsOf: $0) }, tls: tls,
                                   configuration: configuration)
     }
@@ -57,7 +59,7 @@ struct RemoteOptions: ParsableArguments {
 /// How a bulk copy travels between two live instances (migrate, rescale).
 struct WireOptions: ParsableArguments {
     @Option(name: .customLong("wire-compression"),
-            help: "Between two live instances, how the bulk copy travels (entries or table files): snappy (each chunk or piece compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
+            help: "Between two live instances, how the bulk copy travels (entries or table files, pulled by the target or relayed through this process): snappy (each chunk or piece compressed when that saves an eighth or more; the default) or none (less CPU on both ends, more bytes on the network).")
     var method: WireCompressionArgument = .snappy
 
     var compression: BulkCompression {
@@ -89,7 +91,7 @@ enum InstanceEndpoint {
     static func open(_ spec: String, remote: RemoteOptions, verbose: Bool = false,
                      createLike: Partitioning? = nil, linkTableFiles: Bool = true,
                      wireCompression: BulkCompression = .snappy) throws -> InstanceEndpoint {
-        if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address, pullCompression: wireCompression)) }
+        if let address = InstanceAddress(parsing: spec) { return .remote(try remote.connect(address, wireCompression: wireCompression)) }
         if InstanceAddress.looksLikeAddress(spec) {
             throw ShardDBError(.invalidArgument, "'\(spec)' is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7400); a directory would need a '/' (./\(spec))")
         }
