@@ -169,7 +169,9 @@ print(json.dumps({
                      # The bytes the entries took on the network (compressed), per round.
                      "wireBytes": [r.get("bulkWireBytes") for r in remote]},
     "crossOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, remote)), 3),
-    "relayed": {"bulkMBps": round(median(map(rate, relay)), 1), "perRound": [round(rate(r), 1) for r in relay]},
+    "relayed": {"bulkMBps": round(median(map(rate, relay)), 1), "perRound": [round(rate(r), 1) for r in relay],
+                # Each leg's bytes (the coordinator forwards chunks as they came).
+                "wireBytes": [r.get("bulkWireBytes") for r in relay]},
     "relayOverInProcess": round(median(rate(b) / rate(a) for a, b in zip(local, relay)), 3),
     # The same shard as table files (bytes are the files' sizes): linked in one process
     # (one move), copied in one process (--copy-table-files) and streamed across (ROUNDS pairs).
@@ -178,7 +180,8 @@ print(json.dumps({
         "inProcess": {"bulkMBps": round(rate(files), 1), "bulkSeconds": files["bulkSeconds"]},
         "copiedInProcess": {"bulkMBps": round(median(map(rate, files_copy)), 1), "perRound": [round(rate(r), 1) for r in files_copy]},
         "crossProcess": {"bulkMBps": round(median(map(rate, remote_files)), 1), "perRound": [round(rate(r), 1) for r in remote_files],
-                         "bulkSeconds": median(r["bulkSeconds"] for r in remote_files)},
+                         "bulkSeconds": median(r["bulkSeconds"] for r in remote_files),
+                         "wireBytes": [r.get("bulkWireBytes") for r in remote_files]},
         "crossOverCopiedInProcess": round(median(rate(b) / rate(a) for a, b in zip(files_copy, remote_files)), 3),
         "crossProcessOverEntriesInProcess": round(median(r["bulkSeconds"] for r in local) / median(r["bulkSeconds"] for r in remote_files), 3),
     },

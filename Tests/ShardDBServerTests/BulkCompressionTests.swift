@@ -138,6 +138,25 @@ final class BulkCompressionTests: XCTestCase {
         XCTAssertEqual(WireTableFileChunk(text).compression, 0, "not asked for: as it is")
     }
 
+    /// After a piece of a table file that did not shrink, the file's next seven
+    /// are asked for as read, then one compressed again; a piece that shrank
+    /// keeps them compressed; other files and readers that accept none are not affected.
+    func testPiecesOfAFileThatDoesNotShrinkAreAskedForAsRead() {
+        var probe = CompressionProbe()
+        XCTAssertEqual(probe.compression(for: "m/1.sst", accepting: .snappy), .snappy)
+        probe.record("m/1.sst", shrank: false)
+        let next = (0..<8).map { _ in probe.compression(for: "m/1.sst", accepting: .snappy) }
+        XCTAssertEqual(next, Array(repeating: BulkCompression.none, count: CompressionProbe.skipped) + [.snappy])
+        XCTAssertEqual(CompressionProbe.skipped, 7)
+        XCTAssertEqual(probe.compression(for: "m/2.sst", accepting: .snappy), .snappy, "another file")
+        XCTAssertEqual(probe.compression(for: "m/1.sst", accepting: .none), BulkCompression.none)
+
+        probe.record("m/1.sst", shrank: false)
+        _ = probe.compression(for: "m/1.sst", accepting: .snappy)
+        probe.record("m/1.sst", shrank: true)  // (a probe in flight before, back compressed)
+        XCTAssertEqual(probe.compression(for: "m/1.sst", accepting: .snappy), .snappy)
+    }
+
     /// A relaying coordinator forwards a piece as it came from the source
     /// (compressed, with the source's checksum); a piece changed since is
     /// encoded again from its bytes, as they are.

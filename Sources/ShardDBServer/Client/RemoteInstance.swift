@@ -58,6 +58,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     let stub: WireShardInstance.Client<HTTP2ClientTransport.Posix>
     private let connections: Task<Void, Error>
     private let bulkStreams = LockedValue<[String: BulkStream]>([:])
+    /// Which table-file pieces to ask for compressed (``readTableFilePiece(_:name:offset:maxBytes:)``).
+    private let compressionProbe = LockedValue(CompressionProbe())
     private let isClosed = LockedValue(false)
 
     /// Connects in the background at once (grpc-swift's connection pool; a server
@@ -301,21 +303,30 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
 
     /// The piece, with the message it came in as its encoded form: ``writeTableFiles(_:pieces:written:)``
     /// forwards that as it is (compressed when it came so, checksum end to end).
+    /// Pieces come compressed as ``Configuration/readCompression`` allows, but
+    /// for those of a file that did not shrink (``CompressionProbe``).
     public func readTableFilePiece(_ plan: MigrationPlan, name: String, offset: UInt64, maxBytes: Int) async throws -> TableFilePiece {
+        let file = plan.id + "/" + name
+        let compression = compressionProbe.update { $0.compression(for: file, accepting: configuration.readCompression) }
         let request = WireReadTableFileRequest.with {
             $0.plan = WireMigrationPlan(plan)
             $0.name = name
             $0.offset = offset
             $0.maxBytes = UInt32(clamping: maxBytes)
-            $0.compression = configuration.readCompression.rawValue
+            $0.compression = compression.rawValue
         }
         // (A server reads at least 4 KiB, at most the largest chunk it takes.)
         let limit = min(max(maxBytes, 4096), MigrationServer.largestBulkChunkBytes)
         // A chunk that fails its checksum here is read again.
-        return try await retrying("readTableFile") {
+        let piece = try await retrying("readTableFile") {
             let chunk = try await stub.readTableFile(request, options: options)
             return TableFilePiece(name: name, offset: offset, data: try chunk.decoded(atMost: limit), encoded: chunk)
         }
+        if compression != .none {
+            let shrank = (piece.encoded as? WireTableFileChunk)?.compression != BulkCompression.none.rawValue
+            compressionProbe.update { $0.record(file, shrank: shrank) }
+        }
+        return piece
     }
 
     public func releaseTableFiles(_ plan: MigrationPlan) async throws {
