@@ -55,13 +55,17 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         var after: [UInt8]? = request.hasAfter ? [UInt8](request.after) : nil
         // A method this version does not know: the chunks go as read (always understood).
         let compression = BulkCompression(rawValue: request.compression) ?? .none
+        // After a chunk that did not shrink, the next few go as read without trying (random-like values).
+        var probe = CompressionProbe()
         for _ in 0..<max(1, Int(request.maxChunks)) {
             let from = after
+            let asked = probe.compression(for: "", accepting: compression)
             // Compressed there too: Snappy takes milliseconds for a large chunk.
             let (chunk, wire) = try await call { () throws -> (BulkChunk, WireBulkChunk) in
                 let chunk = try engine.readBulk(plan, after: from, maxBytes: maxBytes)
-                return (chunk, WireBulkChunk(chunk, compression: compression))
+                return (chunk, WireBulkChunk(chunk, compression: asked))
             }
+            if asked != .none { probe.record("", shrank: wire.compression != BulkCompression.none.rawValue) }
             if let rateLimiter { try await rateLimiter.acquire(chunk.bytes) }
             try await response.write(wire)
             if chunk.done { return }

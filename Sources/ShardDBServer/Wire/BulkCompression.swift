@@ -37,7 +37,8 @@ public enum BulkCompression: UInt32, Sendable, CaseIterable, CustomStringConvert
 /// will not shrink either, so its next ``skipped`` pieces are asked for as
 /// read — sparing the source a compression it would throw away (a table file of
 /// half-compressible values, already halved by RocksDB, streamed 12% faster)
-/// — and then one is asked compressed again, in case the file changed.
+/// — and then one is asked compressed again, in case the file changed. A
+/// source streaming bulk chunks decides the same way for the stream's chunks.
 struct CompressionProbe: Sendable {
     static let skipped = 7
     /// Files (a migration's id and a name) with the pieces left to ask for as read.
