@@ -189,9 +189,7 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(files.status, 0, files.stderr)
         XCTAssertEqual(filesReport?["bulkTransfer"] as? String, "tableFiles")
         XCTAssertEqual(filesReport?["bulkRoute"] as? String, "relay")
-        // Relayed one call per piece, compressed as read (a compressed piece saves an eighth or more).
-        let filesCopied = try XCTUnwrap(filesReport?["bytesCopied"] as? Int)
-        XCTAssertLessThanOrEqual(try XCTUnwrap(filesReport?["bulkWireBytes"] as? Int), filesCopied - filesCopied / 8)
+        try assertCompressedOnTheWire(filesReport)  // (relayed one call per piece, as read)
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
@@ -211,11 +209,7 @@ final class DirectBulkTests: XCTestCase {
         let (compressed, compressedReport) = try await migrate(common + ["--shard", "0"])
         XCTAssertEqual(compressed.status, 0, compressed.stderr)
         XCTAssertEqual(compressedReport?["bulkRoute"] as? String, "direct")
-        let copied = try XCTUnwrap(compressedReport?["bytesCopied"] as? Int)
-        let onTheWire = try XCTUnwrap(compressedReport?["bulkWireBytes"] as? Int)
-        XCTAssertGreaterThan(onTheWire, 0)
-        // (A piece is sent compressed when that saves an eighth or more.)
-        XCTAssertLessThanOrEqual(onTheWire, copied - copied / 8, "compressed on the wire")
+        try assertCompressedOnTheWire(compressedReport)
 
         let (plain, plainReport) = try await migrate(common + ["--shard", "1", "--wire-compression", "none"])
         XCTAssertEqual(plain.status, 0, plain.stderr)
@@ -226,10 +220,18 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(relayed.status, 0, relayed.stderr)
         XCTAssertEqual(relayedReport?["bulkRoute"] as? String, "relay")
         XCTAssertEqual(relayedReport?["bulkTransfer"] as? String, "tableFiles")
-        let relayedCopied = try XCTUnwrap(relayedReport?["bytesCopied"] as? Int)
-        XCTAssertLessThanOrEqual(try XCTUnwrap(relayedReport?["bulkWireBytes"] as? Int), relayedCopied - relayedCopied / 8)
+        try assertCompressedOnTheWire(relayedReport)
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
+    /// The report's table files (or chunks) took fewer bytes on the wire than
+    /// they hold: a piece travels compressed when that saves an eighth or more.
+    private func assertCompressedOnTheWire(_ report: [String: Any]?, file: StaticString = #filePath, line: UInt = #line) throws {
+        let copied = try XCTUnwrap(report?["bytesCopied"] as? Int, file: file, line: line)
+        let onTheWire = try XCTUnwrap(report?["bulkWireBytes"] as? Int, file: file, line: line)
+        XCTAssertGreaterThan(onTheWire, 0, file: file, line: line)
+        XCTAssertLessThanOrEqual(onTheWire, copied - copied / 8, "compressed on the wire", file: file, line: line)
     }
 
     /// A source from before table files (no ExportTableFiles): a move that may use
