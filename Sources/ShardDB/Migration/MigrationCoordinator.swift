@@ -99,8 +99,9 @@ public struct MigrationReport: Sendable, Codable {
     /// (through the coordinator); nil when nothing was copied between two other processes.
     public var bulkRoute: BulkRoute?
     public var bulkSeconds: Double
-    /// The bytes the bulk copy's entries or table files took on the network when
-    /// the target pulled them all and its transport counted them (less than
+    /// The bytes the bulk copy's entries or table files took on the network
+    /// between two servers, pulled by the target or relayed (each leg carries
+    /// the same bytes), when the transport counted every part (less than
     /// `bytesCopied` when they travelled compressed); nil otherwise.
     public var bulkWireBytes: Int?
     public var catchUpSeconds: Double
