@@ -54,10 +54,10 @@ final class DirectBulkTests: XCTestCase {
     /// With the shared token the target pulls (report: direct), the entries
     /// Snappy-compressed on the wire unless `--wire-compression none`; `--bulk-route relay`
     /// sends the same kind of move through the coordinator (report: relay), which
-    /// forwards the chunks compressed as they came.
+    /// forwards the chunks compressed as they came (as read with `none`).
     func testTargetPullsTheBulkCopyUnlessToldToRelay() async throws {
         let workspace = try Workspace("DirectBulk")
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 3, keys: 6000, valueSize: 300),
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 4, keys: 6000, valueSize: 300),
                                  tokenFile: workspace.tokenFile)
         let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
         let common = between(a, b, workspace) + ["--bulk-transfer", "entries", "--bulk-chunk-bytes", "65536"]
@@ -89,6 +89,11 @@ final class DirectBulkTests: XCTestCase {
         XCTAssertEqual(uncompressed.status, 0, uncompressed.stderr)
         XCTAssertEqual(plainReport?["bulkRoute"] as? String, "direct")
         XCTAssertEqual(plainReport?["bulkWireBytes"] as? Int, plainReport?["bytesCopied"] as? Int, "as read")
+
+        let (relayedPlain, relayedPlainReport) = try await migrate(common + ["--shard", "3", "--bulk-route", "relay", "--wire-compression", "none"])
+        XCTAssertEqual(relayedPlain.status, 0, relayedPlain.stderr)
+        XCTAssertEqual(relayedPlainReport?["bulkRoute"] as? String, "relay")
+        XCTAssertEqual(relayedPlainReport?["bulkWireBytes"] as? Int, relayedPlainReport?["bytesCopied"] as? Int, "relayed as read")
 
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
