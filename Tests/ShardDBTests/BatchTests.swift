@@ -68,6 +68,24 @@ final class BatchTests: XCTestCase {
         XCTAssertEqual(try engine.keys(), ["apple", "kiwi", "zucchini"].map(bytes))
     }
 
+    /// A put refused for its TTL adds nothing to the batch, so the batch does
+    /// not depend on its key's shard: that shard moving away before the write
+    /// leaves the batch valid (the key was recorded as touched, and the write
+    /// failed with "key 'kiwi' is not owned here", a key the batch did not hold).
+    func testAPutRefusedForItsTTLDoesNotTieTheBatchToItsShard() async throws {
+        let directory = TemporaryDirectory()
+        let engine = try makeEngine(in: directory, shards: 3, partitioning: .range(splitPoints: [bytes("h"), bytes("p")]))
+        let target = try makeEngine(in: directory, name: "target", shards: 0, partitioning: .range(splitPoints: [bytes("h"), bytes("p")]))
+        defer { engine.close(); target.close() }
+        let batch = engine.makeWriteBatch()
+        try batch.put("apple", "1")
+        assertShardDBError(.invalidTTL, try batch.put("kiwi", "2", ttl: .milliseconds(0)))
+        XCTAssertEqual(batch.count, 1)
+        _ = try await engine.migrate(MigrationRequest(shard: 1), to: target) { _ in }  // "kiwi"'s shard
+        try engine.write(batch)
+        XCTAssertEqual(try engine.keys(), [bytes("apple")])
+    }
+
     func testMultiGetAcrossShardsKeepsOrderAndReportsMissingKeys() throws {
         let directory = TemporaryDirectory()
         let engine = try makeEngine(in: directory, shards: 4)

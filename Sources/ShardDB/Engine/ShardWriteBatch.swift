@@ -56,6 +56,7 @@ public final class ShardWriteBatch {
                         try storage(engine.path) { try batch.put(storedKey, storedValue, in: shard.family) }
                     }
                 }
+                remember(k, in: shard, keyGroup: keyGroup)
             }
         }
     }
@@ -71,6 +72,7 @@ public final class ShardWriteBatch {
             try KeyEncoding.withStoredKey(k, keyGroup: keyGroup) { storedKey in
                 try storage(engine.path) { try batch.delete(storedKey, in: shard.family) }
             }
+            remember(k, in: shard, keyGroup: keyGroup)
         }
     }
 
@@ -104,20 +106,24 @@ public final class ShardWriteBatch {
         try deleteRange(from: Array(lower.utf8), to: Array(upper.utf8), keyGroup: keyGroup)
     }
 
-    /// Routes `key` with the batch's table, waiting out a fence, and remembers it.
+    /// Routes `key` with the batch's table, waiting out a fence.
     private func locate(_ key: UnsafeRawBufferPointer) throws -> (Shard, Int?) {
-        let found: (Shard, Int?)
-        do { found = try table.locate(key) } catch let hit as FenceHit {
+        do { return try table.locate(key) } catch let hit as FenceHit {
             try engine.waitOut(hit.fence)
             // The shard map changed; locate against the current one (it may say "moved").
-            found = try engine.routedRead(key) { ($0, $1) }
+            return try engine.routedRead(key) { ($0, $1) }
         }
-        if let keyGroup = found.1 {
-            touchedKeyGroups.append((UInt16(keyGroup), Int32(found.0.id)))
+    }
+
+    /// Records that the batch holds an operation on `key` in `shard`, to re-check
+    /// before the write: only once the operation is added (a put refused for its
+    /// TTL touches nothing).
+    private func remember(_ key: UnsafeRawBufferPointer, in shard: Shard, keyGroup: Int?) {
+        if let keyGroup {
+            touchedKeyGroups.append((UInt16(keyGroup), Int32(shard.id)))
         } else {
-            touchedKeys.append(([UInt8](key), Int32(found.0.id)))
+            touchedKeys.append(([UInt8](key), Int32(shard.id)))
         }
-        return found
     }
 
     /// Re-checks, against a newer table, that every key the batch touches is still owned and not fenced.
