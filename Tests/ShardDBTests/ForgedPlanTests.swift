@@ -10,12 +10,8 @@ import XCTest
 final class ForgedPlanTests: XCTestCase {
     func testEveryStepRefusesAPlanThatIsNotTheJournaledOne() async throws {
         let dir = TemporaryDirectory()
-        let source = try ShardEngine.create(at: dir.path("source"), shards: 2, options: .testing())
-        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, options: .testing())
+        let (source, target, plan) = try await preparedMigration(in: dir, keys: 200)
         defer { source.close(); target.close() }
-        for i in 0..<200 { try source.put("key-\(i)", "value-\(i)") }
-        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "m"))
-        try source.prepareOutgoing(plan)
         let snapshot = try source.openBulk(plan)
         _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
 

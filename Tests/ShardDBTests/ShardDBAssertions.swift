@@ -1,5 +1,5 @@
 import Foundation
-import ShardDB
+@testable import ShardDB
 import XCTest
 
 /// UTF-8 bytes of a string, for keys and values.
@@ -83,6 +83,19 @@ extension XCTestCase {
             XCTFail("expected ShardDBError .\(code), got \(error)", file: file, line: line)
         }
         return nil
+    }
+
+    /// A source of `shards` shards holding `keys` keys ("key-i"), an empty target
+    /// beside it, and migration "m" of shard 0 prepared on the source (its bulk
+    /// copy not yet opened). The caller closes both engines.
+    func preparedMigration(in directory: TemporaryDirectory, shards: Int = 2, keys: Int,
+                           value: (Int) -> String = { "value-\($0)" }) async throws -> (source: ShardEngine, target: ShardEngine, plan: MigrationPlan) {
+        let source = try ShardEngine.create(at: directory.path("source"), shards: shards, options: .testing())
+        let target = try ShardEngine.create(at: directory.path("target"), shards: 0, options: .testing())
+        for i in 0..<keys { try source.put("key-\(i)", value(i)) }
+        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "m"))
+        try source.prepareOutgoing(plan)
+        return (source, target, plan)
     }
 
     /// Creates an engine in a fresh path inside `directory`.

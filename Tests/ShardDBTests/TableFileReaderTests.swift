@@ -7,12 +7,10 @@ import XCTest
 final class TableFileReaderTests: XCTestCase {
     func testPiecesComeInOrderWholeAndAShortFileIsRefused() async throws {
         let dir = TemporaryDirectory()
-        let source = try ShardEngine.create(at: dir.path("source"), shards: 1, options: .testing())
-        let target = try ShardEngine.create(at: dir.path("target"), shards: 0, options: .testing())
+        let (source, target, plan) = try await preparedMigration(in: dir, shards: 1, keys: 3000) {
+            String(repeating: "v", count: 200) + "\($0)"
+        }
         defer { source.close(); target.close() }
-        for i in 0..<3000 { try source.put("key-\(i)", String(repeating: "v", count: 200) + "\(i)") }
-        let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "m"))
-        try source.prepareOutgoing(plan)
         _ = try source.openBulk(plan)
         let files = try XCTUnwrap(try source.exportTableFiles(plan))
         XCTAssertFalse(files.isEmpty)
