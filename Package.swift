@@ -51,6 +51,7 @@ let package = Package(
         ),
         // CRC-32C with the CPU's instruction, for the transport's chunk checksums.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+        .target(name: "CLinux", path: "Sources/CLinux"),
         .target(
             name: "RocksDB",
             dependencies: ["CRocksDB", "CRocksDBShim"],
@@ -60,6 +61,7 @@ let package = Package(
             name: "ShardDB",
             dependencies: [
                 "RocksDB",
+                "CLinux",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]

@@ -1276,6 +1276,11 @@ final class MigrationTestsWithTableFiles: MigrationTests {
         try target.writeTableFile(plan, name: "000007.sst", offset: 4, Data([6]), sync: false)
         try target.syncTableFile(plan, name: "000007.sst")
         XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000007.sst"), Data([1, 2, 3, 5, 6]))
+        // A file begun unsynced (its name made durable by the sync, with its bytes) takes more pieces so.
+        try target.writeTableFile(plan, name: "000010.sst", offset: 0, Data([7, 8]), sync: false)
+        try target.writeTableFile(plan, name: "000010.sst", offset: 2, Data([9]), sync: false)
+        try target.syncTableFile(plan, name: "000010.sst")
+        XCTAssertEqual(FileManager.default.contents(atPath: targetPath + "/migration-import/copying/000010.sst"), Data([7, 8, 9]))
         assertShardDBError(.invalidArgument, try target.syncTableFile(plan, name: "../000007.sst"))
         assertShardDBError(.notWritable, try target.syncTableFile(plan, name: "000099.sst"))
         // A first piece past the start of a file is refused and leaves no empty file behind.

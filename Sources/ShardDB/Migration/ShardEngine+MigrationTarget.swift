@@ -326,12 +326,15 @@ extension ShardEngine: MigrationTarget {
     }
 
     /// Syncs what ``writeTableFile(_:name:offset:_:sync:)`` wrote to table file
-    /// `name` of `plan`: every piece written before the call is durable after it.
+    /// `name` of `plan`, and the file's name: every piece written before the call
+    /// is durable after it.
     ///
     /// - throws: `.notWritable`; `.invalidArgument` for a name that is not a table file's.
     public func syncTableFile(_ plan: MigrationPlan, name: String) throws {
         try Self.checkTableFileName(name)
-        try DurableFile.sync(try tableImportDirectory(plan.id) + "/" + name, dataOnly: true)
+        let directory = try tableImportDirectory(plan.id)
+        try DurableFile.sync(directory + "/" + name, dataOnly: true)
+        DurableFile.syncDirectory(directory)
     }
 
     public var importsLocalTableFiles: Bool { true }

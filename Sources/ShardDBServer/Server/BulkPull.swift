@@ -160,30 +160,44 @@ extension ShardInstanceService {
                     progress.done = last
                 })
             }
-            // Each piece is synced while the next one is received and written (the
-            // disk busy meanwhile), and reported once synced, in order.
-            var syncing: (index: Int, wireBytes: Int, task: Task<Void, Error>)?
+            // Pieces are written back as they arrive (the disk works during the
+            // copy) and synced in spans of ``tableFileSyncBytes`` or to a file's
+            // end, each span while the next pieces are received and written; a
+            // piece is reported once synced, in order.
+            var syncing: (pieces: [(index: Int, wireBytes: Int)], task: Task<Void, Error>)?
+            var unsynced: [(index: Int, wireBytes: Int)] = [], unsyncedBytes = 0
             for (index, piece) in pieces.enumerated() {
                 try Task.checkCancellation()
                 refill()
                 guard let current = try await reads.removeFirst().value else { break }
                 let name = files[piece.file].name
                 try await blocking { try engine.writeTableFile(plan, name: name, offset: piece.offset, current.data, sync: false) }
+                unsynced.append((index, current.wireBytes))
+                unsyncedBytes += piece.length
+                let fileEnd = piece.offset + UInt64(piece.length) >= files[piece.file].size
+                guard fileEnd || unsyncedBytes >= Self.tableFileSyncBytes || index == pieces.count - 1 else { continue }
                 if let previous = syncing {
                     try await previous.task.value
-                    try await report(previous.index, wireBytes: previous.wireBytes)
+                    for done in previous.pieces { try await report(done.index, wireBytes: done.wireBytes) }
                 }
-                syncing = (index, current.wireBytes, Task { try await blocking { try engine.syncTableFile(plan, name: name) } })
+                syncing = (unsynced, Task { try await blocking { try engine.syncTableFile(plan, name: name) } })
+                unsynced = []
+                unsyncedBytes = 0
             }
             if let last = syncing {
                 try await last.task.value
-                try await report(last.index, wireBytes: last.wireBytes)
+                for done in last.pieces { try await report(done.index, wireBytes: done.wireBytes) }
             }
         }
     }
 
     /// Table file pieces read from the source ahead of the one being written.
     static let tableFileReadsInFlight = 3
+
+    /// How many bytes of table file a pulling target writes before it syncs them:
+    /// one `fdatasync` per piece (each also a journal commit when the file grew)
+    /// kept the disk from running ahead.
+    static let tableFileSyncBytes = 16 << 20
 
     /// The most one table-file pull call copies (the coordinator asks for 256 MiB
     /// and calls again from where a call stopped).

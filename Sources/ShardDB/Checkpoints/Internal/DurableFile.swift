@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 /// Small files that must be either wholly old or wholly new after a crash.
 enum DurableFile {
@@ -76,8 +77,10 @@ enum DurableFile {
     /// disk writes a piece while the next one is on its way, instead of holding up
     /// the import (docs/TRANSPORT.md, "Table files").
     ///
-    /// With `sync` false the bytes are written but not synced: ``sync(_:dataOnly:)``
-    /// then makes them durable (a transport syncs a piece while it writes the next).
+    /// With `sync` false the bytes are written, and their writeback started, but
+    /// not waited for, nor the name of a file created: ``sync(_:dataOnly:)`` and
+    /// ``syncDirectory(_:)`` then make them durable (a transport syncs a span of
+    /// pieces while it writes the next ones).
     ///
     /// - throws: ``ShardDBError`` `.notWritable`, `.invalidArgument` for an offset past the end.
     static func write(_ data: Data, to path: String, at offset: UInt64, sync: Bool = true) throws {
@@ -102,8 +105,12 @@ enum DurableFile {
         }
         if sync {
             guard fdatasync(fd) == 0 else { throw ShardDBError(.notWritable, "cannot sync \(path): \(String(cString: strerror(errno)))") }
+            if created { syncDirectory((path as NSString).deletingLastPathComponent) }
+        } else {
+            // Start writing the piece back now, without waiting for it: the sync
+            // that follows finds it written, and the disk works during the copy.
+            _ = sharddb_start_writeback(fd, Int64(offset), Int64(data.count))
         }
-        if created { syncDirectory((path as NSString).deletingLastPathComponent) }
     }
 
     /// Creates the directory at `path` unless it exists, then syncs its parent so
