@@ -51,6 +51,7 @@ let package = Package(
         ),
         // CRC-32C with the CPU's instruction, for the transport's chunk checksums.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+        // Linux calls Swift's Glibc module leaves out (sync_file_range), for the engine's file writes.
         .target(name: "CLinux", path: "Sources/CLinux"),
         .target(
             name: "RocksDB",
