@@ -195,8 +195,8 @@ extension ShardInstanceService {
     static let tableFileReadsInFlight = 3
 
     /// How many bytes of table file a pulling target writes before it syncs them:
-    /// one `fdatasync` per piece (each also a journal commit when the file grew)
-    /// kept the disk from running ahead.
+    /// one `fdatasync` per piece (each waiting for the piece's writeback and a
+    /// flush of the device's cache) kept the disk from running ahead.
     static let tableFileSyncBytes = 16 << 20
 
     /// The most one table-file pull call copies (the coordinator asks for 256 MiB
