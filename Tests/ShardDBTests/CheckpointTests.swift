@@ -809,13 +809,19 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(try files.contentsOfDirectory(atPath: pointed), [])
         XCTAssertFalse(try files.contentsOfDirectory(atPath: directory.path).contains { $0.contains(".restoring-") })
 
-        // An existing empty directory is a valid target.
-        let empty = directory.path("empty")
-        try files.createDirectory(atPath: empty, withIntermediateDirectories: true)
-        try checkpoints.restore(to: empty)
-        let restored = try openRestored(empty)
-        XCTAssertEqual(try restored.getString("k"), "v")
-        restored.close()
+        // An existing empty directory is a valid target, and the restored one keeps its mode.
+        for mode in [0o700, 0o750] as [mode_t] {
+            let empty = directory.path("empty-\(String(mode, radix: 8))")
+            try files.createDirectory(atPath: empty, withIntermediateDirectories: true)
+            XCTAssertEqual(chmod(empty, mode), 0)
+            try checkpoints.restore(to: empty)
+            var info = stat()
+            XCTAssertEqual(stat(empty, &info), 0)
+            XCTAssertEqual(info.st_mode & 0o7777, mode)
+            let restored = try openRestored(empty)
+            XCTAssertEqual(try restored.getString("k"), "v")
+            restored.close()
+        }
     }
 
     // MARK: Interrupted steps (in-process; the kill cases run shardctl in CheckpointCommandTests)

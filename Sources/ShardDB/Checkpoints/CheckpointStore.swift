@@ -430,8 +430,9 @@ public final class CheckpointStore: @unchecked Sendable {
     /// RocksDB copies into a hidden sibling (`.<name>.restoring-<pid>-…`) checking
     /// checksums; the copy is opened once as an instance, then renamed into place.
     /// So `directory` never holds a partial restore. An existing empty directory
-    /// is replaced by the restored one in that rename (made by this process: its
-    /// owner and mode are this process's, not the replaced directory's). A mount
+    /// is replaced by the restored one in that rename; the restored directory
+    /// takes its permission bits (a directory prepared as 0700 stays 0700), but
+    /// its owner is this process's, like every file RocksDB copied into it. A mount
     /// point cannot be replaced (and the sibling would be on the parent's file
     /// system), nor can a symbolic link (rename cannot put a directory in its
     /// place): both are refused before anything is copied.
@@ -458,6 +459,7 @@ public final class CheckpointStore: @unchecked Sendable {
             throw ShardDBError(.invalidArgument,
                 "restore target \(target) is a symbolic link (to \(destination)), which the restored instance cannot replace: restore into the directory it points to")
         }
+        var replaced: mode_t?  // the permission bits of the empty directory the restore replaces
         if files.fileExists(atPath: target, isDirectory: &isDirectory) {
             let entries = isDirectory.boolValue ? ((try? files.contentsOfDirectory(atPath: target)) ?? ["?"]) : ["?"]
             guard entries.isEmpty else {
@@ -467,6 +469,8 @@ public final class CheckpointStore: @unchecked Sendable {
                 throw ShardDBError(.invalidArgument,
                     "restore target \(target) is a mount point, which cannot be replaced: restore into a directory inside it (\(target)/instance)")
             }
+            var existing = stat()
+            if stat(target, &existing) == 0 { replaced = existing.st_mode & 0o7777 }
         }
         let info = try checkpoint(id: id)
         let parent = (target as NSString).deletingLastPathComponent
@@ -523,6 +527,9 @@ public final class CheckpointStore: @unchecked Sendable {
         // change committed during the checkpoint).
         result.shards = restored.shardDescriptors
         restored.close()
+        if let replaced, chmod(temporary, replaced) != 0 {
+            throw ShardDBError(.notWritable, "cannot give the restored instance the mode of \(target): \(String(cString: strerror(errno)))")
+        }
         DurableFile.syncDirectory(temporary)
         // rename replaces an empty directory in one step (the target is never missing).
         guard rename(temporary, target) == 0 else {
