@@ -197,3 +197,41 @@ extern "C" void sharddb_get_pinned_end(void *slice) {
     delete target;
   }
 }
+
+namespace {
+constexpr int kMaxHeldBodies = 16;
+thread_local const void *held_bodies[kMaxHeldBodies];
+thread_local bool held_close_asked[kMaxHeldBodies];
+thread_local int held_body_count = 0;
+}  // namespace
+
+extern "C" void sharddb_body_enter(const void *database) {
+  if (held_body_count < kMaxHeldBodies) {
+    held_bodies[held_body_count] = database;
+    held_close_asked[held_body_count] = false;
+  }
+  held_body_count++;
+}
+
+extern "C" int sharddb_body_leave(const void *database) {
+  const int top = --held_body_count;
+  if (top >= kMaxHeldBodies || !held_close_asked[top]) return 0;
+  for (int i = top - 1; i >= 0; i--) {
+    if (held_bodies[i] == database) {
+      held_close_asked[i] = true;
+      return 0;
+    }
+  }
+  return 1;
+}
+
+extern "C" int sharddb_body_defer_close(const void *database) {
+  const int recorded = held_body_count < kMaxHeldBodies ? held_body_count : kMaxHeldBodies;
+  for (int i = recorded - 1; i >= 0; i--) {
+    if (held_bodies[i] == database) {
+      held_close_asked[i] = true;
+      return 1;
+    }
+  }
+  return 0;
+}

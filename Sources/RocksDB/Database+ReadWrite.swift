@@ -142,6 +142,9 @@ extension Database {
         if let threadPerfLevel { PerfLevel.applyOnce(threadPerfLevel) }
         // Straight-line under the shared lock, no closure (see `handles(_:)`).
         let lock = closeGuard
+        // A close asked for inside `body` runs here, once the hold below is let go.
+        var closeAfter = false
+        defer { if closeAfter { close() } }
         let hold = lock.lockShared()
         defer { lock.unlock(hold) }
         let (db, cf) = try handles(family)
@@ -156,6 +159,8 @@ extension Database {
         }
         guard found != 0 else { return }
         defer { sharddb_get_pinned_end(slice) }
+        sharddb_body_enter(lock.rwlock)
+        defer { closeAfter = sharddb_body_leave(lock.rwlock) != 0 }
         try body(UnsafeRawBufferPointer(start: UnsafeRawPointer(value), count: length))
     }
 

@@ -132,7 +132,16 @@ public final class Database: @unchecked Sendable {
     /// Closes the database: destroys live iterators, snapshots and column family
     /// handles, then the database. Idempotent; safe while other threads hold
     /// handles (their later calls throw ``RocksDBError/Kind/closed``).
-    public func close() { core.close() }
+    ///
+    /// Called inside a closure that a read of this database runs on the same
+    /// thread (``withValue(forKey:in:options:_:)``, ``Iterator/withKey(_:)``,
+    /// ``Iterator/withValue(_:)``), which holds the database open, the close
+    /// happens when the outermost such closure returns, instead of waiting for
+    /// it for ever.
+    public func close() {
+        if sharddb_body_defer_close(closeGuard.rwlock) != 0 { return }
+        core.close()
+    }
 
     /// True until ``close()``.
     public var isOpen: Bool { core.lock.withReadLock { core.handle != nil } }

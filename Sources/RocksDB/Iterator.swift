@@ -81,10 +81,23 @@ public final class Iterator {
     /// The current value, copied (empty when not valid).
     public var value: [UInt8] { (try? withValue { [UInt8]($0) }) ?? [] }
 
+    /// Runs `body` with the iterator's pointer under the shared lock, as a caller's
+    /// closure: a close of the database asked for inside it runs once it returns.
+    private func withPointerForCaller<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
+        let marker = database.closeGuard.rwlock
+        var closeAfter = false
+        defer { if closeAfter { database.close() } }
+        return try withPointer { p in
+            sharddb_body_enter(marker)
+            defer { closeAfter = sharddb_body_leave(marker) != 0 }
+            return try body(p)
+        }
+    }
+
     /// Calls `body` with the current key in RocksDB's buffer (must not escape);
     /// an empty buffer when not valid.
     public func withKey<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try withPointer { p in
+        try withPointerForCaller { p in
             // RocksDB's key() on an invalid iterator is undefined (an assertion in its debug builds).
             guard rocksdb_iter_valid(p) != 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
             var length = 0
@@ -96,7 +109,7 @@ public final class Iterator {
     /// Calls `body` with the current value in RocksDB's buffer (must not escape);
     /// an empty buffer when not valid.
     public func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try withPointer { p in
+        try withPointerForCaller { p in
             guard rocksdb_iter_valid(p) != 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
             var length = 0
             let data = rocksdb_iter_value(p, &length)

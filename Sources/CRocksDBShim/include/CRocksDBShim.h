@@ -121,6 +121,29 @@ int sharddb_get_pinned_begin(rocksdb_t *db, const rocksdb_readoptions_t *options
 /// Releases what sharddb_get_pinned_begin pinned.
 void sharddb_get_pinned_end(void *slice);
 
+// --- Closures run with a database held (shim.cc). A caller's closure that a
+// read runs while it holds the database open (a pinned value, an iterator's
+// key) may close that database; the close then waits for the read, which waits
+// for the closure: the thread would hang. These record, per thread, which
+// database each running closure holds, so a close made inside one is deferred
+// until the outermost such closure on that thread returns. Why here: Swift has
+// no thread-local storage as cheap as C's (two calls per read that found a value).
+
+/// Before running a closure with `database` held (any pointer naming it).
+void sharddb_body_enter(const void *database);
+
+/// After it returned or threw. Returns 1 when a close of `database` was asked
+/// for inside it and no outer closure on this thread holds `database`: the
+/// caller closes it once it let go of its own hold. 0 otherwise (a request
+/// made inside a nested closure passes to the outer one).
+int sharddb_body_leave(const void *database);
+
+/// Asks for `database` to be closed when the closure holding it on this thread
+/// returns. Returns 1 when one does (the close is deferred), 0 when no closure
+/// on this thread holds `database` (the caller closes it now). Closures nested
+/// more than 16 deep are not recorded.
+int sharddb_body_defer_close(const void *database);
+
 // --- Block cache (block_cache.cc). The 7.8 C API can give an LRU cache only
 // a jemalloc allocator (absent from Debian's build), not one of its own.
 

@@ -161,8 +161,9 @@ extension ShardEngine {
 
     /// Reads the value under `key` without copying it: `body` sees RocksDB's
     /// pinned buffer (header stripped), which must not escape the closure.
-    /// `body` runs while the engine is held open: it must not close the engine
-    /// (that waits for `body` to return, for ever).
+    /// `body` runs while the engine is held open. It may close the engine:
+    /// ``isOpen`` is false at once, and the database closes when `body` returns
+    /// (calls `body` makes after the close may still be served until then).
     ///
     /// - returns: `body`'s result; nil when the key is absent or expired.
     /// - throws: ``ShardDBError`` as ``get(_:)``, or what `body` throws, unchanged.

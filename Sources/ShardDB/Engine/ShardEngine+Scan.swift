@@ -44,8 +44,8 @@ extension ShardEngine {
     /// A shard with a fenced range (a migration's cutover) is scanned once the
     /// fence is resolved, as point reads wait.
     ///
-    /// `body` may run while the engine is held open: it must not close the engine
-    /// (that would wait for the scan, for ever).
+    /// `body` may close the engine: the scan then ends with `.closed` right after
+    /// it (the database is closed by the time `body` returns).
     ///
     /// - throws: ``ShardDBError``: `.shardNotFound`, `.invalidArgument` (negative limit),
     ///   `.migrationInProgress` (a fence that did not resolve in ``ShardEngineOptions/fenceWaitSeconds``),
@@ -98,6 +98,8 @@ extension ShardEngine {
             remaining -= 1
             let keepGoing = try CallerError.marking { try body(ScanEntry(shard: shardID, key: key, value: payload, expiresAtMilliseconds: header.expiresAtMilliseconds,
                                                    writtenAtMilliseconds: header.writtenAtMilliseconds)) }
+            // Closed by `body`: the entries read ahead with this one are not handed out.
+            guard isOpen else { throw ShardDBError(.closed, "the engine at \(path) is closed") }
             return keepGoing && remaining > 0
         }
 
