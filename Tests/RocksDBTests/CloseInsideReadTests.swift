@@ -1,26 +1,17 @@
 import Foundation
 import RocksDB
+import TestSupport
 import XCTest
 
 /// A close asked for inside a closure that a read runs with the database held
 /// (a pinned value, an iterator's key or value) happens when the outermost
 /// such closure on that thread returns, instead of waiting for it for ever.
 final class CloseInsideReadTests: XCTestCase {
-    /// Runs `body` on a thread of its own; fails (instead of hanging the run) if it does not return in 20 s.
-    private func finishes(_ what: String, _ body: @escaping @Sendable () throws -> Void) {
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            do { try body() } catch { XCTFail("\(what): \(error)") }
-            done.signal()
-        }.start()
-        XCTAssertEqual(done.wait(timeout: .now() + 20), .success, "\(what) did not return")
-    }
-
     func testCloseInsideWithValueHappensWhenItReturns() throws {
         let dir = TemporaryDirectory()
         let db = try openDatabase(at: dir.path("db"))
         try db.put("k", "v")
-        finishes("withValue") {
+        finishesOnItsOwnThread("withValue") {
             let seen = try db.withValue(forKey: bytes("k")) { value -> String in
                 db.close()
                 // Deferred: the pinned value is still valid, and so is the database, until the closure returns.
@@ -44,7 +35,7 @@ final class CloseInsideReadTests: XCTestCase {
         try db.put("b", "2")
         let iterator = try db.makeIterator()
         iterator.seekToFirst()
-        finishes("withKey") {
+        finishesOnItsOwnThread("withKey") {
             let key = try iterator.withKey { key -> String in
                 db.close()
                 return String(decoding: key, as: UTF8.self)
@@ -58,7 +49,7 @@ final class CloseInsideReadTests: XCTestCase {
         let again = try openDatabase(at: dir.path("db"))
         let second = try again.makeIterator()
         second.seekToLast()
-        finishes("withValue") {
+        finishesOnItsOwnThread("withValue") {
             XCTAssertEqual(try second.withValue { value -> String in
                 again.close()
                 return String(decoding: value, as: UTF8.self)
@@ -73,7 +64,7 @@ final class CloseInsideReadTests: XCTestCase {
         let second = try openDatabase(at: dir.path("second"))
         try first.put("k", "1")
         try second.put("k", "2")
-        finishes("nested reads") {
+        finishesOnItsOwnThread("nested reads") {
             try first.withValue(forKey: bytes("k")) { _ in
                 try second.withValue(forKey: bytes("k")) { _ in
                     try first.withValue(forKey: bytes("k")) { _ in first.close() }

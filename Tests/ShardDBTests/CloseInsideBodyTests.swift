@@ -7,22 +7,11 @@ import XCTest
 /// `withValue`, an entry of `scan`): the engine is closed for every call made
 /// after it, and the database itself once the read returns; nothing waits.
 final class CloseInsideBodyTests: XCTestCase {
-    /// Runs `body` on a thread of its own; fails (instead of hanging the run) if it does not return in 20 s.
-    private func finishes(_ what: String, _ body: @escaping @Sendable () throws -> Void) {
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            do { try body() } catch { XCTFail("\(what): \(error)") }
-            done.signal()
-        }
-        thread.start()
-        XCTAssertEqual(done.wait(timeout: .now() + 20), .success, "\(what) did not return: a close inside its body waits for the body")
-    }
-
     func testCloseInsideWithValueClosesOnceTheReadReturns() throws {
         let directory = TemporaryDirectory()
         let engine = try makeEngine(in: directory, shards: 2)
         try engine.put("k", "v")
-        finishes("withValue") {
+        finishesOnItsOwnThread("withValue") {
             let seen = try engine.withValue(forKey: bytes("k")) { value -> String in
                 engine.close()
                 // Closed at once; the value in hand stays readable until the closure returns.
@@ -42,7 +31,7 @@ final class CloseInsideBodyTests: XCTestCase {
         let directory = TemporaryDirectory()
         let engine = try makeEngine(in: directory, shards: 2)
         for i in 0..<100 { try engine.put("key-\(i)", "value-\(i)") }
-        finishes("scan") {
+        finishesOnItsOwnThread("scan") {
             var visited = 0
             self.assertShardDBError(.closed, try engine.scan { _ in
                 visited += 1
