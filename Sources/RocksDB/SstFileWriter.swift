@@ -112,20 +112,36 @@ extension Database {
     ///     record, so a changelog reader meets a gap there. Turn it off when no
     ///     snapshot reads the family (files that overlap nothing then take
     ///     sequence number 0 and consume none).
+    ///   - allowGlobalSequenceNumber: RocksDB's `allow_global_seqno` (on by
+    ///     default): a file whose keys overlap keys or range tombstones already in
+    ///     the family takes a fresh sequence number (in no WAL record, like the
+    ///     above). Off, such an ingestion fails instead (``isGlobalSequenceNumberRequired(_:)``)
+    ///     and changes nothing.
     /// - throws: ``RocksDBError``, e.g. `invalidArgument` for overlapping files.
     public func ingestExternalFiles(_ paths: [String], into family: ColumnFamily? = nil, moveFiles: Bool = false,
-                                    snapshotConsistency: Bool = true) throws {
+                                    snapshotConsistency: Bool = true, allowGlobalSequenceNumber: Bool = true) throws {
         guard !paths.isEmpty else { return }
         let options = rocksdb_ingestexternalfileoptions_create()!
         defer { rocksdb_ingestexternalfileoptions_destroy(options) }
         rocksdb_ingestexternalfileoptions_set_move_files(options, moveFiles ? 1 : 0)
         rocksdb_ingestexternalfileoptions_set_snapshot_consistency(options, snapshotConsistency ? 1 : 0)
+        rocksdb_ingestexternalfileoptions_set_allow_global_seqno(options, allowGlobalSequenceNumber ? 1 : 0)
         try withCStrings(paths[...], []) { pointers in
             var pointers = pointers
             try withHandle(family) { db, cf in
                 try withStatus { rocksdb_ingest_external_file_cf(db, cf, &pointers, pointers.count, options, $0) }
             }
         }
+    }
+}
+
+extension Database {
+    /// True when `error` is an ingestion's refusal to give its files a sequence
+    /// number of their own (``ingestExternalFiles(_:into:moveFiles:snapshotConsistency:allowGlobalSequenceNumber:)``
+    /// with `allowGlobalSequenceNumber` off, files overlapping what the family holds).
+    public static func isGlobalSequenceNumberRequired(_ error: any Error) -> Bool {
+        guard let error = error as? RocksDBError, error.kind == .invalidArgument else { return false }
+        return error.message.contains("Global seqno is required, but disabled")
     }
 }
 

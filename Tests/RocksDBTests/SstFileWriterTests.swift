@@ -48,6 +48,52 @@ final class SstFileWriterTests: XCTestCase {
         XCTAssertEqual(text(try db.get(bytes("k2"))), "later")
     }
 
+    /// With `allowGlobalSequenceNumber` off, a file overlapping keys or a range
+    /// tombstone in the family is refused (and changes nothing) instead of taking a
+    /// sequence number that no WAL record carries; one overlapping nothing goes in.
+    func testIngestionWithoutAGlobalSequenceNumberRefusesOverlaps() throws {
+        let dir = TemporaryDirectory()
+        let db = try openDatabase(at: dir.path("db"), columnFamilies: ["staging"])
+        let family = try db.columnFamily(named: "staging")
+        try db.put(bytes("k5"), bytes("old"), in: family)
+        try db.flush(family)  // in a table file, not only the memtable
+        try writeFile(dir.path("over.sst"), [("k4", "new"), ("k5", "new")])
+        try writeFile(dir.path("beside.sst"), [("k6", "new"), ("k7", "new")])
+        let before = try db.latestSequenceNumber()
+
+        XCTAssertThrowsError(try db.ingestExternalFiles([dir.path("over.sst")], into: family, moveFiles: true,
+                                                        snapshotConsistency: false, allowGlobalSequenceNumber: false)) {
+            XCTAssertTrue(Database.isGlobalSequenceNumberRequired($0), "\($0)")
+        }
+        XCTAssertEqual(text(try db.get(bytes("k5"), in: family)), "old")
+        XCTAssertNil(try db.get(bytes("k4"), in: family))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path("over.sst")))  // still there for another way in
+        XCTAssertEqual(try db.latestSequenceNumber(), before)
+
+        try db.ingestExternalFiles([dir.path("beside.sst")], into: family, moveFiles: true,
+                                   snapshotConsistency: false, allowGlobalSequenceNumber: false)
+        XCTAssertEqual(text(try db.get(bytes("k6"), in: family)), "new")
+        XCTAssertEqual(try db.latestSequenceNumber(), before)
+
+        // A range tombstone counts as an overlap too; in the memtable as well.
+        try db.deleteRange(from: bytes("m0"), to: bytes("m9"), in: family)
+        let tombstoned = try db.latestSequenceNumber()
+        try writeFile(dir.path("under.sst"), [("m1", "new")])
+        XCTAssertThrowsError(try db.ingestExternalFiles([dir.path("under.sst")], into: family, moveFiles: true,
+                                                        snapshotConsistency: false, allowGlobalSequenceNumber: false)) {
+            XCTAssertTrue(Database.isGlobalSequenceNumberRequired($0), "\($0)")
+        }
+        XCTAssertEqual(try db.latestSequenceNumber(), tombstoned)
+        // Allowed (the default), the same file takes a sequence number of its own.
+        try db.ingestExternalFiles([dir.path("under.sst")], into: family, moveFiles: true, snapshotConsistency: false)
+        XCTAssertEqual(try db.latestSequenceNumber(), tombstoned + 1)
+        XCTAssertEqual(text(try db.get(bytes("m1"), in: family)), "new")
+        // Other failures are not this one.
+        XCTAssertThrowsError(try db.ingestExternalFiles([dir.path("missing.sst")], allowGlobalSequenceNumber: false)) {
+            XCTAssertFalse(Database.isGlobalSequenceNumberRequired($0), "\($0)")
+        }
+    }
+
     func testKeysOutOfOrderEmptyFilesAndMissingFilesAreErrors() throws {
         let dir = TemporaryDirectory()
         let db = try openDatabase(at: dir.path("db"))

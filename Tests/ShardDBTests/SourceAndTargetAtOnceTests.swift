@@ -58,6 +58,89 @@ final class SourceAndTargetAtOnceTests: XCTestCase {
         try await tailWhileReceiving(ingestMinBytes: .max)
     }
 
+    override func tearDown() {
+        FailurePoints.disarmAll()
+        super.tearDown()
+    }
+
+    /// A bulk chunk applied again (its first try failed after the ingestion, before
+    /// the progress) overlaps what it staged: ingested, it would take a sequence
+    /// number of its own, in no log record. While another migration tails this
+    /// instance's changelog it goes through the log instead: no gap there, and the
+    /// incoming copy is complete.
+    func testAChunkAppliedAgainLeavesNoGapInAnotherMigrationsChangelog() async throws {
+        try await applyAChunkAgain(whileTailed: true)
+    }
+
+    /// The same with no migration tailing the changelog: the chunk is ingested
+    /// again, as a table file (one sequence number, no entry through the log).
+    func testAChunkAppliedAgainIsIngestedWhenNoMigrationTails() async throws {
+        try await applyAChunkAgain(whileTailed: false)
+    }
+
+    private func applyAChunkAgain(whileTailed: Bool) async throws {
+        let dir = TemporaryDirectory()
+        let all = try instances(dir, shards: 2, ingestMinBytes: 0)
+        let (a, x, c) = (all[0], all[1], all[2])
+        defer { all.forEach { $0.close() } }
+        let value = String(repeating: "v", count: 1000)
+        try a.write { batch in for i in 0..<4000 { try batch.put("k\(i)", value) } }
+        let shards = try a.shards().map(\.id).sorted()
+        let first = try await a.migrate(MigrationRequest(shard: shards[1], id: "m0"), to: x)
+        // X sends the shard it took on to C (its bulk snapshot held) ...
+        let outgoing = try await MigrationCoordinator(source: x, target: c).makePlan(MigrationRequest(shard: first.targetShard, id: "m2"))
+        var snapshot: UInt64 = 0
+        if whileTailed {
+            try x.prepareOutgoing(outgoing)
+            snapshot = try x.openBulk(outgoing)
+            _ = try c.prepareIncoming(outgoing, snapshotSequence: snapshot)
+        }
+        // ... while it receives A's other shard, chunk by chunk; the second fails
+        // after its ingestion and is applied again.
+        let incoming = try await MigrationCoordinator(source: a, target: x).makePlan(MigrationRequest(shard: shards[0], id: "m1"))
+        try a.prepareOutgoing(incoming)
+        let start = try a.openBulk(incoming)
+        _ = try x.prepareIncoming(incoming, snapshotSequence: start)
+        FailurePoints.arm("migration.target.bulk-ingested", action: .error, nth: 2)
+        var after: [UInt8]?
+        var done = false, again = 0
+        while !done {
+            let chunk = try a.readBulk(incoming, after: after, maxBytes: 64 << 10)
+            do {
+                try x.applyBulk(incoming, chunk)
+            } catch {
+                XCTAssertEqual((error as? ShardDBError)?.code, .injectedFailure)
+                again += 1
+                let before = try x.latestSequenceNumber()
+                try x.applyBulk(incoming, chunk)
+                // Through the log: one sequence number per entry and one for the progress.
+                // Ingested: one for the file, one for the progress.
+                XCTAssertEqual(try x.latestSequenceNumber() - before, whileTailed ? UInt64(chunk.count) + 1 : 2)
+            }
+            after = chunk.lastKey
+            done = chunk.done
+        }
+        XCTAssertEqual(again, 1)
+        try x.catchUpAndCommit(incoming, from: a, next: start + 1, final: try a.fenceOutgoing(incoming))
+        try a.commitOutgoing(incoming)
+        for i in 0..<4000 { XCTAssertEqual(text(try x.get("k\(i)")), value, "k\(i)") }
+        guard whileTailed else { return }
+        // The outgoing migration's changelog reads through to the latest write.
+        for i in 0..<4000 { _ = try? x.put("k\(i)", "new") }
+        var from = snapshot + 1
+        var seen = 0
+        while true {
+            let chunk = try x.readChanges(outgoing, from: from, maxRecords: 10_000)
+            if chunk.records.isEmpty { break }
+            seen += chunk.records.count
+            from = chunk.nextSequence
+        }
+        XCTAssertGreaterThan(seen, 1000, "the writes to the outgoing range are in its changelog")
+        XCTAssertEqual(from, try x.latestSequenceNumber() + 1)
+        try x.abortOutgoing(outgoing)
+        try c.abortIncoming(outgoing)
+    }
+
     /// Three instances to two, moves running in parallel (B→A while C→B), every
     /// bulk chunk ingested: all moves finish, and every key reads back.
     func testParallelRescaleWithIngestion() async throws { try await parallelRescale(ingestMinBytes: 0) }

@@ -187,11 +187,9 @@ extension ShardEngine: MigrationTarget {
         // without a log record: an outgoing migration tailing this changelog would
         // meet a gap there. Its ``openBulk(_:)`` takes the shard-map lock too.
         func outgoingMigrationReadsChangelog() throws -> Bool {
-            guard let busy = try migrationJournal().first(where: { $0.role == .source && [.bulkCopy, .fenced].contains($0.phase) }) else {
-                return false
-            }
+            guard let busy = try outgoingMigrationReadingChangelog() else { return false }
             logger.info("bulk copy as entries: an outgoing migration reads this changelog",
-                        metadata: ["id": "\(plan.id)", "outgoing": "\(busy.plan.id)"])
+                        metadata: ["id": "\(plan.id)", "outgoing": "\(busy)"])
             return true
         }
         let staging = try tableImportDirectory(plan.id)
@@ -354,6 +352,14 @@ extension ShardEngine: MigrationTarget {
     }
     static func tableImportFolder(_ path: String) -> String { path + "/migration-import" }
 
+    /// The id of a migration out of this instance that reads (or is about to read)
+    /// its changelog: one in its bulk copy or fenced. A write that raises the
+    /// sequence number without a log record would be a gap in that changelog.
+    /// Stable while the caller holds the shard-map lock (``openBulk(_:)`` takes it).
+    func outgoingMigrationReadingChangelog() throws -> String? {
+        try migrationJournal().first(where: { $0.role == .source && [.bulkCopy, .fenced].contains($0.phase) })?.plan.id
+    }
+
     /// True when `family` holds a stored key from `lower` up to `upper`.
     private func isOccupied(_ family: ColumnFamily, from lower: [UInt8], to upper: [UInt8]?) throws -> Bool {
         let iterator = try database.makeIterator(in: family, lowerBound: lower, upperBound: upper)
@@ -429,13 +435,14 @@ extension ShardEngine: MigrationTarget {
         // compaction of the copy); small ones a write batch (docs/MIGRATION.md).
         if bytes >= options.migrationIngestMinBytes, chunks.contains(where: { !$0.isEmpty }) {
             if let overlap = plan.overlap?.storedBounds, let overlapFamily {
-                try ingest(chunks, into: family, plan: plan) { !ShardRange.stored($0, within: overlap) }
-                try ingest(chunks, into: overlapFamily, plan: plan) { ShardRange.stored($0, within: overlap) }
+                try ingest(chunks, into: family, plan: plan, orInto: batch) { !ShardRange.stored($0, within: overlap) }
+                try ingest(chunks, into: overlapFamily, plan: plan, orInto: batch) { ShardRange.stored($0, within: overlap) }
             } else {
-                try ingest(chunks, into: family, plan: plan) { _ in true }
+                try ingest(chunks, into: family, plan: plan, orInto: batch) { _ in true }
             }
-            // Ingested and durable; the progress below may still be lost in a crash,
-            // and then the chunk is ingested again: same keys, same values.
+            // Ingested and durable (or in `batch`, written with the progress below); the
+            // progress may still be lost in a crash, and then the chunk is applied again:
+            // same keys, same values.
             try FailurePoints.hit("migration.target.bulk-ingested")
         } else {
             for chunk in chunks {
@@ -460,8 +467,19 @@ extension ShardEngine: MigrationTarget {
     }
 
     /// Writes the entries of `chunks` (sorted stored keys, chunk after chunk) that
-    /// `include` accepts to one table file beside the database and ingests it into `family`.
-    private func ingest(_ chunks: [BulkChunk], into family: ColumnFamily, plan: MigrationPlan,
+    /// `include` accepts to one table file beside the database and ingests it into
+    /// `family`; or puts them in `batch` when the file overlaps what the family
+    /// holds while an outgoing migration reads this instance's changelog.
+    ///
+    /// A file that overlaps nothing goes in without a sequence number of its own.
+    /// One that overlaps keys or range tombstones (a chunk applied again after a
+    /// crash between its ingestion and its progress, or a range an earlier attempt
+    /// staged and cleared) would take one that no log record carries: a gap in
+    /// this instance's changelog. It is ingested so only while no outgoing
+    /// migration reads the changelog (checked under the shard-map lock, which
+    /// ``openBulk(_:)`` takes); otherwise its entries go through the log, in the
+    /// write that also records the progress.
+    private func ingest(_ chunks: [BulkChunk], into family: ColumnFamily, plan: MigrationPlan, orInto batch: WriteBatch,
                         include: (UnsafeRawBufferPointer) -> Bool) throws {
         var bytes = 0
         for chunk in chunks { chunk.forEachEntry { key, value in if include(key) { bytes += key.count + value.count } } }
@@ -483,7 +501,25 @@ extension ShardEngine: MigrationTarget {
             // any snapshot this instance holds (its own outgoing migration's bulk
             // snapshot) would give the file a sequence number that no WAL record
             // carries: that migration's changelog would stop at a gap.
-            try database.ingestExternalFiles([file], into: family, moveFiles: true, snapshotConsistency: false)
+            do {
+                try database.ingestExternalFiles([file], into: family, moveFiles: true, snapshotConsistency: false,
+                                                 allowGlobalSequenceNumber: false)
+                return
+            } catch where Database.isGlobalSequenceNumberRequired(error) {}
+            let outgoing: String? = try shardMapLock.withLock { _ in
+                if let outgoing = try outgoingMigrationReadingChangelog() { return outgoing }
+                try database.ingestExternalFiles([file], into: family, moveFiles: true, snapshotConsistency: false)
+                return nil
+            }
+            guard let outgoing else { return }
+            logger.info("bulk chunk written through the log: it overlaps staged data, and an outgoing migration reads this changelog",
+                        metadata: ["id": "\(plan.id)", "outgoing": "\(outgoing)"])
+            for chunk in chunks {
+                try chunk.forEachEntry { key, value in
+                    guard include(key) else { return }
+                    try batch.put(key, value, in: family)
+                }
+            }
         }
     }
 
