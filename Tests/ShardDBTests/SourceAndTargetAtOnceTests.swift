@@ -16,38 +16,63 @@ final class SourceAndTargetAtOnceTests: XCTestCase {
         }
     }
 
-    private func tailWhileReceiving(ingestMinBytes: Int) async throws {
-        let dir = TemporaryDirectory()
+    /// A (two shards of 4000 keys of 1000 bytes between them), X holding A's second
+    /// shard, C empty; with `tailed`, X has begun moving that shard on to C (its bulk
+    /// snapshot held, so that migration tails X's changelog from `snapshot`).
+    private struct Setup {
+        let a: ShardEngine, x: ShardEngine, c: ShardEngine
+        let shards: [Int]
+        let outgoing: MigrationPlan
+        let snapshot: UInt64
+        let value: String
+    }
+
+    private func sendingWhileReceiving(_ dir: TemporaryDirectory, ingestMinBytes: Int, tailed: Bool = true) async throws -> Setup {
         let all = try instances(dir, shards: 2, ingestMinBytes: ingestMinBytes)
         let (a, x, c) = (all[0], all[1], all[2])
-        defer { all.forEach { $0.close() } }
         let value = String(repeating: "v", count: 1000)
         try a.write { batch in for i in 0..<4000 { try batch.put("k\(i)", value) } }
         let shards = try a.shards().map(\.id).sorted()
-        // X takes A's second shard, then starts moving it on to C (its bulk snapshot held) ...
         let first = try await a.migrate(MigrationRequest(shard: shards[1], id: "m0"), to: x)
         let outgoing = try await MigrationCoordinator(source: x, target: c).makePlan(MigrationRequest(shard: first.targetShard, id: "m2"))
-        try x.prepareOutgoing(outgoing)
-        let snapshot = try x.openBulk(outgoing)
-        _ = try c.prepareIncoming(outgoing, snapshotSequence: snapshot)
-        // ... while it receives A's first shard, bulk chunks ingested.
-        let incoming = try await a.migrate(MigrationRequest(shard: shards[0], id: "m1"), to: x)
-        XCTAssertGreaterThan(incoming.keysCopied, 1000)
+        var snapshot: UInt64 = 0
+        if tailed {
+            try x.prepareOutgoing(outgoing)
+            snapshot = try x.openBulk(outgoing)
+            _ = try c.prepareIncoming(outgoing, snapshotSequence: snapshot)
+        }
+        return Setup(a: a, x: x, c: c, shards: shards, outgoing: outgoing, snapshot: snapshot, value: value)
+    }
+
+    /// Writes to every key on X (those it owns take them), then reads the outgoing
+    /// migration's changelog from its snapshot to X's latest sequence: it throws at a gap.
+    private func assertTheChangelogReadsThrough(_ setup: Setup) throws {
+        let x = setup.x
         var written = 0
         for i in 0..<4000 where (try? x.put("k\(i)", "new")) != nil { written += 1 }
         XCTAssertGreaterThan(written, 1000)
-        // The outgoing migration's changelog has no gap: every change after its snapshot is there.
-        var from = snapshot + 1
+        var from = setup.snapshot + 1
         var seen = 0
         while true {
-            let chunk = try x.readChanges(outgoing, from: from, maxRecords: 10_000)
+            let chunk = try x.readChanges(setup.outgoing, from: from, maxRecords: 10_000)
             if chunk.records.isEmpty { break }
             seen += chunk.records.count
             from = chunk.nextSequence
         }
         XCTAssertGreaterThan(seen, 0, "the writes to the outgoing range are in its changelog")
-        try x.abortOutgoing(outgoing)
-        try c.abortIncoming(outgoing)
+        XCTAssertEqual(from, try x.latestSequenceNumber() + 1)
+        try x.abortOutgoing(setup.outgoing)
+        try setup.c.abortIncoming(setup.outgoing)
+    }
+
+    private func tailWhileReceiving(ingestMinBytes: Int) async throws {
+        let dir = TemporaryDirectory()
+        let setup = try await sendingWhileReceiving(dir, ingestMinBytes: ingestMinBytes)
+        defer { [setup.a, setup.x, setup.c].forEach { $0.close() } }
+        // X receives A's first shard, bulk chunks ingested, while it sends the other on.
+        let incoming = try await setup.a.migrate(MigrationRequest(shard: setup.shards[0], id: "m1"), to: setup.x)
+        XCTAssertGreaterThan(incoming.keysCopied, 1000)
+        try assertTheChangelogReadsThrough(setup)
     }
 
     func testIngestedBulkCopyLeavesNoGapInAnotherMigrationsChangelog() async throws {
@@ -80,24 +105,12 @@ final class SourceAndTargetAtOnceTests: XCTestCase {
 
     private func applyAChunkAgain(whileTailed: Bool) async throws {
         let dir = TemporaryDirectory()
-        let all = try instances(dir, shards: 2, ingestMinBytes: 0)
-        let (a, x, c) = (all[0], all[1], all[2])
-        defer { all.forEach { $0.close() } }
-        let value = String(repeating: "v", count: 1000)
-        try a.write { batch in for i in 0..<4000 { try batch.put("k\(i)", value) } }
-        let shards = try a.shards().map(\.id).sorted()
-        let first = try await a.migrate(MigrationRequest(shard: shards[1], id: "m0"), to: x)
-        // X sends the shard it took on to C (its bulk snapshot held) ...
-        let outgoing = try await MigrationCoordinator(source: x, target: c).makePlan(MigrationRequest(shard: first.targetShard, id: "m2"))
-        var snapshot: UInt64 = 0
-        if whileTailed {
-            try x.prepareOutgoing(outgoing)
-            snapshot = try x.openBulk(outgoing)
-            _ = try c.prepareIncoming(outgoing, snapshotSequence: snapshot)
-        }
-        // ... while it receives A's other shard, chunk by chunk; the second fails
-        // after its ingestion and is applied again.
-        let incoming = try await MigrationCoordinator(source: a, target: x).makePlan(MigrationRequest(shard: shards[0], id: "m1"))
+        let setup = try await sendingWhileReceiving(dir, ingestMinBytes: 0, tailed: whileTailed)
+        let (a, x) = (setup.a, setup.x)
+        defer { [a, x, setup.c].forEach { $0.close() } }
+        // X receives A's first shard chunk by chunk; the second fails after its
+        // ingestion and is applied again.
+        let incoming = try await MigrationCoordinator(source: a, target: x).makePlan(MigrationRequest(shard: setup.shards[0], id: "m1"))
         try a.prepareOutgoing(incoming)
         let start = try a.openBulk(incoming)
         _ = try x.prepareIncoming(incoming, snapshotSequence: start)
@@ -123,22 +136,8 @@ final class SourceAndTargetAtOnceTests: XCTestCase {
         XCTAssertEqual(again, 1)
         try x.catchUpAndCommit(incoming, from: a, next: start + 1, final: try a.fenceOutgoing(incoming))
         try a.commitOutgoing(incoming)
-        for i in 0..<4000 { XCTAssertEqual(text(try x.get("k\(i)")), value, "k\(i)") }
-        guard whileTailed else { return }
-        // The outgoing migration's changelog reads through to the latest write.
-        for i in 0..<4000 { _ = try? x.put("k\(i)", "new") }
-        var from = snapshot + 1
-        var seen = 0
-        while true {
-            let chunk = try x.readChanges(outgoing, from: from, maxRecords: 10_000)
-            if chunk.records.isEmpty { break }
-            seen += chunk.records.count
-            from = chunk.nextSequence
-        }
-        XCTAssertGreaterThan(seen, 1000, "the writes to the outgoing range are in its changelog")
-        XCTAssertEqual(from, try x.latestSequenceNumber() + 1)
-        try x.abortOutgoing(outgoing)
-        try c.abortIncoming(outgoing)
+        for i in 0..<4000 { XCTAssertEqual(text(try x.get("k\(i)")), setup.value, "k\(i)") }
+        if whileTailed { try assertTheChangelogReadsThrough(setup) }
     }
 
     /// Three instances to two, moves running in parallel (B→A while C→B), every
