@@ -41,14 +41,15 @@ bench-smoke: deps
 	cd Benchmarks && $(SWIFT) build
 
 # The kill -9 harness (docs/CRASH_TESTING.md): CYCLES kill/recover/verify cycles of
-# `shardctl stress` at random moments and at migration/checkpoint failure points.
+# `shardctl stress` at random moments and at migration/checkpoint failure points,
+# and as many with a simulated power loss (unsynced bytes dropped) after each kill.
 # SEED replays a run; CI runs 30 cycles inside `make test`.
 CYCLES ?= 1000
 SEED ?=
 
 crash-test: deps
 	$(SWIFT) build --build-tests
-	CRASH_CYCLES=$(CYCLES) CRASH_SEED=$(SEED) $(SWIFT) test --skip-build --filter 'CrashTests|CorruptionTests|DiskFullTests'
+	CRASH_CYCLES=$(CYCLES) POWERLOSS_CYCLES=$(CYCLES) CRASH_SEED=$(SEED) $(SWIFT) test --skip-build --filter 'CrashTests|PowerLossTests|CorruptionTests|DiskFullTests'
 
 clean:
 	rm -rf .build

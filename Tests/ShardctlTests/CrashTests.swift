@@ -38,17 +38,7 @@ final class CrashTests: ShardctlTestCase {
         let started = Date()
         for cycle in 0..<cycles {
             let (workdir, mode) = workdirs[cycle % 2]
-            var environment: [String: String] = [:]
-            var point: String?
-            if cycle % 3 != 0 {
-                point = Self.failurePoints.randomElement(using: &random)!
-                environment["SHARDDB_FAILPOINTS"] = "\(point!)=kill@\(Int.random(in: 1...2, using: &random))"
-            }
-            let running = try ShardctlProcess.start(["stress", workdir, "--ops", "100000"] + mode, environment: environment)
-            let deadline = Date().addingTimeInterval(Double.random(in: 0.3...(point == nil ? 1.5 : 3.0), using: &random))
-            while running.process.isRunning && Date() < deadline { usleep(10_000) }
-            if running.process.isRunning { kill(running.process.processIdentifier, SIGKILL) }
-            let run = running.finish()
+            let (run, point) = try Self.killedStressRun(workdir, mode, atAPoint: cycle % 3 != 0, random: &random)
             if let hit = run.stderr.components(separatedBy: "failure point ").dropFirst().first?.split(separator: ":").first {
                 pointsHit[String(hit), default: 0] += 1
             } else if run.signal == SIGKILL {
@@ -181,6 +171,25 @@ final class CrashTests: ShardctlTestCase {
         XCTAssertFalse(keys.isEmpty, "the flushed batches were lost")
         // And what was kept is a prefix of the batches written.
         XCTAssertEqual(keys.keys.sorted(), (0..<keys.count).map { String(format: "%06d", $0) })
+    }
+
+    /// Runs `shardctl stress workdir` and kills it with SIGKILL after a random 0.3–1.5 s;
+    /// or, `atAPoint`, at one of ``failurePoints`` (chosen at random, its first or
+    /// second time) or after 0.3–3.0 s, whichever comes first. `environment` adds
+    /// to the child's. Returns how the run ended and the point armed.
+    static func killedStressRun(_ workdir: String, _ mode: [String], atAPoint: Bool, environment: [String: String] = [:],
+                                random: inout SeededRandom) throws -> (run: ShardctlProcess.Result, point: String?) {
+        var environment = environment
+        var point: String?
+        if atAPoint {
+            point = failurePoints.randomElement(using: &random)!
+            environment["SHARDDB_FAILPOINTS"] = "\(point!)=kill@\(Int.random(in: 1...2, using: &random))"
+        }
+        let running = try ShardctlProcess.start(["stress", workdir, "--ops", "100000"] + mode, environment: environment)
+        let deadline = Date().addingTimeInterval(Double.random(in: 0.3...(point == nil ? 1.5 : 3.0), using: &random))
+        while running.process.isRunning && Date() < deadline { usleep(10_000) }
+        if running.process.isRunning { kill(running.process.processIdentifier, SIGKILL) }
+        return (running.finish(), point)
     }
 
     /// The integers that follow each of `markers` in `text`, each marker looked for
