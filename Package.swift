@@ -99,12 +99,12 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         // Helpers the test targets share (one copy of each); linked only into tests.
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: [.swiftLanguageMode(.v5)]),
+        // PowerLoss/powerloss.c is compiled by the tests that use it into an LD_PRELOAD library, not into the target.
+        .target(name: "TestSupport", path: "Tests/TestSupport", exclude: ["PowerLoss/powerloss.c"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "RocksDBTests", dependencies: ["RocksDB", "CRocksDBShim", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "ShardDBTests", dependencies: ["ShardDB", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
-        // PowerLoss/powerloss.c is compiled by its test into an LD_PRELOAD library, not into the target.
-        .testTarget(name: "ShardctlTests", dependencies: ["ShardDB", "TestSupport"], exclude: ["PowerLoss/powerloss.c"],
-                    swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(name: "ShardctlTests", dependencies: ["ShardDB", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(
             name: "ShardDBServerTests",
             dependencies: ["ShardDB", "ShardDBServer", "TestSupport", .product(name: "GRPCCore", package: "grpc-swift-2")],

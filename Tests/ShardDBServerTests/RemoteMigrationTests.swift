@@ -1,6 +1,7 @@
 import Foundation
 import ShardDB
 import ShardDBServer
+import TestSupport
 import XCTest
 
 /// Migration and rescale between `shardctl serve` processes on loopback, with
@@ -265,33 +266,81 @@ final class RemoteMigrationTests: XCTestCase {
     /// restart, resolving leaves every key group with exactly one owner and
     /// every acknowledged write readable; a second migration then succeeds.
     func testKilledPeerIsResolvedAfterRestart() async throws {
-        let points: [(side: String, point: String)] = [
-            ("source", "migration.source.bulk-chunk@2"),
-            ("source", "migration.source.tables-exported"),
-            ("source", "migration.source.fenced"),
-            ("source", "migration.source.before-commit"),
-            ("target", "migration.target.bulk-chunk@2"),
-            ("target", "migration.target.tables-imported"),
-            ("target", "migration.target.changes"),
-            ("target", "migration.target.before-commit"),
-            ("target", "migration.target.committed"),
-        ]
         // Every point, each run: the decision table's cases after the fence (source
         // fenced, target committed, source before its commit) are the ones that matter most.
-        for (side, point) in points {
+        for (side, point) in Self.killPoints {
             try await runKill(side: side, point: point)
         }
     }
 
-    private func runKill(side: String, point: String) async throws {
+    static let killPoints: [(side: String, point: String)] = [
+        ("source", "migration.source.bulk-chunk@2"),
+        ("source", "migration.source.tables-exported"),
+        ("source", "migration.source.fenced"),
+        ("source", "migration.source.before-commit"),
+        ("target", "migration.target.bulk-chunk@2"),
+        ("target", "migration.target.tables-imported"),
+        ("target", "migration.target.changes"),
+        ("target", "migration.target.before-commit"),
+        ("target", "migration.target.committed"),
+    ]
+
+    /// The same, the dying side's machine losing power: both serve with `--sync`,
+    /// and after the kill the victim's files lose every byte not yet synced
+    /// (docs/CRASH_TESTING.md, "Power loss"). The decision and every acknowledged
+    /// write must survive that too.
+    func testPeerLosingPowerIsResolvedAfterRestart() async throws {
+        let library = try PowerLoss.buildLibrary(in: NSTemporaryDirectory() + "powerloss-\(UUID().uuidString).so")
+        defer { try? FileManager.default.removeItem(atPath: library) }
+        for (side, point) in Self.killPoints {
+            try await runKill(side: side, point: point, powerLoss: library)
+        }
+    }
+
+    /// `serve --sync` acknowledges a put only once it is synced: after a power loss
+    /// (kill -9, then every unsynced byte dropped) the put is there; served without
+    /// it, the same put is gone.
+    func testServeSyncKeepsAnAcknowledgedPutThroughAPowerLoss() throws {
+        let library = try PowerLoss.buildLibrary(in: NSTemporaryDirectory() + "powerloss-\(UUID().uuidString).so")
+        defer { try? FileManager.default.removeItem(atPath: library) }
+        for sync in [true, false] {
+            let workspace = try Workspace("ServeSync")
+            let directory = try workspace.makeInstance("a", shards: 2, keys: 10)
+            let record = workspace.path("powerloss.log")
+            let before = try PowerLoss.sizes(below: directory)
+            let server = try ServeProcess(directory: directory, tokenFile: workspace.tokenFile, extra: sync ? ["--sync"] : [],
+                                          environment: ["LD_PRELOAD": library, "POWERLOSS_LOG": record, "POWERLOSS_ROOT": directory])
+            let put = try Shardctl.run(["put", "--remote", server.address.description, "--token-file", workspace.tokenFile,
+                                        "acknowledged", "yes"])
+            XCTAssertEqual(put.status, 0, put.stderr)
+            server.kill9()
+            _ = try PowerLoss.apply(log: record, filesBefore: before, below: directory)
+            try server.restart()
+            let get = try Shardctl.run(["get", "--remote", server.address.description, "--token-file", workspace.tokenFile,
+                                        "acknowledged"])
+            XCTAssertEqual(get.stdout, sync ? "yes\n" : "", "sync \(sync): \(get.stderr)")
+            XCTAssertEqual(server.terminate(), 0)
+        }
+    }
+
+    /// `powerLoss`: the LD_PRELOAD library that records the victim's syncs, whose
+    /// unsynced bytes are then dropped.
+    private func runKill(side: String, point: String, powerLoss library: String? = nil) async throws {
         let workspace = try Workspace("RemoteKill")
         // "name@N" means the N-th hit: SHARDDB_FAILPOINTS spells it name=kill@N.
         let parts = point.split(separator: "@")
         let spec = parts.count == 2 ? "\(parts[0])=kill@\(parts[1])" : "\(point)=kill"
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
-                                 tokenFile: workspace.tokenFile, failpoints: side == "source" ? spec : nil)
-        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
-                                 failpoints: side == "target" ? spec : nil)
+        let sourceDirectory = try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400)
+        let targetDirectory = try workspace.makeEmpty("b")
+        let victimDirectory = side == "source" ? sourceDirectory : targetDirectory
+        let record = workspace.path("powerloss.log")
+        let filesBefore = try PowerLoss.sizes(below: victimDirectory)
+        let preload = library.map { ["LD_PRELOAD": $0, "POWERLOSS_LOG": record, "POWERLOSS_ROOT": victimDirectory] } ?? [:]
+        let extra = library == nil ? [] : ["--sync"]
+        let a = try ServeProcess(directory: sourceDirectory, tokenFile: workspace.tokenFile, failpoints: side == "source" ? spec : nil,
+                                 extra: extra, environment: side == "source" ? preload : [:])
+        let b = try ServeProcess(directory: targetDirectory, tokenFile: workspace.tokenFile, failpoints: side == "target" ? spec : nil,
+                                 extra: extra, environment: side == "target" ? preload : [:])
         let client = RoutingClient(workspace: workspace)
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
@@ -306,6 +355,10 @@ final class RemoteMigrationTests: XCTestCase {
         writer.cancel()
         _ = await writer.value
         XCTAssertNotEqual(first.status, 0, "\(point): migrate should fail when \(side) dies: \(first.stdout)")
+        if library != nil {
+            let loss = try PowerLoss.apply(log: record, filesBefore: filesBefore, below: victimDirectory)
+            XCTAssertGreaterThan(loss.files, 0, "\(point): the power loss cut nothing (is the library loaded?)")
+        }
 
         try victim.restart()
         // Dial the restarted peer afresh: a channel to the dead process sits in gRPC's

@@ -53,23 +53,24 @@ final class ServeProcess {
     private(set) var process: Process
     private(set) var address: InstanceAddress
 
-    /// Starts serving `directory` on `listen` (port 0: a free one), with failure points armed by `failpoints`.
+    /// Starts serving `directory` on `listen` (port 0: a free one), with failure points armed by `failpoints`
+    /// and `environment` added to the child's (both for this run only, not for restarts).
     init(directory: String, tokenFile: String?, listen: String = "127.0.0.1:0", failpoints: String? = nil,
-         extra: [String] = [], omitRPCs: [String] = []) throws {
+         extra: [String] = [], omitRPCs: [String] = [], environment: [String: String] = [:]) throws {
         self.directory = directory
         self.tokenFile = tokenFile
         self.extra = extra
         self.omitRPCs = omitRPCs
         (process, address) = try Self.launch(directory: directory, tokenFile: tokenFile, listen: listen,
-                                             failpoints: failpoints, extra: extra, omitRPCs: omitRPCs)
+                                             failpoints: failpoints, extra: extra, omitRPCs: omitRPCs, adding: environment)
     }
 
     private static func launch(directory: String, tokenFile: String?, listen: String, failpoints: String?,
-                               extra: [String], omitRPCs: [String]) throws -> (Process, InstanceAddress) {
+                               extra: [String], omitRPCs: [String], adding: [String: String] = [:]) throws -> (Process, InstanceAddress) {
         let process = Process()
         process.executableURL = try Shardctl.executable
         process.arguments = ["serve", directory, "--listen", listen] + (tokenFile.map { ["--token-file", $0] } ?? []) + extra
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment.merging(adding) { $1 }
         environment["SHARDDB_FAILPOINTS"] = failpoints ?? ""
         environment["SHARDDB_SERVER_OMIT_RPCS"] = omitRPCs.joined(separator: ",")
         process.environment = environment

@@ -34,6 +34,11 @@ struct Serve: AsyncParsableCommand {
             help: "Client certificate (PEM) this instance presents, over TLS, to a source it pulls a bulk copy from; with --peer-tls-key, the source verified against --peer-tls-ca, else --tls-ca.")
     var peerTLSCert: String?
     @Option(name: .customLong("peer-tls-key"), help: "Private key (PEM) of --peer-tls-cert.") var peerTLSKey: String?
+    @Flag(help: """
+        fsync the write-ahead log before each write is acknowledged, so an acknowledged \
+        write survives a power failure, not only a crash of this process (slower: one \
+        disk flush per write, shared by writes that arrive together).
+        """) var sync = false
 
     /// Options that go together or need another: a usage error (status 64).
     func validate() throws {
@@ -80,7 +85,9 @@ struct Serve: AsyncParsableCommand {
             let configuration = MigrationServer.Configuration(
                 listen: address, secret: secret, tls: tls, advertisedAddress: advertise,
                 bulkRateLimit: try rateLimit.map { try ByteRate(parsing: $0) }, peers: peers)
-            return (configuration, try ShardEngine.open(at: instance.directory, options: instance.engineOptions()))
+            var options = instance.engineOptions()
+            options.syncWrites = sync
+            return (configuration, try ShardEngine.open(at: instance.directory, options: options))
         }
         let server = MigrationServer(engine: engine, configuration: configuration)
         let bound: String
