@@ -151,7 +151,10 @@ OPEN(openat, DIRFD_PARAMETER, DIRFD_ARGUMENT, dirfd)
 OPEN(openat64, DIRFD_PARAMETER, DIRFD_ARGUMENT, dirfd)
 int creat(const char *path, mode_t mode) { return open(path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
 int creat64(const char *path, mode_t mode) { return open64(path, O_CREAT | O_WRONLY | O_TRUNC, mode); }
-// _FORTIFY_SOURCE builds call these for opens without O_CREAT: they create nothing.
+// Not wrapped: __open_2 and friends, which _FORTIFY_SOURCE builds call for opens
+// without O_CREAT. They create nothing; one with O_TRUNC would go unrecorded (the
+// file would keep its old synced size), but RocksDB and ShardDB truncate only
+// with O_CREAT.
 
 static void renamed(int result, int olddirfd, const char *oldpath, int newdirfd, const char *newpath, char kind) {
     if (result != 0) return;
