@@ -121,6 +121,41 @@ final class CheckpointCommandTests: XCTestCase {
         XCTAssertEqual(files(of: store), before)
     }
 
+    /// `restore --new-instance-id` makes a copy that can migrate a shard back into
+    /// the instance the checkpoint was taken of; without it the migration is refused.
+    func testAShardComesBackThroughARestoreWithANewInstanceID() throws {
+        let instance = try makeInstance(keys: 400)
+        let store = path("store")
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "create", instance, "--store", store]).status, 0)
+        let engine = try ShardEngine.open(at: instance)
+        let originalID = engine.instanceID
+        guard case .keyGroups(let groups) = engine.shardDescriptors.first(where: { $0.id == 2 })!.range else {
+            return XCTFail("hash partitioning expected")
+        }
+        let lost = (0..<400).map { "key-\($0)" }.filter { groups.contains(engine.keyGroup(of: $0)!) }
+        XCTAssertFalse(lost.isEmpty)
+        try engine.write { batch in for key in lost { try batch.delete(key) } }
+        engine.close()
+
+        XCTAssertEqual(try CheckpointCLI.run(["checkpoint", "restore", "--store", store, path("same-id")]).status, 0)
+        try assertFails(["migrate", "--from", path("same-id"), "--to", instance, "--shard", "2", "--on-conflict", "source-wins"],
+                        mentioning: "same instance")
+        let restored = try CheckpointCLI.run(["checkpoint", "restore", "--store", store, path("copy"), "--new-instance-id", "--json"])
+        XCTAssertEqual(restored.status, 0, restored.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(restored.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["instance"] as? String, originalID)
+        let newID = try XCTUnwrap(report["restoredInstance"] as? String)
+        XCTAssertNotEqual(newID, originalID)
+        let moved = try CheckpointCLI.run(["migrate", "--from", path("copy"), "--to", instance, "--shard", "2", "--on-conflict", "source-wins"])
+        XCTAssertEqual(moved.status, 0, moved.stderr)
+        let back = try contents(instance)
+        XCTAssertEqual(back.count, 400)
+        for key in lost { XCTAssertEqual(back[Array(key.utf8)].map { String(decoding: $0, as: UTF8.self).hasPrefix(key.dropFirst(4) + "-") }, true, key) }
+        let text = try CheckpointCLI.run(["checkpoint", "restore", "--store", store, path("copy-2"), "--new-instance-id"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("as new instance "), text.stdout)
+    }
+
     /// A checkpoint whose record a newer ShardDB wrote (format 9) is refused by
     /// name, not verified and restored as if this version understood it: listed
     /// as damaged (it used to make `list` fail for the whole store), refused by restore.

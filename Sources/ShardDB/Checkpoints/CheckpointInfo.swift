@@ -25,6 +25,9 @@ public struct CheckpointInfo: Sendable, Equatable {
     public var fileCount: Int
     /// What the caller passed to ``ShardEngine/checkpoint(to:metadata:allowForeignInstance:progress:)``.
     public var metadata: [String: String]
+    /// Set by ``CheckpointStore/restore(id:to:newInstanceID:progress:)`` only: the
+    /// restored instance's id (``instanceID``, or a new one when asked for).
+    public var restoredInstanceID: String?
 }
 
 /// A checkpoint RocksDB cannot load: a file it consists of is missing, or its meta

@@ -425,7 +425,11 @@ public final class CheckpointStore: @unchecked Sendable {
 
     /// Restores checkpoint `id` (the latest when nil) into `directory`, which must
     /// not exist or be empty. The result is a normal instance with the checkpoint's
-    /// content, shard map and instance id.
+    /// content, shard map and instance id, or with `newInstanceID` a new random id
+    /// (``CheckpointInfo/restoredInstanceID``): then the copy can be a migration's
+    /// source toward the instance the checkpoint was taken of, to bring one shard
+    /// or range back (docs/CHECKPOINTS.md). A checkpoint that holds an unfinished
+    /// migration keeps its id (`.migrationInProgress`, nothing restored).
     ///
     /// RocksDB copies into a hidden sibling (`.<name>.restoring-<pid>-…`) checking
     /// checksums; the copy is opened once as an instance, then renamed into place.
@@ -439,9 +443,11 @@ public final class CheckpointStore: @unchecked Sendable {
     ///
     /// - throws: ``ShardDBError``: `.targetNotEmpty`, `.checkpointNotFound`,
     ///   `.checkpointCorrupted` (naming the bad file; nothing is left behind),
-    ///   `.invalidArgument` (a mount point, a symbolic link, or inside the store), `.notWritable`.
+    ///   `.invalidArgument` (a mount point, a symbolic link, or inside the store), `.notWritable`,
+    ///   `.migrationInProgress` (`newInstanceID` with an unfinished migration in the checkpoint).
     @discardableResult
-    public func restore(id: Int? = nil, to directory: String, progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
+    public func restore(id: Int? = nil, to directory: String, newInstanceID: Bool = false,
+                        progress: ((CheckpointProgress) -> Void)? = nil) throws -> CheckpointInfo {
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
         // Inside the store, the next create or purge would collect the restored files as its own leftovers.
         let store = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
@@ -522,11 +528,14 @@ public final class CheckpointStore: @unchecked Sendable {
         options.rocksDBOptions = "disable_auto_compactions=true"
         let restored = try ShardEngine.open(at: temporary, options: options)
         var result = info
-        // The instance's own metadata is authoritative (the record is read from the
-        // routing table just before the backup; they differ only if a shard-map
-        // change committed during the checkpoint).
-        result.shards = restored.shardDescriptors
-        restored.close()
+        do {
+            defer { restored.close() }
+            // The instance's own metadata is authoritative (the record is read from the
+            // routing table just before the backup; they differ only if a shard-map
+            // change committed during the checkpoint).
+            result.shards = restored.shardDescriptors
+            result.restoredInstanceID = newInstanceID ? try restored.assignNewInstanceID() : restored.instanceID
+        }
         if let replaced, chmod(temporary, replaced) != 0 {
             throw ShardDBError(.notWritable, "cannot give the restored instance the mode of \(target): \(String(cString: strerror(errno)))")
         }

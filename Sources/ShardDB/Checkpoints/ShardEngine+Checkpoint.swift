@@ -150,3 +150,39 @@ extension ShardEngine {
         return total
     }
 }
+
+extension ShardEngine {
+    /// Gives this instance a new random id and returns it: what a restore with
+    /// `newInstanceID` does to its copy, so the copy can be another instance's
+    /// peer (a migration refuses a source and target with one id), e.g. to move a
+    /// shard from a checkpoint back into the instance it was taken of.
+    ///
+    /// The engine must be closed right after: ``instanceID`` keeps the old id.
+    /// One metadata write, synced, so the instance's latest sequence number ends
+    /// one write past the checkpoint's.
+    ///
+    /// - throws: ``ShardDBError`` `.migrationInProgress` when the journal holds an
+    ///   unfinished migration (its plan names the old id, and its peer knows only
+    ///   that one); `.storage`.
+    func assignNewInstanceID() throws -> String {
+        let unfinished = try migrationJournal().filter(\.isUnfinished)
+        guard unfinished.isEmpty else {
+            let named = unfinished.prefix(3).map { "\($0.plan.id) (\($0.role.rawValue), \($0.phase.rawValue))" }.joined(separator: ", ")
+            throw ShardDBError(.migrationInProgress,
+                "the checkpoint holds \(unfinished.count) unfinished migration(s) of instance \(instanceID): \(named); "
+                    + "their peers know it by that id, so it cannot take a new one (restore without a new id, and do not run the copy beside the original)")
+        }
+        let key = Array(MetadataKey.instance.utf8)
+        guard let bytes = try storage(path, { try database.get(key, in: metadata) }) else {
+            throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: record '\(MetadataKey.instance)' is missing")
+        }
+        var record = try Self.decodeMeta(InstanceRecord.self, bytes, key: MetadataKey.instance, path: path)
+        repeat { record.id = Self.randomInstanceID() } while record.id == instanceID
+        let batch = WriteBatch()
+        try batch.put(key, MetadataCoding.encode(record), in: metadata)
+        try FailurePoints.hit("checkpoint.restore.new-instance-id")
+        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        logger.debug("gave the restored instance a new id", metadata: ["path": "\(path)", "old": "\(instanceID)", "new": "\(record.id)"])
+        return record.id
+    }
+}

@@ -139,15 +139,20 @@ struct Checkpoint: ParsableCommand {
             abstract: "Restore a checkpoint (the latest by default) into a new directory.",
             discussion: """
                 The directory must not exist or be empty; it appears only once the restore is complete \
-                and opens as a normal instance. To restore one shard into a running instance, restore \
-                into a temporary directory, then move the shard with the migration commands. When the \
-                latest checkpoint is damaged, a restore without --id is refused (exit status 2) rather \
-                than taking an older one silently: name the older one with --id.
+                and opens as a normal instance with the checkpoint's instance id. To bring one shard \
+                back into a running instance, restore with --new-instance-id into a temporary directory, \
+                then move the shard from it with 'shardctl migrate' (docs/CHECKPOINTS.md): a migration \
+                refuses two instances with one id. When the latest checkpoint is damaged, a restore \
+                without --id is refused (exit status 2) rather than taking an older one silently: name \
+                the older one with --id.
                 """)
 
         @OptionGroup var storeOption: StoreOption
         @Option(parsing: .unconditional, help: "The checkpoint to restore (default: the latest, refused if it is damaged).") var id: Int?
         @Argument(help: "The new instance directory.") var directory: String
+        @Flag(name: .customLong("new-instance-id"),
+              help: "Give the restored instance a new id, so it can migrate a shard into the instance the checkpoint was taken of (refused, nothing restored, if the checkpoint holds an unfinished migration).")
+        var newInstanceID = false
         @Flag(help: "Print the result as JSON.") var json = false
 
         func run() throws {
@@ -155,7 +160,7 @@ struct Checkpoint: ParsableCommand {
             let info = try failing { () throws -> CheckpointInfo in
                 let store = try CheckpointStore.open(at: storeOption.store)
                 defer { store.close() }
-                return try store.restore(id: id, to: directory) { p in
+                return try store.restore(id: id, to: directory, newInstanceID: newInstanceID) { p in
                     progress.update("restored \(formatBytes(p.bytesDone)) of \(formatBytes(p.bytesTotal)) at \(formatBytes(UInt64(p.bytesPerSecond)))/s")
                 }
             }
@@ -163,7 +168,8 @@ struct Checkpoint: ParsableCommand {
             if json {
                 printJSON(CheckpointReport(info))
             } else {
-                print("restored checkpoint \(info.id) (\(info.shards.count) shards, sequence \(info.sequenceNumber)) to \(directory)")
+                print("restored checkpoint \(info.id) (\(info.shards.count) shards, sequence \(info.sequenceNumber)) to \(directory)"
+                    + (newInstanceID ? " as new instance \(info.restoredInstanceID ?? "?")" : ""))
             }
         }
     }
@@ -244,6 +250,8 @@ struct CheckpointReport: Encodable {
     var totalBytes: UInt64
     var fileCount: Int
     var metadata: [String: String]
+    /// restore only: the restored instance's id.
+    var restoredInstance: String?
 
     struct Shard: Encodable {
         var id: Int
@@ -263,6 +271,7 @@ struct CheckpointReport: Encodable {
         totalBytes = info.totalBytes
         fileCount = info.fileCount
         metadata = info.metadata
+        restoredInstance = info.restoredInstanceID
     }
 }
 
