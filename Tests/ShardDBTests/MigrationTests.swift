@@ -850,6 +850,26 @@ class MigrationTests: XCTestCase {
         XCTAssertEqual(try a.contents().count, oracle.count)
     }
 
+    /// Kept data lasts only while the source stays open: the next open of the
+    /// source finishes the cleanup (README: what `migrate --no-cleanup` keeps).
+    func testDataKeptWithoutCleanupIsRemovedByTheNextOpenOfTheSource() async throws {
+        let dir = TemporaryDirectory()
+        var (a, b) = try makePair(dir, shards: 2)
+        defer { a.close(); b.close() }
+        let oracle = try load(a, count: 200)
+        var keep = Self.request(shard: 1)
+        keep.cleanup = false
+        let away = try await a.migrate(keep, to: b)
+        XCTAssertEqual(try a.migrationJournal().map(\.phase), [.committed])
+        XCTAssertTrue(try Database.listColumnFamilies(at: dir.path("source")).contains("shard-1"))
+        a.close()
+        a = try ShardEngine.open(at: dir.path("source"), options: engineOptions())
+        XCTAssertEqual(try a.migrationJournal().map(\.phase), [.cleaned])
+        XCTAssertFalse(try Database.listColumnFamilies(at: dir.path("source")).contains("shard-1"))
+        _ = try await b.migrate(Self.request(shard: away.targetShard), to: a)
+        for (k, v) in oracle { XCTAssertEqual(try read(k, [a, b]), v) }
+    }
+
     func testBadRequestsAreRefusedAndChangeNothing() async throws {
         let dir = TemporaryDirectory()
         let (source, target) = try makePair(dir, shards: 2, targetShards: 0)

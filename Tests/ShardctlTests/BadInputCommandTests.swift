@@ -424,6 +424,8 @@ final class BadInputCommandTests: ShardctlTestCase {
             Case(["scan", inst, "--end", ""], "--end must not be empty"),
             // --resolve settles; options of a new migration were silently ignored
             Case(["migrate", "--from", inst, "--to", target, "--resolve", "--shard", "9", "--range", "garbage"], status: 64, "--resolve takes no options"),
+            Case(["migrate", "--from", inst, "--to", target, "--resolve", "--bulk-transfer", "entries", "--bulk-chunk-bytes", "8192",
+                  "--bulk-route", "relay"], status: 64, "(--bulk-chunk-bytes, --bulk-transfer, --bulk-route)"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--merge-into", "-7"], status: 64, "--merge-into must be a shard id"),
             // a dry run approved a target under a regular file, which the real run cannot create
             Case(["rescale", "--from", inst, "--to", p("good-token") + "/sub", "--dry-run"], "is not a writable directory"),

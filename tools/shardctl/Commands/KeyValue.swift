@@ -74,7 +74,7 @@ struct KeyTargetOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Refuse writes while the instance's filesystem has less free space than this, in bytes (default 64 MiB; 0 turns the check off; not with --remote).")
     var minFreeDiskBytes: UInt64?
     @Argument(help: "The instance's data directory (unless --remote), then the operands.") var operands: [String] = []
-    @Flag(help: "KEY (and VALUE) are hex digits, two per byte: for binary bytes, or a key that scan and export show escaped.")
+    @Flag(help: "KEY (and put's VALUE) are hex digits, two per byte: for binary bytes, or a key that scan and export show escaped. (get prints the value's bytes as stored; its --json shows a binary one as valueHex.)")
     var hex = false
 
     /// An operand's bytes: its UTF-8, or with --hex the bytes its digits spell.

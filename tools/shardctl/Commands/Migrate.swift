@@ -37,7 +37,8 @@ struct Migrate: AsyncParsableCommand {
             help: "When the range overlaps a target shard: refuse, source-wins, target-wins or last-write-wins (docs/MIGRATION.md).")
     var onConflict: MigrationConflictPolicy = .refuse
     @Flag(help: "Keep the moved data on the source (skip cleanup).") var noCleanup = false
-    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk of entries (raised to at least 4096), and per table-file piece (raised to at least 1 MiB); at most 16 MiB between HOST:PORT instances (larger is lowered to it).") var bulkChunkBytes = 4 << 20
+    @Option(name: .customLong("bulk-chunk-bytes"), parsing: .unconditional, help: "Bytes per bulk-copy chunk of entries (raised to at least 4096), and per table-file piece (raised to at least 1 MiB); at most 16 MiB between HOST:PORT instances (larger is lowered to it).") var bulkChunkBytes = Self.defaultBulkChunkBytes
+    static let defaultBulkChunkBytes = 4 << 20
     @Option(name: .customLong("bulk-transfer"),
             help: "How the bulk phase copies: auto (a whole shard as its table files when it can, else entries), entries, or table-files (fail if it cannot).")
     var bulkTransfer: BulkTransferArgument = .auto
@@ -57,7 +58,9 @@ struct Migrate: AsyncParsableCommand {
         if resolve {
             // --resolve settles what a crash left; options of a new migration would be ignored.
             let given = [("--shard", shard != nil), ("--range", range != nil), ("--merge-into", mergeInto != nil),
-                         ("--no-cleanup", noCleanup), ("--on-conflict", onConflict != .refuse), ("--copy-table-files", copyTableFiles)]
+                         ("--no-cleanup", noCleanup), ("--on-conflict", onConflict != .refuse), ("--copy-table-files", copyTableFiles),
+                         ("--bulk-chunk-bytes", bulkChunkBytes != Self.defaultBulkChunkBytes), ("--bulk-transfer", bulkTransfer != .auto),
+                         ("--bulk-route", bulkRoute != .direct)]
                 .filter(\.1).map(\.0)
             guard given.isEmpty else { throw ValidationError("--resolve takes no options of a new migration (\(given.joined(separator: ", ")))") }
         }
