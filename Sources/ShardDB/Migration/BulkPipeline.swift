@@ -83,7 +83,8 @@ actor TableFileReader {
 
     /// The next piece; nil once every file is read to its size.
     ///
-    /// - throws: `.corruptedValue` when a file ends before its exported size.
+    /// - throws: `.corruptedValue` when a file ends before its exported size, or a
+    ///   piece is not the size asked for.
     func next() async throws -> TableFilePiece? {
         while file < files.count && offset >= files[file].size {
             file += 1
@@ -96,6 +97,15 @@ actor TableFileReader {
         let piece = try await source.readTableFilePiece(plan, name: current.name, offset: offset, maxBytes: maxBytes)
         guard !piece.data.isEmpty else {
             throw ShardDBError(.corruptedValue, "table file \(current.name) ended at \(offset) of its \(current.size) bytes")
+        }
+        // Each piece is whole: one that is not (a compressed piece whose compression
+        // flag changed on the way, which the checksum does not cover, reads as its
+        // compressed bytes) would be written as the file's bytes, with the next
+        // piece read from after it, and nothing before the import checks blocks.
+        let expected = Int(min(UInt64(maxBytes), current.size - offset))
+        guard piece.data.count == expected else {
+            throw ShardDBError(.corruptedValue,
+                "table file \(current.name): \(piece.data.count) bytes at \(offset), expected \(expected) (damaged on the way, or the export changed)")
         }
         offset += UInt64(piece.data.count)
         return piece
