@@ -154,6 +154,41 @@ final class DirectBulkTests: XCTestCase {
         try await assertMovedAndStop(keys: 6000, valueSize: 300, workspace: workspace, source: a, target: b)
     }
 
+    /// Two relayed moves of one source's shards at once through one client (a
+    /// rescale's lanes do this), each chunk on a stream of its own: the client's
+    /// table of open streams is changed by both, and a change one of them lost
+    /// used to leave a stream open (its reader blocked for ever) or bring back a
+    /// dropped one. Both moves complete, every key arrives, nothing stays open.
+    func testTwoRelayedMovesShareOneClientsStreams() async throws {
+        let workspace = try Workspace("SharedStreams")
+        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 4000, valueSize: 300),
+                                 tokenFile: workspace.tokenFile)
+        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile)
+        var configuration = RemoteInstance.Configuration()
+        configuration.bulkChunksPerStream = 1
+        configuration.callTimeout = .seconds(20)
+        let source = try RemoteInstance(address: a.address, secret: try SharedSecret(Workspace.token), configuration: configuration)
+        let target = try workspace.client(b.address)
+        let coordinator = MigrationCoordinator(source: source, target: target)
+        func request(_ shard: Int) -> MigrationRequest {
+            var request = MigrationRequest(shard: shard)
+            request.bulkTransfer = .entries
+            request.bulkRoute = .relay
+            request.bulkChunkBytes = 4096
+            return request
+        }
+        let shard0 = request(0), shard1 = request(1)
+        async let first = coordinator.migrate(shard0)
+        async let second = coordinator.migrate(shard1)
+        let reports = try await [first, second]
+        XCTAssertEqual(reports.map(\.bulkRoute), [.relay, .relay])
+        XCTAssertTrue(reports.allSatisfy { $0.bytesCopied > 64 * 4096 }, "\(reports.map(\.bytesCopied))")
+        XCTAssertEqual(source.openBulkStreams, 0)
+        await source.close()
+        await target.close()
+        try await assertMovedAndStop(keys: 4000, valueSize: 300, workspace: workspace, source: a, target: b)
+    }
+
     /// A target whose peer token the source refuses cannot pull: the coordinator
     /// relays the copy instead, and the move completes.
     func testTargetRefusedByTheSourceFallsBackToTheRelay() async throws {

@@ -30,11 +30,13 @@ actor ChunkPipe<Element: Sendable> {
         consumer = nil
     }
 
-    /// The next chunk; nil at the end. - throws: the reader's error.
+    /// The next chunk; nil at the end. - throws: the reader's error, or
+    /// `CancellationError` once the pipe is closed.
     func next() async throws -> Element? {
-        while buffer.isEmpty && ending == nil {
+        while buffer.isEmpty && ending == nil && !closed {
             await withCheckedContinuation { consumer = $0 }
         }
+        if closed { throw CancellationError() }
         if !buffer.isEmpty {
             let element = buffer.removeFirst()
             if !producers.isEmpty { producers.removeFirst().resume() }
@@ -44,9 +46,13 @@ actor ChunkPipe<Element: Sendable> {
         return nil
     }
 
-    /// The consumer is gone: release the reader.
+    /// The consumer is gone: release the reader, and drop what it prefetched
+    /// (a closed stream never hands out another chunk).
     func close() {
         closed = true
+        buffer = []
+        consumer?.resume()
+        consumer = nil
         producers.forEach { $0.resume() }
         producers = []
     }

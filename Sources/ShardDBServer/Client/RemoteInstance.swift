@@ -97,8 +97,12 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     /// Closes the connection (after the calls in flight, for at most
     /// ``Configuration/closeGrace``).
     public func close() async {
-        isClosed.value = true
-        for stream in bulkStreams.value.values { await stream.cancel() }
+        isClosed.store(true)
+        let streams = bulkStreams.update { streams in
+            defer { streams = [:] }
+            return Array(streams.values)
+        }
+        for stream in streams { await stream.cancel() }
         client.beginGracefulShutdown()
         // A connection whose HTTP/2 handshake never finishes (a peer that accepted the
         // TCP connection, then went silent or stopped) keeps a graceful shutdown waiting
@@ -233,7 +237,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 }
                 var chunk = try wire.decoded()
                 chunk.encoded = wire  // forwarded as is by applyBulk (no second encoding, checksum end to end)
-                if chunk.done { dropBulkStream(plan.id, stream) } else { stream.expectedAfter.value = chunk.lastKey ?? after }
+                if chunk.done { dropBulkStream(plan.id, stream) } else { stream.expectedAfter.store(chunk.lastKey ?? after) }
                 return chunk
             } catch {
                 dropBulkStream(plan.id, stream)
@@ -252,9 +256,21 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
     }
 
     /// The open bulk stream of `plan` positioned at `after`, or a new one from there.
+    /// (Looked up and replaced in one step: moves of several shards of one source
+    /// run through one client at once, e.g. a rescale's lanes.)
     private func bulkStream(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) -> BulkStream {
-        if let stream = bulkStreams.value[plan.id], stream.expectedAfter.value == after { return stream }
-        if let old = bulkStreams.value[plan.id] { Task { await old.cancel() } }
+        let (stream, replaced) = bulkStreams.update { streams -> (BulkStream, BulkStream?) in
+            if let stream = streams[plan.id], stream.expectedAfter.value == after { return (stream, nil) }
+            let stream = startBulkStream(plan, after: after, maxBytes: maxBytes)
+            defer { streams[plan.id] = stream }
+            return (stream, streams[plan.id])
+        }
+        if let replaced { Task { await replaced.cancel() } }
+        return stream
+    }
+
+    /// A new bulk stream of `plan` from `after`, its reader started.
+    private func startBulkStream(_ plan: MigrationPlan, after: [UInt8]?, maxBytes: Int) -> BulkStream {
         var request = WireReadBulkRequest()
         request.plan = WireMigrationPlan(plan)
         if let after { request.after = Data(after) }
@@ -273,14 +289,16 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                 await pipe.finish(error)
             }
         }
-        bulkStreams.value[plan.id] = stream
         return stream
     }
 
     private func dropBulkStream(_ id: String, _ stream: BulkStream) {
-        if bulkStreams.value[id] === stream { bulkStreams.value[id] = nil }
+        bulkStreams.update { if $0[id] === stream { $0[id] = nil } }
         Task { await stream.cancel() }
     }
+
+    /// The bulk streams open now (tests).
+    var openBulkStreams: Int { bulkStreams.value.count }
 
     /// Nil also from a server that predates table files (the coordinator then copies entries).
     public func exportTableFiles(_ plan: MigrationPlan) async throws -> [TableFile]? {
@@ -441,7 +459,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                                 position.after = chunk.lastKey ?? position.after
                                 position.done = chunk.done
                             }
-                            progressed.value = ContinuousClock.now
+                            progressed.store(ContinuousClock.now)
                             applied(chunk)
                         }
                     }
@@ -476,8 +494,8 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                     request.compression = configuration.pullCompression.rawValue
                     try await stub.pullTableFiles(request, options: options) { response in
                         for try await message in response.messages {
-                            position.value = (message.file, message.offset, message.done)
-                            progressed.value = ContinuousClock.now
+                            position.store((message.file, message.offset, message.done))
+                            progressed.store(ContinuousClock.now)
                             // (No wire bytes: a target that predates the count.)
                             if message.bytes > 0 {
                                 written(Int(clamping: message.bytes), message.wireBytes > 0 ? Int(clamping: message.wireBytes) : nil)
@@ -598,7 +616,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
                                     throw RPCError(code: .internalError, message: "more acknowledgements than items sent")
                                 }
                                 await window.release()
-                                progressed.value = ContinuousClock.now
+                                progressed.store(ContinuousClock.now)
                                 done(item)
                             }
                         } catch {

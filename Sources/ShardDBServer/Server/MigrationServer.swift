@@ -130,7 +130,7 @@ public final class MigrationServer: Sendable {
         }
         let server = self.server
         let task = Task { try await server.serve() }
-        serving.value = task
+        serving.store(task)
         let bound: String
         do {
             let address = try await transport.listeningAddress
@@ -146,7 +146,7 @@ public final class MigrationServer: Sendable {
             _ = try? await task.value
             throw error
         }
-        location.value = configuration.advertisedAddress ?? bound
+        location.store(configuration.advertisedAddress ?? bound)
         return bound
     }
 
@@ -227,9 +227,19 @@ final class LockedValue<Value>: @unchecked Sendable {
 
     init(_ value: Value) { stored = value }
 
+    /// A copy of the value. (No setter: `value[key] = x` through one would read,
+    /// change and write back in two steps, losing a concurrent change.)
     var value: Value {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
+
+    /// Replaces the whole value.
+    func store(_ value: Value) {
+        lock.lock()
+        stored = value
+        lock.unlock()
     }
 
     /// Reads and changes the value under the lock in one step.
