@@ -182,6 +182,33 @@ final class TransportTLSTests: XCTestCase {
         XCTAssertFalse(String(decoding: bytes, as: UTF8.self).contains("PRI * HTTP/2.0"))
         XCTAssertEqual(target.terminate(), 0)
     }
+
+    /// The library's rule behind `serve`'s: a TLS server given peer credentials
+    /// without TLS (which would send the peer secret in clear on a pull) does
+    /// not start; with TLS for its peers, or none, it does.
+    func testATLSServerWithPlaintextPeerCredentialsDoesNotStart() async throws {
+        let workspace = try Workspace("PeerTLSLibrary")
+        let ca = try TestCertificates(in: workspace.root, name: "trusted")
+        let identity = try ca.server()
+        let engine = try ShardEngine.create(at: workspace.path("a"), shards: 1)
+        defer { engine.close() }
+        let secret = try SharedSecret(Workspace.token)
+        let tls = try ServerTLS(certificateChain: identity.certificate, privateKey: identity.key)
+        let plaintext = MigrationServer(engine: engine, configuration: MigrationServer.Configuration(
+            secret: secret, tls: tls, peers: PeerCredentials(secret: secret)))
+        do {
+            _ = try await plaintext.start()
+            XCTFail("a TLS server with plaintext peer credentials started")
+        } catch let error as ShardDBError {
+            XCTAssertEqual(error.code, .invalidArgument)
+            XCTAssertTrue(error.message.contains("in clear"), error.message)
+        }
+        for peers in [PeerCredentials(secret: secret, tls: try ClientTLS(certificateAuthority: ca.authority)), nil] {
+            let server = MigrationServer(engine: engine, configuration: MigrationServer.Configuration(secret: secret, tls: tls, peers: peers))
+            _ = try await server.start()
+            await server.shutdown()
+        }
+    }
 }
 
 /// Bytes one thread hands another.

@@ -34,7 +34,8 @@ public final class MigrationServer: Sendable {
         /// to pull a bulk copy itself. By default the server's own secret over
         /// plaintext (the peers of one deployment share it) when it serves
         /// without TLS, and none with TLS; without credentials the coordinator
-        /// relays the chunks.
+        /// relays the chunks. With TLS, credentials must carry a ``ClientTLS``
+        /// (``start()`` refuses plaintext ones).
         public var peers: PeerCredentials?
         /// A connection with no call for this long is asked to go (HTTP/2 GOAWAY);
         /// clients reconnect on their next call.
@@ -117,12 +118,19 @@ public final class MigrationServer: Sendable {
     /// Starts listening; returns the bound address (`host:port`).
     ///
     /// - throws: `.invalidArgument` when neither a secret nor client certificates would
-    ///   authenticate callers; a transport error when the address cannot be bound or the
+    ///   authenticate callers, or the server serves TLS and its ``Configuration/peers``
+    ///   would pull without it; a transport error when the address cannot be bound or the
     ///   TLS files are unusable.
     @discardableResult
     public func start() async throws -> String {
         guard configuration.secret != nil || configuration.tls?.clientCertificateAuthority != nil else {
             throw ShardDBError(.invalidArgument, "a migration endpoint needs a shared secret or client certificates (--token-file or --tls-ca)")
+        }
+        // A TLS server's callers expect its secrets on TLS: a pull would otherwise send the
+        // peer secret in clear to whatever address a (certificate-holding) caller names.
+        guard configuration.tls == nil || configuration.peers == nil || configuration.peers?.tls != nil else {
+            throw ShardDBError(.invalidArgument,
+                "this endpoint serves TLS but its peer credentials have none: a pull would send the peer secret in clear; give PeerCredentials a ClientTLS (shardctl serve does), or no peers (the coordinator relays)")
         }
         guard configuration.advertisedAddress != nil || !Self.isWildcard(configuration.listen.host) else {
             throw ShardDBError(.invalidArgument,
