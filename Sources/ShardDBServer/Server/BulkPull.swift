@@ -249,7 +249,11 @@ extension ShardInstanceService {
         let sourceID: String
         do {
             try FailurePoints.hit("migration.target.pull-probe")
-            source = try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
+            // (Off the cooperative pool: the init resolves a host name with getaddrinfo,
+            // which can block for as long as the resolver takes.)
+            source = try await blocking { [configuration] in
+                try RemoteInstance(address: address, secret: peers.secret, tls: peers.tls, configuration: configuration)
+            }
             do {
                 sourceID = try await source.describeInstance(retryWindow: peers.probeWindow,
                                                              callTimeout: min(configuration.callTimeout, peers.probeWindow * 2)).instanceID
