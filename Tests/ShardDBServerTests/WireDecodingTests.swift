@@ -37,4 +37,28 @@ final class WireDecodingTests: XCTestCase {
         XCTAssertEqual(ByteRate(bytesPerSecond: -5).bytesPerSecond, 1)
         XCTAssertEqual(ByteRate(bytesPerSecond: 200_000_000).bytesPerSecond, 200_000_000)
     }
+
+    /// A change record's sequence past RocksDB's largest (a broken source) is
+    /// malformed where the coordinator reads it; cutting such a chunk into
+    /// message parts once trapped on `sequence + 1`.
+    func testAChangeSequencePastRocksDBsIsMalformed() throws {
+        func record(_ sequence: UInt64) -> ChangeRecord {
+            ChangeRecord(sequence: sequence, shard: 0, operation: .put, storedKey: [0, 1, 65], value: [1, 0, 66], key: [65])
+        }
+        let chunk = WireChangeChunk.with {
+            $0.records = [WireChangeRecord(record(.max)), WireChangeRecord(record(1))]
+            $0.nextSequence = 2
+            $0.latestSequence = 2
+            $0.last = true
+        }.sealed()
+        XCTAssertThrowsError(try chunk.decodedRecords()) { error in
+            XCTAssertEqual((error as? ShardDBError)?.code, .invalidArgument, "\(error)")
+            XCTAssertTrue((error as? ShardDBError)?.message.contains("past RocksDB's largest") == true, "\(error)")
+        }
+        let largest = WireChangeChunk.with { $0.records = [WireChangeRecord(record((1 << 56) - 1))]; $0.nextSequence = 1 << 56 }.sealed()
+        XCTAssertEqual(try largest.decodedRecords().map(\.sequence), [(1 << 56) - 1])
+        let parts = RemoteInstance.messageParts(of: ChangeChunk(records: [record(.max), record(1)], nextSequence: 2, latestSequence: 2),
+                                                maxBytes: 1)
+        XCTAssertEqual(parts.count, 2)
+    }
 }

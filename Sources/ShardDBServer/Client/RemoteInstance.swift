@@ -697,7 +697,7 @@ public final class RemoteInstance: MigrationSource, MigrationTarget, Sendable {
             let size = 64 + record.storedKey.count + (record.storedEndKey?.count ?? 0) + (record.value?.count ?? 0)
             if index > start && bytes + size > maxBytes {
                 let records = Array(chunk.records[start..<index])
-                parts.append(ChangeChunk(records: records, nextSequence: records.last!.sequence + 1, latestSequence: chunk.latestSequence))
+                parts.append(ChangeChunk(records: records, nextSequence: records.last!.sequence &+ 1, latestSequence: chunk.latestSequence))
                 start = index
                 bytes = 0
             }
