@@ -769,8 +769,14 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func abortIncoming(_ plan: MigrationPlan) throws {
-        // Under the shard-map lock, which a commit also takes: the two never both run.
-        let aborted = try shardMapLock.withLock { _ in try abortIncomingLocked(plan) }
+        // After any apply call of the migration still running (one the coordinator gave
+        // up on goes on in its handler): it checked the progress before the abort and
+        // would write its entries, progress and phase after it. Then under the
+        // shard-map lock, which a commit also takes: the two never both run.
+        // (Call lock, then shard-map lock: the order of the apply calls' own.)
+        let aborted = try migrationRuntime.serialized(plan.id) {
+            try shardMapLock.withLock { _ in try abortIncomingLocked(plan) }
+        }
         guard aborted else { return }
         migrationRuntime.clear(plan.id)
         logger.debug("migration aborted (target)", metadata: ["id": "\(plan.id)"])
