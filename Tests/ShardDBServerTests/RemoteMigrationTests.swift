@@ -194,15 +194,35 @@ final class RemoteMigrationTests: XCTestCase {
         try await assertBulkSurvivesRestart(of: "target", at: "migration.target.bulk-chunk=kill@5")
     }
 
+    /// The target's machine loses power while bulk chunks stream to it, with
+    /// chunks acknowledged before the kill, and it is back while `shardctl migrate`
+    /// retries. An acknowledged chunk must have been durable: the coordinator does
+    /// not send it again. The target acknowledged chunks written to its log and
+    /// not synced, so the chunks before the kill were lost and the move finished
+    /// with their keys missing on the new owner, which the source then deleted.
+    func testTargetLosingPowerDuringBulkStreamResumesWithoutAHole() async throws {
+        let library = try PowerLoss.buildLibrary(in: NSTemporaryDirectory() + "powerloss-\(UUID().uuidString).so")
+        defer { try? FileManager.default.removeItem(atPath: library) }
+        try await assertBulkSurvivesRestart(of: "target", at: "migration.target.bulk-chunk=kill@5", powerLoss: library)
+    }
+
     /// Moves shard 0 as entries under load while `side` is killed at `failpoint`
     /// and restarted; the one `shardctl migrate` (retrying) must complete with one
     /// new shard on the target and every acknowledged write readable.
-    private func assertBulkSurvivesRestart(of side: String, at failpoint: String) async throws {
+    /// `powerLoss`: the victim also loses what it had not synced (both serve with `--sync`).
+    private func assertBulkSurvivesRestart(of side: String, at failpoint: String, powerLoss library: String? = nil) async throws {
         let workspace = try Workspace(side == "source" ? "SourceRestart" : "TargetRestart")
-        let a = try ServeProcess(directory: try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400),
-                                 tokenFile: workspace.tokenFile, failpoints: side == "source" ? failpoint : nil)
-        let b = try ServeProcess(directory: try workspace.makeEmpty("b"), tokenFile: workspace.tokenFile,
-                                 failpoints: side == "target" ? failpoint : nil)
+        let sourceDirectory = try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400)
+        let targetDirectory = try workspace.makeEmpty("b")
+        let victimDirectory = side == "source" ? sourceDirectory : targetDirectory
+        let record = workspace.path("powerloss.log")
+        let filesBefore = try PowerLoss.sizes(below: victimDirectory)
+        let preload = library.map { ["LD_PRELOAD": $0, "POWERLOSS_LOG": record, "POWERLOSS_ROOT": victimDirectory] } ?? [:]
+        let extra = library == nil ? [] : ["--sync"]
+        let a = try ServeProcess(directory: sourceDirectory, tokenFile: workspace.tokenFile, failpoints: side == "source" ? failpoint : nil,
+                                 extra: extra, environment: side == "source" ? preload : [:])
+        let b = try ServeProcess(directory: targetDirectory, tokenFile: workspace.tokenFile, failpoints: side == "target" ? failpoint : nil,
+                                 extra: extra, environment: side == "target" ? preload : [:])
         let client = RoutingClient(workspace: workspace, peers: [a.address, b.address])
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
@@ -213,6 +233,10 @@ final class RemoteMigrationTests: XCTestCase {
         }
         let victim = side == "source" ? a : b
         XCTAssertTrue(victim.waitForExit(timeout: 20), "the failure point did not fire")
+        if library != nil {
+            let loss = try PowerLoss.apply(log: record, filesBefore: filesBefore, below: victimDirectory)
+            XCTAssertGreaterThan(loss.files, 0, "the power loss cut nothing (is the library loaded?)")
+        }
         try victim.restart()
         let result = try await migrate.value
         XCTAssertEqual(result.status, 0, result.stderr)

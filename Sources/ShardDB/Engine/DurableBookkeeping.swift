@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RocksDB
 
 /// Makes bookkeeping records (migration journal entries and progress, shard
@@ -70,8 +71,39 @@ extension ShardEngine {
             try bookkeepingGate.write({ try database.write(batch, options: WriteOptions(sync: false)) },
                                       sync: {
                                           try FailurePoints.hit("bookkeeping.sync")
+                                          let written = try database.latestSequenceNumber()
                                           try database.flushWAL(sync: true)
+                                          noteWALSynced(through: written)
                                       })
+        }
+    }
+
+    /// Makes every write up to `sequence` durable: one `SyncWAL` (outside RocksDB's
+    /// write queue, so other writers go on), unless an earlier sync covered it.
+    ///
+    /// What a migration endpoint acknowledges to a coordinator in another process
+    /// must survive a power loss of this machine: the coordinator goes on from
+    /// there and never sends (or asks for) it again. A log tail lost in a power
+    /// loss is a suffix of the log, so a sync covers every earlier write too.
+    ///
+    /// - throws: ``ShardDBError`` `.storage`.
+    func syncWAL(through sequence: UInt64) throws {
+        guard walSyncedThrough.load(ordering: .acquiring) < sequence else { return }
+        try storage(path) {
+            let written = try database.latestSequenceNumber()
+            try FailurePoints.hit("migration.wal-sync")
+            try database.flushWAL(sync: true)
+            noteWALSynced(through: written)
+        }
+    }
+
+    /// Records that the log is synced through `sequence` (it only grows).
+    func noteWALSynced(through sequence: UInt64) {
+        var current = walSyncedThrough.load(ordering: .relaxed)
+        while current < sequence {
+            let (exchanged, original) = walSyncedThrough.compareExchange(expected: current, desired: sequence, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = original
         }
     }
 

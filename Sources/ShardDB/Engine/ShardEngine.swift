@@ -54,6 +54,8 @@ public final class ShardEngine: @unchecked Sendable {
     let migrationRuntime = MigrationRuntime()
     /// Keeps bookkeeping records unread between their write and the end of its sync.
     let bookkeepingGate = BookkeepingGate()
+    /// Every write at or below this sequence is synced to the log (``syncWAL(through:)``).
+    let walSyncedThrough = Atomic<UInt64>(0)
     /// Serializes changes to the shard map (read the table, pick ids, write shard
     /// records, swap the table): an instance can commit an incoming migration while
     /// it commits an outgoing split, and both add a shard record. Taken before the

@@ -194,6 +194,19 @@ extension ShardEngine: MigrationSource {
     }
 
     public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int) throws -> ChangeChunk {
+        try readChanges(plan, from: from, maxRecords: maxRecords, durable: false)
+    }
+
+    /// ``readChanges(_:from:maxRecords:)`` for a coordinator in another process:
+    /// the log is synced through the chunk's end before it returns. Else a power
+    /// loss of this machine could take back records the target already applied,
+    /// and this instance, back up, would give their sequence numbers to new writes
+    /// that the coordinator, reading on from where it was, never reads.
+    ///
+    /// - throws: also `.changelogUnavailable` when `from` is past this instance's
+    ///   log (latest + 1): it lost writes it had handed out (a power loss without
+    ///   that sync); the migration must roll back.
+    public func readChanges(_ plan: MigrationPlan, from: UInt64, maxRecords: Int, durable: Bool) throws -> ChangeChunk {
         // Only for a migration running here, as recorded: a reader is kept per
         // migration until it ends, and the range read is the journal's.
         guard let entry = try journalEntry(for: plan), entry.role == .source, entry.isUnfinished else {
@@ -202,17 +215,23 @@ extension ShardEngine: MigrationSource {
         // One read per migration at a time: the kept reader is not thread-safe, and a
         // retry overlapping the call it repeats (same `from`) would take up where
         // that call left the reader, skipping what it read.
-        return try migrationRuntime.serialized(plan.id) {
+        let chunk = try migrationRuntime.serialized(plan.id) {
+            let latest = try latestSequenceNumber()
+            guard from <= latest + 1 else {
+                throw ShardDBError(.changelogUnavailable,
+                    "migration \(plan.id): changes from \(from) were asked for, past this instance's log (latest \(latest)): it lost writes it had handed out; the migration must roll back")
+            }
             var reader = migrationRuntime.reader(plan.id)
             if reader == nil || reader!.nextSequence != from {
                 reader = try ChangelogReader(engine: self, shard: plan.sourceShard, range: plan.range, from: from)
                 migrationRuntime.setReader(plan.id, reader)
             }
             try FailurePoints.hit("migration.source.reading-changes")
-            let latest = try latestSequenceNumber()
             let records = try reader!.read(maxRecords: maxRecords)
             return ChangeChunk(records: records, nextSequence: reader!.nextSequence, latestSequence: latest)
         }
+        if durable && chunk.nextSequence > 1 { try syncWAL(through: chunk.nextSequence - 1) }
+        return chunk
     }
 
     /// Syncs the write-ahead log: a durable write (the fence's, the commit's)

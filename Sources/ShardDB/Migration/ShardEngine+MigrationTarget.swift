@@ -383,10 +383,21 @@ extension ShardEngine: MigrationTarget {
     /// - throws: `.migrationConflict` when the migration is not prepared here;
     ///   `.invalidArgument` when a chunk other than the last says the copy is done.
     public func applyBulk(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
+        try applyBulk(plan, chunks, durable: false)
+    }
+
+    /// ``applyBulk(_:_:)-([BulkChunk])`` for a coordinator in another process, which
+    /// takes the return as "applied for good" and never sends these chunks again:
+    /// chunks that went through the log (and the last one, which says the copy is
+    /// done) are synced before it returns, so a power loss of this machine cannot
+    /// take them back (ingested table files are durable when ingested). In one
+    /// process the coordinator dies with the engine, and re-reads the progress.
+    public func applyBulk(_ plan: MigrationPlan, _ chunks: [BulkChunk], durable: Bool) throws {
         // One call per migration at a time: a late retry overlapping the call it
         // repeats (or a newer one) would read the progress before the other wrote it.
         try checkPrepared(plan)  // (refused before waiting for the call lock)
-        try migrationRuntime.serialized(plan.id) { try applyBulkSerialized(plan, chunks) }
+        let written = try migrationRuntime.serialized(plan.id) { try applyBulkSerialized(plan, chunks) }
+        if durable, let written { try syncWAL(through: written) }
     }
 
     /// - throws: `.migrationConflict` unless `plan` is the journaled plan of a
@@ -397,8 +408,10 @@ extension ShardEngine: MigrationTarget {
         }
     }
 
-    private func applyBulkSerialized(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws {
-        guard let last = chunks.last else { return }
+    /// - returns: the sequence of the write a durable caller must sync: one that
+    ///   carried entries through the log, or said the copy is done; nil otherwise.
+    private func applyBulkSerialized(_ plan: MigrationPlan, _ chunks: [BulkChunk]) throws -> UInt64? {
+        guard let last = chunks.last else { return nil }
         guard !chunks.dropLast().contains(where: \.done) else {
             throw ShardDBError(.invalidArgument, "migration \(plan.id): a bulk chunk marked done is followed by another")
         }
@@ -425,7 +438,8 @@ extension ShardEngine: MigrationTarget {
             guard applied else {
                 throw ShardDBError(.migrationConflict, "migration \(plan.id): the bulk copy is done here; a chunk past its end is refused")
             }
-            return
+            // (Applied by an earlier call, whose write may not be synced yet.)
+            return try storage(path) { try database.latestSequenceNumber() }
         }
         let family = try stagingFamily(for: plan, create: false)
         let overlapFamily = try self.overlapFamily(for: plan, create: false)
@@ -462,8 +476,10 @@ extension ShardEngine: MigrationTarget {
         try batch.put(MigrationKeys.progress(plan.id), MetadataCoding.encode(progress), in: metadata)
         // Behind the disk-space guard like application writes: the bulk copy is the
         // biggest writer a target has (docs/CRASH_TESTING.md, "Disk full").
+        let throughLog = batch.count > 1  // (entries besides the progress record)
         try guardedWrite(bytes: batch.byteSize) { try database.write(batch) }
         try FailurePoints.hit("migration.target.bulk-chunk")
+        return throughLog || last.done ? try storage(path) { try database.latestSequenceNumber() } : nil
     }
 
     /// Writes the entries of `chunks` (sorted stored keys, chunk after chunk) that
@@ -524,13 +540,22 @@ extension ShardEngine: MigrationTarget {
     }
 
     public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
+        try applyChanges(plan, chunk, durable: false)
+    }
+
+    /// ``applyChanges(_:_:)`` for a coordinator in another process: the changes
+    /// and the progress are synced before it returns (``applyBulk(_:_:durable:)``).
+    public func applyChanges(_ plan: MigrationPlan, _ chunk: ChangeChunk, durable: Bool) throws {
         // Serialized as applyBulk: a stale call that read the progress before a newer
         // chunk was applied would write older values over it.
         try checkPrepared(plan)
-        try migrationRuntime.serialized(plan.id) { try applyChangesSerialized(plan, chunk) }
+        let written = try migrationRuntime.serialized(plan.id) { try applyChangesSerialized(plan, chunk) }
+        if durable, let written { try syncWAL(through: written) }
     }
 
-    private func applyChangesSerialized(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws {
+    /// - returns: the sequence of its write; nil when it wrote nothing (a chunk with
+    ///   nothing past the progress: what an earlier call wrote, it synced).
+    private func applyChangesSerialized(_ plan: MigrationPlan, _ chunk: ChangeChunk) throws -> UInt64? {
         guard var progress = try progressRecord(plan.id) else {
             throw ShardDBError(.migrationConflict, "migration \(plan.id) is not prepared on this target")
         }
@@ -543,7 +568,7 @@ extension ShardEngine: MigrationTarget {
             throw ShardDBError(.invalidArgument, "migration \(plan.id): change chunk with next sequence \(chunk.nextSequence) "
                 + "and records up to \(chunk.records.map(\.sequence).max() ?? 0)")
         }
-        if chunk.nextSequence <= progress.appliedThrough + 1 && chunk.records.isEmpty { return }
+        if chunk.nextSequence <= progress.appliedThrough + 1 && chunk.records.isEmpty { return nil }
         try FailurePoints.hit("migration.target.applying-changes")
         let staging = try stagingFamily(for: plan, create: false)
         let overlapFamily = try self.overlapFamily(for: plan, create: false)
@@ -595,6 +620,7 @@ extension ShardEngine: MigrationTarget {
         }
         try guardedWrite(bytes: batch.byteSize) { try database.write(batch) }
         try FailurePoints.hit("migration.target.changes")
+        return try storage(path) { try database.latestSequenceNumber() }
     }
 
     public func commitIncoming(_ plan: MigrationPlan, finalSequence: UInt64) throws {

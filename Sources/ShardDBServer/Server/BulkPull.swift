@@ -317,7 +317,7 @@ extension ShardInstanceService {
             // The next group read while this one is written.
             async let following = wanted ? readGroup(from) : []
             let chunks = group
-            try await blocking { try engine.applyBulk(plan, chunks) }
+            try await blocking { try engine.applyBulk(plan, chunks, durable: true) }
             try await response.write(.with { progress in
                 progress.keys = UInt64(chunks.reduce(0) { $0 + $1.count })
                 progress.bytes = UInt64(chunks.reduce(0) { $0 + $1.bytes })

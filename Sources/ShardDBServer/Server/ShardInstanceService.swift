@@ -108,7 +108,7 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         let plan = try plan(request.plan)
         let from = request.from
         let maxRecords = Int(min(max(request.maxRecords, 1), 1_000_000))
-        let chunk = try await call { try engine.readChanges(plan, from: from, maxRecords: maxRecords) }
+        let chunk = try await call { try engine.readChanges(plan, from: from, maxRecords: maxRecords, durable: true) }
         // Parts of about a megabyte, so a large catch-up read streams instead of forming one huge message.
         var part: [WireChangeRecord] = []
         var partBytes = 0
@@ -174,7 +174,7 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
         let plan = try plan(request.plan)
         let chunk: BulkChunk
         do { chunk = try request.chunk.decoded() } catch { throw ErrorMapping.rpcError(error) }
-        try await call { try engine.applyBulk(plan, chunk) }
+        try await call { try engine.applyBulk(plan, [chunk], durable: true) }
         return WireAck()
     }
 
@@ -221,7 +221,7 @@ struct ShardInstanceService: WireShardInstance.SimpleServiceProtocol {
             chunk = ChangeChunk(records: try request.chunk.decodedRecords(), nextSequence: request.chunk.nextSequence,
                                 latestSequence: request.chunk.latestSequence)
         } catch { throw ErrorMapping.rpcError(error) }
-        try await call { try engine.applyChanges(plan, chunk) }
+        try await call { try engine.applyChanges(plan, chunk, durable: true) }
         return WireAck()
     }
 
