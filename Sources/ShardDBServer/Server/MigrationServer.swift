@@ -132,6 +132,10 @@ public final class MigrationServer: Sendable {
             throw ShardDBError(.invalidArgument,
                 "this endpoint serves TLS but its peer credentials have none: a pull would send the peer secret in clear; give PeerCredentials a ClientTLS (shardctl serve does), or no peers (the coordinator relays)")
         }
+        if let advertised = configuration.advertisedAddress, let address = InstanceAddress(parsing: advertised), Self.isWildcard(address.host) {
+            throw ShardDBError(.invalidArgument,
+                "the advertised address \(advertised) is every interface, which peers cannot dial: advertise the address they should record")
+        }
         guard configuration.advertisedAddress != nil || !Self.isWildcard(configuration.listen.host) else {
             throw ShardDBError(.invalidArgument,
                 "listening on every interface (\(configuration.listen)) needs an advertised address (--advertise HOST:PORT): peers record it as the new owner of what moves here, and cannot dial \(configuration.listen.host)")

@@ -65,6 +65,10 @@ struct Serve: AsyncParsableCommand {
             if let advertise, (InstanceAddress(parsing: advertise)?.port ?? 0) == 0 {
                 throw ShardDBError(.invalidArgument, "--advertise '\(advertise)' is not HOST:PORT with a port from 1 to 65535")
             }
+            if let advertise, let advertised = InstanceAddress(parsing: advertise), MigrationServer.isWildcard(advertised.host) {
+                throw ShardDBError(.invalidArgument,
+                    "--advertise \(advertise) is every interface, which peers cannot dial: give the address they should record (this host's name or IP)")
+            }
             guard advertise != nil || !MigrationServer.isWildcard(address.host) else {
                 throw ShardDBError(.invalidArgument,
                     "--listen \(listen) is every interface, which peers cannot dial: give --advertise HOST:PORT, the address they should record")
