@@ -379,6 +379,8 @@ final class RemoteMigrationTests: XCTestCase {
         writer.cancel()
         _ = await writer.value
         XCTAssertNotEqual(first.status, 0, "\(point): migrate should fail when \(side) dies: \(first.stdout)")
+        // It could not roll back either (the peer is down): it names the way out.
+        XCTAssertTrue(first.stderr.contains("--resolve"), "\(point): \(first.stderr)")
         if library != nil {
             let loss = try PowerLoss.apply(log: record, filesBefore: filesBefore, below: victimDirectory)
             XCTAssertGreaterThan(loss.files, 0, "\(point): the power loss cut nothing (is the library loaded?)")

@@ -185,8 +185,10 @@ final class MigrateCommandTests: ShardctlTestCase {
         assertError(inDoubt, "get during the doubt")
         XCTAssertTrue(inDoubt.stderr.contains("migrat") || inDoubt.stderr.contains("moved to \(b)"), inDoubt.stderr)
 
-        // Any migrate between the two settles the unfinished one first.
-        try shardctl(["migrate", "--from", a, "--to", b, "--shard", "1"])
+        // Any migrate between the two settles the unfinished one first, and says so.
+        let moved = try shardctl(["migrate", "--from", a, "--to", b, "--shard", "1", "--json"])
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(moved.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((report["settled"] as? [String])?.count, 1, moved.stdout)
         XCTAssertEqual(try shardctl(["get", b, key]).stdout, value + "\n")
         assertError(try ShardctlProcess.run(["get", a, key]), mentioning: "moved to \(b)")
         XCTAssertEqual(try shards(a).first { $0["id"] as? Int == 0 }?["state"] as? String, "moved-to-\(b)")

@@ -384,7 +384,7 @@ public final class ShardEngine: @unchecked Sendable {
     func waitOut(_ fence: Fence) throws {
         guard fence.wait(timeout: options.fenceWaitSeconds) != nil else {
             throw ShardDBError(.migrationInProgress,
-                "range \(fence.range) is being migrated (migration \(fence.migrationID)); retry shortly")
+                "range \(fence.range) is being migrated (migration \(fence.migrationID)); retry shortly (a migration whose coordinator stopped after its fence leaves it so until 'shardctl migrate --resolve' settles it)")
         }
     }
 

@@ -108,6 +108,9 @@ public struct MigrationReport: Sendable, Codable {
     /// How long reads and writes of the range were held (fence to source commit).
     public var pauseMilliseconds: Double
     public var totalSeconds: Double
+    /// Migrations between the same two instances that a crash left unfinished,
+    /// settled before this one started (``MigrationCoordinator/resolveUnfinished(source:target:inDoubtOnly:)``'s lines).
+    public var settled: [String] = []
 }
 
 /// Runs the migration protocol between a source and a target (docs/MIGRATION.md):
@@ -143,12 +146,19 @@ public struct MigrationCoordinator: Sendable {
         let started = Date()
         var state = MigrationProgress(phase: .prepare, keysCopied: 0, bytesCopied: 0, changesApplied: 0, lag: 0, elapsedSeconds: 0)
         func report(_ phase: MigrationProgress.Phase) {
+            if phase != state.phase || phase == .prepare {
+                // The coordinator's own steps (the endpoints log theirs, in their processes).
+                logger.debug("migration step", metadata: [
+                    "step": "\(phase.rawValue)", "source": "\(source.peerAddress ?? "this process")",
+                    "keysCopied": "\(state.keysCopied)", "changesApplied": "\(state.changesApplied)"])
+            }
             state.phase = phase
             state.elapsedSeconds = Date().timeIntervalSince(started)
             progress(state)
         }
         report(.prepare)
-        _ = try await Self.resolveUnfinished(source: source, target: target)
+        let settled = try await Self.resolveUnfinished(source: source, target: target)
+        for line in settled { logger.notice("settled an unfinished migration first", metadata: ["migration": "\(line)"]) }
         let plan = try await makePlan(request)
         try await source.prepareOutgoing(plan)
         var targetCommitted = false
@@ -292,14 +302,16 @@ public struct MigrationCoordinator: Sendable {
                 keysCopied: state.keysCopied, bytesCopied: state.bytesCopied, changesApplied: state.changesApplied,
                 snapshotSequence: snapshotSequence, finalSequence: finalSequence, bulkTransfer: transfer,
                 bulkRoute: route, bulkSeconds: bulkSeconds, bulkWireBytes: route != nil ? wireBytes : nil,
-                catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started))
+                catchUpSeconds: catchUpSeconds, pauseMilliseconds: pause, totalSeconds: Date().timeIntervalSince(started),
+                settled: settled)
         } catch {
             if targetCommitted {
                 // The decision is made (the target owns the range): finish the source's side.
                 logger.error("source commit failed after the target committed; recovery will finish it",
                              metadata: ["id": "\(plan.id)", "error": "\(error)"])
-                try? await source.commitOutgoing(plan)
-                throw error
+                if (try? await source.commitOutgoing(plan)) != nil { throw error }
+                throw ShardDBError(.migrationInProgress,
+                    "migration \(plan.id) committed on the target, but the source did not record it (\(error)): the range stays fenced on the source until a resolve finishes the move once both instances are up (shardctl migrate --from \(plan.sourceLocation) --to \(plan.targetLocation) --resolve)")
             }
             // Roll back: the target first (so it can never commit later), then the source.
             do {
@@ -314,6 +326,10 @@ public struct MigrationCoordinator: Sendable {
                 }
                 logger.error("abort failed; the range stays fenced until a resolve (`shardctl migrate --resolve`) decides by the journals",
                              metadata: ["id": "\(plan.id)", "error": "\(abortError)"])
+                // Say so: the user otherwise sees only the first error, and the range
+                // answers "retry shortly" until someone resolves it.
+                throw ShardDBError(.migrationInProgress,
+                    "migration \(plan.id) failed (\(error)) and could not be rolled back (\(abortError)): it stays unfinished, its range perhaps fenced, until a resolve settles it once both instances are up (shardctl migrate --from \(plan.sourceLocation) --to \(plan.targetLocation) --resolve)")
             }
             throw error
         }

@@ -10,7 +10,9 @@ struct Migrate: AsyncParsableCommand {
             Both directories are opened here (neither may be open elsewhere). The migration copies a \
             snapshot, tails the source's changelog until caught up, then fences the range for a \
             moment, commits it on the target and records it as moved on the source (docs/MIGRATION.md). \
-            Migrations a crash left unfinished between the two instances are settled first.
+            Migrations a crash left unfinished between the two instances are settled first (printed as \
+            'settled first: ...', 'settled' in --json). A move that fails and cannot be rolled back \
+            (a peer down after the fence) says so; its range stays fenced until --resolve.
 
             --range takes key groups 'LO..HI' (half-open) under hash partitioning, and keys \
             'LO..HI' under range partitioning (an empty HI is unbounded). The range must sit at one \
@@ -114,6 +116,7 @@ struct Migrate: AsyncParsableCommand {
             if json {
                 printJSON(report, pretty: true)
             } else {
+                for line in report.settled { print("settled first: \(line)") }
                 print("migrated \(report.range) of shard \(report.sourceShard) to shard \(report.targetShard) of \(to)")
                 print(String(format: "copied %d keys (%@) as %@ in %.2f s, applied %d changes in %.2f s catch-up; write pause %.2f ms",
                              report.keysCopied, formatBytes(report.bytesCopied),
