@@ -249,6 +249,9 @@ final class BadInputCommandTests: ShardctlTestCase {
             // Past the bound, verification walked every key (a hang) and names wrapped.
             Case(["stress", fresh, "--keys", "9223372036854775807"], "--keys must be between 1 and 1000000"),
             Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "-5MB/s"], "is not like 200MB/s"),
+            // 10 B/s and megabits: a limit a thousand or eight times off what was meant
+            Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "10"], "give a unit"),
+            Case(["serve", inst, "--token-file", p("good-token"), "--rate-limit", "200mb/s"], "means bits"),
             Case(["migrate", "--from", inst, "--to", target, "--shard", "0", "--bulk-chunk-bytes", "-5"], status: 64, "--bulk-chunk-bytes must be positive"),
             // A value that starts with '-' is taken for an option: the error says how to pass it.
             Case(["put", inst, "k", "-5"], status: 64, "goes after '--'"),

@@ -1,7 +1,7 @@
 import Foundation
 import ShardDB
 
-/// A byte rate (`200MB/s`, `50MiB/s`, `1GB/s`, plain bytes per second).
+/// A byte rate (`200MB/s`, `50MiB/s`, `1GB/s`, `800B/s`).
 public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
     public var bytesPerSecond: Int
 
@@ -11,18 +11,23 @@ public struct ByteRate: Sendable, Equatable, CustomStringConvertible {
     /// The highest rate accepted: 1 PB/s, far past any link, far below `Int.max`.
     public static let maximum = 1e15
 
-    /// Parses `N[unit][/s]` with unit B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).
+    /// Parses `N unit[/s]` with unit B, kB (or KB), MB, GB (powers of 1000) or KiB,
+    /// MiB, GiB (powers of 1024). The unit is required and ends in a capital B:
+    /// a bare number (bytes? megabytes?) or a lowercase b (bits, by convention)
+    /// would be read a thousand or eight times off.
     ///
     /// - throws: `.invalidArgument` for anything else or a rate that is not positive.
     public init(parsing text: String) throws {
         var body = text.trimmingCharacters(in: .whitespaces)
         if body.lowercased().hasSuffix("/s") { body = String(body.dropLast(2)) }
         let digits = body.prefix { $0.isNumber || $0 == "." }
-        let unit = body.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
-        let scale: Double? = ["": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
-                              "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824][unit]
-        guard let number = Double(digits), let scale else {
-            throw ShardDBError(.invalidArgument, "rate '\(text)' is not like 200MB/s")
+        let unit = body.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        let scale: Double? = ["b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9,
+                              "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824][unit.lowercased()]
+        guard let number = Double(digits), let scale, unit.hasSuffix("B") else {
+            let hint = unit.isEmpty ? " (give a unit: B, kB, MB, GB, KiB, MiB or GiB)"
+                : unit.hasSuffix("b") ? " (a lowercase b means bits; bytes are B)" : ""
+            throw ShardDBError(.invalidArgument, "rate '\(text)' is not like 200MB/s\(hint)")
         }
         guard number * scale >= 1 else {
             throw ShardDBError(.invalidArgument, "rate '\(text)' must be at least 1 byte per second (leave the limit out for none)")
