@@ -54,6 +54,13 @@ final class TransportSecurityTests: XCTestCase {
                        "value-1-" + String(repeating: "x", count: 100))
         let cliGet = try Shardctl.run(["get", "--remote", server.address.description, "--token-file", workspace.tokenFile, "key-2"])
         XCTAssertEqual(cliGet.stdout, "value-2-" + String(repeating: "x", count: 100) + "\n", cliGet.stderr)
+        // delete --remote: refused with the wrong token, done with the right one.
+        let refusedDelete = try Shardctl.run(["delete", "--remote", server.address.description, "--token-file", wrongTokenFile, "key-2"])
+        XCTAssertEqual(refusedDelete.status, 2, refusedDelete.stdout)
+        let cliDelete = try Shardctl.run(["delete", "--remote", server.address.description, "--token-file", workspace.tokenFile, "key-2"])
+        XCTAssertEqual(cliDelete.status, 0, cliDelete.stderr)
+        let gone = try Shardctl.run(["get", "--remote", server.address.description, "--token-file", workspace.tokenFile, "key-2"])
+        XCTAssertEqual(gone.status, 1, "absent after the delete: \(gone.stdout)")
         await owner.close()
         XCTAssertEqual(server.terminate(), 0)
     }

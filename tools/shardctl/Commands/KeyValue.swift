@@ -141,17 +141,27 @@ struct KeyTargetOptions: ParsableArguments {
     }
 }
 
-struct Delete: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove a key (no error when it is absent).")
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove a key (no error when it is absent).",
+        discussion: """
+            Usage: delete DIR KEY, or delete --remote HOST:PORT --token-file F KEY for a live instance. \
+            Asking an instance to delete a key it gave away fails with the new owner's location.
+            """)
 
-    @OptionGroup var instance: InstanceOptions
-    @Argument(help: "The key.") var key: String
-    @Flag(help: "KEY is hex digits, two per byte: for binary bytes, or a key that scan and export show escaped.")
-    var hex = false
+    @OptionGroup var target: KeyTargetOptions
 
-    func run() throws {
-        let bytes = try failing { try KeyTargetOptions.bytes(key, "KEY", hex: hex) }
-        try instance.withEngine { try $0.delete(bytes) }
+    func validate() throws { try target.checkCount(["KEY"]) }
+
+    func run() async throws {
+        let (location, operands) = try failing { try target.split(expecting: ["KEY"]) }
+        let key = try failing { try target.bytes(operands[0], "KEY") }
+        switch location {
+        case .directory(let directory):
+            try target.instance(directory).withEngine { try $0.delete(key) }
+        case .remote(let remote):
+            try await target.withRemote(remote) { try await $0.delete(key) }
+        }
     }
 }
 
