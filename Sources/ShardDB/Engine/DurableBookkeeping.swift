@@ -86,10 +86,12 @@ extension ShardEngine {
     /// there and never sends (or asks for) it again. A log tail lost in a power
     /// loss is a suffix of the log, so a sync covers every earlier write too.
     ///
-    /// - throws: ``ShardDBError`` `.storage`.
+    /// - throws: ``ShardDBError`` `.storage`, or the write-failure latch's error
+    ///   (after a failed append, syncing the same log aborts the process in
+    ///   RocksDB 7.8: behind the latch, as ``prepareCutover(_:)``'s sync).
     func syncWAL(through sequence: UInt64) throws {
         guard walSyncedThrough.load(ordering: .acquiring) < sequence else { return }
-        try storage(path) {
+        try bookkeepingWrite {
             let written = try database.latestSequenceNumber()
             try FailurePoints.hit("migration.wal-sync")
             try database.flushWAL(sync: true)

@@ -46,7 +46,11 @@ public struct ShardDBError: Error, Sendable, Equatable, CustomStringConvertible 
         /// The engine was closed.
         case closed
         /// The key's range is in a migration cutover that did not finish in time
-        /// (or is in doubt after a crash); retry.
+        /// (or is in doubt after a crash); retry. From ``MigrationCoordinator/migrate(_:progress:)``:
+        /// the move failed and could not be rolled back or finished (a peer down);
+        /// it stays unfinished until ``MigrationCoordinator/resolveUnfinished(source:target:inDoubtOnly:)``
+        /// settles it: retrying the same move settles it first. From a restore with
+        /// a new instance id: the checkpoint holds an unfinished migration.
         case migrationInProgress
         /// A migration request that conflicts with the shard maps or with another migration.
         case migrationConflict

@@ -134,7 +134,9 @@ public struct MigrationCoordinator: Sendable {
     /// - throws: ``ShardDBError``: `.migrationConflict` for a plan the shard maps
     ///   refuse (range not owned by the source, already owned by the target,
     ///   source equal to target, overlapping migrations, mismatched partitioning),
-    ///   `.shardNotFound`, or the error that aborted it.
+    ///   `.shardNotFound`, `.migrationInProgress` when it failed and could not be
+    ///   rolled back or finished (a peer down: ``resolveUnfinished(source:target:inDoubtOnly:)``,
+    ///   or the next migrate between the two, settles it), or the error that aborted it.
     public func migrate(_ request: MigrationRequest,
                         progress: @escaping @Sendable (MigrationProgress) -> Void = { _ in }) async throws -> MigrationReport {
         if let id = request.id { try MigrationPlan.checkID(id) }
@@ -311,7 +313,7 @@ public struct MigrationCoordinator: Sendable {
                              metadata: ["id": "\(plan.id)", "error": "\(error)"])
                 if (try? await source.commitOutgoing(plan)) != nil { throw error }
                 throw ShardDBError(.migrationInProgress,
-                    "migration \(plan.id) committed on the target, but the source did not record it (\(error)): the range stays fenced on the source until a resolve finishes the move once both instances are up (shardctl migrate --from \(plan.sourceLocation) --to \(plan.targetLocation) --resolve)")
+                    "migration \(plan.id) committed on the target, but its source side could not be finished (\(error)): if the source did not record the move, the range stays fenced there until a resolve finishes it once both instances are up (shardctl migrate --from \(plan.sourceLocation) --to \(plan.targetLocation) --resolve)")
             }
             // Roll back: the target first (so it can never commit later), then the source.
             do {

@@ -187,6 +187,10 @@ extension ShardEngine: MigrationSource {
         }
         return try migrationRuntime.snapshot(plan.id) {
             let snapshot = try storage(path) { try database.snapshot() }
+            // What it reads may go to a target in another process, which keeps it:
+            // durable first, or a second power loss here could take back writes
+            // the target then holds (and give their sequence numbers to new ones).
+            try syncWAL(through: snapshot.sequenceNumber)
             logger.info("bulk copy resumes from a new snapshot (the source restarted)",
                         metadata: ["id": "\(plan.id)", "first": "\(first)", "now": "\(snapshot.sequenceNumber)"])
             return snapshot
