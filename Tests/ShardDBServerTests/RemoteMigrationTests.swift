@@ -212,17 +212,8 @@ final class RemoteMigrationTests: XCTestCase {
     /// `powerLoss`: the victim also loses what it had not synced (both serve with `--sync`).
     private func assertBulkSurvivesRestart(of side: String, at failpoint: String, powerLoss library: String? = nil) async throws {
         let workspace = try Workspace(side == "source" ? "SourceRestart" : "TargetRestart")
-        let sourceDirectory = try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400)
-        let targetDirectory = try workspace.makeEmpty("b")
-        let victimDirectory = side == "source" ? sourceDirectory : targetDirectory
-        let record = workspace.path("powerloss.log")
-        let filesBefore = try PowerLoss.sizes(below: victimDirectory)
-        let preload = library.map { ["LD_PRELOAD": $0, "POWERLOSS_LOG": record, "POWERLOSS_ROOT": victimDirectory] } ?? [:]
-        let extra = library == nil ? [] : ["--sync"]
-        let a = try ServeProcess(directory: sourceDirectory, tokenFile: workspace.tokenFile, failpoints: side == "source" ? failpoint : nil,
-                                 extra: extra, environment: side == "source" ? preload : [:])
-        let b = try ServeProcess(directory: targetDirectory, tokenFile: workspace.tokenFile, failpoints: side == "target" ? failpoint : nil,
-                                 extra: extra, environment: side == "target" ? preload : [:])
+        let pair = try VictimPair(workspace, side: side, failpoints: failpoint, powerLoss: library)
+        let (a, b) = (pair.a, pair.b)
         let client = RoutingClient(workspace: workspace, peers: [a.address, b.address])
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
@@ -231,13 +222,9 @@ final class RemoteMigrationTests: XCTestCase {
                               "--token-file", workspace.tokenFile, "--retry-seconds", "30", "--bulk-chunk-bytes", "65536",
                               "--bulk-transfer", "entries", "--json"])
         }
-        let victim = side == "source" ? a : b
-        XCTAssertTrue(victim.waitForExit(timeout: 20), "the failure point did not fire")
-        if library != nil {
-            let loss = try PowerLoss.apply(log: record, filesBefore: filesBefore, below: victimDirectory)
-            XCTAssertGreaterThan(loss.files, 0, "the power loss cut nothing (is the library loaded?)")
-        }
-        try victim.restart()
+        XCTAssertTrue(pair.victim.waitForExit(timeout: 20), "the failure point did not fire")
+        try pair.losePower()
+        try pair.victim.restart()
         let result = try await migrate.value
         XCTAssertEqual(result.status, 0, result.stderr)
         let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
@@ -354,17 +341,8 @@ final class RemoteMigrationTests: XCTestCase {
         // "name@N" means the N-th hit: SHARDDB_FAILPOINTS spells it name=kill@N.
         let parts = point.split(separator: "@")
         let spec = parts.count == 2 ? "\(parts[0])=kill@\(parts[1])" : "\(point)=kill"
-        let sourceDirectory = try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400)
-        let targetDirectory = try workspace.makeEmpty("b")
-        let victimDirectory = side == "source" ? sourceDirectory : targetDirectory
-        let record = workspace.path("powerloss.log")
-        let filesBefore = try PowerLoss.sizes(below: victimDirectory)
-        let preload = library.map { ["LD_PRELOAD": $0, "POWERLOSS_LOG": record, "POWERLOSS_ROOT": victimDirectory] } ?? [:]
-        let extra = library == nil ? [] : ["--sync"]
-        let a = try ServeProcess(directory: sourceDirectory, tokenFile: workspace.tokenFile, failpoints: side == "source" ? spec : nil,
-                                 extra: extra, environment: side == "source" ? preload : [:])
-        let b = try ServeProcess(directory: targetDirectory, tokenFile: workspace.tokenFile, failpoints: side == "target" ? spec : nil,
-                                 extra: extra, environment: side == "target" ? preload : [:])
+        let pair = try VictimPair(workspace, side: side, failpoints: spec, powerLoss: library)
+        let (a, b) = (pair.a, pair.b)
         let client = RoutingClient(workspace: workspace)
         let writer = startWriter(client, via: a.address)
         try await Task.sleep(for: .milliseconds(100))
@@ -374,19 +352,15 @@ final class RemoteMigrationTests: XCTestCase {
             + (point.contains("bulk-chunk") ? ["--bulk-transfer", "entries"] : [])
         // Small chunks so the bulk phase has several.
         let first = try await shardctl(migrate + ["--json"])
-        let victim = side == "source" ? a : b
-        XCTAssertTrue(victim.waitForExit(timeout: 10), "\(point) did not fire")
+        XCTAssertTrue(pair.victim.waitForExit(timeout: 10), "\(point) did not fire")
         writer.cancel()
         _ = await writer.value
         XCTAssertNotEqual(first.status, 0, "\(point): migrate should fail when \(side) dies: \(first.stdout)")
         // It could not roll back either (the peer is down): it names the way out.
         XCTAssertTrue(first.stderr.contains("--resolve"), "\(point): \(first.stderr)")
-        if library != nil {
-            let loss = try PowerLoss.apply(log: record, filesBefore: filesBefore, below: victimDirectory)
-            XCTAssertGreaterThan(loss.files, 0, "\(point): the power loss cut nothing (is the library loaded?)")
-        }
+        try pair.losePower()
 
-        try victim.restart()
+        try pair.victim.restart()
         // Dial the restarted peer afresh: a channel to the dead process sits in gRPC's
         // reconnect backoff and fails calls at once ("transient failure") for a while.
         await client.close()
@@ -418,6 +392,43 @@ final class RemoteMigrationTests: XCTestCase {
         await target.close()
         a.terminate()
         b.terminate()
+    }
+}
+
+/// A source `a` (two shards, 8000 keys of 400 bytes) and an empty target `b`,
+/// served; `side`'s server is the victim, with `failpoints` armed and, given the
+/// power-loss library, its syncs recorded (both then serve with `--sync`).
+struct VictimPair {
+    let a: ServeProcess
+    let b: ServeProcess
+    let victim: ServeProcess
+    private let victimDirectory: String
+    private let record: String
+    private let filesBefore: [String: Int]
+    private let powerLoss: Bool
+
+    init(_ workspace: Workspace, side: String, failpoints: String, powerLoss library: String?) throws {
+        let sourceDirectory = try workspace.makeInstance("a", shards: 2, keys: 8000, valueSize: 400)
+        let targetDirectory = try workspace.makeEmpty("b")
+        let victimDirectory = side == "source" ? sourceDirectory : targetDirectory, record = workspace.path("powerloss.log")
+        self.victimDirectory = victimDirectory
+        self.record = record
+        filesBefore = try PowerLoss.sizes(below: victimDirectory)
+        powerLoss = library != nil
+        let preload = library.map { ["LD_PRELOAD": $0, "POWERLOSS_LOG": record, "POWERLOSS_ROOT": victimDirectory] } ?? [:]
+        let extra = library == nil ? [] : ["--sync"]
+        a = try ServeProcess(directory: sourceDirectory, tokenFile: workspace.tokenFile, failpoints: side == "source" ? failpoints : nil,
+                             extra: extra, environment: side == "source" ? preload : [:])
+        b = try ServeProcess(directory: targetDirectory, tokenFile: workspace.tokenFile, failpoints: side == "target" ? failpoints : nil,
+                             extra: extra, environment: side == "target" ? preload : [:])
+        victim = side == "source" ? a : b
+    }
+
+    /// With the library: cuts the dead victim's files back to what it synced.
+    func losePower(file: StaticString = #filePath, line: UInt = #line) throws {
+        guard powerLoss else { return }
+        let loss = try PowerLoss.apply(log: record, filesBefore: filesBefore, below: victimDirectory)
+        XCTAssertGreaterThan(loss.files, 0, "the power loss cut nothing (is the library loaded?)", file: file, line: line)
     }
 }
 

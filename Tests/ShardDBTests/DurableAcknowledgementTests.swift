@@ -24,17 +24,9 @@ final class DurableAcknowledgementTests: XCTestCase {
         var request = MigrationRequest(shard: 0, id: "durable")
         request.bulkTransfer = .entries
         let plan = try await MigrationCoordinator(source: source, target: target).makePlan(request)
-        try source.prepareOutgoing(plan)
-        let snapshot = try source.openBulk(plan)
-        _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
-        var after: [UInt8]?
-        while true {
-            let chunk = try source.readBulk(plan, after: after, maxBytes: 2048)
-            try target.applyBulk(plan, [chunk], durable: true)
+        let snapshot = try copyBulkByHand(plan, from: source, to: target, chunkBytes: 2048, durable: true) {
             // Each chunk went through the log: synced before the call returned.
             XCTAssertGreaterThanOrEqual(target.walSyncedThrough.load(ordering: .acquiring), try target.latestSequenceNumber())
-            after = chunk.lastKey ?? after
-            if chunk.done { break }
         }
         for i in 0..<300 { try source.put("key-\(i)", "w\(i)") }
         return (source, target, plan, snapshot)

@@ -35,16 +35,7 @@ final class OverlappingCallsTests: XCTestCase {
         let target = try ShardEngine.create(at: dir.path("target"), shards: 0, options: .testing())
         for i in 0..<100 { try source.put("key-\(i)", "bulk-\(i)") }
         let plan = try await MigrationCoordinator(source: source, target: target).makePlan(MigrationRequest(shard: 0, id: "overlap"))
-        try source.prepareOutgoing(plan)
-        let snapshot = try source.openBulk(plan)
-        _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
-        var after: [UInt8]?
-        while true {
-            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
-            try target.applyBulk(plan, chunk)
-            after = chunk.lastKey
-            if chunk.done { break }
-        }
+        let snapshot = try copyBulkByHand(plan, from: source, to: target)
         return (source, target, plan, snapshot)
     }
 

@@ -107,6 +107,26 @@ extension XCTestCase {
     }
 }
 
+/// Drives `plan` by hand up to its catch-up: prepared on both sides, the bulk
+/// snapshot taken, every bulk chunk of up to `chunkBytes` read and applied
+/// (`durable` as a server applies them; `applied` runs after each).
+///
+/// - returns: the bulk snapshot's sequence number.
+func copyBulkByHand(_ plan: MigrationPlan, from source: ShardEngine, to target: ShardEngine, chunkBytes: Int = 1 << 20,
+                    durable: Bool = false, applied: () throws -> Void = {}) throws -> UInt64 {
+    try source.prepareOutgoing(plan)
+    let snapshot = try source.openBulk(plan)
+    _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
+    var after: [UInt8]?
+    while true {
+        let chunk = try source.readBulk(plan, after: after, maxBytes: chunkBytes)
+        try target.applyBulk(plan, [chunk], durable: durable)
+        try applied()
+        after = chunk.lastKey ?? after
+        if chunk.done { return snapshot }
+    }
+}
+
 /// A stop flag for a worker thread, and a way to wait until the worker saw it and finished.
 final class ManagedAtomicFlag: @unchecked Sendable {
     private let condition = NSCondition()

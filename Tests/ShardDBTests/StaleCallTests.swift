@@ -36,16 +36,7 @@ final class StaleCallTests: XCTestCase {
         var merge = MigrationRequest(shard: 0, mergeInto: 1, id: "stale")
         merge.bulkTransfer = .entries
         let plan = try await MigrationCoordinator(source: source, target: target).makePlan(merge)
-        try source.prepareOutgoing(plan)
-        let snapshot = try source.openBulk(plan)
-        _ = try target.prepareIncoming(plan, snapshotSequence: snapshot)
-        var after: [UInt8]?
-        while true {
-            let chunk = try source.readBulk(plan, after: after, maxBytes: 1 << 20)
-            try target.applyBulk(plan, chunk)
-            after = chunk.lastKey ?? after
-            if chunk.done { break }
-        }
+        let snapshot = try copyBulkByHand(plan, from: source, to: target)
         guard case .keyGroups(let moving) = plan.range else { return XCTFail("hash partitioning expected") }
         let key = try XCTUnwrap((0..<400).map { "key-\($0)" }.first { moving.contains(source.keyGroup(of: $0)!) })
         try source.put(key, "changed")

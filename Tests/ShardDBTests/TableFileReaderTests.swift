@@ -6,15 +6,21 @@ import XCTest
 /// The reader a relaying coordinator sends table files with: pieces in order
 /// and whole, from any byte, and a file shorter than exported refused.
 final class TableFileReaderTests: XCTestCase {
-    func testPiecesComeInOrderWholeAndAShortFileIsRefused() async throws {
-        let dir = TemporaryDirectory()
+    /// A one-shard source with its shard exported as table files for `plan`.
+    private func exportedShard(_ dir: TemporaryDirectory) async throws -> (ShardEngine, ShardEngine, MigrationPlan, [TableFile]) {
         let (source, target, plan) = try await preparedMigration(in: dir, shards: 1, keys: 3000) {
             String(repeating: "v", count: 200) + "\($0)"
         }
-        defer { source.close(); target.close() }
         _ = try source.openBulk(plan)
         let files = try XCTUnwrap(try source.exportTableFiles(plan))
         XCTAssertFalse(files.isEmpty)
+        return (source, target, plan, files)
+    }
+
+    func testPiecesComeInOrderWholeAndAShortFileIsRefused() async throws {
+        let dir = TemporaryDirectory()
+        let (source, target, plan, files) = try await exportedShard(dir)
+        defer { source.close(); target.close() }
 
         // Small pieces: many reads.
         let reader = TableFileReader(source: source, plan: plan, files: files, from: 0, maxBytes: 4096)
@@ -55,12 +61,8 @@ final class TableFileReaderTests: XCTestCase {
     /// checksum) arrives as its compressed bytes, and was written as the file's.
     func testAShortPieceInsideAFileIsRefused() async throws {
         let dir = TemporaryDirectory()
-        let (source, target, plan) = try await preparedMigration(in: dir, shards: 1, keys: 3000) {
-            String(repeating: "v", count: 200) + "\($0)"
-        }
+        let (source, target, plan, files) = try await exportedShard(dir)
         defer { source.close(); target.close() }
-        _ = try source.openBulk(plan)
-        let files = try XCTUnwrap(try source.exportTableFiles(plan))
         XCTAssertGreaterThan(files[0].size, 3 * 4096)
         let reader = TableFileReader(source: ShortSecondPiece(base: source), plan: plan, files: files, from: 0, maxBytes: 4096)
         let first = try await reader.next()
