@@ -163,7 +163,7 @@ extension ShardEngine {
     ///
     /// - throws: ``ShardDBError`` `.migrationInProgress` when the journal holds an
     ///   unfinished migration (its plan names the old id, and its peer knows only
-    ///   that one); `.storage`.
+    ///   that one); `.corruptedMetadata`; `.storage`.
     func assignNewInstanceID() throws -> String {
         let unfinished = try migrationJournal().filter(\.isUnfinished)
         guard unfinished.isEmpty else {
@@ -172,16 +172,12 @@ extension ShardEngine {
                 "the checkpoint holds \(unfinished.count) unfinished migration(s) of instance \(instanceID): \(named); "
                     + "their peers know it by that id, so it cannot take a new one (restore without a new id, and do not run the copy beside the original)")
         }
-        let key = Array(MetadataKey.instance.utf8)
-        guard let bytes = try storage(path, { try database.get(key, in: metadata) }) else {
-            throw ShardDBError(.corruptedMetadata, "\(path): corrupted metadata: record '\(MetadataKey.instance)' is missing")
-        }
-        var record = try Self.decodeMeta(InstanceRecord.self, bytes, key: MetadataKey.instance, path: path)
+        var record = try storage(path) { try Self.loadMetadata(database: database, meta: metadata, path: path) }.instance
         repeat { record.id = Self.randomInstanceID() } while record.id == instanceID
         let batch = WriteBatch()
-        try batch.put(key, MetadataCoding.encode(record), in: metadata)
+        try batch.put(Array(MetadataKey.instance.utf8), MetadataCoding.encode(record), in: metadata)
         try FailurePoints.hit("checkpoint.restore.new-instance-id")
-        try storage(path) { try database.write(batch, options: WriteOptions(sync: true)) }
+        try durableWrite(batch)
         logger.debug("gave the restored instance a new id", metadata: ["path": "\(path)", "old": "\(instanceID)", "new": "\(record.id)"])
         return record.id
     }

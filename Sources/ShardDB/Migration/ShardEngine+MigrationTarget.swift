@@ -120,7 +120,7 @@ extension ShardEngine: MigrationTarget {
 
     /// RocksDB's largest sequence number (`kMaxSequenceNumber`, 2^56 - 1): a peer's
     /// snapshot or change sequence past it is malformed.
-    static let maxSequence: UInt64 = (1 << 56) - 1
+    public static let maxSequence: UInt64 = (1 << 56) - 1
 
     /// The column family that receives the range: a new shard's (created here,
     /// invisible until commit) or the merge target's (the range lies outside
@@ -439,7 +439,7 @@ extension ShardEngine: MigrationTarget {
                 throw ShardDBError(.migrationConflict, "migration \(plan.id): the bulk copy is done here; a chunk past its end is refused")
             }
             // (Applied by an earlier call, whose write may not be synced yet.)
-            return try storage(path) { try database.latestSequenceNumber() }
+            return try latestSequenceNumber()
         }
         let family = try stagingFamily(for: plan, create: false)
         let overlapFamily = try self.overlapFamily(for: plan, create: false)
@@ -479,7 +479,7 @@ extension ShardEngine: MigrationTarget {
         let throughLog = batch.count > 1  // (entries besides the progress record)
         try guardedWrite(bytes: batch.byteSize) { try database.write(batch) }
         try FailurePoints.hit("migration.target.bulk-chunk")
-        return throughLog || last.done ? try storage(path) { try database.latestSequenceNumber() } : nil
+        return throughLog || last.done ? try latestSequenceNumber() : nil
     }
 
     /// Writes the entries of `chunks` (sorted stored keys, chunk after chunk) that
@@ -620,7 +620,7 @@ extension ShardEngine: MigrationTarget {
         }
         try guardedWrite(bytes: batch.byteSize) { try database.write(batch) }
         try FailurePoints.hit("migration.target.changes")
-        return try storage(path) { try database.latestSequenceNumber() }
+        return try latestSequenceNumber()
     }
 
     public func commitIncoming(_ plan: MigrationPlan, finalSequence: UInt64) throws {

@@ -282,9 +282,6 @@ extension WireChangeRecord {
         userKeyOffset = UInt32(record.storedKey.count - record.key.count)
     }
 
-    /// RocksDB's largest sequence number (`kMaxSequenceNumber`).
-    static let largestSequence: UInt64 = (1 << 56) - 1
-
     func decoded() throws -> ChangeRecord {
         let op: ChangeRecord.Operation
         switch operation {
@@ -297,7 +294,7 @@ extension WireChangeRecord {
         }
         // RocksDB's sequences end at 2^56 - 1: a larger one (UInt64.max) would overflow
         // the coordinator's "next sequence after this record".
-        guard sequence <= Self.largestSequence else { throw malformed("change sequence \(sequence) past RocksDB's largest") }
+        guard sequence <= ShardEngine.maxSequence else { throw malformed("change sequence \(sequence) past RocksDB's largest") }
         let stored = [UInt8](storedKey)
         guard Int(userKeyOffset) <= stored.count else { throw malformed("user key offset past the stored key") }
         let value: [UInt8]? = hasValue ? [UInt8](self.value) : nil
